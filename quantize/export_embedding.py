@@ -1,0 +1,130 @@
+"""Export a sentence-transformers embedding model to OpenVINO and register it.
+
+The serving side embeds with ``openvino_genai.TextEmbeddingPipeline``, which
+needs the pooling, normalisation and max length the model was trained with;
+we read them from the sentence-transformers folder and record them in the
+manifest. Setting max_length matters: left unset, long chunks are embedded
+untruncated - slower, and far from what the model was trained on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from quantize.export_llm import _tool_versions
+from quantize.sources import Source
+from quantize.staging import StagingArea
+from webapp.errors import UserError
+from webapp.registry import ModelEntry, folder_size, load_entry, sha256_file, write_manifest
+
+log = logging.getLogger(__name__)
+
+MIN_MEAN_COSINE = 0.999  # fp32 IR vs torch; measured 0.99998 mean for MiniLM (docs/quantization.md)
+
+
+def sentence_transformer_settings(folder: Path) -> dict[str, Any]:
+    """Pooling, normalisation and max length from a sentence-transformers folder (with defaults)."""
+    pooling, normalize, max_length = "mean", False, 512
+    pool_cfg = folder / "1_Pooling" / "config.json"
+    if pool_cfg.is_file():
+        cfg = json.loads(pool_cfg.read_text())
+        if cfg.get("pooling_mode_cls_token"):
+            pooling = "cls"
+    modules = folder / "modules.json"
+    if modules.is_file():
+        normalize = any("Normalize" in m.get("type", "") for m in json.loads(modules.read_text()))
+    st_cfg = folder / "sentence_bert_config.json"
+    if st_cfg.is_file():
+        max_length = int(json.loads(st_cfg.read_text()).get("max_seq_length", max_length))
+    return {"pooling": pooling, "normalize": normalize, "max_length": max_length}
+
+
+def _reference_embeddings(folder: Path, texts: list[str], settings: dict[str, Any]):
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(folder)
+    model = AutoModel.from_pretrained(folder, dtype=torch.float32).eval()
+    batch = tok(texts, padding=True, truncation=True, max_length=settings["max_length"], return_tensors="pt")
+    with torch.no_grad():
+        hidden = model(**batch).last_hidden_state
+    if settings["pooling"] == "cls":
+        emb = hidden[:, 0]
+    else:
+        mask = batch["attention_mask"].unsqueeze(-1).float()
+        emb = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+    if settings["normalize"]:
+        emb = torch.nn.functional.normalize(emb, dim=-1)
+    return emb.numpy()
+
+
+def _openvino_embeddings(folder: Path, texts: list[str], settings: dict[str, Any]):
+    import numpy as np
+    import openvino_genai as ov_genai
+
+    cfg = ov_genai.TextEmbeddingPipeline.Config()
+    cfg.pooling_type = (ov_genai.TextEmbeddingPipeline.PoolingType.CLS if settings["pooling"] == "cls"
+                        else ov_genai.TextEmbeddingPipeline.PoolingType.MEAN)
+    cfg.normalize = settings["normalize"]
+    cfg.max_length = settings["max_length"]
+    pipe = ov_genai.TextEmbeddingPipeline(str(folder), "CPU", cfg)
+    return np.asarray(pipe.embed_documents(texts), dtype=np.float32)
+
+
+def export_embedding(source: Source, models_dir: Path, name: str | None = None, int8: bool = False,
+                     overwrite: bool = False, step: Callable[[str], None] = log.info) -> ModelEntry:
+    import numpy as np
+    from optimum.exporters.openvino import main_export
+    from optimum.intel import OVConfig, OVWeightQuantizationConfig
+
+    from quantize.checks import QUALITY_EVAL_TEXT, ExportCheckFailed
+
+    if source.kind != "hf-folder":
+        raise UserError("Embedding models must be a Hugging Face / sentence-transformers folder, not a GGUF file.")
+    name = name or source.path.name.lower() + ("-int8" if int8 else "")
+    target = Path(models_dir) / name
+    if target.exists() and not overwrite:
+        raise UserError(f"A model named {name} is already registered; pass --overwrite to replace it.")
+    settings = sentence_transformer_settings(source.path)
+    started = time.monotonic()
+    with StagingArea(models_dir, name) as stage:
+        step(f"[1/3] exporting {source.path.name} to OpenVINO ({'int8' if int8 else 'fp32'} weights)")
+        ov_config = OVConfig(quantization_config=OVWeightQuantizationConfig(bits=8)) if int8 else None
+        main_export(str(source.path), stage.out, task="feature-extraction", convert_tokenizer=True,
+                    ov_config=ov_config)
+        step("[2/3] comparing embeddings with the torch original")
+        texts = [s.strip() + "." for s in QUALITY_EVAL_TEXT.replace("\n", " ").split(". ") if s.strip()]
+        ref = _reference_embeddings(source.path, texts, settings)
+        got = _openvino_embeddings(stage.out, texts, settings)
+        cos = (ref * got).sum(1) / (np.linalg.norm(ref, axis=1) * np.linalg.norm(got, axis=1))
+        bound = 0.99 if int8 else MIN_MEAN_COSINE
+        quality = {"method": "cosine similarity vs transformers on the sentences of quality_eval.txt",
+                   "sentences": len(texts), "mean_cosine": round(float(cos.mean()), 6),
+                   "min_cosine": round(float(cos.min()), 6), "bound_mean_cosine": bound,
+                   "passed": bool(cos.mean() >= bound)}
+        if not quality["passed"]:
+            raise ExportCheckFailed(
+                f"The exported embedding model disagrees with the original (mean cosine {cos.mean():.4f}, "
+                f"need {bound}); the export was not registered.")
+        step("[3/3] registering")
+        files = {p.name: sha256_file(p) for p in sorted(stage.out.iterdir()) if p.is_file()}
+        write_manifest(stage.out, {
+            "name": name, "kind": "embedding",
+            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "source": {"type": source.kind, "uri": source.uri, "sha256": source.fingerprint()},
+            "weights": {"format": "int8" if int8 else "fp32"},
+            "tools": _tool_versions(),
+            "embedding": {**settings, "dimension": int(got.shape[1])},
+            "context_length": settings["max_length"],
+            "size_bytes": folder_size(stage.out),
+            "export_seconds": round(time.monotonic() - started, 1),
+            "files": files,
+            "quality": quality,
+        })
+        stage.commit(target)
+    return load_entry(target)

@@ -1,0 +1,111 @@
+"""Shared fixtures. Model-backed fixtures use the real registry built by `make models`."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = ROOT.parent / "shared" / "corpus"
+DEFAULT_LLM = "smollm2-135m-instruct-int4"
+
+
+def models_dir() -> Path:
+    return Path(os.environ.get("DOCCHAT_TEST_MODELS_DIR", ROOT / "models"))
+
+
+@pytest.fixture(scope="session")
+def registry_dir() -> Path:
+    path = models_dir()
+    if not (path / DEFAULT_LLM / "manifest.json").is_file():
+        pytest.fail(f"the default model is not built in {path}; run `make models` (make test does it)")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _gradio_temp(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
+    monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
+
+
+@pytest.fixture(scope="session")
+def settings_factory(registry_dir, tmp_path_factory):
+    from webapp.settings import Settings
+
+    def make(**overrides):
+        base = dict(models_dir=registry_dir, data_dir=tmp_path_factory.mktemp("data"), max_new_tokens=128)
+        base.update(overrides)
+        return Settings(**base)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def services(settings_factory):
+    """One set of services with the int4 model loaded, shared by the model-backed tests."""
+    from webapp.services import build_services
+
+    svc = build_services(settings_factory())
+    svc.catalog.get(DEFAULT_LLM)
+    yield svc
+    svc.close()
+
+
+@pytest.fixture(scope="session")
+def backend(services):
+    return services.catalog.get(DEFAULT_LLM)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float = 120.0, status: int = 200) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            r = httpx.get(url, timeout=2)
+            if r.status_code == status:
+                return
+            last = r.status_code
+        except httpx.HTTPError as exc:
+            last = exc
+        time.sleep(0.5)
+    raise TimeoutError(f"{url} not {status} after {timeout}s (last: {last})")
+
+
+@pytest.fixture(scope="session")
+def live_server(registry_dir, tmp_path_factory):
+    """The real app in its own process, as `python -m webapp serve` runs it."""
+    port = free_port()
+    data = tmp_path_factory.mktemp("server-data")
+    log_path = data / "server.log"
+    env = {**os.environ, "DOCCHAT_MAX_NEW_TOKENS": "96", "GRADIO_ANALYTICS_ENABLED": "False"}
+    with open(log_path, "w") as log_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "webapp", "--models-dir", str(registry_dir), "--data-dir", str(data),
+             "serve", "--port", str(port)],
+            cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(base + "/readyz", timeout=180)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        if proc.returncode not in (0, -15, None):
+            print(log_path.read_text()[-4000:])

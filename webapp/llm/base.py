@@ -1,0 +1,114 @@
+"""The one interface every generation backend implements, and the timing around it.
+
+A backend turns a list of chat messages into a stream of ``TextDelta`` events
+followed by exactly one ``Finished`` event. ``ChatStream`` wraps that stream and
+measures time to first token and duration itself, so every backend (local
+OpenVINO, a remote OpenAI-compatible server) is timed the same way - the chat
+UI and the benchmarks read the same numbers.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Iterator, Protocol, Sequence, Union
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    role: str  # "system" | "user" | "assistant"
+    content: str
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    max_new_tokens: int = 512
+    temperature: float = 0.0  # 0 means greedy decoding
+    top_p: float = 0.95
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True)
+class Finished:
+    reason: str  # "stop" | "length" | "cancelled"
+    prompt_tokens: int
+    completion_tokens: int
+
+
+StreamEvent = Union[TextDelta, Finished]
+
+
+class CancelToken:
+    """Set by whoever wants the answer stopped (Stop button, closed tab); read by the backend."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+
+class ChatBackend(Protocol):
+    """A loaded model that can stream chat answers."""
+
+    name: str
+    context_length: int
+
+    def stream(self, messages: Sequence[ChatMessage], params: GenerationParams,
+               cancel: CancelToken) -> Iterator[StreamEvent]:
+        """Yield TextDelta events then one Finished. Raise UserError for problems the user can fix."""
+        ...
+
+    def close(self) -> None:
+        ...
+
+
+@dataclass
+class StreamStats:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: str = ""
+    ttft_s: float | None = None
+    total_s: float = 0.0
+
+    @property
+    def tpot_s(self) -> float | None:
+        """Mean time per output token after the first."""
+        if self.ttft_s is None or self.completion_tokens < 2:
+            return None
+        return (self.total_s - self.ttft_s) / (self.completion_tokens - 1)
+
+    @property
+    def decode_tok_s(self) -> float | None:
+        tpot = self.tpot_s
+        return 1.0 / tpot if tpot else None
+
+
+@dataclass
+class ChatStream:
+    """Iterate for text pieces; ``stats`` is complete once iteration ends."""
+
+    events: Iterator[StreamEvent]
+    stats: StreamStats = field(default_factory=StreamStats)
+
+    def __iter__(self) -> Iterator[str]:
+        start = time.perf_counter()
+        for event in self.events:
+            if isinstance(event, TextDelta):
+                if self.stats.ttft_s is None:
+                    self.stats.ttft_s = time.perf_counter() - start
+                yield event.text
+            elif isinstance(event, Finished):
+                self.stats.finish_reason = event.reason
+                self.stats.prompt_tokens = event.prompt_tokens
+                self.stats.completion_tokens = event.completion_tokens
+        self.stats.total_s = time.perf_counter() - start

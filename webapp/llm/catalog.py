@@ -1,0 +1,134 @@
+"""Which models can be chatted with, and the loaded backends for them.
+
+Models come from the registry folder (rescanned on demand, so a model exported
+while the app runs appears after "refresh"). Backends load lazily on first use
+and at most ``max_loaded_models`` stay in memory; the least recently used one
+is closed when another is needed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from webapp.errors import ModelNotAvailable, RegistryError, UserError
+from webapp.llm.base import ChatBackend
+from webapp.llm.openvino_engine import EngineOptions
+from webapp.registry import RegistryScan, scan
+from webapp.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    name: str
+    label: str
+
+
+class ModelCatalog:
+    def __init__(self, settings: Settings):
+        self._settings = settings
+        self._lock = threading.Lock()  # guards _loaded and _scan
+        self._load_locks: dict[str, threading.Lock] = {}
+        self._loaded: "OrderedDict[str, ChatBackend]" = OrderedDict()
+        self._scan: RegistryScan | None = None
+        self._scan_error: str | None = None
+        self._load_errors: dict[str, str] = {}
+        self.refresh()
+
+    @property
+    def engine_options(self) -> EngineOptions:
+        s = self._settings
+        return EngineOptions(device=s.device, kv_cache_gb=s.kv_cache_gb, max_num_seqs=s.max_num_seqs,
+                             max_num_batched_tokens=s.max_num_batched_tokens, num_threads=s.num_threads)
+
+    def refresh(self) -> None:
+        try:
+            result = scan(self._settings.models_dir)
+            error = None
+        except RegistryError as exc:
+            log.error("model registry unusable: %s", exc.user_message)
+            result, error = None, exc.user_message
+        with self._lock:
+            self._scan, self._scan_error = result, error
+
+    def problems(self) -> list[str]:
+        with self._lock:
+            if self._scan_error:
+                return [self._scan_error]
+            return list(self._scan.problems) if self._scan else []
+
+    def choices(self) -> list[ModelChoice]:
+        with self._lock:
+            entries = self._scan.llms() if self._scan else []
+        return [ModelChoice(e.name, e.label) for e in entries]
+
+    def default_choice(self) -> str | None:
+        names = [c.name for c in self.choices()]
+        if self._settings.default_model in names:
+            return self._settings.default_model
+        return names[0] if names else None
+
+    def is_loaded(self, name: str) -> bool:
+        with self._lock:
+            return name in self._loaded
+
+    def load_error(self, name: str) -> str | None:
+        return self._load_errors.get(name)
+
+    def get(self, name: str | None) -> ChatBackend:
+        """The loaded backend for ``name``, loading it (seconds) if needed."""
+        if not name:
+            raise ModelNotAvailable("No model is selected; pick one in the model list.")
+        with self._lock:
+            backend = self._loaded.get(name)
+            if backend is not None:
+                self._loaded.move_to_end(name)
+                return backend
+            entry = self._scan.get(name) if self._scan else None
+            load_lock = self._load_locks.setdefault(name, threading.Lock())
+        if entry is None or entry.kind != "llm":
+            reason = self._scan_error or f"The model {name!r} is not in the registry ({self._settings.models_dir})."
+            raise ModelNotAvailable(reason)
+        with load_lock:  # two users picking the same model load it once
+            with self._lock:
+                if name in self._loaded:
+                    return self._loaded[name]
+            backend = self._load(entry)
+            with self._lock:
+                self._loaded[name] = backend
+                evicted = []
+                while len(self._loaded) > self._settings.max_loaded_models:
+                    evicted.append(self._loaded.popitem(last=False)[1])
+            for old in evicted:
+                log.info("unloading %s to make room", old.name)
+                old.close()
+            return backend
+
+    def _load(self, entry) -> ChatBackend:
+        from webapp.llm.openvino_local import OpenVINOLocalBackend
+
+        started = time.perf_counter()
+        try:
+            backend = OpenVINOLocalBackend(entry, self.engine_options)
+        except UserError:
+            raise
+        except Exception as exc:
+            log.exception("loading %s from %s failed", entry.name, entry.path)
+            message = f"The model {entry.name} could not be loaded ({type(exc).__name__}); see the server log."
+            self._load_errors[entry.name] = message
+            raise ModelNotAvailable(message) from exc
+        self._load_errors.pop(entry.name, None)
+        log.info("loaded %s in %.1f s", entry.name, time.perf_counter() - started)
+        return backend
+
+    def close(self) -> None:
+        with self._lock:
+            backends = list(self._loaded.values())
+            self._loaded.clear()
+        for backend in backends:
+            backend.close()

@@ -1,0 +1,114 @@
+"""Local generation with openvino-genai: chat templating, context fitting, streaming decode."""
+
+from __future__ import annotations
+
+import logging
+import queue
+from typing import Iterator, Sequence
+
+from webapp.errors import BackendError, InvalidMessage
+from webapp.llm.base import (CancelToken, ChatMessage, Finished, GenerationParams, StreamEvent,
+                             TextDelta)
+from webapp.llm.openvino_engine import ContinuousBatchingEngine, EngineOptions
+from webapp.registry import ModelEntry
+
+log = logging.getLogger(__name__)
+
+# How often a waiting stream looks at its cancel token.
+CANCEL_POLL_S = 0.05
+
+
+class OpenVINOLocalBackend:
+    """A registry model served in-process by a continuous-batching engine."""
+
+    def __init__(self, entry: ModelEntry, options: EngineOptions):
+        self.name = entry.name
+        self.context_length = entry.context_length
+        self.engine = ContinuousBatchingEngine(entry.path, options)
+        self.tokenizer = self.engine.tokenizer
+
+    def close(self) -> None:
+        self.engine.close()
+
+    # -- prompt ----------------------------------------------------------------
+    def _encode(self, messages: Sequence[ChatMessage]) -> list[int]:
+        history = [{"role": m.role, "content": m.content} for m in messages]
+        prompt = self.tokenizer.apply_chat_template(history, add_generation_prompt=True)
+        # The template already contains the special tokens; adding them again
+        # would put a second <|im_start|> (bos) in front.
+        return self.tokenizer.encode(prompt, add_special_tokens=False).input_ids.data[0].tolist()
+
+    def count_tokens(self, text: str) -> int:
+        return int(self.tokenizer.encode(text, add_special_tokens=False).input_ids.data.shape[1])
+
+    def fit_prompt(self, messages: Sequence[ChatMessage], max_new_tokens: int) -> tuple[list[int], int]:
+        """Token ids of the longest suffix of the conversation that fits with room for the answer.
+
+        Drops the oldest turns first (the system message stays); if the latest
+        user message alone cannot fit, that is the user's to fix.
+        """
+        max_new_tokens = min(max_new_tokens, self.context_length // 2)
+        budget = self.context_length - max_new_tokens
+        system = [m for m in messages[:1] if m.role == "system"]
+        turns = list(messages[len(system):])
+        while True:
+            ids = self._encode(system + turns)
+            if len(ids) <= budget:
+                return ids, max_new_tokens
+            if len(turns) <= 1:
+                raise InvalidMessage(
+                    f"Your message is about {len(ids):,} tokens, but {self.name} reads at most "
+                    f"{self.context_length:,} tokens including {max_new_tokens:,} reserved for the answer; "
+                    "shorten it or lower the answer length.")
+            turns = turns[2:] if len(turns) > 2 else turns[-1:]
+
+    def _generation_config(self, params: GenerationParams, max_new_tokens: int):
+        import openvino_genai as ov_genai
+
+        config = ov_genai.GenerationConfig(self.engine.base_config)  # keeps eos ids from the model
+        config.max_new_tokens = max_new_tokens
+        config.do_sample = params.temperature > 0
+        if config.do_sample:
+            config.temperature = params.temperature
+            config.top_p = params.top_p
+        return config
+
+    # -- generation ---------------------------------------------------------------
+    def stream(self, messages: Sequence[ChatMessage], params: GenerationParams,
+               cancel: CancelToken) -> Iterator[StreamEvent]:
+        import openvino_genai as ov_genai
+
+        ids, max_new = self.fit_prompt(messages, params.max_new_tokens)
+        request = self.engine.submit(ids, self._generation_config(params, max_new))
+        pieces: list[str] = []
+        streamer = ov_genai.TextStreamer(self.tokenizer, lambda s: pieces.append(s) or ov_genai.StreamingStatus.RUNNING)
+        completion_tokens = 0
+        done = False
+        try:
+            while True:
+                if cancel.cancelled:
+                    request.cancel()
+                    done = True
+                    yield Finished("cancelled", request.prompt_tokens, completion_tokens)
+                    return
+                try:
+                    kind, payload = request.events.get(timeout=CANCEL_POLL_S)
+                except queue.Empty:
+                    continue
+                if kind == "tokens":
+                    completion_tokens += len(payload)
+                    streamer.write(payload)
+                elif kind == "end":
+                    streamer.end()
+                else:  # "error"
+                    log.error("generation of request %s failed: %s", request.request_id, payload)
+                    raise BackendError(payload)
+                while pieces:
+                    yield TextDelta(pieces.pop(0))
+                if kind == "end":
+                    done = True
+                    yield Finished(payload, request.prompt_tokens, completion_tokens)
+                    return
+        finally:
+            if not done:  # consumer went away (tab closed, Stop in the UI): free the slot now
+                request.cancel()

@@ -1,0 +1,165 @@
+"""The model registry: one folder per model, each described by ``manifest.json``.
+
+Layout (the same folder is mounted by the app and by OpenVINO Model Server)::
+
+    models/
+      config.json                  OVMS multi-model config listing every LLM
+      smollm2-135m-instruct-int4/
+        manifest.json              versioned JSON, written last and atomically
+        graph.pbtxt                OVMS MediaPipe graph (HttpLLMCalculator)
+        openvino_model.xml/.bin    IR with NNCF-compressed weights
+        openvino_tokenizer.xml/.bin, openvino_detokenizer.xml/.bin
+      .sources/                    downloaded inputs; ignored by scans
+
+The manifest is written last, so a folder without one is an export that did
+not finish and is reported, never loaded. This module only reads and writes
+JSON; it imports no ML framework so the serving path can use it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from webapp.atomic import atomic_write_json
+from webapp.errors import RegistryError
+
+log = logging.getLogger(__name__)
+
+MANIFEST_NAME = "manifest.json"
+MANIFEST_FORMAT_VERSION = 1
+KINDS = ("llm", "embedding")
+# Files every OpenVINO GenAI model folder needs, whatever its kind.
+REQUIRED_FILES = ("openvino_model.xml", "openvino_model.bin", "openvino_tokenizer.xml")
+REQUIRED_LLM_FILES = ("openvino_detokenizer.xml",)
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One usable model folder, as described by its manifest."""
+
+    name: str
+    kind: str
+    path: Path
+    manifest: dict[str, Any] = field(repr=False)
+
+    @property
+    def weight_format(self) -> str:
+        return str(self.manifest.get("weights", {}).get("format", "?"))
+
+    @property
+    def context_length(self) -> int:
+        return int(self.manifest.get("context_length") or 2048)
+
+    @property
+    def label(self) -> str:
+        size_mb = self.manifest.get("size_bytes", 0) / 1e6
+        return f"{self.name} ({self.weight_format}, {size_mb:.0f} MB)"
+
+
+@dataclass
+class RegistryScan:
+    """What a scan found: the usable models and one sentence per folder that is not."""
+
+    root: Path
+    models: list[ModelEntry]
+    problems: list[str]
+
+    def llms(self) -> list[ModelEntry]:
+        return [m for m in self.models if m.kind == "llm"]
+
+    def embeddings(self) -> list[ModelEntry]:
+        return [m for m in self.models if m.kind == "embedding"]
+
+    def get(self, name: str) -> ModelEntry | None:
+        return next((m for m in self.models if m.name == name), None)
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def folder_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
+
+
+def load_entry(folder: Path) -> ModelEntry:
+    """Read and check one model folder; raise RegistryError with a sentence if unusable."""
+    folder = Path(folder)
+    manifest_path = folder / MANIFEST_NAME
+    if not folder.is_dir():
+        raise RegistryError(f"Model folder {folder} does not exist.")
+    if not manifest_path.is_file():
+        raise RegistryError(
+            f"Model folder {folder.name} has no {MANIFEST_NAME}; its export did not finish "
+            "(run `python -m quantize` again)."
+        )
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        log.warning("unreadable manifest %s: %s", manifest_path, exc)
+        raise RegistryError(f"The manifest of model {folder.name} is corrupt and cannot be read.") from exc
+    if not isinstance(manifest, dict):
+        raise RegistryError(f"The manifest of model {folder.name} is corrupt (not a JSON object).")
+    version = manifest.get("format_version")
+    if version != MANIFEST_FORMAT_VERSION:
+        raise RegistryError(
+            f"Model {folder.name} has manifest format {version!r}; this version of the app reads "
+            f"format {MANIFEST_FORMAT_VERSION}."
+        )
+    kind = manifest.get("kind")
+    if kind not in KINDS:
+        raise RegistryError(f"Model {folder.name} has an unknown kind {kind!r} in its manifest.")
+    required = REQUIRED_FILES + (REQUIRED_LLM_FILES if kind == "llm" else ())
+    missing = [name for name in required if not (folder / name).is_file()]
+    if missing:
+        raise RegistryError(f"Model {folder.name} is incomplete: {', '.join(missing)} missing.")
+    name = str(manifest.get("name") or folder.name)
+    return ModelEntry(name=name, kind=kind, path=folder, manifest=manifest)
+
+
+def scan(root: Path) -> RegistryScan:
+    """List the registry. A missing root is an error; a bad model folder is only a problem."""
+    root = Path(root)
+    if not root.exists():
+        raise RegistryError(
+            f"The model folder {root} does not exist; build the default models with "
+            "`make models` or point DOCCHAT_MODELS_DIR at an existing registry."
+        )
+    if not root.is_dir():
+        raise RegistryError(f"The model folder {root} is a file, not a folder.")
+    models: list[ModelEntry] = []
+    problems: list[str] = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        try:
+            models.append(load_entry(folder))
+        except RegistryError as exc:
+            log.warning("skipping model folder %s: %s", folder, exc.user_message)
+            problems.append(exc.user_message)
+    return RegistryScan(root=root, models=models, problems=problems)
+
+
+def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
+    """Write the manifest last: its presence is what marks a folder as complete."""
+    manifest = {"format_version": MANIFEST_FORMAT_VERSION, **manifest}
+    atomic_write_json(Path(folder) / MANIFEST_NAME, manifest)
+
+
+def verify_files(entry: ModelEntry) -> list[str]:
+    """Compare every file's sha256 with the manifest; return one sentence per mismatch."""
+    problems = []
+    for rel, expected in sorted(entry.manifest.get("files", {}).items()):
+        path = entry.path / rel
+        if not path.is_file():
+            problems.append(f"{entry.name}: {rel} is missing.")
+        elif sha256_file(path) != expected:
+            problems.append(f"{entry.name}: {rel} does not match its recorded sha256 (file changed or corrupt).")
+    return problems

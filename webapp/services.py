@@ -1,0 +1,24 @@
+"""The service layer the UI and CLI share, built once from settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from webapp.chat.service import ChatService
+from webapp.llm.catalog import ModelCatalog
+from webapp.settings import Settings
+
+
+@dataclass
+class Services:
+    settings: Settings
+    catalog: ModelCatalog
+    chat: ChatService
+
+    def close(self) -> None:
+        self.catalog.close()
+
+
+def build_services(settings: Settings) -> Services:
+    catalog = ModelCatalog(settings)
+    return Services(settings=settings, catalog=catalog, chat=ChatService(catalog, settings))

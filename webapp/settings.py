@@ -1,0 +1,44 @@
+"""One typed settings object, read from DOCCHAT_* environment variables and CLI flags.
+
+Built once in the entry point (``python -m webapp``) and passed down; nothing
+reads the environment at import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DOCCHAT_", extra="ignore")
+
+    # Where things live. In the cluster both are persistent volumes.
+    models_dir: Path = Field(Path("models"), description="model registry folder written by `python -m quantize`")
+    data_dir: Path = Field(Path("data"), description="documents, index and other state")
+
+    # HTTP
+    host: str = Field("127.0.0.1", description="interface to listen on (0.0.0.0 in a container)")
+    port: int = Field(8080, ge=1, le=65535)
+    root_path: str = Field("", description="URL prefix when served behind a proxy")
+
+    # Chat defaults
+    default_model: str = Field("smollm2-135m-instruct-int4", description="registry name of the model to preload")
+    system_prompt: str = Field(
+        "You are a helpful, concise assistant. Answer in plain language.",
+        description="system message put in front of every conversation")
+    max_new_tokens: int = Field(512, ge=1, le=8192, description="default answer length cap")
+    temperature: float = Field(0.0, ge=0.0, le=2.0, description="0 = greedy (deterministic)")
+    max_message_chars: int = Field(32_000, ge=1, description="longest message accepted from a user")
+
+    # OpenVINO engine
+    device: str = Field("CPU", description="OpenVINO device for generation")
+    kv_cache_gb: float = Field(1.0, gt=0, description="KV-cache size per loaded model, in GB")
+    max_num_seqs: int = Field(8, ge=1, description="requests decoded together by the batching scheduler")
+    max_num_batched_tokens: int = Field(2048, ge=64, description="tokens processed per scheduler step")
+    num_threads: int = Field(0, ge=0, description="inference threads (0 = OpenVINO decides)")
+    max_loaded_models: int = Field(2, ge=1, description="models kept in memory at once (least recently used goes)")
+
+    log_level: str = Field("INFO")

@@ -1,0 +1,18 @@
+"""Assemble the Gradio Blocks from one tab object per feature."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from webapp.services import Services
+from webapp.ui.chat_tab import ChatTab
+
+TITLE = "DocChat · private document chat on CPU"
+
+
+def build_ui(services: Services) -> gr.Blocks:
+    with gr.Blocks(title=TITLE, analytics_enabled=False) as blocks:
+        gr.Markdown(f"## {TITLE}")
+        with gr.Tab("Chat", id="chat"):
+            ChatTab(services.chat).render()
+    return blocks

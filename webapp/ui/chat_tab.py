@@ -1,0 +1,139 @@
+"""The Chat tab: model picker, streaming conversation, Stop, generation settings.
+
+Per-user state is the Chatbot's own value (the conversation) and the Gradio
+session id (which answer Stop cancels); nothing per-user lives on this object.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import gradio as gr
+
+from webapp.chat.service import ChatService
+from webapp.errors import UserError
+from webapp.llm.base import ChatMessage, GenerationParams, StreamStats
+
+log = logging.getLogger(__name__)
+
+
+def message_text(content) -> str:
+    """Gradio 6 may hand back content as a string or as a list of typed parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, dict):
+        return str(content.get("text") or content.get("content") or "")
+    if isinstance(content, (list, tuple)):
+        return "".join(message_text(part) for part in content)
+    return ""
+
+
+def history_from_chatbot(value) -> list[ChatMessage]:
+    out = []
+    for item in value or []:
+        role = item.get("role") if isinstance(item, dict) else getattr(item, "role", None)
+        content = item.get("content") if isinstance(item, dict) else getattr(item, "content", "")
+        if role in ("user", "assistant"):
+            out.append(ChatMessage(role, message_text(content)))
+    return out
+
+
+def format_stats(stats: StreamStats, model: str) -> str:
+    parts = [f"**{model}**", f"{stats.completion_tokens} tokens"]
+    if stats.ttft_s is not None:
+        parts.append(f"first token {stats.ttft_s:.2f} s")
+    if stats.decode_tok_s:
+        parts.append(f"{stats.decode_tok_s:.1f} tok/s")
+    if stats.finish_reason == "length":
+        parts.append("stopped at the length limit")
+    elif stats.finish_reason == "cancelled":
+        parts.append("stopped")
+    return " · ".join(parts)
+
+
+class ChatTab:
+    def __init__(self, chat: ChatService):
+        self.chat = chat
+
+    def render(self) -> None:
+        catalog = self.chat.catalog
+        defaults = self.chat.default_params()
+        with gr.Row():
+            self.model = gr.Dropdown(
+                choices=[(c.label, c.name) for c in catalog.choices()], value=catalog.default_choice(),
+                label="Model", scale=4, elem_id="model-picker", interactive=True)
+            refresh = gr.Button("↻ Refresh models", scale=1, size="sm")
+        self.notice = gr.Markdown(self._registry_notice(), elem_id="registry-notice")
+        self.chatbot = gr.Chatbot(label="Conversation", height=480, elem_id="chatbot",
+                                  buttons=["copy", "copy_all"], feedback_options=None)
+        with gr.Row():
+            self.message = gr.Textbox(placeholder="Ask something… (Enter to send, Shift+Enter for a new line)",
+                                      show_label=False, lines=2, max_lines=12, scale=6, elem_id="message")
+            with gr.Column(scale=1, min_width=120):
+                send = gr.Button("Send", variant="primary", elem_id="send")
+                stop = gr.Button("Stop", variant="stop", elem_id="stop")
+                clear = gr.Button("Clear", elem_id="clear")
+        self.stats = gr.Markdown("", elem_id="chat-stats")
+        with gr.Accordion("Generation settings", open=False):
+            max_new = gr.Slider(16, 4096, value=defaults.max_new_tokens, step=16, label="Max new tokens")
+            temperature = gr.Slider(0.0, 1.5, value=defaults.temperature, step=0.05,
+                                    label="Temperature (0 = deterministic)")
+
+        inputs = [self.message, self.chatbot, self.model, max_new, temperature]
+        outputs = [self.chatbot, self.message, self.stats]
+        submit_evt = self.message.submit(self.respond, inputs, outputs, concurrency_limit=None)
+        click_evt = send.click(self.respond, inputs, outputs, concurrency_limit=None)
+        stop.click(self.stop, None, None, cancels=[submit_evt, click_evt], queue=False)
+        clear.click(lambda: ([], "", ""), None, [self.chatbot, self.message, self.stats], queue=False)
+        refresh.click(self.refresh_models, None, [self.model, self.notice], queue=False)
+
+    def _registry_notice(self) -> str:
+        problems = self.chat.catalog.problems()
+        if not problems:
+            return ""
+        return "\n".join(f"⚠️ {p}" for p in problems)
+
+    def refresh_models(self):
+        catalog = self.chat.catalog
+        catalog.refresh()
+        return (gr.Dropdown(choices=[(c.label, c.name) for c in catalog.choices()],
+                            value=catalog.default_choice()), self._registry_notice())
+
+    def stop(self, request: gr.Request):
+        if request is not None:
+            self.chat.stop(request.session_hash)
+
+    def respond(self, message, chatbot_value, model, max_new_tokens, temperature, request: gr.Request):
+        history = history_from_chatbot(chatbot_value)
+        conversation = list(chatbot_value or [])
+        session = request.session_hash if request is not None else None
+        try:
+            text = self.chat.validate(message)
+        except UserError as exc:
+            gr.Warning(exc.user_message)
+            yield conversation, message, ""
+            return
+        conversation = conversation + [{"role": "user", "content": text},
+                                       {"role": "assistant", "content": ""}]
+        if not self.chat.catalog.is_loaded(model or ""):
+            yield conversation, "", f"Loading {model}…"
+        answer = ""
+        stream = None
+        try:
+            params = GenerationParams(max_new_tokens=int(max_new_tokens), temperature=float(temperature))
+            stream = self.chat.reply(model, history, text, params, session=session)
+            for piece in stream:
+                answer += piece
+                conversation[-1] = {"role": "assistant", "content": answer}
+                yield conversation, "", ""
+            yield conversation, "", format_stats(stream.stats, model)
+        except UserError as exc:
+            log.warning("chat failed for session %s: %s", session, exc.user_message)
+            conversation[-1] = {"role": "assistant",
+                                "content": (answer + "\n\n" if answer else "") + f"⚠️ {exc.user_message}"}
+            yield conversation, "", ""
+        except Exception:
+            log.exception("unexpected chat failure for session %s", session)
+            conversation[-1] = {"role": "assistant", "content": (answer + "\n\n" if answer else "")
+                                + "⚠️ Something went wrong while answering; the error is in the server log."}
+            yield conversation, "", ""
