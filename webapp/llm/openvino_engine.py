@@ -115,8 +115,10 @@ class ContinuousBatchingEngine:
     def _run(self) -> None:
         while True:
             with self._lock:
-                while not self._active and not self._closed:
-                    self._wake.wait()
+                # A cancelled request leaves the scheduler only on its next step, so keep
+                # stepping until the pipeline itself is idle, not just until no one listens.
+                while not self._active and not self._closed and not self._pipe.has_non_finished_requests():
+                    self._wake.wait(timeout=1.0)
                 if self._closed:
                     return
             try:

@@ -65,7 +65,10 @@ class OpenVINOLocalBackend:
     def _generation_config(self, params: GenerationParams, max_new_tokens: int):
         import openvino_genai as ov_genai
 
-        config = ov_genai.GenerationConfig(self.engine.base_config)  # keeps eos ids from the model
+        base = self.engine.base_config  # the model's generation_config.json: eos and stop ids
+        config = ov_genai.GenerationConfig()
+        config.eos_token_id = base.eos_token_id
+        config.stop_token_ids = set(base.stop_token_ids) | {base.eos_token_id}
         config.max_new_tokens = max_new_tokens
         config.do_sample = params.temperature > 0
         if config.do_sample:

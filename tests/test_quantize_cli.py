@@ -1,0 +1,83 @@
+"""`python -m quantize`: help, bad sources and the registry it built."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import DEFAULT_LLM, ROOT
+
+
+def run_quantize(*args, models_dir=None):
+    cmd = [sys.executable, "-m", "quantize"]
+    if models_dir is not None:
+        cmd += ["--models-dir", str(models_dir)]
+    return subprocess.run(cmd + list(args), cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def test_help_lists_every_subcommand():
+    out = run_quantize("--help")
+    assert out.returncode == 0
+    for sub in ("defaults", "fetch", "export-llm", "export-embedding", "list", "verify", "ovms-config"):
+        assert sub in out.stdout
+    export_help = run_quantize("export-llm", "--help").stdout
+    for flag in ("--weight-format", "--sym", "--asym", "--group-size", "--ratio", "--from-hub"):
+        assert flag in export_help
+
+
+@pytest.mark.parametrize("content,expected", [
+    (b"%PDF-1.4 not a model", "not a GGUF model file"),
+    (b"", "not a GGUF model file"),
+])
+def test_non_model_file_is_refused_with_one_sentence(tmp_path, content, expected):
+    bad = tmp_path / "weights.gguf"
+    bad.write_bytes(content)
+    out = run_quantize("export-llm", str(bad), models_dir=tmp_path / "models")
+    assert out.returncode == 2
+    assert expected in out.stderr
+    assert "Traceback" not in out.stderr
+    assert not (tmp_path / "models").exists() or not any((tmp_path / "models").iterdir())
+
+
+def test_missing_source_and_non_model_folder(tmp_path):
+    out = run_quantize("export-llm", str(tmp_path / "missing.gguf"), models_dir=tmp_path / "m")
+    assert out.returncode == 2 and "does not exist" in out.stderr
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "notes.txt").write_text("hello")
+    out = run_quantize("export-llm", str(tmp_path / "folder"), models_dir=tmp_path / "m")
+    assert out.returncode == 2 and "is not a model" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_list_on_missing_registry_is_a_clear_error(tmp_path):
+    out = run_quantize("list", models_dir=tmp_path / "nowhere")
+    assert out.returncode == 2
+    assert "does not exist" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_built_registry_verifies_and_serves_ovms(registry_dir):
+    out = run_quantize("verify", models_dir=registry_dir)
+    assert out.returncode == 0, out.stdout + out.stderr
+    config = json.loads((registry_dir / "config.json").read_text())
+    names = [m["name"] for m in config["mediapipe_config_list"]]
+    assert DEFAULT_LLM in names
+    graph = (registry_dir / DEFAULT_LLM / "graph.pbtxt").read_text()
+    assert "HttpLLMCalculator" in graph and 'models_path: "./"' in graph
+
+
+def test_manifest_records_source_compression_and_quality(registry_dir):
+    from quantize.checks import QUALITY_BOUNDS
+
+    manifest = json.loads((registry_dir / DEFAULT_LLM / "manifest.json").read_text())
+    assert manifest["format_version"] == 1
+    assert manifest["source"]["type"] == "gguf" and len(manifest["source"]["sha256"]) == 64
+    assert manifest["weights"] == {"format": "int4", "sym": True, "group_size": 64, "ratio": 1.0}
+    q = manifest["quality"]
+    bounds = QUALITY_BOUNDS["int4"]
+    # The figure must be a real measurement (not 1.0 exactly, which would mean no compression)
+    # and inside the documented int4 bound.
+    assert 1.0 < q["perplexity_ratio"] <= bounds["max_ppl_ratio"]
+    assert bounds["min_top1_agreement"] <= q["top1_agreement"] < 1.0
+    assert manifest["checks"]["tokenizer"]["identical_ids"] is True
+    assert manifest["checks"]["generation"]["stopped_at_eos"] is True
+    assert manifest["size_bytes"] < 150e6  # int4 of a 135M model; fp16 would be ~270 MB
