@@ -193,7 +193,8 @@ def export_llm(source: Source, models_dir: Path, compression: Compression, name:
         step("[2/6] loading the uncompressed source model (reference for the quality check)")
         reference, hf_dir = _load_reference_model(source, stage.workdir)
         context_length = int(getattr(reference.config, "max_position_embeddings", 2048))
-        step(f"[3/6] exporting to OpenVINO with {compression.weight_format} weights (NNCF)")
+        how = "uncompressed" if compression.weight_format == "fp16" else "compressed by NNCF"
+        step(f"[3/6] exporting to OpenVINO, {compression.weight_format} weights {how}")
         _export_ir(hf_dir, stage.out, compression)
         for leftover in HF_TOKENIZER_LEFTOVERS:
             (stage.out / leftover).unlink(missing_ok=True)

@@ -115,8 +115,9 @@ class ChatTab:
             return
         conversation = conversation + [{"role": "user", "content": text},
                                        {"role": "assistant", "content": ""}]
-        if not self.chat.catalog.is_loaded(model or ""):
-            yield conversation, "", f"Loading {model}…"
+        # Show the question at once; the answer bubble fills in as tokens arrive.
+        loading = not self.chat.catalog.is_loaded(model or "")
+        yield conversation, "", (f"Loading {model}…" if loading and model else "")
         answer = ""
         stream = None
         try:
