@@ -1,7 +1,10 @@
-"""python -m webapp: run the DocChat server (and, later, its CLI tools).
+"""python -m webapp: the DocChat server and command-line tools over the same data folder.
 
     python -m webapp serve                     # http://127.0.0.1:8080
     python -m webapp serve --host 0.0.0.0 --port 8080 --models-dir /models --data-dir /data
+    python -m webapp index paper.pdf more/*.pdf --collection papers
+    python -m webapp search "what is the pre-training objective?" --collection papers --k 5 --json
+    python -m webapp ask "what is the pre-training objective?" --collection papers --json
 
 Every flag also reads from an environment variable (DOCCHAT_HOST, DOCCHAT_PORT,
 DOCCHAT_MODELS_DIR, ...); flags win.
@@ -14,6 +17,7 @@ import logging
 import sys
 from pathlib import Path
 
+from webapp.errors import UserError
 from webapp.settings import Settings
 
 
@@ -37,6 +41,100 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def _print_json(obj) -> None:
+    import json
+
+    print(json.dumps(obj, indent=2, ensure_ascii=False))
+
+
+def cmd_index(args) -> int:
+    from webapp.documents.service import DocumentService
+
+    settings = _settings_from(args)
+    docs = DocumentService(settings)
+    collection = args.collection or settings.default_collection
+    files = []
+    for p in args.paths:
+        path = Path(p)
+        files += sorted(path.rglob("*.pdf")) if path.is_dir() else [path]
+    results = docs.add_files(collection, [(f, f.name) for f in files])
+    for r in results:
+        print(f"{'refused' if r.error else 'duplicate' if r.duplicate else 'added':9s} {r.label}"
+              + (f": {r.error}" if r.error else ""))
+    passwords = {}
+    if args.password:
+        passwords = {r.document.id: args.password for r in results if r.document}
+        for doc_id in passwords:
+            docs.store.set_status(doc_id, "queued")
+    last = [-1]
+
+    def progress(fraction, what):
+        pct = int(fraction * 100)
+        if pct != last[0]:
+            last[0] = pct
+            print(f"\r[{pct:3d}%] {what[:70]:70s}", end="", file=sys.stderr, flush=True)
+
+    report = docs.index_queued(collection, progress=progress, passwords=passwords)
+    print(file=sys.stderr)
+    print(report.summary())
+    docs.close()
+    return 0 if not report.failed and not any(r.error for r in results) else 1
+
+
+def _passage_json(n, p) -> dict:
+    return {"rank": n, "document": p.document, "page": p.page, "score": round(p.score, 6),
+            "similarity": round(p.similarity, 4), "text": p.text}
+
+
+def cmd_search(args) -> int:
+    from webapp.documents.service import DocumentService
+
+    settings = _settings_from(args)
+    docs = DocumentService(settings)
+    passages = docs.search(args.collection or settings.default_collection, args.question, k=args.k, mode=args.mode)
+    if args.json:
+        _print_json([_passage_json(n, p) for n, p in enumerate(passages, start=1)])
+    else:
+        if not passages:
+            print("Nothing relevant found.")
+        for n, p in enumerate(passages, start=1):
+            print(f"[{n}] {p.document}, page {p.page}  (score {p.score:.4f}, similarity {p.similarity:.2f})")
+            print("    " + p.text[:300].replace("\n", " ") + ("…" if len(p.text) > 300 else ""))
+    docs.close()
+    return 0
+
+
+def cmd_ask(args) -> int:
+    from webapp.llm.base import GenerationParams
+    from webapp.rag.prompt import citation_line
+    from webapp.services import build_services
+
+    settings = _settings_from(args)
+    services = build_services(settings)
+    try:
+        stream = services.chat.reply(args.model or services.catalog.default_choice(), [], args.question,
+                                     GenerationParams(max_new_tokens=args.max_new_tokens or settings.max_new_tokens),
+                                     collection=args.collection or settings.default_collection)
+        answer = ""
+        for piece in stream:
+            answer += piece
+            if not args.json:
+                print(piece, end="", flush=True)
+        if args.json:
+            _print_json({"answer": answer.strip(),
+                         "citations": [{"source": n, "document": p.document, "page": p.page}
+                                       for n, p in enumerate(stream.sources, start=1)],
+                         "passages": [_passage_json(n, p) for n, p in enumerate(stream.sources, start=1)],
+                         "tokens": stream.stats.completion_tokens})
+        else:
+            print()
+            if stream.sources:
+                print("Sources: " + citation_line(stream.sources))
+    finally:
+        services.close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m webapp", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -52,15 +150,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, help="default answer length cap (default 512)")
     p.add_argument("--device", help="OpenVINO device (default CPU)")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("index", help="add PDFs (files or folders) to a collection and index them")
+    p.add_argument("paths", nargs="+", help="PDF files or folders (searched recursively for *.pdf)")
+    p.add_argument("--collection", help="collection name (default: DOCCHAT_DEFAULT_COLLECTION or 'default')")
+    p.add_argument("--password", help="password for encrypted PDFs among the given files")
+    p.set_defaults(func=cmd_index)
+
+    p = sub.add_parser("search", help="ranked passages for a question (no LLM)")
+    p.add_argument("question")
+    p.add_argument("--collection")
+    p.add_argument("--k", type=int, default=5, help="number of passages (default 5)")
+    p.add_argument("--mode", choices=["hybrid", "dense", "keyword"], default="hybrid")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("ask", help="answer a question from a collection, with cited pages")
+    p.add_argument("question")
+    p.add_argument("--collection")
+    p.add_argument("--model", help="registry name of the chat model")
+    p.add_argument("--max-new-tokens", type=int)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_ask)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = _settings_from(args)
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return args.func(args)
+    level = settings.log_level.upper() if args.command == "serve" else "WARNING"
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except UserError as exc:
+        logging.getLogger("webapp").debug("command failed", exc_info=True)
+        print(f"error: {exc.user_message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -20,7 +20,10 @@ log = logging.getLogger(__name__)
 
 
 def _preload(services: Services) -> None:
-    """Load the default model in the background so the first question does not wait for it."""
+    """Load the default model (and open + check the document store) in the background."""
+    problem = services.documents.available()
+    if problem:
+        log.warning("documents unavailable: %s", problem)
     name = services.catalog.default_choice()
     if not name:
         log.warning("no chat model to preload: %s", "; ".join(services.catalog.problems()) or "registry is empty")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from webapp.chat.service import ChatService
+from webapp.documents.service import DocumentService
 from webapp.llm.catalog import ModelCatalog
 from webapp.settings import Settings
 
@@ -14,11 +15,15 @@ class Services:
     settings: Settings
     catalog: ModelCatalog
     chat: ChatService
+    documents: DocumentService
 
     def close(self) -> None:
         self.catalog.close()
+        self.documents.close()
 
 
 def build_services(settings: Settings) -> Services:
     catalog = ModelCatalog(settings)
-    return Services(settings=settings, catalog=catalog, chat=ChatService(catalog, settings))
+    documents = DocumentService(settings)
+    return Services(settings=settings, catalog=catalog, documents=documents,
+                    chat=ChatService(catalog, settings, documents))

@@ -41,4 +41,16 @@ class Settings(BaseSettings):
     num_threads: int = Field(0, ge=0, description="inference threads (0 = OpenVINO decides)")
     max_loaded_models: int = Field(2, ge=1, description="models kept in memory at once (least recently used goes)")
 
+    # Documents
+    embedding_model: str = Field("all-minilm-l6-v2", description="registry name of the embedding model")
+    default_collection: str = Field("default", description="collection used when none is chosen")
+    max_upload_mb: float = Field(100.0, gt=0, description="largest PDF accepted, in MB")
+    max_pages: int = Field(3000, ge=1, description="most pages indexed from one document")
+    pdf_timeout_s: float = Field(120.0, gt=0, description="time limit for reading one PDF")
+    pdf_memory_mb: int = Field(1536, ge=128, description="memory limit of the PDF reader process")
+    chunk_size: int = Field(1000, ge=100, description="characters per chunk")
+    chunk_overlap: int = Field(150, ge=0, description="characters shared by neighbouring chunks")
+    retrieval_k: int = Field(4, ge=1, le=20, description="passages given to the model per question")
+    min_similarity: float = Field(0.25, ge=-1, le=1, description="cosine below which a passage is irrelevant")
+
     log_level: str = Field("INFO")

@@ -13,16 +13,18 @@ import threading
 from typing import Sequence
 
 from webapp.errors import InvalidMessage
-from webapp.llm.base import CancelToken, ChatMessage, ChatStream, GenerationParams
+from webapp.llm.base import CancelToken, ChatMessage, ChatStream, Finished, GenerationParams, TextDelta
 from webapp.llm.catalog import ModelCatalog
+from webapp.rag.prompt import NOT_FOUND, rag_messages
 from webapp.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
 class ChatService:
-    def __init__(self, catalog: ModelCatalog, settings: Settings):
+    def __init__(self, catalog: ModelCatalog, settings: Settings, documents=None):
         self.catalog = catalog
+        self.documents = documents  # DocumentService, for answers grounded in a collection
         self._settings = settings
         self._lock = threading.Lock()
         self._running: dict[str, CancelToken] = {}
@@ -47,9 +49,24 @@ class ChatService:
             ChatMessage("user", message)]
 
     def reply(self, model: str | None, history: Sequence[ChatMessage], message: str,
-              params: GenerationParams | None = None, session: str | None = None) -> ChatStream:
-        """Start answering ``message``; iterate the returned stream for text pieces."""
+              params: GenerationParams | None = None, session: str | None = None,
+              collection: str | None = None) -> ChatStream:
+        """Start answering ``message``; iterate the returned stream for text pieces.
+
+        With a ``collection`` the answer is grounded in its documents: the passages
+        retrieved for the question go to the model as numbered sources and come back
+        on ``stream.sources``. When nothing relevant is found the model is not asked
+        at all, so it cannot invent an answer.
+        """
         text = self.validate(message)
+        passages = []
+        if collection:
+            if self.documents is None:
+                raise InvalidMessage("Documents are not available in this app.")
+            passages = self.documents.search(collection, text)
+            if not passages:
+                return ChatStream(iter([TextDelta(NOT_FOUND.format(collection=collection)),
+                                        Finished("stop", 0, 0)]))
         backend = self.catalog.get(model)
         cancel = CancelToken()
         if session:
@@ -58,8 +75,13 @@ class ChatService:
                 self._running[session] = cancel
             if previous:  # a new question from the same tab supersedes the old answer
                 previous.cancel()
-        events = backend.stream(self.build_messages(history, text), params or self.default_params(), cancel)
-        return ChatStream(self._release_when_done(events, session, cancel))
+        if passages:
+            prior = [m for m in history if m.role in ("user", "assistant") and m.content]
+            messages = rag_messages(text, passages, prior)
+        else:
+            messages = self.build_messages(history, text)
+        events = backend.stream(messages, params or self.default_params(), cancel)
+        return ChatStream(self._release_when_done(events, session, cancel), sources=passages)
 
     def _release_when_done(self, events, session, cancel):
         try:

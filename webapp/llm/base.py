@@ -26,6 +26,9 @@ class GenerationParams:
     max_new_tokens: int = 512
     temperature: float = 0.0  # 0 means greedy decoding
     top_p: float = 0.95
+    # Small models under greedy decoding loop ("65B. 65B. 65B ..."), worst on long RAG
+    # prompts; a mild penalty on already-generated tokens stops that (docs/documents.md).
+    repetition_penalty: float = 1.1
 
 
 @dataclass(frozen=True)
@@ -99,16 +102,19 @@ class ChatStream:
 
     events: Iterator[StreamEvent]
     stats: StreamStats = field(default_factory=StreamStats)
+    sources: list = field(default_factory=list)  # what the answer is grounded on (RAG passages)
 
     def __iter__(self) -> Iterator[str]:
         start = time.perf_counter()
-        for event in self.events:
-            if isinstance(event, TextDelta):
-                if self.stats.ttft_s is None:
-                    self.stats.ttft_s = time.perf_counter() - start
-                yield event.text
-            elif isinstance(event, Finished):
-                self.stats.finish_reason = event.reason
-                self.stats.prompt_tokens = event.prompt_tokens
-                self.stats.completion_tokens = event.completion_tokens
-        self.stats.total_s = time.perf_counter() - start
+        try:
+            for event in self.events:
+                if isinstance(event, TextDelta):
+                    if self.stats.ttft_s is None:
+                        self.stats.ttft_s = time.perf_counter() - start
+                    yield event.text
+                elif isinstance(event, Finished):
+                    self.stats.finish_reason = event.reason
+                    self.stats.prompt_tokens = event.prompt_tokens
+                    self.stats.completion_tokens = event.completion_tokens
+        finally:
+            self.stats.total_s = time.perf_counter() - start

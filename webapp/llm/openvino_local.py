@@ -70,6 +70,7 @@ class OpenVINOLocalBackend:
         config.eos_token_id = base.eos_token_id
         config.stop_token_ids = set(base.stop_token_ids) | {base.eos_token_id}
         config.max_new_tokens = max_new_tokens
+        config.repetition_penalty = params.repetition_penalty
         config.do_sample = params.temperature > 0
         if config.do_sample:
             config.temperature = params.temperature

@@ -6,6 +6,7 @@ import gradio as gr
 
 from webapp.services import Services
 from webapp.ui.chat_tab import ChatTab
+from webapp.ui.documents_tab import DocumentTabs
 
 TITLE = "DocChat · private document chat on CPU"
 
@@ -15,4 +16,5 @@ def build_ui(services: Services) -> gr.Blocks:
         gr.Markdown(f"## {TITLE}")
         with gr.Tab("Chat", id="chat"):
             ChatTab(services.chat).render()
+        DocumentTabs(services.documents).render()
     return blocks

@@ -13,8 +13,21 @@ import gradio as gr
 from webapp.chat.service import ChatService
 from webapp.errors import UserError
 from webapp.llm.base import ChatMessage, GenerationParams, StreamStats
+from webapp.rag.prompt import citation_line
 
 log = logging.getLogger(__name__)
+
+NO_DOCUMENTS = "(none: chat without documents)"
+
+
+def sources_markdown(passages) -> str:
+    if not passages:
+        return ""
+    parts = []
+    for n, p in enumerate(passages, start=1):
+        quoted = "\n".join("> " + line for line in p.text.splitlines() if line.strip())
+        parts.append(f"**[{n}] {p.document}, page {p.page}** (similarity {p.similarity:.2f})\n\n{quoted}")
+    return "\n\n".join(parts)
 
 
 def message_text(content) -> str:
@@ -62,7 +75,9 @@ class ChatTab:
             self.model = gr.Dropdown(
                 choices=[(c.label, c.name) for c in catalog.choices()], value=catalog.default_choice(),
                 label="Model", scale=4, elem_id="model-picker", interactive=True)
-            refresh = gr.Button("↻ Refresh models", scale=1, size="sm")
+            self.collection = gr.Dropdown(choices=self._collection_choices(), value=NO_DOCUMENTS,
+                                          label="Answer from documents in", scale=3, elem_id="collection-picker")
+            refresh = gr.Button("↻ Refresh", scale=1, size="sm")
         self.notice = gr.Markdown(self._registry_notice(), elem_id="registry-notice")
         self.chatbot = gr.Chatbot(label="Conversation", height=480, elem_id="chatbot",
                                   buttons=["copy", "copy_all"], feedback_options=None)
@@ -74,18 +89,27 @@ class ChatTab:
                 stop = gr.Button("Stop", variant="stop", elem_id="stop")
                 clear = gr.Button("Clear", elem_id="clear")
         self.stats = gr.Markdown("", elem_id="chat-stats")
+        with gr.Accordion("Source passages of the last answer", open=False):
+            self.sources = gr.Markdown("", elem_id="chat-sources")
         with gr.Accordion("Generation settings", open=False):
             max_new = gr.Slider(16, 4096, value=defaults.max_new_tokens, step=16, label="Max new tokens")
             temperature = gr.Slider(0.0, 1.5, value=defaults.temperature, step=0.05,
                                     label="Temperature (0 = deterministic)")
 
-        inputs = [self.message, self.chatbot, self.model, max_new, temperature]
-        outputs = [self.chatbot, self.message, self.stats]
+        inputs = [self.message, self.chatbot, self.model, max_new, temperature, self.collection]
+        outputs = [self.chatbot, self.message, self.stats, self.sources]
         submit_evt = self.message.submit(self.respond, inputs, outputs, concurrency_limit=None)
         click_evt = send.click(self.respond, inputs, outputs, concurrency_limit=None)
         stop.click(self.stop, None, None, cancels=[submit_evt, click_evt], queue=False)
-        clear.click(lambda: ([], "", ""), None, [self.chatbot, self.message, self.stats], queue=False)
-        refresh.click(self.refresh_models, None, [self.model, self.notice], queue=False)
+        clear.click(lambda: ([], "", "", ""), None, [self.chatbot, self.message, self.stats, self.sources],
+                    queue=False)
+        refresh.click(self.refresh_models, None, [self.model, self.notice, self.collection], queue=False)
+
+    def _collection_choices(self) -> list[str]:
+        documents = self.chat.documents
+        if documents is None or documents.available() is not None:
+            return [NO_DOCUMENTS]
+        return [NO_DOCUMENTS] + documents.collections()
 
     def _registry_notice(self) -> str:
         problems = self.chat.catalog.problems()
@@ -97,13 +121,15 @@ class ChatTab:
         catalog = self.chat.catalog
         catalog.refresh()
         return (gr.Dropdown(choices=[(c.label, c.name) for c in catalog.choices()],
-                            value=catalog.default_choice()), self._registry_notice())
+                            value=catalog.default_choice()), self._registry_notice(),
+                gr.Dropdown(choices=self._collection_choices()))
 
     def stop(self, request: gr.Request):
         if request is not None:
             self.chat.stop(request.session_hash)
 
-    def respond(self, message, chatbot_value, model, max_new_tokens, temperature, request: gr.Request):
+    def respond(self, message, chatbot_value, model, max_new_tokens, temperature, collection,
+                request: gr.Request):
         history = history_from_chatbot(chatbot_value)
         conversation = list(chatbot_value or [])
         session = request.session_hash if request is not None else None
@@ -111,30 +137,37 @@ class ChatTab:
             text = self.chat.validate(message)
         except UserError as exc:
             gr.Warning(exc.user_message)
-            yield conversation, message, ""
+            yield conversation, message, "", gr.skip()
             return
+        collection = None if collection in (None, "", NO_DOCUMENTS) else collection
         conversation = conversation + [{"role": "user", "content": text},
                                        {"role": "assistant", "content": ""}]
         # Show the question at once; the answer bubble fills in as tokens arrive.
         loading = not self.chat.catalog.is_loaded(model or "")
-        yield conversation, "", (f"Loading {model}…" if loading and model else "")
+        status = f"Loading {model}…" if loading and model else ("Searching the documents…" if collection else "")
+        yield conversation, "", status, ""
         answer = ""
         stream = None
         try:
             params = GenerationParams(max_new_tokens=int(max_new_tokens), temperature=float(temperature))
-            stream = self.chat.reply(model, history, text, params, session=session)
+            stream = self.chat.reply(model, history, text, params, session=session, collection=collection)
+            sources = sources_markdown(stream.sources)
             for piece in stream:
                 answer += piece
                 conversation[-1] = {"role": "assistant", "content": answer}
-                yield conversation, "", ""
-            yield conversation, "", format_stats(stream.stats, model)
+                yield conversation, "", "", sources
+            if stream.sources:
+                conversation[-1] = {"role": "assistant",
+                                    "content": answer + "\n\n**Sources:** " + citation_line(stream.sources)}
+            stats = format_stats(stream.stats, model) if stream.stats.completion_tokens else ""
+            yield conversation, "", stats, sources
         except UserError as exc:
             log.warning("chat failed for session %s: %s", session, exc.user_message)
             conversation[-1] = {"role": "assistant",
                                 "content": (answer + "\n\n" if answer else "") + f"⚠️ {exc.user_message}"}
-            yield conversation, "", ""
+            yield conversation, "", "", gr.skip()
         except Exception:
             log.exception("unexpected chat failure for session %s", session)
             conversation[-1] = {"role": "assistant", "content": (answer + "\n\n" if answer else "")
                                 + "⚠️ Something went wrong while answering; the error is in the server log."}
-            yield conversation, "", ""
+            yield conversation, "", "", gr.skip()

@@ -1,0 +1,85 @@
+"""Accept an uploaded file: size cap, PDF by content, stored by its sha256.
+
+The user's file name is kept only as a label: it never becomes a path, so
+names like ``../../x.pdf``, 10,000 characters long or not valid UTF-8 are
+harmless. Files are copied to a temp name in the files folder, fsynced and
+renamed to ``<sha256>.pdf``, so the same content is stored once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+from webapp.atomic import fsync_dir
+from webapp.errors import UserError
+
+PDF_MAGIC = b"%PDF-"
+MAX_LABEL = 160
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    sha256: str
+    path: Path
+    label: str
+    size_bytes: int
+
+
+def safe_label(name: str | bytes | None) -> str:
+    """A display name from whatever the browser sent: no folders, no control characters, bounded."""
+    if isinstance(name, bytes):
+        name = name.decode("utf-8", errors="replace")
+    name = str(name or "")
+    name = re.split(r"[\\/]", name)[-1]  # drop any folder part, Windows or POSIX
+    name = unicodedata.normalize("NFC", _CONTROL.sub("", name)).strip().lstrip(".")
+    name = name.encode("utf-8", errors="replace").decode("utf-8")
+    if len(name) > MAX_LABEL:
+        stem, dot, ext = name.rpartition(".")
+        name = (stem[:MAX_LABEL - 8] + "…" + dot + ext[:6]) if dot else name[:MAX_LABEL]
+    return name or "document.pdf"
+
+
+def store_upload(src: Path, label: str, files_dir: Path, max_bytes: int) -> StoredFile:
+    src = Path(src)
+    label = safe_label(label)
+    try:
+        size = src.stat().st_size
+    except OSError as exc:
+        raise UserError(f"The upload of {label} could not be read.") from exc
+    if size == 0:
+        raise UserError(f"{label} is empty (0 bytes).")
+    if size > max_bytes:
+        raise UserError(f"{label} is {size / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB.")
+    with open(src, "rb") as fh:
+        head = fh.read(1024)
+    if PDF_MAGIC not in head:  # the PDF header may sit anywhere in the first 1 KB
+        raise UserError(f"{label} is not a PDF (its content is not PDF, whatever its name says).")
+    files_dir.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    fd, tmp = tempfile.mkstemp(prefix=".upload-", suffix=".tmp", dir=files_dir)
+    try:
+        with os.fdopen(fd, "wb") as out, open(src, "rb") as fh:
+            while block := fh.read(1 << 20):
+                digest.update(block)
+                out.write(block)
+            out.flush()
+            os.fsync(out.fileno())
+        sha = digest.hexdigest()
+        target = files_dir / f"{sha}.pdf"
+        if target.exists():
+            os.unlink(tmp)
+        else:
+            os.replace(tmp, target)
+            fsync_dir(files_dir)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return StoredFile(sha256=sha, path=target, label=label, size_bytes=size)

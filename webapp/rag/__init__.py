@@ -1,0 +1,1 @@
+"""Documents: pdf -> pages -> chunks -> embeddings -> store -> retrieval -> prompt."""

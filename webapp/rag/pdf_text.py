@@ -1,0 +1,172 @@
+"""Text per page from a PDF, parsed in a child process with a time and memory limit.
+
+Hostile or broken PDFs can make pypdf loop for minutes or allocate gigabytes
+(decompression bombs, deeply nested objects). Parsing happens in a process
+forked from a clean fork server, with RLIMIT_AS capping its memory and the
+parent killing it after a deadline, so the app itself never hangs or dies.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import resource
+from dataclasses import dataclass, field
+
+log = logging.getLogger(__name__)
+
+# A page whose text layer yields fewer characters than this is treated as having none.
+MIN_TEXT_CHARS = 16
+
+
+class PdfProblem(Exception):
+    """The PDF cannot be parsed; the message is one sentence for the user."""
+
+    def __init__(self, message: str, code: str):
+        super().__init__(message)
+        self.user_message = message
+        self.code = code  # "encrypted" | "password" | "corrupt" | "timeout" | "memory" | "no-text" | "not-pdf"
+
+
+@dataclass
+class ParsedPdf:
+    pages: list[str]  # index i is page i+1; "" for pages without a text layer
+    title: str = ""
+    empty_pages: list[int] = field(default_factory=list)  # 1-based pages without text
+
+    @property
+    def text_pages(self) -> int:
+        return len(self.pages) - len(self.empty_pages)
+
+
+def _extract(path: str, password: str | None, max_pages: int) -> dict:
+    """Runs in the child process. Returns plain data (it crosses a pipe)."""
+    import logging as _logging
+    import warnings
+
+    from pypdf import PdfReader
+    from pypdf.errors import FileNotDecryptedError, PdfReadError
+
+    # pypdf reports every malformed object as a warning/log line; one bad file could
+    # print thousands. The parent logs one summary line instead.
+    _logging.getLogger("pypdf").setLevel(_logging.ERROR)
+    warnings.filterwarnings("ignore")
+    try:
+        reader = PdfReader(path, strict=False)
+        if reader.is_encrypted:
+            if not password:
+                # Many "encrypted" PDFs only restrict printing and open with an empty password.
+                if not reader.decrypt(""):
+                    return {"error": "encrypted"}
+            elif not reader.decrypt(password):
+                return {"error": "password"}
+        n = len(reader.pages)
+        if n > max_pages:
+            return {"error": "too-many-pages", "pages": n}
+        pages = []
+        for page in reader.pages:
+            try:
+                pages.append(page.extract_text() or "")
+            except Exception as exc:  # one broken page must not lose the rest
+                pages.append("")
+                _logging.getLogger(__name__).debug("page failed: %r", exc)
+        title = ""
+        try:
+            title = str((reader.metadata or {}).get("/Title") or "")
+        except Exception:
+            pass
+        return {"pages": pages, "title": title}
+    except FileNotDecryptedError:
+        return {"error": "encrypted"}
+    except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, IndexError, OSError) as exc:
+        return {"error": "corrupt", "detail": f"{type(exc).__name__}: {exc}"[:500]}
+    except MemoryError:
+        return {"error": "memory"}
+    except RecursionError:
+        return {"error": "corrupt", "detail": "recursion too deep"}
+    except Exception as exc:  # pypdf raises many types on hostile input; all mean "unreadable"
+        return {"error": "corrupt", "detail": f"{type(exc).__name__}: {exc}"[:500]}
+
+
+def _child(conn, path, password, max_pages, memory_mb) -> None:
+    limit = memory_mb * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    try:
+        result = _extract(path, password, max_pages)
+    except MemoryError:
+        result = {"error": "memory"}
+    try:
+        conn.send(result)
+    except Exception:
+        conn.send({"error": "corrupt", "detail": "result could not be sent"})
+    finally:
+        conn.close()
+
+
+_CTX = None
+
+
+def _context():
+    global _CTX
+    if _CTX is None:
+        # forkserver: children fork from a small clean process, not from the app with its
+        # OpenVINO thread pools (forking a multi-threaded process can deadlock the child).
+        _CTX = multiprocessing.get_context("forkserver")
+        _CTX.set_forkserver_preload(["pypdf", "webapp.rag.pdf_text"])
+    return _CTX
+
+
+def parse_pdf(path: str, password: str | None = None, timeout_s: float = 120.0, memory_mb: int = 1024,
+              max_pages: int = 5000) -> ParsedPdf:
+    """Pages of text, or PdfProblem with a sentence saying why not."""
+    ctx = _context()
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child, args=(child, str(path), password, max_pages, memory_mb), daemon=True)
+    proc.start()
+    child.close()
+    result, timed_out = None, False
+    try:
+        if parent.poll(timeout_s):
+            result = parent.recv()
+        else:
+            timed_out = True
+    except (EOFError, OSError):
+        result = None  # the child died without answering
+    finally:
+        if proc.is_alive():
+            proc.kill()
+        proc.join(5)
+        parent.close()
+    if timed_out:
+        log.warning("pdf parse of %s timed out after %.0f s", path, timeout_s)
+        raise PdfProblem(f"Reading this PDF took longer than {timeout_s:.0f} seconds, so it was skipped.",
+                         "timeout")
+    if result is None:
+        log.warning("pdf parser for %s died with exit code %s", path, proc.exitcode)
+        raise PdfProblem(f"This PDF crashed the reader or needed more than {memory_mb} MB, so it was skipped.",
+                         "memory")
+    return _interpret(result, path, memory_mb)
+
+
+def _interpret(result: dict, path: str, memory_mb: int) -> ParsedPdf:
+    error = result.get("error")
+    if error == "encrypted":
+        raise PdfProblem("This PDF is encrypted; give its password to index it.", "encrypted")
+    if error == "password":
+        raise PdfProblem("The password given for this PDF is wrong.", "password")
+    if error == "too-many-pages":
+        raise PdfProblem(f"This PDF has {result['pages']:,} pages, more than the limit set for one document.",
+                         "too-many-pages")
+    if error == "memory":
+        raise PdfProblem(f"This PDF needs more than {memory_mb} MB to read, so it was skipped.", "memory")
+    if error:
+        log.warning("pdf %s unreadable: %s", path, result.get("detail"))
+        raise PdfProblem("This file is damaged or not a valid PDF, so no text could be read from it.", "corrupt")
+    pages = [p.replace("\x00", "") for p in result["pages"]]
+    empty = [i + 1 for i, text in enumerate(pages) if len(text.strip()) < MIN_TEXT_CHARS]
+    if not pages:
+        raise PdfProblem("This PDF has no pages.", "corrupt")
+    if len(empty) == len(pages):
+        raise PdfProblem("No text layer was found in this PDF (it looks scanned or image-only); "
+                         "run OCR on it first.", "no-text")
+    return ParsedPdf(pages=pages, title=result.get("title", ""), empty_pages=empty)

@@ -1,0 +1,93 @@
+"""Hybrid retrieval: dense (FAISS cosine) + keyword (SQLite FTS5 BM25), fused by rank.
+
+Dense search finds paraphrases; keyword search finds exact names, numbers and
+rare terms that embeddings blur. Reciprocal rank fusion (score = sum of
+1 / (60 + rank)) combines the two lists without having to calibrate BM25
+scores against cosines. Every candidate's cosine with the question is then
+checked against ``min_similarity`` so that unrelated questions retrieve
+nothing, and the answer can say so instead of inventing one.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from webapp.rag.embedder import Embedder
+from webapp.rag.store import DocumentStore
+
+RRF_K = 60
+MODES = ("hybrid", "dense", "keyword")
+_WORD = re.compile(r"[\w][\w'-]*", re.UNICODE)
+_STOPWORDS = frozenset("""a an and are as at be by for from has have how in into is it its of on or that the
+their there these this to was were what when where which who whom why will with does did do can could would
+should about than then them they i you we he she our your my me us not no yes""".split())
+
+
+@dataclass(frozen=True)
+class Passage:
+    chunk_id: int
+    document_id: int
+    document: str
+    page: int
+    text: str
+    score: float  # fused score (hybrid) or the single method's score
+    similarity: float  # cosine between question and passage
+
+
+def fts_query(question: str) -> str:
+    """An FTS5 query that ORs the question's content words, each quoted (no FTS syntax injection)."""
+    words = []
+    for w in _WORD.findall(question.lower()):
+        if len(w) >= 3 and w not in _STOPWORDS and w not in words:
+            words.append(w)
+    return " OR ".join('"' + w.replace('"', "") + '"' for w in words[:32])
+
+
+class Retriever:
+    def __init__(self, store: DocumentStore, embedder: Embedder, min_similarity: float = 0.25):
+        self.store = store
+        self.embedder = embedder
+        self.min_similarity = min_similarity
+
+    def search(self, collection: str, question: str, k: int = 5, mode: str = "hybrid") -> list[Passage]:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}")
+        cid = self.store.collection_id(collection, create=False)
+        pool = max(20, 4 * k)
+        qvec = self.embedder.embed_query(question)
+        dense_ids: list[int] = []
+        dense_scores: dict[int, float] = {}
+        if mode in ("hybrid", "dense"):
+            index = self.store.index_for(cid)
+            if index.ntotal:
+                scores, ids = index.search(qvec[None, :], min(pool, index.ntotal))
+                for i, s in zip(ids[0], scores[0]):
+                    if i >= 0:
+                        dense_ids.append(int(i))
+                        dense_scores[int(i)] = float(s)
+        keyword_ids = self.store.keyword_search(cid, fts_query(question), pool) if mode != "dense" else []
+
+        fused: dict[int, float] = {}
+        for ranked in (dense_ids, keyword_ids):
+            for rank, cid_ in enumerate(ranked):
+                fused[cid_] = fused.get(cid_, 0.0) + 1.0 / (RRF_K + rank + 1)
+        candidates = sorted(fused, key=fused.get, reverse=True)
+        # Cosine for keyword-only candidates too, so one relevance rule applies to all.
+        missing = [i for i in candidates if i not in dense_scores]
+        for i, vec in self.store.vectors_by_id(missing).items():
+            dense_scores[i] = float(np.dot(vec, qvec))
+        rows = self.store.chunks_by_id(candidates)
+        passages = []
+        for i in candidates:
+            row = rows.get(i)
+            sim = dense_scores.get(i, 0.0)
+            if row is None or sim < self.min_similarity:
+                continue
+            score = dense_scores[i] if mode == "dense" else fused[i]
+            passages.append(Passage(i, row.document_id, row.label, row.page, row.text, score, sim))
+            if len(passages) == k:
+                break
+        return passages

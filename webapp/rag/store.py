@@ -1,0 +1,401 @@
+"""The document store: SQLite for documents/pages/chunks/vectors, FAISS for search.
+
+Layout under the data folder (a persistent volume in the cluster)::
+
+    store.sqlite3          documents, pages, chunks (with their vectors), FTS5 index, meta
+    index/<collection>.faiss   one FAISS index per collection, rebuilt from SQLite if needed
+    files/<sha256>.pdf     uploaded files, named by content
+
+SQLite is the source of truth: every chunk row carries its embedding (float32
+bytes), so a FAISS file that is missing, stale or damaged is rebuilt from it
+without re-embedding. Write order makes a crash at any point recoverable:
+chunks and the document's "indexed" status commit in one transaction, then
+the FAISS file is replaced atomically (temp file, fsync, os.replace). On open,
+``check_and_repair`` compares each FAISS index with SQLite and rebuilds it on
+any difference. One writer at a time (a thread lock plus an flock on
+``.write.lock``, so the CLI and the app can share a folder); readers keep a
+loaded index and reload it when the file changes. No pickle anywhere.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import sqlite3
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from webapp.atomic import fsync_dir
+from webapp.errors import UserError
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+# Exact search up to this many vectors per collection; beyond it HNSW (see docs/documents.md).
+EXACT_SEARCH_LIMIT = 200_000
+STATUSES = ("queued", "parsing", "embedding", "indexed", "failed")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS collections (
+    id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, created_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS documents (
+    id INTEGER PRIMARY KEY,
+    collection_id INTEGER NOT NULL REFERENCES collections(id) ON DELETE CASCADE,
+    sha256 TEXT NOT NULL, label TEXT NOT NULL, size_bytes INTEGER NOT NULL,
+    status TEXT NOT NULL, reason TEXT, pages INTEGER, chunks INTEGER,
+    added_at TEXT NOT NULL, indexed_at TEXT,
+    UNIQUE (collection_id, sha256));
+CREATE TABLE IF NOT EXISTS pages (
+    document_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+    page INTEGER NOT NULL, chars INTEGER NOT NULL, PRIMARY KEY (document_id, page));
+CREATE TABLE IF NOT EXISTS chunks (
+    id INTEGER PRIMARY KEY,
+    document_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+    page INTEGER NOT NULL, ordinal INTEGER NOT NULL, text TEXT NOT NULL, embedding BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS chunks_by_document ON chunks(document_id);
+CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
+    text, content='chunks', content_rowid='id', tokenize='porter unicode61');
+CREATE TRIGGER IF NOT EXISTS chunks_ai AFTER INSERT ON chunks BEGIN
+    INSERT INTO chunks_fts(rowid, text) VALUES (new.id, new.text); END;
+CREATE TRIGGER IF NOT EXISTS chunks_ad AFTER DELETE ON chunks BEGIN
+    INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.id, old.text); END;
+"""
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class Document:
+    id: int
+    collection: str
+    sha256: str
+    label: str
+    size_bytes: int
+    status: str
+    reason: str | None
+    pages: int | None
+    chunks: int | None
+    added_at: str
+    indexed_at: str | None
+
+
+@dataclass(frozen=True)
+class ChunkRow:
+    id: int
+    document_id: int
+    label: str
+    page: int
+    text: str
+
+
+class StoreError(UserError):
+    pass
+
+
+class DocumentStore:
+    def __init__(self, data_dir: Path, embedding_model: str, dimension: int):
+        self.data_dir = Path(data_dir)
+        self.files_dir = self.data_dir / "files"
+        self.index_dir = self.data_dir / "index"
+        for d in (self.data_dir, self.files_dir, self.index_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        self.db_path = self.data_dir / "store.sqlite3"
+        self.dimension = dimension
+        self._write_lock = threading.RLock()
+        self._local = threading.local()
+        self._indexes: dict[int, tuple[tuple[int, int], object]] = {}  # collection -> (file stamp, index)
+        self._index_lock = threading.Lock()
+        with self._exclusive():
+            self._db().executescript(SCHEMA)  # executescript manages its own transaction
+        with self.writing() as db:
+            self._check_meta(db, embedding_model, dimension)
+
+    # -- connections and locking -------------------------------------------------
+    def _db(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.row_factory = sqlite3.Row
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """One writer across threads (RLock) and processes (flock, released if we die)."""
+        with self._write_lock:
+            with open(self.data_dir / ".write.lock", "a+") as lock_file:
+                fcntl.flock(lock_file, fcntl.LOCK_EX)
+                yield
+
+    @contextmanager
+    def writing(self) -> Iterator[sqlite3.Connection]:
+        """Exclusive writer; one SQLite transaction (nested use joins the outer one)."""
+        with self._exclusive():
+            db = self._db()
+            if db.in_transaction:
+                yield db
+                return
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+
+    def _check_meta(self, db, embedding_model: str, dimension: int) -> None:
+        meta = {r["key"]: r["value"] for r in db.execute("SELECT key, value FROM meta")}
+        if not meta:
+            db.executemany("INSERT INTO meta(key, value) VALUES (?, ?)", [
+                ("format_version", str(FORMAT_VERSION)), ("embedding_model", embedding_model),
+                ("embedding_dimension", str(dimension)), ("created_at", now())])
+            return
+        if int(meta.get("format_version", 0)) != FORMAT_VERSION:
+            raise StoreError(f"The document store in {self.data_dir} has format {meta.get('format_version')}; "
+                             f"this version of the app reads format {FORMAT_VERSION}.")
+        if meta.get("embedding_model") != embedding_model or int(meta.get("embedding_dimension", 0)) != dimension:
+            raise StoreError(
+                f"The documents in {self.data_dir} were embedded with {meta.get('embedding_model')}, not "
+                f"{embedding_model}; use that embedding model or a new data folder.")
+
+    # -- collections -------------------------------------------------------------
+    def collection_id(self, name: str, create: bool = True) -> int:
+        name = (name or "").strip()
+        if not name or len(name) > 64:
+            raise StoreError("A collection name must be 1 to 64 characters.")
+        row = self._db().execute("SELECT id FROM collections WHERE name = ?", (name,)).fetchone()
+        if row:
+            return int(row["id"])
+        if not create:
+            raise StoreError(f"There is no collection named {name!r}.")
+        with self.writing() as db:
+            db.execute("INSERT OR IGNORE INTO collections(name, created_at) VALUES (?, ?)", (name, now()))
+            return int(db.execute("SELECT id FROM collections WHERE name = ?", (name,)).fetchone()["id"])
+
+    def collections(self) -> list[str]:
+        return [r["name"] for r in self._db().execute("SELECT name FROM collections ORDER BY name")]
+
+    # -- documents ----------------------------------------------------------------
+    def _doc(self, row) -> Document:
+        return Document(id=row["id"], collection=row["collection"], sha256=row["sha256"], label=row["label"],
+                        size_bytes=row["size_bytes"], status=row["status"], reason=row["reason"],
+                        pages=row["pages"], chunks=row["chunks"], added_at=row["added_at"],
+                        indexed_at=row["indexed_at"])
+
+    _DOC_SQL = ("SELECT d.*, c.name AS collection FROM documents d "
+                "JOIN collections c ON c.id = d.collection_id")
+
+    def documents(self, collection: str | None = None) -> list[Document]:
+        if collection is None:
+            rows = self._db().execute(self._DOC_SQL + " ORDER BY d.id")
+        else:
+            rows = self._db().execute(self._DOC_SQL + " WHERE c.name = ? ORDER BY d.id", (collection,))
+        return [self._doc(r) for r in rows]
+
+    def document(self, doc_id: int) -> Document | None:
+        row = self._db().execute(self._DOC_SQL + " WHERE d.id = ?", (doc_id,)).fetchone()
+        return self._doc(row) if row else None
+
+    def add_document(self, collection: str, sha256: str, label: str, size_bytes: int) -> tuple[Document, bool]:
+        """Register a stored file in a collection; (document, False) if it was already there."""
+        cid = self.collection_id(collection)
+        with self.writing() as db:
+            row = db.execute("SELECT id FROM documents WHERE collection_id = ? AND sha256 = ?",
+                             (cid, sha256)).fetchone()
+            if row:
+                return self.document(row["id"]), False
+            cur = db.execute(
+                "INSERT INTO documents(collection_id, sha256, label, size_bytes, status, added_at) "
+                "VALUES (?, ?, ?, ?, 'queued', ?)", (cid, sha256, label, size_bytes, now()))
+            doc_id = cur.lastrowid
+        return self.document(doc_id), True
+
+    def set_status(self, doc_id: int, status: str, reason: str | None = None) -> None:
+        assert status in STATUSES
+        with self.writing() as db:
+            db.execute("UPDATE documents SET status = ?, reason = ? WHERE id = ?", (status, reason, doc_id))
+
+    def save_chunks(self, doc_id: int, page_chars: Sequence[int], chunks: Sequence, vectors: np.ndarray,
+                    note: str | None = None) -> None:
+        """Replace a document's chunks and mark it indexed, atomically; then update FAISS."""
+        if len(chunks) != len(vectors):
+            raise ValueError("one vector per chunk")
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        with self.writing() as db:
+            db.execute("DELETE FROM chunks WHERE document_id = ?", (doc_id,))
+            db.execute("DELETE FROM pages WHERE document_id = ?", (doc_id,))
+            db.executemany("INSERT INTO pages(document_id, page, chars) VALUES (?, ?, ?)",
+                           [(doc_id, i + 1, n) for i, n in enumerate(page_chars)])
+            db.executemany(
+                "INSERT INTO chunks(document_id, page, ordinal, text, embedding) VALUES (?, ?, ?, ?, ?)",
+                [(doc_id, c.page, c.ordinal, c.text, v.tobytes()) for c, v in zip(chunks, vectors)])
+            db.execute("UPDATE documents SET status = 'indexed', reason = ?, pages = ?, chunks = ?, indexed_at = ? "
+                       "WHERE id = ?", (note, len(page_chars), len(chunks), now(), doc_id))
+            cid = db.execute("SELECT collection_id FROM documents WHERE id = ?", (doc_id,)).fetchone()[0]
+            # Still inside the write lock: no other writer can interleave an index file.
+            self._write_index(cid, db)
+
+    def delete_document(self, doc_id: int) -> Document | None:
+        doc = self.document(doc_id)
+        if doc is None:
+            return None
+        with self.writing() as db:
+            cid = db.execute("SELECT collection_id FROM documents WHERE id = ?", (doc_id,)).fetchone()[0]
+            db.execute("DELETE FROM documents WHERE id = ?", (doc_id,))  # cascades to pages and chunks
+            self._write_index(cid, db)
+            still_used = db.execute("SELECT 1 FROM documents WHERE sha256 = ? LIMIT 1", (doc.sha256,)).fetchone()
+        if not still_used:
+            (self.files_dir / f"{doc.sha256}.pdf").unlink(missing_ok=True)
+        return doc
+
+    # -- FAISS ----------------------------------------------------------------------
+    def _index_path(self, cid: int) -> Path:
+        return self.index_dir / f"{cid}.faiss"
+
+    def _vectors(self, db, cid: int) -> tuple[np.ndarray, np.ndarray]:
+        rows = db.execute(
+            "SELECT ch.id, ch.embedding FROM chunks ch JOIN documents d ON d.id = ch.document_id "
+            "WHERE d.collection_id = ? AND d.status = 'indexed' ORDER BY ch.id", (cid,)).fetchall()
+        ids = np.asarray([r[0] for r in rows], dtype=np.int64)
+        vecs = (np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), self.dimension)
+                if rows else np.zeros((0, self.dimension), dtype=np.float32))
+        return ids, vecs
+
+    def _build_index(self, ids: np.ndarray, vecs: np.ndarray):
+        import faiss
+
+        if len(ids) <= EXACT_SEARCH_LIMIT:
+            base = faiss.IndexFlatIP(self.dimension)  # exact: vectors are normalised, so IP = cosine
+        else:
+            base = faiss.IndexHNSWFlat(self.dimension, 32, faiss.METRIC_INNER_PRODUCT)
+            base.hnsw.efConstruction = 80
+            base.hnsw.efSearch = 96
+        index = faiss.IndexIDMap2(base)
+        if len(ids):
+            index.add_with_ids(vecs, ids)
+        return index
+
+    def _write_index(self, cid: int, db) -> None:
+        """Rebuild the collection's index from SQLite and replace its file atomically.
+
+        Rebuilding (instead of add/remove in place) keeps one code path for add, delete
+        and repair. For an exact index that is reading the vectors back and copying them;
+        an HNSW index (very large collections) pays its graph build on every change.
+        """
+        import faiss
+
+        ids, vecs = self._vectors(db, cid)
+        index = self._build_index(ids, vecs)
+        path = self._index_path(cid)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        faiss.write_index(index, str(tmp))
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+
+    def _stamp(self, path: Path) -> tuple[int, int]:
+        st = path.stat()
+        return st.st_mtime_ns, st.st_size
+
+    def index_for(self, cid: int):
+        """The collection's FAISS index, reloaded if another writer replaced the file."""
+        import faiss
+
+        path = self._index_path(cid)
+        if not path.exists():
+            with self.writing() as db:
+                if not path.exists():
+                    self._write_index(cid, db)
+        stamp = self._stamp(path)
+        with self._index_lock:
+            cached = self._indexes.get(cid)
+            if cached and cached[0] == stamp:
+                return cached[1]
+            index = faiss.read_index(str(path))
+            self._indexes[cid] = (stamp, index)
+            return index
+
+    def check_and_repair(self) -> list[str]:
+        """Make FAISS agree with SQLite and finish what a crash interrupted; returns what was fixed."""
+        import faiss
+
+        fixed = []
+        with self.writing() as db:
+            interrupted = db.execute(
+                "UPDATE documents SET status = 'failed', reason = ? WHERE status IN ('parsing', 'embedding')",
+                ("Indexing was interrupted before it finished; re-index to try again.",)).rowcount
+            if interrupted:
+                fixed.append(f"{interrupted} document(s) whose indexing was interrupted marked failed")
+            for (cid, name) in db.execute("SELECT id, name FROM collections").fetchall():
+                ids, _ = self._vectors(db, cid)
+                path = self._index_path(cid)
+                if not path.exists() and not len(ids):
+                    self._write_index(cid, db)  # a new, empty collection: nothing to repair
+                    continue
+                try:
+                    index = faiss.read_index(str(path))
+                    have = faiss.vector_to_array(index.id_map) if index.ntotal else np.zeros(0, np.int64)
+                    consistent = index.d == self.dimension and np.array_equal(np.sort(have), ids)
+                except Exception as exc:  # missing or unreadable file
+                    log.warning("index of collection %s unreadable: %s", name, exc)
+                    consistent = False
+                if not consistent:
+                    self._write_index(cid, db)
+                    fixed.append(f"search index of collection {name!r} rebuilt from the database ({len(ids)} chunks)")
+        for line in fixed:
+            log.warning("store repair: %s", line)
+        return fixed
+
+    # -- reads for retrieval ---------------------------------------------------------
+    def chunks_by_id(self, ids: Sequence[int]) -> dict[int, ChunkRow]:
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        rows = self._db().execute(
+            f"SELECT ch.id, ch.document_id, ch.page, ch.text, d.label FROM chunks ch "
+            f"JOIN documents d ON d.id = ch.document_id WHERE ch.id IN ({marks}) AND d.status = 'indexed'",
+            [int(i) for i in ids])
+        return {r["id"]: ChunkRow(r["id"], r["document_id"], r["label"], r["page"], r["text"]) for r in rows}
+
+    def vectors_by_id(self, ids: Sequence[int]) -> dict[int, np.ndarray]:
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        rows = self._db().execute(f"SELECT id, embedding FROM chunks WHERE id IN ({marks})", [int(i) for i in ids])
+        return {r[0]: np.frombuffer(r[1], dtype=np.float32) for r in rows}
+
+    def keyword_search(self, cid: int, fts_query: str, limit: int) -> list[int]:
+        if not fts_query:
+            return []
+        rows = self._db().execute(
+            "SELECT ch.id FROM chunks_fts f JOIN chunks ch ON ch.id = f.rowid "
+            "JOIN documents d ON d.id = ch.document_id "
+            "WHERE chunks_fts MATCH ? AND d.collection_id = ? AND d.status = 'indexed' "
+            "ORDER BY bm25(chunks_fts) LIMIT ?", (fts_query, cid, limit))
+        return [r[0] for r in rows]
+
+    def counts(self) -> dict[str, int]:
+        db = self._db()
+        return {"documents": db.execute("SELECT COUNT(*) FROM documents").fetchone()[0],
+                "chunks": db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]}
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
