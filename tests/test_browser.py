@@ -67,3 +67,44 @@ def test_empty_message_keeps_the_page_working(browser, live_server):
     page.locator("#send").click()
     page.locator("#chat-stats").get_by_text("tok/s").wait_for(timeout=60_000)
     page.close()
+
+
+def pick(page, elem_id, option):
+    page.locator(f"#{elem_id} input").click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def test_upload_index_and_ask_with_citation(browser, live_server, tmp_path):
+    from tests.pdfgen import make_pdf
+
+    pdf = make_pdf(tmp_path / "travel-policy.pdf", [
+        "Travel policy. Section 1: booking trips through the travel desk.",
+        "Section 2: Per diem. Employees travelling abroad receive a per diem of 68 euros per day\n"
+        "for meals, paid with the next salary.",
+    ])
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.goto(live_server + "/", wait_until="networkidle")
+    page.get_by_role("tab", name="Upload").click()
+    page.locator("#upload-files input[type=file]").set_input_files(str(pdf))
+    page.wait_for_timeout(500)
+    page.locator("#upload-button").click()
+    result = page.locator("#upload-result")
+    result.get_by_text("Indexed 1 document").wait_for(timeout=90_000)
+    assert "travel-policy.pdf" in result.inner_text() and "added" in result.inner_text()
+
+    page.get_by_role("tab", name="Index").click()
+    table = page.locator("#documents-table")
+    page.wait_for_function("document.querySelector('#documents-table').innerText.includes('travel-policy.pdf')",
+                           timeout=10_000)
+    assert "indexed" in table.inner_text()
+
+    page.get_by_role("tab", name="Chat").click()
+    pick(page, "collection-picker", "default")
+    page.locator("#message textarea").fill("What is the per diem for employees travelling abroad?")
+    page.locator("#send").click()
+    bot = bot_messages(page).last
+    bot.get_by_text("Sources:").wait_for(timeout=90_000)
+    text = bot.inner_text()
+    assert "travel-policy.pdf, p. 2" in text
+    page.screenshot(path=str(tmp_path / "rag.png"), full_page=True)
+    page.close()

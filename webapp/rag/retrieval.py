@@ -5,7 +5,10 @@ rare terms that embeddings blur. Reciprocal rank fusion (score = sum of
 1 / (60 + rank)) combines the two lists without having to calibrate BM25
 scores against cosines. Every candidate's cosine with the question is then
 checked against ``min_similarity`` so that unrelated questions retrieve
-nothing, and the answer can say so instead of inventing one.
+nothing, and the answer can say so instead of inventing one. A passage that
+contains *every* content word of the question passes regardless: a query like
+a part number or an error code has a low cosine with everything, yet an exact
+match is the strongest evidence there is.
 """
 
 from __future__ import annotations
@@ -37,13 +40,18 @@ class Passage:
     similarity: float  # cosine between question and passage
 
 
-def fts_query(question: str) -> str:
-    """An FTS5 query that ORs the question's content words, each quoted (no FTS syntax injection)."""
-    words = []
+def content_words(question: str) -> list[str]:
+    words: list[str] = []
     for w in _WORD.findall(question.lower()):
-        if len(w) >= 3 and w not in _STOPWORDS and w not in words:
+        if (len(w) >= 3 or any(ch.isdigit() for ch in w)) and w not in _STOPWORDS and w not in words:
             words.append(w)
-    return " OR ".join('"' + w.replace('"', "") + '"' for w in words[:32])
+    return words[:32]
+
+
+def fts_query(question: str, require_all: bool = False) -> str:
+    """An FTS5 query over the question's content words, each quoted (no FTS syntax injection)."""
+    joiner = " AND " if require_all else " OR "
+    return joiner.join('"' + w.replace('"', "") + '"' for w in content_words(question))
 
 
 class Retriever:
@@ -69,6 +77,8 @@ class Retriever:
                         dense_ids.append(int(i))
                         dense_scores[int(i)] = float(s)
         keyword_ids = self.store.keyword_search(cid, fts_query(question), pool) if mode != "dense" else []
+        exact = (set(self.store.keyword_search(cid, fts_query(question, require_all=True), pool))
+                 if mode != "dense" else set())
 
         fused: dict[int, float] = {}
         for ranked in (dense_ids, keyword_ids):
@@ -84,7 +94,7 @@ class Retriever:
         for i in candidates:
             row = rows.get(i)
             sim = dense_scores.get(i, 0.0)
-            if row is None or sim < self.min_similarity:
+            if row is None or (sim < self.min_similarity and i not in exact):
                 continue
             score = dense_scores[i] if mode == "dense" else fused[i]
             passages.append(Passage(i, row.document_id, row.label, row.page, row.text, score, sim))

@@ -77,7 +77,7 @@ class ChatTab:
                 label="Model", scale=4, elem_id="model-picker", interactive=True)
             self.collection = gr.Dropdown(choices=self._collection_choices(), value=NO_DOCUMENTS,
                                           label="Answer from documents in", scale=3, elem_id="collection-picker")
-            refresh = gr.Button("↻ Refresh", scale=1, size="sm")
+            refresh = gr.Button("↻ Refresh", scale=1, size="sm", elem_id="chat-refresh")
         self.notice = gr.Markdown(self._registry_notice(), elem_id="registry-notice")
         self.chatbot = gr.Chatbot(label="Conversation", height=480, elem_id="chatbot",
                                   buttons=["copy", "copy_all"], feedback_options=None)

@@ -1,0 +1,256 @@
+"""Documents end to end with real PDFs, the real embedding model and real FAISS/SQLite files."""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import CORPUS, ROOT
+from tests.pdfgen import encrypt_pdf, make_pdf, topic_pdf
+from webapp.documents.service import DocumentService
+from webapp.documents.uploads import safe_label
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def docs(settings_factory, tmp_path):
+    service = DocumentService(settings_factory(data_dir=tmp_path / "data", max_pages=40, max_upload_mb=2))
+    yield service
+    service.close()
+
+
+def add_and_index(docs, collection, *paths, passwords=None):
+    results = docs.add_files(collection, [(p, p.name) for p in paths])
+    report = docs.index_queued(collection, passwords=passwords)
+    return results, report
+
+
+def status_of(docs, collection, label):
+    return next(d for d in docs.documents(collection) if d.label == label)
+
+
+def test_index_and_search_cites_document_and_page(docs, tmp_path):
+    a = topic_pdf(tmp_path / "volcanoes.pdf", "volcano", pages=3)
+    b = topic_pdf(tmp_path / "bees.pdf", "bees", pages=2)
+    results, report = add_and_index(docs, "science", a, b)
+    assert not report.failed and len(report.indexed) == 2 and report.pages == 5
+    hits = docs.search("science", "How do honey bees tell each other where flowers are?", k=3)
+    assert hits and hits[0].document == "bees.pdf" and hits[0].page in (1, 2)
+    assert all(h.document == "bees.pdf" for h in hits)  # nothing about volcanoes is relevant
+    # unrelated question: nothing passes the relevance bar
+    assert docs.search("science", "What is the capital of Peru and its population?", k=3) == []
+
+
+def test_keyword_search_finds_exact_rare_terms(docs, tmp_path):
+    pdf = topic_pdf(tmp_path / "trains.pdf", "railway", pages=2, marker="Catalogue code ZX-4471-Q.")
+    other = topic_pdf(tmp_path / "coffee.pdf", "coffee", pages=2)
+    add_and_index(docs, "c", pdf, other)
+    keyword = docs.search("c", "ZX-4471-Q", k=3, mode="keyword")
+    assert keyword and keyword[0].document == "trains.pdf"
+    hybrid = docs.search("c", "Which document lists catalogue code ZX-4471-Q railway?", k=2)
+    assert hybrid[0].document == "trains.pdf"
+
+
+def test_uploads_are_stored_by_content_and_names_are_only_labels(docs, tmp_path):
+    pdf = topic_pdf(tmp_path / "x.pdf", "coffee")
+    hostile = tmp_path / "copy.pdf"
+    hostile.write_bytes(pdf.read_bytes())
+    results = docs.add_files("default", [(pdf, "../../etc/passwd.pdf"), (hostile, "again.pdf"),
+                                         (pdf, b"caf\xe9-\xff.pdf"), (pdf, "n" * 5000 + ".pdf")])
+    first = results[0]
+    assert first.error is None and first.label == "passwd.pdf"
+    assert all(r.duplicate for r in results[1:])  # same content, recognised, not stored twice
+    stored = list(docs.store.files_dir.iterdir())
+    assert [p.name for p in stored] == [f"{first.document.sha256}.pdf"]
+    assert not (tmp_path / "etc").exists()
+    assert safe_label(b"caf\xe9-\xff.pdf") == "caf\ufffd-\ufffd.pdf"
+    assert len(safe_label("n" * 5000 + ".pdf")) <= 160 and safe_label("n" * 5000 + ".pdf").endswith(".pdf")
+    assert safe_label("C:\\Users\\me\\report.pdf") == "report.pdf" and safe_label("") == "document.pdf"
+
+
+def test_hostile_set_each_gets_a_clear_reason_and_good_documents_survive(docs, tmp_path):
+    good = topic_pdf(tmp_path / "good.pdf", "volcano")
+    add_and_index(docs, "h", good)
+    zero = tmp_path / "zero.pdf"
+    zero.write_bytes(b"")
+    renamed = tmp_path / "notes.pdf"
+    renamed.write_text("just some text, not a PDF at all\n" * 20)
+    truncated = tmp_path / "truncated.pdf"
+    truncated.write_bytes(topic_pdf(tmp_path / "t.pdf", "bees").read_bytes()[:300])
+    secret = encrypt_pdf(topic_pdf(tmp_path / "plain.pdf", "railway"), tmp_path / "secret.pdf", "hunter2")
+    scanned = make_pdf(tmp_path / "scanned.pdf", [None, None])
+    mixed = make_pdf(tmp_path / "mixed.pdf", ["A page about espresso crema and nine bars of pressure.", None])
+    huge = make_pdf(tmp_path / "huge.pdf", [f"page {i} of a very long report" for i in range(60)])
+    big = tmp_path / "big.pdf"
+    big.write_bytes(b"%PDF-1.4\n" + os.urandom(3_000_000))
+
+    results = docs.add_files("h", [(p, p.name) for p in (zero, renamed, truncated, secret, scanned, mixed,
+                                                        huge, big)] + [(good, "../../../evil.pdf")])
+    refused = {r.label: r.error for r in results if r.error}
+    assert "empty" in refused["zero.pdf"]
+    assert "not a PDF" in refused["notes.pdf"]
+    assert "limit is 2 MB" in refused["big.pdf"]
+    report = docs.index_queued("h")
+    reasons = {d.label: d.reason for d in report.failed}
+    assert "damaged or not a valid PDF" in reasons["truncated.pdf"]
+    assert "encrypted" in reasons["secret.pdf"] and "password" in reasons["secret.pdf"]
+    assert "No text layer" in reasons["scanned.pdf"]
+    assert "more than the limit" in reasons["huge.pdf"]
+    mixed_doc = status_of(docs, "h", "mixed.pdf")
+    assert mixed_doc.status == "indexed" and "page(s) 2" in mixed_doc.reason
+    for reason in reasons.values():
+        assert reason.endswith(".") and "\n" not in reason and "Traceback" not in reason
+    # the document indexed before the bad batch is untouched and still found
+    assert status_of(docs, "h", "good.pdf").status == "indexed"
+    assert docs.search("h", "shield volcano basaltic lava")[0].document == "good.pdf"
+    # the password unlocks the encrypted one
+    secret_doc = status_of(docs, "h", "secret.pdf")
+    docs.store.set_status(secret_doc.id, "queued")
+    docs.index_queued("h", passwords={secret_doc.id: "wrong"})
+    assert "wrong" in status_of(docs, "h", "secret.pdf").reason
+    docs.store.set_status(secret_doc.id, "queued")
+    docs.index_queued("h", passwords={secret_doc.id: "hunter2"})
+    assert status_of(docs, "h", "secret.pdf").status == "indexed"
+    assert docs.search("h", "Trans-Siberian Railway length")[0].document == "secret.pdf"
+
+
+def test_delete_removes_vectors_and_rows(docs, tmp_path):
+    a, b = topic_pdf(tmp_path / "a.pdf", "bees"), topic_pdf(tmp_path / "b.pdf", "coffee")
+    add_and_index(docs, "d", a, b)
+    doc = status_of(docs, "d", "a.pdf")
+    docs.delete(doc.id)
+    assert [d.label for d in docs.documents("d")] == ["b.pdf"]
+    cid = docs.store.collection_id("d", create=False)
+    index = docs.store.index_for(cid)
+    chunks = docs.store._db().execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
+    assert index.ntotal == chunks == status_of(docs, "d", "b.pdf").chunks
+    assert docs.search("d", "honey bee waggle dance") == []
+    assert not (docs.store.files_dir / f"{doc.sha256}.pdf").exists()
+
+
+def test_collections_are_separate(docs, tmp_path):
+    add_and_index(docs, "one", topic_pdf(tmp_path / "bees.pdf", "bees"))
+    add_and_index(docs, "two", topic_pdf(tmp_path / "coffee.pdf", "coffee"))
+    assert set(docs.collections()) >= {"one", "two", "default"}
+    assert docs.search("one", "espresso crema pressure") == []
+    assert docs.search("two", "espresso crema pressure")[0].document == "coffee.pdf"
+
+
+def test_damaged_index_is_rebuilt_from_sqlite(settings_factory, tmp_path):
+    settings = settings_factory(data_dir=tmp_path / "data")
+    docs = DocumentService(settings)
+    add_and_index(docs, "r", topic_pdf(tmp_path / "bees.pdf", "bees"))
+    cid = docs.store.collection_id("r", create=False)
+    docs.close()
+    (settings.data_dir / "index" / f"{cid}.faiss").write_bytes(b"garbage")
+    reopened = DocumentService(settings)
+    assert reopened.available() is None
+    assert any("rebuilt" in r for r in reopened.repairs)
+    assert reopened.search("r", "waggle dance direction of flowers")[0].document == "bees.pdf"
+    reopened.close()
+
+
+def test_store_refuses_a_different_embedding_model(settings_factory, tmp_path):
+    from webapp.rag.store import DocumentStore, StoreError
+
+    DocumentStore(tmp_path / "d", "model-a", 384).close()
+    with pytest.raises(StoreError, match="embedded with model-a"):
+        DocumentStore(tmp_path / "d", "model-b", 384)
+
+
+def test_sigkill_mid_indexing_loses_nothing_indexed_before(settings_factory, registry_dir, tmp_path):
+    data = tmp_path / "data"
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(10):
+        topic = list(("volcano", "bees", "railway", "coffee"))[i % 4]
+        topic_pdf(src / f"{i:02d}-{topic}.pdf", topic, pages=12, marker=f"Unique tag doc{i:02d}.")
+    proc = subprocess.Popen([sys.executable, "-m", "webapp", "--models-dir", str(registry_dir),
+                             "--data-dir", str(data), "index", str(src), "--collection", "k"],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    db_path = data / "store.sqlite3"
+    indexed_before = []
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        if db_path.exists():
+            try:
+                with sqlite3.connect(db_path, timeout=1) as db:
+                    indexed_before = [r[0] for r in db.execute("SELECT label FROM documents WHERE status='indexed'")]
+            except sqlite3.Error:
+                pass
+        if len(indexed_before) >= 2:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "indexing finished before it could be killed; make the batch bigger"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert 2 <= len(indexed_before) < 10
+
+    docs = DocumentService(settings_factory(data_dir=data))
+    assert docs.available() is None
+    by_label = {d.label: d for d in docs.documents("k")}
+    for label in indexed_before:
+        assert by_label[label].status == "indexed"
+        tag = "doc" + label[:2]
+        hits = docs.search("k", f"Unique tag {tag}", k=12, mode="keyword")
+        assert any(h.document == label for h in hits), label
+    assert all(d.status in ("indexed", "queued", "failed") for d in by_label.values())
+    cid = docs.store.collection_id("k", create=False)
+    chunks = docs.store._db().execute(
+        "SELECT COUNT(*) FROM chunks c JOIN documents d ON d.id = c.document_id WHERE d.status='indexed'"
+    ).fetchone()[0]
+    assert docs.store.index_for(cid).ntotal == chunks
+    # and the rest can be finished
+    docs.requeue("k", only_failed=True)
+    report = docs.index_queued("k")
+    assert not report.failed
+    assert all(d.status == "indexed" for d in docs.documents("k"))
+    docs.close()
+
+
+def test_cli_and_service_share_a_data_folder(settings_factory, registry_dir, tmp_path):
+    data = tmp_path / "data"
+    docs = DocumentService(settings_factory(data_dir=data))
+    add_and_index(docs, "shared", topic_pdf(tmp_path / "bees.pdf", "bees"))
+    docs.close()
+    cli = [sys.executable, "-m", "webapp", "--models-dir", str(registry_dir), "--data-dir", str(data)]
+    out = subprocess.run(cli + ["index", str(topic_pdf(tmp_path / "coffee.pdf", "coffee")), "--collection", "shared"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    out = subprocess.run(cli + ["search", "How is espresso brewed?", "--collection", "shared", "--k", "3", "--json"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    hits = json.loads(out.stdout)
+    assert hits[0]["document"] == "coffee.pdf" and hits[0]["page"] >= 1 and hits[0]["score"] > 0
+    out = subprocess.run(cli + ["search", "waggle dance", "--collection", "shared", "--json"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert json.loads(out.stdout)[0]["document"] == "bees.pdf"  # indexed by the service, found by the CLI
+    docs = DocumentService(settings_factory(data_dir=data))
+    assert {d.label for d in docs.documents("shared")} == {"bees.pdf", "coffee.pdf"}
+    docs.close()
+    out = subprocess.run(cli + ["search", "x", "--collection", "nope"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 2 and "no collection named 'nope'" in out.stderr
+
+
+@pytest.mark.skipif(not (CORPUS / "pdf-samples").is_dir(), reason="../shared/corpus is absent")
+def test_every_sample_pdf_indexes_or_fails_with_a_reason(settings_factory, tmp_path):
+    docs = DocumentService(settings_factory(data_dir=tmp_path / "samples"))  # default limits
+    samples = sorted((CORPUS / "pdf-samples").glob("*.pdf"))
+    results = docs.add_files("samples", [(p, p.name) for p in samples])
+    assert not [r for r in results if r.error]
+    report = docs.index_queued("samples")
+    assert len(report.indexed) + len(report.failed) == len(samples)
+    assert len(report.indexed) >= len(samples) // 2
+    for d in report.failed:
+        assert d.reason and d.reason.endswith(".") and "\n" not in d.reason
+    by_label = {d.label: d for d in docs.documents("samples")}
+    assert "encrypted" in by_label["005-libreoffice-writer-password__libreoffice-writer-password.pdf"].reason
+    assert by_label["015-arabic__habibi.pdf"].status == "indexed"
+    assert "No text layer" in by_label["007-imagemagick-images__imagemagick-images.pdf"].reason
+    docs.close()
