@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
@@ -17,7 +18,7 @@ from typing import Callable, Iterable
 from webapp.documents.uploads import store_upload
 from webapp.errors import UserError
 from webapp.rag.chunking import PageChunker
-from webapp.rag.pdf_text import PdfProblem, parse_pdf
+from webapp.rag.pdf_text import ParsedPdf, PdfProblem, parse_pdf
 from webapp.rag.retrieval import Passage, Retriever
 from webapp.rag.store import Document, DocumentStore
 from webapp.registry import RegistryError, load_entry
@@ -143,15 +144,26 @@ class DocumentService:
             report = IndexReport()
             started = time.perf_counter()
             queue = [d for d in self.documents(collection) if d.status == "queued"]
-            for n, doc in enumerate(queue):
-                def step(fraction: float, what: str, n=n, doc=doc):
-                    if progress:
-                        progress((n + fraction) / max(1, len(queue)), f"{doc.label}: {what}")
-                done = self._index_one(doc, step, (passwords or {}).get(doc.id))
-                (report.indexed if done.status == "indexed" else report.failed).append(done)
-                if done.status == "indexed":
-                    report.pages += done.pages or 0
-                    report.chunks += done.chunks or 0
+            passwords = passwords or {}
+            # The next PDF is parsed (in its child process) while this one is embedded:
+            # parsing then costs almost no wall time (docs/documents.md has the figures).
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pdf-prefetch") as prefetch:
+                parsed = {}
+                if queue:
+                    parsed[0] = prefetch.submit(self._parse, queue[0], passwords.get(queue[0].id))
+                for n, doc in enumerate(queue):
+                    if n + 1 < len(queue):
+                        nxt = queue[n + 1]
+                        parsed[n + 1] = prefetch.submit(self._parse, nxt, passwords.get(nxt.id))
+
+                    def step(fraction: float, what: str, n=n, doc=doc):
+                        if progress:
+                            progress((n + fraction) / max(1, len(queue)), f"{doc.label}: {what}")
+                    done = self._index_one(doc, step, parsed.pop(n))
+                    (report.indexed if done.status == "indexed" else report.failed).append(done)
+                    if done.status == "indexed":
+                        report.pages += done.pages or 0
+                        report.chunks += done.chunks or 0
             report.seconds = time.perf_counter() - started
             if progress:
                 progress(1.0, "done")
@@ -159,13 +171,17 @@ class DocumentService:
         finally:
             self._index_lock.release()
 
-    def _index_one(self, doc: Document, step: Callable[[float, str], None], password: str | None) -> Document:
-        store, s = self.store, self.settings
+    def _parse(self, doc: Document, password: str | None) -> ParsedPdf:
+        s = self.settings
+        self.store.set_status(doc.id, "parsing")
+        return parse_pdf(self.store.files_dir / f"{doc.sha256}.pdf", password=password, timeout_s=s.pdf_timeout_s,
+                         memory_mb=s.pdf_memory_mb, max_pages=s.max_pages)
+
+    def _index_one(self, doc: Document, step: Callable[[float, str], None], parsing: Future) -> Document:
+        store = self.store
         try:
-            store.set_status(doc.id, "parsing")
             step(0.0, "reading text")
-            parsed = parse_pdf(store.files_dir / f"{doc.sha256}.pdf", password=password, timeout_s=s.pdf_timeout_s,
-                               memory_mb=s.pdf_memory_mb, max_pages=s.max_pages)
+            parsed = parsing.result()
             chunks = self.chunker.split(parsed.pages)
             if not chunks:
                 raise PdfProblem("No usable text was found in this PDF.", "no-text")

@@ -1,0 +1,121 @@
+"""Index the arXiv corpus end to end: this app's pipeline vs the original notebooks' pipeline.
+
+    .venv/bin/pip install -r requirements-bench.txt      # baseline needs LangChain + sentence-transformers
+    .venv/bin/python benchmarks/ingest.py [--corpus ../shared/corpus/arxiv]
+
+Each pipeline runs in its own fresh process (so peak memory is its own), one
+after the other, on the same PDFs, and the script prints pages/s, chunks/s,
+peak RSS and the ratio:
+
+- ours: DocumentService.index_queued - pypdf in a forkserver child, LangChain
+  splitter, OpenVINO TextEmbeddingPipeline, FAISS + SQLite written atomically.
+- baseline (the notebooks): LangChain PyPDFLoader -> RecursiveCharacterTextSplitter
+  (1000/200) -> langchain_huggingface.HuggingFaceEmbeddings(all-MiniLM-L6-v2 on
+  torch) -> FAISS.from_documents in memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def peak_rss_mb() -> tuple[float, float]:
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return own, children
+
+
+def run_ours(pdfs: list[Path], models_dir: Path) -> dict:
+    from webapp.documents.service import DocumentService
+    from webapp.settings import Settings
+
+    with tempfile.TemporaryDirectory() as data:
+        docs = DocumentService(Settings(models_dir=models_dir, data_dir=Path(data)))
+        docs.available()  # load the embedding model before the clock starts, as the app does at start-up
+        t0 = time.perf_counter()
+        docs.add_files("bench", [(p, p.name) for p in pdfs])
+        report = docs.index_queued("bench")
+        seconds = time.perf_counter() - t0
+        docs.close()
+    return {"pages": report.pages, "chunks": report.chunks, "seconds": seconds, "failed": len(report.failed)}
+
+
+def run_baseline(pdfs: list[Path], models_dir: Path) -> dict:
+    import logging
+
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    logging.getLogger("pypdf").setLevel(logging.ERROR)
+    from langchain_community.document_loaders import PyPDFLoader
+    from langchain_community.vectorstores import FAISS
+    from langchain_huggingface import HuggingFaceEmbeddings
+    from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+    embeddings = HuggingFaceEmbeddings(model_name=str(models_dir / ".sources" / "all-MiniLM-L6-v2"))
+    t0 = time.perf_counter()
+    pages = []
+    for pdf in pdfs:
+        pages += PyPDFLoader(str(pdf)).load()
+    chunks = RecursiveCharacterTextSplitter(chunk_size=1000, chunk_overlap=200).split_documents(pages)
+    FAISS.from_documents(chunks, embeddings)
+    seconds = time.perf_counter() - t0
+    return {"pages": len(pages), "chunks": len(chunks), "seconds": seconds, "failed": 0}
+
+
+def child(which: str, corpus: Path, models_dir: Path) -> None:
+    pdfs = sorted(corpus.glob("*.pdf"))
+    result = (run_ours if which == "ours" else run_baseline)(pdfs, models_dir)
+    own, children = peak_rss_mb()
+    result.update(peak_rss_mb=own, peak_child_rss_mb=children)
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--corpus", type=Path, default=ROOT.parent / "shared" / "corpus" / "arxiv")
+    ap.add_argument("--models-dir", type=Path, default=ROOT / "models")
+    ap.add_argument("--only", choices=["ours", "baseline"])
+    ap.add_argument("--child", choices=["ours", "baseline"], help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        child(args.child, args.corpus, args.models_dir)
+        return 0
+    pdfs = sorted(args.corpus.glob("*.pdf"))
+    if not pdfs:
+        print(f"no PDFs in {args.corpus}", file=sys.stderr)
+        return 2
+    results = {}
+    for which in ([args.only] if args.only else ["ours", "baseline"]):
+        out = subprocess.run([sys.executable, __file__, "--child", which, "--corpus", str(args.corpus),
+                              "--models-dir", str(args.models_dir)], capture_output=True, text=True, cwd=ROOT)
+        line = next((l for l in out.stdout.splitlines() if l.startswith("RESULT ")), None)
+        if line is None:
+            print(f"{which} failed:\n{out.stderr[-3000:]}", file=sys.stderr)
+            return 1
+        results[which] = json.loads(line[7:])
+    total_mb = sum(p.stat().st_size for p in pdfs) / 1e6
+    print(f"\n{len(pdfs)} PDFs, {total_mb:.1f} MB, cpu: {os.cpu_count()} cores\n")
+    print(f"{'pipeline':10s} {'pages':>6s} {'chunks':>7s} {'seconds':>8s} {'pages/s':>8s} {'chunks/s':>9s} "
+          f"{'peak RSS MB':>12s} {'(parser child)':>15s}")
+    for name, r in results.items():
+        print(f"{name:10s} {r['pages']:6d} {r['chunks']:7d} {r['seconds']:8.1f} {r['pages'] / r['seconds']:8.2f} "
+              f"{r['chunks'] / r['seconds']:9.1f} {r['peak_rss_mb']:12.0f} {r['peak_child_rss_mb']:15.0f}")
+    if len(results) == 2:
+        ours, base = results["ours"], results["baseline"]
+        speed = (ours["pages"] / ours["seconds"]) / (base["pages"] / base["seconds"])
+        print(f"\nours vs baseline: x{speed:.2f} pages/s, peak RSS x{ours['peak_rss_mb'] / base['peak_rss_mb']:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
