@@ -8,8 +8,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class RemoteEndpoint(BaseModel):
+    """An OpenAI-compatible server (OVMS under /v3, llama.cpp or vLLM under /v1)."""
+
+    name: str = Field(description="short name shown in the model picker, e.g. 'ovms'")
+    base_url: str = Field(description="API root including the version, e.g. http://ovms:8000/v3")
+    api_key_file: Path | None = Field(None, description="file holding the API key (preferred: a mounted Secret)")
+    api_key_env: str | None = Field(None, description="environment variable holding the API key")
+    verify_tls: bool = Field(True, description="verify the server's certificate (https)")
+    ca_file: Path | None = Field(None, description="PEM bundle of a private CA to trust")
+    connect_timeout_s: float = Field(5.0, gt=0)
+    read_timeout_s: float = Field(60.0, gt=0, description="longest silence allowed between two streamed chunks")
+    retries: int = Field(2, ge=0, le=10, description="retries before the first token arrives")
 
 
 class Settings(BaseSettings):
@@ -40,6 +54,9 @@ class Settings(BaseSettings):
     max_num_batched_tokens: int = Field(2048, ge=64, description="tokens processed per scheduler step")
     num_threads: int = Field(0, ge=0, description="inference threads (0 = OpenVINO decides)")
     max_loaded_models: int = Field(2, ge=1, description="models kept in memory at once (least recently used goes)")
+
+    # Remote servers, as JSON: [{"name": "ovms", "base_url": "http://ovms:8000/v3", "api_key_file": "/secrets/key"}]
+    remote_endpoints: list[RemoteEndpoint] = Field(default_factory=list)
 
     # Documents
     embedding_model: str = Field("all-minilm-l6-v2", description="registry name of the embedding model")

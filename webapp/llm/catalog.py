@@ -1,9 +1,11 @@
 """Which models can be chatted with, and the loaded backends for them.
 
 Models come from the registry folder (rescanned on demand, so a model exported
-while the app runs appears after "refresh"). Backends load lazily on first use
-and at most ``max_loaded_models`` stay in memory; the least recently used one
-is closed when another is needed.
+while the app runs appears after "refresh") and from remote OpenAI-compatible
+servers configured in settings (their /models list). Local backends load
+lazily on first use and at most ``max_loaded_models`` stay in memory; the
+least recently used one is closed when another is needed. A remote server that
+is down appears as one unavailable entry with the reason, never as an error page.
 """
 
 from __future__ import annotations
@@ -23,10 +25,17 @@ from webapp.settings import Settings
 log = logging.getLogger(__name__)
 
 
+REMOTE_PREFIX = "remote:"
+
+
 @dataclass(frozen=True)
 class ModelChoice:
     name: str
     label: str
+
+
+def remote_choice_name(endpoint: str, model: str) -> str:
+    return f"{REMOTE_PREFIX}{endpoint}/{model}"
 
 
 class ModelCatalog:
@@ -38,6 +47,11 @@ class ModelCatalog:
         self._scan: RegistryScan | None = None
         self._scan_error: str | None = None
         self._load_errors: dict[str, str] = {}
+        from webapp.llm.openai_remote import RemoteServer
+
+        self._servers = {ep.name: RemoteServer(ep) for ep in settings.remote_endpoints}
+        self._remote_models: dict[str, list[str]] = {}
+        self._remote_errors: dict[str, str] = {}
         self.refresh()
 
     @property
@@ -53,8 +67,16 @@ class ModelCatalog:
         except RegistryError as exc:
             log.error("model registry unusable: %s", exc.user_message)
             result, error = None, exc.user_message
+        remote_models, remote_errors = {}, {}
+        for name, server in self._servers.items():
+            try:
+                remote_models[name] = server.list_models()
+            except UserError as exc:
+                log.warning("remote endpoint %s: %s", name, exc.user_message)
+                remote_errors[name] = exc.user_message
         with self._lock:
             self._scan, self._scan_error = result, error
+            self._remote_models, self._remote_errors = remote_models, remote_errors
 
     def problems(self) -> list[str]:
         with self._lock:
@@ -65,15 +87,23 @@ class ModelCatalog:
     def choices(self) -> list[ModelChoice]:
         with self._lock:
             entries = self._scan.llms() if self._scan else []
-        return [ModelChoice(e.name, e.label) for e in entries]
+            remote, errors = dict(self._remote_models), dict(self._remote_errors)
+        out = [ModelChoice(e.name, e.label) for e in entries]
+        for server, models in remote.items():
+            out += [ModelChoice(remote_choice_name(server, m), f"{m} @ {server} (remote)") for m in models]
+        for server, error in errors.items():
+            out.append(ModelChoice(remote_choice_name(server, ""), f"{server}: unavailable"))
+        return out
 
     def default_choice(self) -> str | None:
-        names = [c.name for c in self.choices()]
+        names = [c.name for c in self.choices() if not c.name.endswith("/")]
         if self._settings.default_model in names:
             return self._settings.default_model
         return names[0] if names else None
 
     def is_loaded(self, name: str) -> bool:
+        if name.startswith(REMOTE_PREFIX):
+            return True  # nothing to load here; the server has it
         with self._lock:
             return name in self._loaded
 
@@ -84,6 +114,8 @@ class ModelCatalog:
         """The loaded backend for ``name``, loading it (seconds) if needed."""
         if not name:
             raise ModelNotAvailable("No model is selected; pick one in the model list.")
+        if name.startswith(REMOTE_PREFIX):
+            return self._remote(name)
         with self._lock:
             backend = self._loaded.get(name)
             if backend is not None:
@@ -109,6 +141,18 @@ class ModelCatalog:
                 old.close()
             return backend
 
+    def _remote(self, name: str) -> ChatBackend:
+        from webapp.llm.openai_remote import RemoteChatBackend
+
+        server_name, _, model = name[len(REMOTE_PREFIX):].partition("/")
+        server = self._servers.get(server_name)
+        if server is None:
+            raise ModelNotAvailable(f"No remote server named {server_name!r} is configured.")
+        if not model:
+            reason = self._remote_errors.get(server_name, f"{server_name} is unavailable.")
+            raise ModelNotAvailable(reason + " Press Refresh once it is back.")
+        return RemoteChatBackend(server, model)
+
     def _load(self, entry) -> ChatBackend:
         from webapp.llm.openvino_local import OpenVINOLocalBackend
 
@@ -132,3 +176,5 @@ class ModelCatalog:
             self._loaded.clear()
         for backend in backends:
             backend.close()
+        for server in self._servers.values():
+            server.close()

@@ -1,0 +1,108 @@
+"""A small real HTTP server that speaks just enough of the OpenAI chat API to misbehave on cue.
+
+The model name picks the behaviour: ok, auth (needs "Bearer secret"), error500,
+flaky (two 500s, then ok), stall-first (silent before any token), stall-mid
+(two tokens, then silence), malformed (an event that is not JSON), cut (three
+tokens, then the connection drops). It runs on a thread on 127.0.0.1 for the
+fault tests; nothing fake sits inside the client under test.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+MODELS = ["ok", "auth", "error500", "flaky", "stall-first", "stall-mid", "malformed", "cut"]
+
+
+class FaultServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, stall_s: float = 3.0):
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.stall_s = stall_s
+        self.requests: dict[str, int] = {}
+        self.closed_early = threading.Event()
+        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.shutdown()
+        self.server_close()
+
+
+def chunk(content=None, finish=None, usage=None) -> bytes:
+    body = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "m",
+            "choices": [] if usage else [{"index": 0, "delta": {"content": content} if content else {},
+                                          "finish_reason": finish}]}
+    if usage:
+        body["usage"] = usage
+    return b"data: " + json.dumps(body).encode() + b"\n\n"
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def _json(self, status: int, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):
+        if self.path.endswith("/models"):
+            self._json(200, {"object": "list", "data": [{"id": m, "object": "model"} for m in MODELS]})
+        else:
+            self._json(404, {"error": {"message": "not found"}})
+
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length", 0))
+        request = json.loads(self.rfile.read(length) or b"{}")
+        model = request.get("model", "ok")
+        server: FaultServer = self.server
+        server.requests[model] = server.requests.get(model, 0) + 1
+        if model == "auth" and self.headers.get("Authorization") != "Bearer secret":
+            return self._json(401, {"error": {"message": "invalid api key", "type": "auth"}})
+        if model == "error500" or (model == "flaky" and server.requests[model] <= 2):
+            return self._json(500, {"error": {"message": "internal error"}})
+        if model == "stall-first":
+            time.sleep(server.stall_s)
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        words = ["one ", "two ", "three ", "four ", "five"]
+        try:
+            for i, word in enumerate(words):
+                if model == "stall-mid" and i == 2:
+                    time.sleep(server.stall_s)
+                if model == "cut" and i == 3:
+                    self.connection.shutdown(2)  # drop the connection mid-answer
+                    return
+                if model == "malformed" and i == 2:
+                    self.wfile.write(b"data: {this is not json\n\n")
+                    self.wfile.flush()
+                    return
+                self.wfile.write(chunk(word))
+                self.wfile.flush()
+                time.sleep(0.02)
+            self.wfile.write(chunk(finish="stop"))
+            self.wfile.write(chunk(usage={"prompt_tokens": 7, "completion_tokens": 5, "total_tokens": 12}))
+            self.wfile.write(b"data: [DONE]\n\n")
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            server.closed_early.set()
