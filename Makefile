@@ -9,13 +9,14 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8080
 PYTEST_ARGS ?=
 
-.PHONY: run serve install install-dev models test test-fast clean-models help
+.PHONY: run serve install install-dev models test test-fast check-deploy help
 
 help:
 	@echo "make run        install, build default models (once), start http://$(HOST):$(PORT)/"
 	@echo "make test       install, build default models (once), run all tests"
 	@echo "make test-fast  skip the slow, browser tiers"
 	@echo "make models     (re)build only the missing default models"
+	@echo "make check-deploy  render + validate k8s overlays, checkov, hadolint (part of make test)"
 
 run: models serve
 
@@ -45,6 +46,10 @@ models: install
 
 test: install-dev models
 	DOCCHAT_TEST_MODELS_DIR=$(abspath $(MODELS)) $(BIN)/python -m pytest $(PYTEST_ARGS)
+	scripts/check-deploy.sh
+
+check-deploy:
+	scripts/check-deploy.sh
 
 test-fast: install-dev models
 	DOCCHAT_TEST_MODELS_DIR=$(abspath $(MODELS)) $(BIN)/python -m pytest -m "not slow and not browser" $(PYTEST_ARGS)

@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT.parent / "shared" / "corpus"
 DEFAULT_LLM = "smollm2-135m-instruct-int4"
+API_KEY = "interop-secret"
 
 
 def models_dir() -> Path:
@@ -85,13 +87,13 @@ def wait_http(url: str, timeout: float = 120.0, status: int = 200) -> None:
     raise TimeoutError(f"{url} not {status} after {timeout}s (last: {last})")
 
 
-@pytest.fixture(scope="session")
-def live_server(registry_dir, tmp_path_factory):
-    """The real app in its own process, as `python -m webapp serve` runs it."""
+@contextmanager
+def running_app(registry_dir: Path, data: Path, extra_env: dict | None = None):
+    """The real app in its own process, as `python -m webapp serve` runs it; yields its base URL."""
     port = free_port()
-    data = tmp_path_factory.mktemp("server-data")
     log_path = data / "server.log"
-    env = {**os.environ, "DOCCHAT_MAX_NEW_TOKENS": "96", "GRADIO_ANALYTICS_ENABLED": "False"}
+    data.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "DOCCHAT_MAX_NEW_TOKENS": "96", "GRADIO_ANALYTICS_ENABLED": "False", **(extra_env or {})}
     with open(log_path, "w") as log_file:
         proc = subprocess.Popen(
             [sys.executable, "-m", "webapp", "--models-dir", str(registry_dir), "--data-dir", str(data),
@@ -109,3 +111,39 @@ def live_server(registry_dir, tmp_path_factory):
             proc.kill()
         if proc.returncode not in (0, -15, None):
             print(log_path.read_text()[-4000:])
+
+
+@pytest.fixture(scope="session")
+def live_server(registry_dir, tmp_path_factory):
+    with running_app(registry_dir, tmp_path_factory.mktemp("server-data")) as base:
+        yield base
+
+
+@pytest.fixture(scope="session")
+def llama_server(registry_dir, tmp_path_factory):
+    try:
+        import llama_cpp  # noqa: F401
+    except ImportError:
+        pytest.fail("llama-cpp-python[server] is not installed; `make install-dev` installs it")
+    gguf = registry_dir / ".sources" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    port = free_port()
+    log = tmp_path_factory.mktemp("llama") / "server.log"
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", "smollm2",
+             "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096", "--api_key", API_KEY],
+            stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(base + "/v1/models", timeout=120, status=401)  # up, and guarding /v1 with the key
+        yield {"base_url": base + "/v1", "proc": proc, "log": log}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+@pytest.fixture
+def key_file(tmp_path):
+    path = tmp_path / "api-key"
+    path.write_text(API_KEY + "\n")
+    return path

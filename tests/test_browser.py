@@ -108,3 +108,25 @@ def test_upload_index_and_ask_with_citation(browser, live_server, tmp_path):
     assert "travel-policy.pdf, p. 2" in text
     page.screenshot(path=str(tmp_path / "rag.png"), full_page=True)
     page.close()
+
+
+@pytest.mark.interop
+def test_pick_the_remote_model_and_get_a_streamed_answer(browser, registry_dir, llama_server, key_file, tmp_path):
+    import json
+
+    from tests.conftest import running_app
+
+    endpoints = json.dumps([{"name": "llama", "base_url": llama_server["base_url"], "api_key_file": str(key_file)}])
+    with running_app(registry_dir, tmp_path / "data", {"DOCCHAT_REMOTE_ENDPOINTS": endpoints}) as base:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(base + "/", wait_until="networkidle")
+        page.evaluate(RECORD_SNAPSHOTS)
+        pick(page, "model-picker", "smollm2 @ llama (remote)")
+        page.locator("#message textarea").fill("What is the capital of France? Answer in two sentences.")
+        page.locator("#send").click()
+        page.locator("#chat-stats").get_by_text("smollm2").wait_for(timeout=90_000)
+        assert "remote:llama/smollm2" in page.locator("#chat-stats").inner_text()
+        assert "Paris" in bot_messages(page).last.inner_text()
+        assert len(page.evaluate("window.__snapshots")) >= 3
+        page.close()
+

@@ -135,6 +135,24 @@ def cmd_ask(args) -> int:
     return 0
 
 
+def cmd_cluster(args) -> int:
+    from webapp.cluster import Cluster, api_client
+
+    settings = _settings_from(args)
+    namespace = args.namespace or settings.namespace
+    cluster = Cluster(namespace, api_client(args.kubeconfig, args.context))
+    if args.action == "status":
+        print(cluster.status().render())
+    elif args.action == "down":
+        changes = cluster.down()
+        print("\n".join(changes) or "already scaled to zero")
+        print("Volumes are kept; `cluster up` restores the replicas.")
+    else:
+        print("\n".join(cluster.up(wait=not args.no_wait, timeout_s=args.timeout)) or "already up")
+        print(cluster.status().render())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m webapp", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -172,6 +190,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_ask)
+
+    p = sub.add_parser("cluster", help="status / up / down of the deployment on Kubernetes",
+                       description="down scales the app and OVMS to zero (stop paying for the spot node; "
+                                   "volumes stay), up restores them and waits until ready, status shows "
+                                   "deployments, pods, volumes and OVMS readiness.")
+    p.add_argument("action", choices=["status", "up", "down"])
+    p.add_argument("--namespace", help="namespace (default: DOCCHAT_NAMESPACE or docchat)")
+    p.add_argument("--kubeconfig", type=Path, help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
+    p.add_argument("--context", help="kubeconfig context")
+    p.add_argument("--no-wait", action="store_true", help="up: do not wait for readiness")
+    p.add_argument("--timeout", type=float, default=900, help="up: seconds to wait for readiness (default 900)")
+    p.set_defaults(func=cmd_cluster)
     return parser
 
 

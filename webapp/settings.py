@@ -57,6 +57,10 @@ class Settings(BaseSettings):
 
     # Remote servers, as JSON: [{"name": "ovms", "base_url": "http://ovms:8000/v3", "api_key_file": "/secrets/key"}]
     remote_endpoints: list[RemoteEndpoint] = Field(default_factory=list)
+    # In a cluster: offer every Service labelled docchat.io/ovms=true in this namespace.
+    discover_ovms: bool = Field(False, description="discover OVMS Services in the namespace (in-cluster)")
+    namespace: str = Field("docchat", description="Kubernetes namespace for discovery and `cluster` commands")
+    ovms_api_key_file: Path | None = Field(None, description="API key file for discovered OVMS endpoints")
 
     # Documents
     embedding_model: str = Field("all-minilm-l6-v2", description="registry name of the embedding model")

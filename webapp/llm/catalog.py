@@ -49,7 +49,10 @@ class ModelCatalog:
         self._load_errors: dict[str, str] = {}
         from webapp.llm.openai_remote import RemoteServer
 
-        self._servers = {ep.name: RemoteServer(ep) for ep in settings.remote_endpoints}
+        endpoints = list(settings.remote_endpoints)
+        if settings.discover_ovms:
+            endpoints += self._discover(settings)
+        self._servers = {ep.name: RemoteServer(ep) for ep in endpoints}
         self._remote_models: dict[str, list[str]] = {}
         self._remote_errors: dict[str, str] = {}
         self.refresh()
@@ -140,6 +143,20 @@ class ModelCatalog:
                 log.info("unloading %s to make room", old.name)
                 old.close()
             return backend
+
+    @staticmethod
+    def _discover(settings: Settings) -> list:
+        """OVMS Services in the namespace; a failure only costs the discovered entries."""
+        from webapp.cluster import Cluster
+
+        try:
+            found = Cluster(settings.namespace).discover_ovms(settings.ovms_api_key_file)
+        except UserError as exc:
+            log.warning("OVMS discovery failed: %s", exc.user_message)
+            return []
+        configured = {ep.name for ep in settings.remote_endpoints}
+        log.info("discovered OVMS endpoints: %s", ", ".join(ep.base_url for ep in found) or "none")
+        return [ep for ep in found if ep.name not in configured]
 
     def _remote(self, name: str) -> ChatBackend:
         from webapp.llm.openai_remote import RemoteChatBackend
