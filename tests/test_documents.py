@@ -254,3 +254,35 @@ def test_every_sample_pdf_indexes_or_fails_with_a_reason(settings_factory, tmp_p
     assert by_label["015-arabic__habibi.pdf"].status == "indexed"
     assert "No text layer" in by_label["007-imagemagick-images__imagemagick-images.pdf"].reason
     docs.close()
+
+
+def test_backup_export_import_roundtrip_and_hostile_archive(settings_factory, registry_dir, tmp_path):
+    import tarfile
+
+    src = DocumentService(settings_factory(data_dir=tmp_path / "src"))
+    add_and_index(src, "b", topic_pdf(tmp_path / "bees.pdf", "bees"), topic_pdf(tmp_path / "coffee.pdf", "coffee"))
+    src.close()
+    cli = [sys.executable, "-m", "webapp", "--models-dir", str(registry_dir)]
+    archive = tmp_path / "backup.tar.gz"
+    out = subprocess.run(cli + ["--data-dir", str(tmp_path / "src"), "backup", "export", str(archive)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "exported 2 documents" in out.stdout, out.stderr
+    out = subprocess.run(cli + ["--data-dir", str(tmp_path / "restored"), "backup", "import", str(archive)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    restored = DocumentService(settings_factory(data_dir=tmp_path / "restored"))
+    assert restored.search("b", "espresso crema pressure")[0].document == "coffee.pdf"  # index rebuilt
+    restored.close()
+    out = subprocess.run(cli + ["--data-dir", str(tmp_path / "restored"), "backup", "import", str(archive)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "already holds a document store" in out.stderr
+    evil = tmp_path / "evil.tar.gz"
+    payload = tmp_path / "payload"
+    payload.write_text("x")
+    with tarfile.open(evil, "w:gz") as tar:
+        tar.add(payload, arcname="../../escape.txt")
+        tar.add(payload, arcname="store.sqlite3")
+    out = subprocess.run(cli + ["--data-dir", str(tmp_path / "other"), "backup", "import", str(evil)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "not a DocChat backup" in out.stderr
+    assert not (tmp_path.parent / "escape.txt").exists() and not (tmp_path / "other" / "store.sqlite3").exists()

@@ -135,6 +135,20 @@ def cmd_ask(args) -> int:
     return 0
 
 
+def cmd_backup(args) -> int:
+    from webapp.documents.backup import export_store, import_store
+
+    settings = _settings_from(args)
+    if args.action == "export":
+        info = export_store(settings.data_dir, args.archive)
+        print(f"exported {info['documents']} documents, {info['chunks']} chunks, {info['files']} files to {args.archive}")
+    else:
+        info = import_store(args.archive, settings.data_dir)
+        print(f"imported {info.get('documents', '?')} documents into {settings.data_dir}; "
+              "search indexes are rebuilt when the app or CLI next opens the store")
+    return 0
+
+
 def cmd_cluster(args) -> int:
     from webapp.cluster import Cluster, api_client
 
@@ -190,6 +204,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_ask)
+
+    p = sub.add_parser("backup", help="export the documents + index to a .tar.gz, or import one",
+                       description="export: a consistent copy while the app runs (SQLite online backup + "
+                                   "uploaded files). import: into an empty data folder; FAISS indexes are "
+                                   "rebuilt from SQLite on next start.")
+    p.add_argument("action", choices=["export", "import"])
+    p.add_argument("archive", type=Path)
+    p.set_defaults(func=cmd_backup)
 
     p = sub.add_parser("cluster", help="status / up / down of the deployment on Kubernetes",
                        description="down scales the app and OVMS to zero (stop paying for the spot node; "

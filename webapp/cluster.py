@@ -10,6 +10,7 @@ pods are ready. Inside the cluster the app lists Services labelled
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,9 @@ def api_client(kubeconfig: Path | None = None, context: str | None = None):
                 return client.ApiClient()
             except ConfigException:
                 pass
+        if kubeconfig is None and os.environ.get("KUBECONFIG"):
+            # read now: the client captures $KUBECONFIG once, at import time
+            kubeconfig = Path(os.environ["KUBECONFIG"].split(os.pathsep)[0])
         config.load_kube_config(config_file=str(kubeconfig) if kubeconfig else None, context=context)
         return client.ApiClient()
     except (ConfigException, FileNotFoundError, OSError) as exc:

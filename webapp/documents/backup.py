@@ -1,0 +1,97 @@
+"""Export / import of the document store as one .tar.gz, safe to run while the app serves.
+
+Export copies SQLite with its online backup API (a consistent snapshot even
+mid-indexing) plus the uploaded files it references. FAISS files are not
+exported: on import they are rebuilt from the vectors in SQLite. Import only
+accepts the member names an export writes, so a crafted archive cannot write
+outside the data folder.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import sqlite3
+import tarfile
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+from webapp.atomic import fsync_dir
+from webapp.errors import UserError
+
+BACKUP_FORMAT = 1
+_MEMBER = re.compile(r"^(manifest\.json|store\.sqlite3|files/[0-9a-f]{64}\.pdf)$")
+
+
+def export_store(data_dir: Path, archive: Path) -> dict:
+    data_dir, archive = Path(data_dir), Path(archive)
+    db_path = data_dir / "store.sqlite3"
+    if not db_path.is_file():
+        raise UserError(f"There is no document store in {data_dir} to export.")
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=archive.parent) as tmp:
+        snapshot = Path(tmp) / "store.sqlite3"
+        src = sqlite3.connect(db_path)
+        dst = sqlite3.connect(snapshot)
+        try:
+            src.backup(dst)
+        finally:
+            src.close()
+        hashes = [r[0] for r in dst.execute("SELECT DISTINCT sha256 FROM documents")]
+        counts = {"documents": dst.execute("SELECT COUNT(*) FROM documents").fetchone()[0],
+                  "chunks": dst.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]}
+        dst.close()
+        manifest = {"format_version": BACKUP_FORMAT, "created_at": datetime.now(timezone.utc).isoformat(),
+                    **counts, "files": len(hashes)}
+        partial = Path(tmp) / "archive.tar.gz"
+        with tarfile.open(partial, "w:gz") as tar:
+            data = json.dumps(manifest, indent=2).encode()
+            info = tarfile.TarInfo("manifest.json")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+            tar.add(snapshot, arcname="store.sqlite3")
+            for sha in hashes:
+                f = data_dir / "files" / f"{sha}.pdf"
+                if f.is_file():
+                    tar.add(f, arcname=f"files/{sha}.pdf")
+        with open(partial, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(partial, archive)
+    fsync_dir(archive.parent)
+    return manifest
+
+
+def import_store(archive: Path, data_dir: Path) -> dict:
+    data_dir = Path(data_dir)
+    if (data_dir / "store.sqlite3").exists():
+        raise UserError(f"{data_dir} already holds a document store; import into an empty folder.")
+    try:
+        tar = tarfile.open(archive, "r:gz")
+    except (OSError, tarfile.TarError) as exc:
+        raise UserError(f"{Path(archive).name} is not a DocChat backup (not a readable .tar.gz).") from exc
+    with tar:
+        members = tar.getmembers()
+        bad = [m.name for m in members if not _MEMBER.match(m.name) or not m.isfile()]
+        if bad or "store.sqlite3" not in {m.name for m in members}:
+            raise UserError(f"{Path(archive).name} is not a DocChat backup (unexpected content: "
+                            f"{', '.join(bad[:3]) or 'no store.sqlite3'}).")
+        manifest = json.loads(tar.extractfile("manifest.json").read()) if "manifest.json" in tar.getnames() else {}
+        if manifest.get("format_version", BACKUP_FORMAT) != BACKUP_FORMAT:
+            raise UserError(f"This backup has format {manifest.get('format_version')}; this app reads {BACKUP_FORMAT}.")
+        (data_dir / "files").mkdir(parents=True, exist_ok=True)
+        for m in members:
+            if m.name == "manifest.json":
+                continue
+            target = data_dir / m.name
+            tmp = target.with_name(f".{target.name}.import")
+            with tar.extractfile(m) as src, open(tmp, "wb") as out:
+                while block := src.read(1 << 20):
+                    out.write(block)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, target)
+    fsync_dir(data_dir)
+    return manifest
