@@ -130,3 +130,26 @@ def test_pick_the_remote_model_and_get_a_streamed_answer(browser, registry_dir, 
         assert len(page.evaluate("window.__snapshots")) >= 3
         page.close()
 
+
+
+def test_compare_two_targets_shows_table_and_plots(browser, live_server):
+    page = browser.new_page(viewport={"width": 1400, "height": 1400})
+    page.goto(live_server + "/", wait_until="networkidle")
+    page.get_by_role("tab", name="Compare").click()
+    targets = page.locator("#compare-targets")
+    checked = targets.locator("input[type=checkbox]:checked")
+    assert checked.count() == 2  # two OpenVINO targets preselected (int4 and fp16)
+    for label in ("2", "4"):  # keep the run short: one user only
+        page.get_by_label(label, exact=True).uncheck()
+    page.locator("#compare-run").click()
+    page.locator("#compare-status").get_by_text("Done").wait_for(timeout=180_000)
+    table = page.locator("#compare-table").inner_text()
+    assert "smollm2-135m-instruct-int4" in table and "smollm2-135m-instruct-fp16" in table
+    assert table.count("ok") >= 2
+    for plot in ("#compare-bar", "#compare-bar-decode", "#compare-sweep"):
+        page.locator(f"{plot} canvas, {plot} svg").first.wait_for(timeout=20_000)
+    answers = [page.locator(f"#compare-answer-{i} textarea").input_value() for i in range(2)]
+    assert all(a.strip() for a in answers)  # both answers streamed into their panes
+    files = page.locator("#compare-files").inner_text().replace("\n", "")
+    assert "benchmark.csv" in files and "benchmark.json" in files and "benchmark.md" in files
+    page.close()

@@ -135,6 +135,48 @@ def cmd_ask(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    from webapp.bench.engine import BenchConfig, Hooks, run_benchmark, token_counter
+    from webapp.bench.targets import available_targets
+    from webapp.llm.catalog import ModelCatalog
+
+    settings = _settings_from(args)
+    catalog = ModelCatalog(settings) if settings.remote_endpoints else None
+    targets = available_targets(settings, catalog)
+    if args.list:
+        for t in targets:
+            print(f"{t.id:55s} {t.label}")
+        return 0
+    if args.targets:
+        wanted = [x.strip() for x in args.targets.split(",") if x.strip()]
+        by_id = {t.id: t for t in targets}
+        unknown = [w for w in wanted if w not in by_id]
+        if unknown:
+            raise UserError(f"Unknown target(s): {', '.join(unknown)}; `python -m webapp bench --list` shows them.")
+        targets = [by_id[w] for w in wanted]
+    else:
+        targets = [t for t in targets if t.id == f"openvino:{settings.default_model}"] or targets[:1]
+    if args.quick:
+        cfg = BenchConfig(profile=args.profile or "chat", runs=2, warmup=1, max_new_tokens=32, users=(1, 2))
+    else:
+        cfg = BenchConfig(profile=args.profile or "chat", runs=args.runs, warmup=1,
+                          max_new_tokens=args.max_new_tokens, users=tuple(int(u) for u in args.users.split(",")))
+    count = token_counter(settings)
+
+    def progress(fraction, message):
+        print(f"\r[{int(fraction * 100):3d}%] {message[:70]:70s}", end="", file=sys.stderr, flush=True)
+
+    report = run_benchmark(targets, cfg, Hooks(progress=progress), count_tokens=count)
+    print(file=sys.stderr)
+    print(report.to_markdown())
+    if args.json:
+        report.save_json(args.json)
+        print(f"wrote {args.json}")
+    if catalog:
+        catalog.close()
+    return 0 if all(r.status == "ok" for r in report.results) else 1
+
+
 def cmd_backup(args) -> int:
     from webapp.documents.backup import export_store, import_store
 
@@ -204,6 +246,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_ask)
+
+    p = sub.add_parser("bench", help="measure TTFT, TPOT, throughput of models and backends side by side",
+                       description="Loads each target, warms it up, times N runs with a different prompt each, "
+                                   "then runs 1/2/4 concurrent users; prints a Markdown table.")
+    p.add_argument("--list", action="store_true", help="list the available targets and exit")
+    p.add_argument("--targets", help="comma-separated target ids (default: the default model on OpenVINO)")
+    p.add_argument("--profile", choices=["chat", "rag"], help="prompt profile (default chat)")
+    p.add_argument("--runs", type=int, default=5, help="measured runs per target (default 5)")
+    p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--users", default="1,2,4", help="concurrency sweep (default 1,2,4)")
+    p.add_argument("--quick", action="store_true", help="2 runs, 32 tokens, 1-2 users: under a minute")
+    p.add_argument("--json", type=Path, help="also write the full report as JSON")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("backup", help="export the documents + index to a .tar.gz, or import one",
                        description="export: a consistent copy while the app runs (SQLite online backup + "

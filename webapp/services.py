@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from webapp.bench.service import BenchService
 from webapp.chat.service import ChatService
 from webapp.documents.service import DocumentService
 from webapp.llm.catalog import ModelCatalog
@@ -16,6 +17,7 @@ class Services:
     catalog: ModelCatalog
     chat: ChatService
     documents: DocumentService
+    bench: BenchService
 
     def close(self) -> None:
         self.catalog.close()
@@ -26,4 +28,4 @@ def build_services(settings: Settings) -> Services:
     catalog = ModelCatalog(settings)
     documents = DocumentService(settings)
     return Services(settings=settings, catalog=catalog, documents=documents,
-                    chat=ChatService(catalog, settings, documents))
+                    chat=ChatService(catalog, settings, documents), bench=BenchService(settings, catalog))

@@ -6,6 +6,7 @@ import gradio as gr
 
 from webapp.services import Services
 from webapp.ui.chat_tab import ChatTab
+from webapp.ui.compare_tab import CompareTab
 from webapp.ui.documents_tab import DocumentTabs
 
 TITLE = "DocChat · private document chat on CPU"
@@ -17,4 +18,6 @@ def build_ui(services: Services) -> gr.Blocks:
         with gr.Tab("Chat", id="chat"):
             ChatTab(services.chat).render()
         DocumentTabs(services.documents).render()
+        with gr.Tab("Compare", id="compare"):
+            CompareTab(services.bench).render()
     return blocks

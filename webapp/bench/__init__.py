@@ -1,0 +1,1 @@
+"""Latency and throughput measurement shared by the Compare tab and `python -m webapp bench`."""

@@ -1,0 +1,64 @@
+"""BenchService: what the Compare tab calls - list targets, run one comparison per session, export."""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+from pathlib import Path
+
+from webapp.bench.engine import BenchConfig, Hooks, run_benchmark, token_counter
+from webapp.bench.report import BenchReport
+from webapp.bench.targets import Target, available_targets
+from webapp.errors import UserError
+from webapp.llm.base import CancelToken
+from webapp.settings import Settings
+
+
+class BenchService:
+    def __init__(self, settings: Settings, catalog):
+        self.settings = settings
+        self.catalog = catalog
+        self._lock = threading.Lock()
+        self._running: dict[str, CancelToken] = {}
+        # One comparison at a time: two would measure each other's load, not the targets.
+        self._exclusive = threading.Lock()
+
+    def targets(self) -> list[Target]:
+        return available_targets(self.settings, self.catalog)
+
+    def token_counter(self):
+        return token_counter(self.settings)
+
+    def run(self, target_ids: list[str], cfg: BenchConfig, hooks: Hooks, session: str) -> BenchReport:
+        by_id = {t.id: t for t in self.targets()}
+        chosen = [by_id[i] for i in target_ids if i in by_id]
+        if not chosen:
+            raise UserError("Choose at least one target to measure.")
+        if not self._exclusive.acquire(blocking=False):
+            raise UserError("Another comparison is running; results would disturb each other. Try again when it ends.")
+        try:
+            with self._lock:
+                self._running[session] = hooks.cancel
+            return run_benchmark(chosen, cfg, hooks, count_tokens=self.token_counter())
+        finally:
+            with self._lock:
+                self._running.pop(session, None)
+            self._exclusive.release()
+
+    def cancel(self, session: str) -> bool:
+        with self._lock:
+            token = self._running.get(session)
+        if token:
+            token.cancel()
+        return token is not None
+
+    @staticmethod
+    def export(report: BenchReport) -> list[str]:
+        folder = Path(tempfile.mkdtemp(prefix="docchat-bench-"))
+        paths = []
+        for name, text in (("benchmark.csv", report.to_csv()), ("benchmark.json", report.to_json()),
+                           ("benchmark.md", report.to_markdown())):
+            path = folder / name
+            path.write_text(text, encoding="utf-8")
+            paths.append(str(path))
+        return paths
