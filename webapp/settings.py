@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     max_num_batched_tokens: int = Field(2048, ge=64, description="tokens processed per scheduler step")
     num_threads: int = Field(0, ge=0, description="inference threads (0 = OpenVINO decides)")
     max_loaded_models: int = Field(2, ge=1, description="models kept in memory at once (least recently used goes)")
+    ov_properties: dict[str, str] = Field(default_factory=dict, description=(
+        'extra OpenVINO CPU properties as JSON, e.g. {"KV_CACHE_PRECISION": "u8", '
+        '"DYNAMIC_QUANTIZATION_GROUP_SIZE": "32"} (docs/benchmarks.md lists what each changed)'))
 
     # Remote servers, as JSON: [{"name": "ovms", "base_url": "http://ovms:8000/v3", "api_key_file": "/secrets/key"}]
     remote_endpoints: list[RemoteEndpoint] = Field(default_factory=list)

@@ -46,10 +46,9 @@ def _openvino(entry: ModelEntry, options: EngineOptions):
 
 
 def available_targets(settings: Settings, catalog=None) -> list[Target]:
-    options = EngineOptions(device=settings.device, kv_cache_gb=settings.kv_cache_gb,
-                            max_num_seqs=settings.max_num_seqs,
-                            max_num_batched_tokens=settings.max_num_batched_tokens,
-                            num_threads=settings.num_threads)
+    from webapp.llm.catalog import engine_options
+
+    options = engine_options(settings)
     targets: list[Target] = []
     try:
         entries = scan(settings.models_dir).llms()

@@ -34,6 +34,12 @@ class ModelChoice:
     label: str
 
 
+def engine_options(s: Settings) -> EngineOptions:
+    return EngineOptions(device=s.device, kv_cache_gb=s.kv_cache_gb, max_num_seqs=s.max_num_seqs,
+                         max_num_batched_tokens=s.max_num_batched_tokens, num_threads=s.num_threads,
+                         extra_properties=tuple(sorted(s.ov_properties.items())))
+
+
 def remote_choice_name(endpoint: str, model: str) -> str:
     return f"{REMOTE_PREFIX}{endpoint}/{model}"
 
@@ -59,9 +65,7 @@ class ModelCatalog:
 
     @property
     def engine_options(self) -> EngineOptions:
-        s = self._settings
-        return EngineOptions(device=s.device, kv_cache_gb=s.kv_cache_gb, max_num_seqs=s.max_num_seqs,
-                             max_num_batched_tokens=s.max_num_batched_tokens, num_threads=s.num_threads)
+        return engine_options(self._settings)
 
     def refresh(self) -> None:
         try:
