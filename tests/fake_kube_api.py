@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import re
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
+
+from tests.json_http import JSONHandler
 
 TOKEN = "test-token"
 
@@ -62,29 +64,18 @@ def status_error(code: int, reason: str, message: str) -> dict:
             "reason": reason, "code": code}
 
 
-class Handler(BaseHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-    def send(self, code: int, body: dict) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
+class Handler(JSONHandler):
     def guard(self) -> bool:
         api: FakeKubeAPI = self.server
         if self.headers.get("Authorization") != f"Bearer {TOKEN}":
-            self.send(401, status_error(401, "Unauthorized", "Unauthorized"))
+            self.send_json(401, status_error(401, "Unauthorized", "Unauthorized"))
             return False
         if api.forbidden:
-            self.send(403, status_error(403, "Forbidden", "forbidden: User cannot list resource"))
+            self.send_json(403, status_error(403, "Forbidden", "forbidden: User cannot list resource"))
             return False
         m = re.search(r"/namespaces/([^/?]+)", self.path)
         if m and m.group(1) != api.namespace:
-            self.send(404, status_error(404, "NotFound", f'namespaces "{m.group(1)}" not found'))
+            self.send_json(404, status_error(404, "NotFound", f'namespaces "{m.group(1)}" not found'))
             return False
         return True
 
@@ -96,41 +87,41 @@ class Handler(BaseHTTPRequestHandler):
         path = self.path.split("?")[0]
         with api.lock:
             if path == f"/api/v1/namespaces/{ns}":
-                return self.send(200, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+                return self.send_json(200, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
             if path == f"/apis/apps/v1/namespaces/{ns}/deployments":
                 api.status_reads += 1
                 # pods become ready one status read after a scale-up, like a node starting
                 for d in api.deployments.values():
                     d["status"]["readyReplicas"] = d["spec"]["replicas"] if api.status_reads > 1 else 0 \
                         if d["status"]["readyReplicas"] < d["spec"]["replicas"] else d["spec"]["replicas"]
-                return self.send(200, {"apiVersion": "apps/v1", "kind": "DeploymentList", "metadata": {},
+                return self.send_json(200, {"apiVersion": "apps/v1", "kind": "DeploymentList", "metadata": {},
                                        "items": list(api.deployments.values())})
             if path == f"/api/v1/namespaces/{ns}/pods":
                 items = [{"apiVersion": "v1", "kind": "Pod",
                           "metadata": {"name": f"{d['metadata']['name']}-7d9f-{i}", "namespace": ns},
                           "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}}
                          for d in api.deployments.values() for i in range(d["status"]["readyReplicas"])]
-                return self.send(200, {"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": items})
+                return self.send_json(200, {"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": items})
             if path == f"/api/v1/namespaces/{ns}/persistentvolumeclaims":
                 items = [{"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": n, "namespace": ns},
                           "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "premium-rwo",
                                    "resources": {"requests": {"storage": size}}},
                           "status": {"phase": "Bound", "capacity": {"storage": size}}}
                          for n, size in (("docchat-data", "300Gi"), ("docchat-models", "100Gi"))]
-                return self.send(200, {"apiVersion": "v1", "kind": "PersistentVolumeClaimList", "metadata": {},
+                return self.send_json(200, {"apiVersion": "v1", "kind": "PersistentVolumeClaimList", "metadata": {},
                                        "items": items})
             if path == f"/api/v1/namespaces/{ns}/services":
                 from urllib.parse import parse_qs, urlsplit
 
                 selector = parse_qs(urlsplit(self.path).query).get("labelSelector", [""])[0]
                 if selector != "docchat.io/ovms=true":
-                    return self.send(200, {"apiVersion": "v1", "kind": "ServiceList", "metadata": {}, "items": []})
+                    return self.send_json(200, {"apiVersion": "v1", "kind": "ServiceList", "metadata": {}, "items": []})
                 items = [{"apiVersion": "v1", "kind": "Service",
                           "metadata": {"name": "ovms", "namespace": ns, "labels": {"docchat.io/ovms": "true"},
                                        "annotations": {"docchat.io/api-path": "/v3"}},
                           "spec": {"ports": [{"name": "http", "port": 8000}]}}]
-                return self.send(200, {"apiVersion": "v1", "kind": "ServiceList", "metadata": {}, "items": items})
-        self.send(404, status_error(404, "NotFound", "not found"))
+                return self.send_json(200, {"apiVersion": "v1", "kind": "ServiceList", "metadata": {}, "items": items})
+        self.send_json(404, status_error(404, "NotFound", "not found"))
 
     def do_PATCH(self):
         if not self.guard():
@@ -139,16 +130,16 @@ class Handler(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
         m = re.fullmatch(rf"/apis/apps/v1/namespaces/{api.namespace}/deployments/([^/]+)(/scale)?", self.path)
         if not m or m.group(1) not in api.deployments:
-            return self.send(404, status_error(404, "NotFound", "not found"))
+            return self.send_json(404, status_error(404, "NotFound", "not found"))
         with api.lock:
             d = api.deployments[m.group(1)]
             if m.group(2):
                 d["spec"]["replicas"] = body["spec"]["replicas"]
                 d["status"]["readyReplicas"] = min(d["status"]["readyReplicas"], d["spec"]["replicas"])
                 api.status_reads = 0
-                return self.send(200, {"apiVersion": "autoscaling/v1", "kind": "Scale",
+                return self.send_json(200, {"apiVersion": "autoscaling/v1", "kind": "Scale",
                                        "metadata": {"name": m.group(1), "namespace": api.namespace},
                                        "spec": {"replicas": d["spec"]["replicas"]},
                                        "status": {"replicas": d["spec"]["replicas"]}})
             d["metadata"]["annotations"].update(body.get("metadata", {}).get("annotations", {}))
-            return self.send(200, d)
+            return self.send_json(200, d)

@@ -12,7 +12,9 @@ from __future__ import annotations
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
+
+from tests.json_http import JSONHandler
 
 MODELS = ["ok", "auth", "error500", "flaky", "stall-first", "stall-mid", "malformed", "cut"]
 
@@ -49,25 +51,14 @@ def chunk(content=None, finish=None, usage=None) -> bytes:
     return b"data: " + json.dumps(body).encode() + b"\n\n"
 
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(JSONHandler):
     protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args):
-        pass
-
-    def _json(self, status: int, body: dict) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
 
     def do_GET(self):
         if self.path.endswith("/models"):
-            self._json(200, {"object": "list", "data": [{"id": m, "object": "model"} for m in MODELS]})
+            self.send_json(200, {"object": "list", "data": [{"id": m, "object": "model"} for m in MODELS]})
         else:
-            self._json(404, {"error": {"message": "not found"}})
+            self.send_json(404, {"error": {"message": "not found"}})
 
     def do_POST(self):
         length = int(self.headers.get("Content-Length", 0))
@@ -76,9 +67,9 @@ class Handler(BaseHTTPRequestHandler):
         server: FaultServer = self.server
         server.requests[model] = server.requests.get(model, 0) + 1
         if model == "auth" and self.headers.get("Authorization") != "Bearer secret":
-            return self._json(401, {"error": {"message": "invalid api key", "type": "auth"}})
+            return self.send_json(401, {"error": {"message": "invalid api key", "type": "auth"}})
         if model == "error500" or (model == "flaky" and server.requests[model] <= 2):
-            return self._json(500, {"error": {"message": "internal error"}})
+            return self.send_json(500, {"error": {"message": "internal error"}})
         if model == "stall-first":
             time.sleep(server.stall_s)
         self.send_response(200)
