@@ -38,7 +38,7 @@ class CompareTab:
 
     def render(self) -> None:
         targets = self.bench.targets()
-        default = [t.id for t in targets if t.id.startswith("openvino:")][:2]
+        default = [t.id for t in targets if t.backend == "openvino"][:2]
         gr.Markdown("Measure time to first token, time per token and throughput of models and backends "
                     "on this machine, side by side. Every run uses a different prompt (no cache effects).")
         with gr.Row():
