@@ -22,6 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from webapp.bench.engine import rss_mb  # noqa: E402
 from webapp.llm.base import CancelToken, ChatMessage, ChatStream, GenerationParams  # noqa: E402
 from webapp.llm.openvino_engine import EngineOptions  # noqa: E402
 from webapp.llm.openvino_local import OpenVINOLocalBackend  # noqa: E402
@@ -34,14 +35,6 @@ def prompt(i: int) -> str:
     passages = PASSAGE[i % len(PASSAGE):] + PASSAGE[:i % len(PASSAGE)]
     return (f"Request #{i * 7919 % 10007}. Read the text below and summarise it in a few sentences.\n\n"
             + "\n\n".join(passages))
-
-
-def rss_mb() -> float:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def measure(entry: ModelEntry, runs: int, max_new: int, offset: int) -> dict:

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from quantize.export_llm import _tool_versions
+from quantize.export_llm import tool_versions
 from quantize.sources import Source
 from quantize.staging import StagingArea
 from webapp.errors import UserError
@@ -118,7 +118,7 @@ def export_embedding(source: Source, models_dir: Path, name: str | None = None, 
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "source": {"type": source.kind, "uri": source.uri, "sha256": source.fingerprint()},
             "weights": {"format": "int8" if int8 else "fp32"},
-            "tools": _tool_versions(),
+            "tools": tool_versions(),
             "embedding": {**settings, "dimension": int(got.shape[1])},
             "context_length": settings["max_length"],
             "size_bytes": folder_size(stage.out),

@@ -216,7 +216,7 @@ def export_llm(source: Source, models_dir: Path, compression: Compression, name:
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "source": {"type": source.kind, "uri": source.uri, "sha256": source.fingerprint()},
             "weights": compression.describe(),
-            "tools": _tool_versions(),
+            "tools": tool_versions(),
             "context_length": context_length,
             "size_bytes": folder_size(stage.out),
             "export_seconds": round(time.monotonic() - started, 1),
@@ -229,7 +229,7 @@ def export_llm(source: Source, models_dir: Path, compression: Compression, name:
     return load_entry(target)
 
 
-def _tool_versions() -> dict[str, str]:
+def tool_versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {}

@@ -11,9 +11,8 @@ from __future__ import annotations
 import json
 import re
 import threading
-from http.server import ThreadingHTTPServer
 
-from tests.json_http import JSONHandler
+from tests.json_http import JSONHandler, LoopbackServer
 
 TOKEN = "test-token"
 
@@ -27,21 +26,14 @@ def deployment(name: str, namespace: str, replicas: int, ready: int, annotations
             "status": {"replicas": replicas, "readyReplicas": ready}}
 
 
-class FakeKubeAPI(ThreadingHTTPServer):
-    daemon_threads = True
-
+class FakeKubeAPI(LoopbackServer):
     def __init__(self, namespace: str = "docchat", forbidden: bool = False):
-        super().__init__(("127.0.0.1", 0), Handler)
+        super().__init__(Handler)
         self.namespace = namespace
         self.forbidden = forbidden
         self.lock = threading.Lock()
         self.deployments = {n: deployment(n, namespace, 1, 1) for n in ("docchat", "ovms")}
         self.status_reads = 0
-        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
 
     def kubeconfig(self, path) -> None:
         path.write_text(json.dumps({
@@ -49,14 +41,6 @@ class FakeKubeAPI(ThreadingHTTPServer):
             "clusters": [{"name": "fake", "cluster": {"server": self.url}}],
             "users": [{"name": "me", "user": {"token": TOKEN}}],
             "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "me"}}]}))
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.shutdown()
-        self.server_close()
 
 
 def status_error(code: int, reason: str, message: str) -> dict:

@@ -12,34 +12,21 @@ from __future__ import annotations
 import json
 import threading
 import time
-from http.server import ThreadingHTTPServer
-
-from tests.json_http import JSONHandler
+from tests.json_http import JSONHandler, LoopbackServer
 
 MODELS = ["ok", "auth", "error500", "flaky", "stall-first", "stall-mid", "malformed", "cut"]
 
 
-class FaultServer(ThreadingHTTPServer):
-    daemon_threads = True
-
+class FaultServer(LoopbackServer):
     def __init__(self, stall_s: float = 3.0):
-        super().__init__(("127.0.0.1", 0), Handler)
+        super().__init__(Handler)
         self.stall_s = stall_s
         self.requests: dict[str, int] = {}
         self.closed_early = threading.Event()
-        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/v1"
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.shutdown()
-        self.server_close()
+        return self.url + "/v1"
 
 
 def chunk(content=None, finish=None, usage=None) -> bytes:

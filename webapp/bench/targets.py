@@ -5,6 +5,7 @@
 - every model of every configured remote OpenAI-compatible endpoint;
 - baselines a user would otherwise pick, when their packages are installed (optional extra,
   never in the runtime image): llama.cpp (llama-cpp-python) and PyTorch fp32 (transformers).
+  Their code is benchmarks/baselines.py, outside the serving path.
 """
 
 from __future__ import annotations
@@ -45,6 +46,13 @@ def _openvino(entry: ModelEntry, options: EngineOptions):
     return lambda: OpenVINOLocalBackend(entry, options)
 
 
+def _installed(*modules: str) -> bool:
+    try:
+        return all(importlib.util.find_spec(m) for m in modules)
+    except ModuleNotFoundError:  # a parent package (benchmarks) is absent, as in the runtime image
+        return False
+
+
 def available_targets(settings: Settings, catalog=None) -> list[Target]:
     from webapp.llm.catalog import engine_options
 
@@ -64,13 +72,13 @@ def available_targets(settings: Settings, catalog=None) -> list[Target]:
                            manifest={"context_length": 8192, "weights": {"format": "gguf"}})
         targets.append(Target(f"openvino-gguf:{gguf.stem}", f"{gguf.stem} (GGUF) · OpenVINO", "openvino",
                               _openvino(entry, options), _size(gguf)))
-        if importlib.util.find_spec("llama_cpp"):
-            from webapp.bench.baselines import LlamaCppBackend
+        if _installed("benchmarks.baselines", "llama_cpp"):
+            from benchmarks.baselines import LlamaCppBackend
 
             targets.append(Target(f"llama.cpp:{gguf.stem}", f"{gguf.stem} · llama.cpp", "llama.cpp",
                                   lambda: LlamaCppBackend(gguf), _size(gguf)))
-        if tokenizer_dir and all(importlib.util.find_spec(m) for m in ("torch", "transformers", "gguf")):
-            from webapp.bench.baselines import TorchBackend
+        if tokenizer_dir and _installed("benchmarks.baselines", "torch", "transformers", "gguf"):
+            from benchmarks.baselines import TorchBackend
 
             targets.append(Target(f"pytorch:{gguf.stem}", f"{gguf.stem} fp32 · PyTorch", "pytorch",
                                   lambda: TorchBackend(gguf, tokenizer_dir), _size(gguf)))

@@ -43,10 +43,13 @@ class ChatService:
                 f"{self._settings.max_message_chars:,}. Shorten it or split it up.")
         return text
 
+    @staticmethod
+    def prior_turns(history: Sequence[ChatMessage]) -> list[ChatMessage]:
+        return [m for m in history if m.role in ("user", "assistant") and m.content]
+
     def build_messages(self, history: Sequence[ChatMessage], message: str) -> list[ChatMessage]:
         system = [ChatMessage("system", self._settings.system_prompt)] if self._settings.system_prompt else []
-        return system + [m for m in history if m.role in ("user", "assistant") and m.content] + [
-            ChatMessage("user", message)]
+        return system + self.prior_turns(history) + [ChatMessage("user", message)]
 
     def reply(self, model: str | None, history: Sequence[ChatMessage], message: str,
               params: GenerationParams | None = None, session: str | None = None,
@@ -76,8 +79,7 @@ class ChatService:
             if previous:  # a new question from the same tab supersedes the old answer
                 previous.cancel()
         if passages:
-            prior = [m for m in history if m.role in ("user", "assistant") and m.content]
-            messages = rag_messages(text, passages, prior)
+            messages = rag_messages(text, passages, self.prior_turns(history))
         else:
             messages = self.build_messages(history, text)
         events = backend.stream(messages, params or self.default_params(), cancel)

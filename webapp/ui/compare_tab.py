@@ -15,6 +15,7 @@ from webapp.bench.service import BenchService
 from webapp.errors import UserError
 
 MAX_PANES = 4
+RESULT_OUTPUTS = 6  # table, two bar plots, throughput plot, TTFT scatter, downloads
 
 
 def plots(report):
@@ -79,7 +80,7 @@ class CompareTab:
 
     def run(self, target_ids, profile, runs, max_new, users, request: gr.Request):
         session = request.session_hash if request else "cli"
-        skip = [gr.skip()] * (len(PANE_OUTPUT_SLOTS) - 1)
+        skip = [gr.skip()] * (MAX_PANES + RESULT_OUTPUTS)
         if not target_ids:
             yield ("⚠️ Choose at least one target.", *skip)
             return
@@ -105,7 +106,7 @@ class CompareTab:
             panes = [gr.skip()] * MAX_PANES
             for tid, i in pane_of.items():
                 panes[i] = gr.Textbox(value=texts[tid], label=labels.get(tid, tid))
-            yield (f"⏳ {state['fraction']:.0%} · {state['message']}", *panes, *([gr.skip()] * 6))
+            yield (f"⏳ {state['fraction']:.0%} · {state['message']}", *panes, *([gr.skip()] * RESULT_OUTPUTS))
         if state["error"]:
             yield (f"⚠️ {state['error']}", *skip)
             return
@@ -116,6 +117,3 @@ class CompareTab:
         table = pd.DataFrame(report.rows(), columns=report.headers())
         yield (("✅ Done." if not failed else f"Done with problems: {note}"), *([gr.skip()] * MAX_PANES),
                table, bars, bars, sweeps, scatter, self.bench.export(report))
-
-
-PANE_OUTPUT_SLOTS = range(1 + MAX_PANES + 6)

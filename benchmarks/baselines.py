@@ -1,8 +1,10 @@
 """Baseline engines behind the ChatBackend interface, for comparison only.
 
-Imported only when such a target is measured: llama-cpp-python and torch /
-transformers are optional extras (requirements-bench.txt), never part of the
-serving image. Both baselines run the same SmolLM2 GGUF as the OpenVINO rows.
+They live outside webapp/ because the serving path must never import torch or
+transformers: llama-cpp-python and torch / transformers are optional extras
+(requirements-bench.txt, requirements-dev.txt) and this folder is not in the
+runtime image. webapp.bench.targets offers these targets only when this module
+and its packages are importable. Both run the same SmolLM2 GGUF as the OpenVINO rows.
 """
 
 from __future__ import annotations
