@@ -41,10 +41,16 @@ RECORD_SNAPSHOTS = """
 """
 
 
+def record_snapshots(page) -> None:
+    # Gradio renders after the network goes idle; observe only once the chatbot exists.
+    page.locator("#chatbot").wait_for(timeout=30_000)
+    page.evaluate(RECORD_SNAPSHOTS)
+
+
 def test_chat_streams_an_answer(browser, live_server, tmp_path):
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.goto(live_server + "/", wait_until="networkidle")
-    page.evaluate(RECORD_SNAPSHOTS)  # every distinct text the answer shows while it is written
+    record_snapshots(page)  # every distinct text the answer shows while it is written
     page.locator("#message textarea").fill("What is the capital of France? Then tell me one fact about it.")
     page.locator("#send").click()
     page.locator("#chat-stats").get_by_text("tok/s").wait_for(timeout=90_000)
@@ -120,7 +126,7 @@ def test_pick_the_remote_model_and_get_a_streamed_answer(browser, registry_dir, 
     with running_app(registry_dir, tmp_path / "data", {"DOCCHAT_REMOTE_ENDPOINTS": endpoints}) as base:
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.goto(base + "/", wait_until="networkidle")
-        page.evaluate(RECORD_SNAPSHOTS)
+        record_snapshots(page)
         pick(page, "model-picker", "smollm2 @ llama (remote)")
         page.locator("#message textarea").fill("What is the capital of France? Answer in two sentences.")
         page.locator("#send").click()
