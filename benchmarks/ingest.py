@@ -7,8 +7,11 @@ Each pipeline runs in its own fresh process (so peak memory is its own), one
 after the other, on the same PDFs, and the script prints pages/s, chunks/s,
 peak RSS and the ratio:
 
-- ours: DocumentService.index_queued - pypdf in a forkserver child, LangChain
-  splitter, OpenVINO TextEmbeddingPipeline, FAISS + SQLite written atomically.
+- ours: DocumentService.index_queued - pypdf in forkserver children (one per
+  core), LangChain splitter, OpenVINO TextEmbeddingPipeline with the default
+  static embedder (all-minilm-l6-v2-static), FAISS + SQLite written atomically.
+- ours-minilm: the same pipeline with the 6-layer transformer all-minilm-l6-v2
+  (the baseline's model) as the embedder.
 - baseline (the notebooks): LangChain PyPDFLoader -> RecursiveCharacterTextSplitter
   (1000/200) -> langchain_huggingface.HuggingFaceEmbeddings(all-MiniLM-L6-v2 on
   torch) -> FAISS.from_documents in memory.
@@ -36,12 +39,15 @@ def peak_rss_mb() -> tuple[float, float]:
     return own, children
 
 
-def run_ours(pdfs: list[Path], models_dir: Path) -> dict:
+PIPELINES = {"ours": "all-minilm-l6-v2-static", "ours-minilm": "all-minilm-l6-v2", "baseline": None}
+
+
+def run_ours(pdfs: list[Path], models_dir: Path, embedding_model: str) -> dict:
     from webapp.documents.service import DocumentService
     from webapp.settings import Settings
 
     with tempfile.TemporaryDirectory() as data:
-        docs = DocumentService(Settings(models_dir=models_dir, data_dir=Path(data)))
+        docs = DocumentService(Settings(models_dir=models_dir, data_dir=Path(data), embedding_model=embedding_model))
         docs.available()  # load the embedding model before the clock starts, as the app does at start-up
         t0 = time.perf_counter()
         docs.add_files("bench", [(p, p.name) for p in pdfs])
@@ -74,7 +80,8 @@ def run_baseline(pdfs: list[Path], models_dir: Path) -> dict:
 
 def child(which: str, corpus: Path, models_dir: Path) -> None:
     pdfs = sorted(corpus.glob("*.pdf"))
-    result = (run_ours if which == "ours" else run_baseline)(pdfs, models_dir)
+    model = PIPELINES[which]
+    result = run_ours(pdfs, models_dir, model) if model else run_baseline(pdfs, models_dir)
     own, children = peak_rss_mb()
     result.update(peak_rss_mb=own, peak_child_rss_mb=children)
     print("RESULT " + json.dumps(result), flush=True)
@@ -84,8 +91,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", type=Path, default=ROOT.parent / "shared" / "corpus" / "arxiv")
     ap.add_argument("--models-dir", type=Path, default=ROOT / "models")
-    ap.add_argument("--only", choices=["ours", "baseline"])
-    ap.add_argument("--child", choices=["ours", "baseline"], help=argparse.SUPPRESS)
+    ap.add_argument("--only", choices=list(PIPELINES), action="append",
+                    help="run only this pipeline (repeatable; default: all three)")
+    ap.add_argument("--child", choices=list(PIPELINES), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         child(args.child, args.corpus, args.models_dir)
@@ -95,7 +103,7 @@ def main() -> int:
         print(f"no PDFs in {args.corpus}", file=sys.stderr)
         return 2
     results = {}
-    for which in ([args.only] if args.only else ["ours", "baseline"]):
+    for which in args.only or list(PIPELINES):
         out = subprocess.run([sys.executable, __file__, "--child", which, "--corpus", str(args.corpus),
                               "--models-dir", str(args.models_dir)], capture_output=True, text=True, cwd=ROOT)
         line = next((l for l in out.stdout.splitlines() if l.startswith("RESULT ")), None)
@@ -105,15 +113,16 @@ def main() -> int:
         results[which] = json.loads(line[7:])
     total_mb = sum(p.stat().st_size for p in pdfs) / 1e6
     print(f"\n{len(pdfs)} PDFs, {total_mb:.1f} MB, cpu: {os.cpu_count()} cores\n")
-    print(f"{'pipeline':10s} {'pages':>6s} {'chunks':>7s} {'seconds':>8s} {'pages/s':>8s} {'chunks/s':>9s} "
+    print(f"{'pipeline':12s} {'pages':>6s} {'chunks':>7s} {'seconds':>8s} {'pages/s':>8s} {'chunks/s':>9s} "
           f"{'peak RSS MB':>12s} {'(parser child)':>15s}")
     for name, r in results.items():
-        print(f"{name:10s} {r['pages']:6d} {r['chunks']:7d} {r['seconds']:8.1f} {r['pages'] / r['seconds']:8.2f} "
+        print(f"{name:12s} {r['pages']:6d} {r['chunks']:7d} {r['seconds']:8.1f} {r['pages'] / r['seconds']:8.2f} "
               f"{r['chunks'] / r['seconds']:9.1f} {r['peak_rss_mb']:12.0f} {r['peak_child_rss_mb']:15.0f}")
-    if len(results) == 2:
-        ours, base = results["ours"], results["baseline"]
-        speed = (ours["pages"] / ours["seconds"]) / (base["pages"] / base["seconds"])
-        print(f"\nours vs baseline: x{speed:.2f} pages/s, peak RSS x{ours['peak_rss_mb'] / base['peak_rss_mb']:.2f}")
+    base = results.get("baseline")
+    for name, r in results.items():
+        if base and name != "baseline":
+            speed = (r["pages"] / r["seconds"]) / (base["pages"] / base["seconds"])
+            print(f"{name} vs baseline: x{speed:.2f} pages/s, peak RSS x{r['peak_rss_mb'] / base['peak_rss_mb']:.2f}")
     return 0
 
 

@@ -82,14 +82,12 @@ def export_embedding(source: Source, models_dir: Path, name: str | None = None, 
     from optimum.exporters.openvino import main_export
     from optimum.intel import OVConfig, OVWeightQuantizationConfig
 
-    from quantize.checks import QUALITY_EVAL_TEXT, ExportCheckFailed
+    from quantize.checks import ExportCheckFailed
 
     if source.kind != "hf-folder":
         raise UserError("Embedding models must be a Hugging Face / sentence-transformers folder, not a GGUF file.")
     name = name or source.path.name.lower() + ("-int8" if int8 else "")
-    target = Path(models_dir) / name
-    if target.exists() and not overwrite:
-        raise UserError(f"A model named {name} is already registered; pass --overwrite to replace it.")
+    target = _target(models_dir, name, overwrite)
     settings = sentence_transformer_settings(source.path)
     started = time.monotonic()
     with StagingArea(models_dir, name) as stage:
@@ -98,7 +96,7 @@ def export_embedding(source: Source, models_dir: Path, name: str | None = None, 
         main_export(str(source.path), stage.out, task="feature-extraction", convert_tokenizer=True,
                     ov_config=ov_config)
         step("[2/3] comparing embeddings with the torch original")
-        texts = [s.strip() + "." for s in QUALITY_EVAL_TEXT.replace("\n", " ").split(". ") if s.strip()]
+        texts = _eval_sentences()
         ref = _reference_embeddings(source.path, texts, settings)
         got = _openvino_embeddings(stage.out, texts, settings)
         cos = (ref * got).sum(1) / (np.linalg.norm(ref, axis=1) * np.linalg.norm(got, axis=1))
@@ -112,19 +110,104 @@ def export_embedding(source: Source, models_dir: Path, name: str | None = None, 
                 f"The exported embedding model disagrees with the original (mean cosine {cos.mean():.4f}, "
                 f"need {bound}); the export was not registered.")
         step("[3/3] registering")
-        files = {p.name: sha256_file(p) for p in sorted(stage.out.iterdir()) if p.is_file()}
-        write_manifest(stage.out, {
-            "name": name, "kind": "embedding",
-            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "source": {"type": source.kind, "uri": source.uri, "sha256": source.fingerprint()},
-            "weights": {"format": "int8" if int8 else "fp32"},
-            "tools": tool_versions(),
-            "embedding": {**settings, "dimension": int(got.shape[1])},
-            "context_length": settings["max_length"],
-            "size_bytes": folder_size(stage.out),
-            "export_seconds": round(time.monotonic() - started, 1),
-            "files": files,
-            "quality": quality,
-        })
+        _register(stage, name, source, started, settings, int(got.shape[1]), "int8" if int8 else "fp32", quality)
+        stage.commit(target)
+    return load_entry(target)
+
+
+def _target(models_dir: Path, name: str, overwrite: bool) -> Path:
+    target = Path(models_dir) / name
+    if target.exists() and not overwrite:
+        raise UserError(f"A model named {name} is already registered; pass --overwrite to replace it.")
+    return target
+
+
+def _register(stage: StagingArea, name: str, source: Source, started: float, settings: dict[str, Any],
+              dimension: int, weights: str, quality: dict[str, Any], **extra: Any) -> None:
+    files = {p.name: sha256_file(p) for p in sorted(stage.out.iterdir()) if p.is_file()}
+    write_manifest(stage.out, {
+        "name": name, "kind": "embedding",
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "source": {"type": source.kind, "uri": source.uri, "sha256": source.fingerprint()},
+        "weights": {"format": weights},
+        "tools": tool_versions(),
+        "embedding": {**settings, "dimension": dimension},
+        "context_length": settings["max_length"],
+        "size_bytes": folder_size(stage.out),
+        "export_seconds": round(time.monotonic() - started, 1),
+        "files": files,
+        "quality": quality,
+        **extra,
+    })
+
+
+def _eval_sentences() -> list[str]:
+    from quantize.checks import QUALITY_EVAL_TEXT
+
+    return [s.strip() + "." for s in QUALITY_EVAL_TEXT.replace("\n", " ").split(". ") if s.strip()]
+
+
+# The static model must reproduce its lookup table exactly (the check catches a wrong tokenizer
+# or wrong row order), and rank sentence pairs more like its teacher than chance does. On the
+# 105 sentence pairs of quality_eval.txt MiniLM -> static scores 0.43; the same table with its
+# rows shuffled scores 0.11 and a random table 0.13 (shared words alone give some agreement).
+MIN_STATIC_EXPORT_COSINE = 0.9999
+MIN_STATIC_AGREEMENT = 0.3
+STATIC_MAX_LENGTH = 512  # no positional limit; 512 tokens is about twice our largest chunk
+
+
+def export_static_embedding(source: Source, models_dir: Path, name: str | None = None, dims: int = 256,
+                            overwrite: bool = False, step: Callable[[str], None] = log.info) -> ModelEntry:
+    """Distil ``source`` (a sentence-transformers folder) into a static model and register it."""
+    import shutil
+
+    import numpy as np
+    from optimum.exporters.openvino import main_export
+
+    from quantize.checks import ExportCheckFailed
+    from quantize.static_embedding import distil_table, reference_embeddings, save_ir, similarity_agreement
+
+    if source.kind != "hf-folder":
+        raise UserError("Embedding models must be a Hugging Face / sentence-transformers folder, not a GGUF file.")
+    name = name or source.path.name.lower() + "-static"
+    target = _target(models_dir, name, overwrite)
+    teacher_settings = sentence_transformer_settings(source.path)
+    settings = {"pooling": "mean", "normalize": True, "max_length": STATIC_MAX_LENGTH}
+    started = time.monotonic()
+    with StagingArea(models_dir, name) as stage:
+        step(f"[1/4] distilling {source.path.name} into a {dims}-dimensional static table")
+        table = distil_table(source.path, dims=dims, step=step)
+        step("[2/4] writing the OpenVINO IR and the teacher's OpenVINO tokenizer")
+        # The teacher's own export gives us its tokenizer converted by openvino-tokenizers.
+        teacher_ir = stage.workdir / "teacher"
+        main_export(str(source.path), teacher_ir, task="feature-extraction", convert_tokenizer=True)
+        import openvino as ov
+
+        inputs = [i.get_any_name() for i in ov.Core().read_model(teacher_ir / "openvino_model.xml").inputs]
+        save_ir(table, stage.out, inputs)
+        for f in teacher_ir.iterdir():
+            if f.is_file() and not f.name.startswith("openvino_model."):
+                shutil.copy2(f, stage.out / f.name)
+        step("[3/4] checking the IR against the table, and the ranking against the teacher")
+        texts = _eval_sentences()
+        got = _openvino_embeddings(stage.out, texts, settings)
+        want = reference_embeddings(source.path, table, texts)
+        cos = (got * want).sum(1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(want, axis=1))
+        agreement = similarity_agreement(_reference_embeddings(source.path, texts, teacher_settings), got)
+        quality = {"method": "IR vs lookup table (cosine); teacher agreement = Spearman of pairwise "
+                              "similarities vs the transformer on the sentences of quality_eval.txt",
+                   "sentences": len(texts), "mean_cosine": round(float(cos.mean()), 6),
+                   "min_cosine": round(float(cos.min()), 6), "bound_mean_cosine": MIN_STATIC_EXPORT_COSINE,
+                   "teacher_agreement": round(agreement, 4), "bound_teacher_agreement": MIN_STATIC_AGREEMENT,
+                   "passed": bool(cos.mean() >= MIN_STATIC_EXPORT_COSINE and agreement >= MIN_STATIC_AGREEMENT)}
+        if not quality["passed"]:
+            raise ExportCheckFailed(
+                f"The static model failed its checks (IR cosine {cos.mean():.5f}, need {MIN_STATIC_EXPORT_COSINE}; "
+                f"teacher agreement {agreement:.3f}, need {MIN_STATIC_AGREEMENT}); nothing was registered.")
+        step("[4/4] registering")
+        _register(stage, name, source, started, settings, int(table.shape[1]), "static-fp16", quality,
+                  static={"teacher": source.path.name, "method": "model2vec-style distillation",
+                          "pca_dims": int(table.shape[1]), "sif_coefficient": 1e-4,
+                          "teacher_max_length": teacher_settings["max_length"]})
         stage.commit(target)
     return load_entry(target)

@@ -66,15 +66,24 @@ class Settings(BaseSettings):
     ovms_api_key_file: Path | None = Field(None, description="API key file for discovered OVMS endpoints")
 
     # Documents
-    embedding_model: str = Field("all-minilm-l6-v2", description="registry name of the embedding model")
+    embedding_model: str = Field("all-minilm-l6-v2-static", description=(
+        "registry name of the embedding model for a new data folder (a folder keeps the model it was "
+        "built with; `python -m webapp reembed` switches it)"))
     default_collection: str = Field("default", description="collection used when none is chosen")
     max_upload_mb: float = Field(100.0, gt=0, description="largest PDF accepted, in MB")
     max_pages: int = Field(3000, ge=1, description="most pages indexed from one document")
     pdf_timeout_s: float = Field(120.0, gt=0, description="time limit for reading one PDF")
-    pdf_memory_mb: int = Field(1536, ge=128, description="memory limit of the PDF reader process")
+    pdf_memory_mb: int = Field(1536, ge=128, description="memory limit of each PDF reader process")
+    pdf_max_figure_kb: int = Field(256, ge=0, description=(
+        "skip the text inside vector figures whose drawing code is larger than this (0 = read all); "
+        "huge plots cost pypdf seconds for a few tick labels"))
+    parse_workers: int = Field(0, ge=0, le=32, description=(
+        "PDF reader processes running at once (0 = one per CPU core); pypdf is pure Python, so "
+        "parsing is most of the indexing time and scales with cores"))
     chunk_size: int = Field(1000, ge=100, description="characters per chunk")
     chunk_overlap: int = Field(150, ge=0, description="characters shared by neighbouring chunks")
     retrieval_k: int = Field(4, ge=1, le=20, description="passages given to the model per question")
-    min_similarity: float = Field(0.25, ge=-1, le=1, description="cosine below which a passage is irrelevant")
+    min_similarity: float | None = Field(None, ge=-1, le=1, description=(
+        "cosine below which a passage is irrelevant (default: the embedding model's calibrated value)"))
 
     log_level: str = Field("INFO")

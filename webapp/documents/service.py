@@ -8,9 +8,10 @@ and store open lazily: the chat works even when no embedding model is built.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
@@ -20,7 +21,7 @@ from webapp.errors import UserError
 from webapp.rag.chunking import PageChunker
 from webapp.rag.pdf_text import ParsedPdf, PdfProblem, parse_pdf
 from webapp.rag.retrieval import Passage, Retriever
-from webapp.rag.store import Document, DocumentStore
+from webapp.rag.store import Document, DocumentStore, recorded_embedding_model
 from webapp.registry import RegistryError, load_entry
 from webapp.settings import Settings
 
@@ -72,17 +73,32 @@ class DocumentService:
                 return
             from webapp.rag.embedder import Embedder
 
+            name = self.embedding_model_name()
             try:
-                entry = load_entry(Path(self.settings.models_dir) / self.settings.embedding_model)
+                entry = load_entry(Path(self.settings.models_dir) / name)
             except RegistryError as exc:
-                raise UserError(f"Documents need the embedding model {self.settings.embedding_model}: "
-                                f"{exc.user_message}") from exc
+                raise UserError(f"Documents need the embedding model {name}: {exc.user_message}") from exc
             embedder = Embedder(entry)
             store = DocumentStore(self.settings.data_dir, entry.name, embedder.dimension)
             store.collection_id(self.settings.default_collection)
             self.repairs = store.check_and_repair()
             self._embedder, self._store = embedder, store
-            self._retriever = Retriever(store, embedder, self.settings.min_similarity)
+            threshold = self.settings.min_similarity
+            self._retriever = Retriever(store, embedder, embedder.min_similarity if threshold is None else threshold)
+
+    def embedding_model_name(self) -> str:
+        """The model the data folder was built with; the setting only chooses it for a new folder.
+
+        Vectors from two models are not comparable, so a folder never silently changes model
+        (an upgrade that changes the default must not break a PVC full of documents).
+        """
+        recorded = recorded_embedding_model(self.settings.data_dir)
+        if recorded and recorded != self.settings.embedding_model:
+            log.warning("data folder %s was embedded with %s; using it (DOCCHAT_EMBEDDING_MODEL=%s applies to "
+                        "new folders; `python -m webapp reembed --model %s` converts this one)",
+                        self.settings.data_dir, recorded, self.settings.embedding_model,
+                        self.settings.embedding_model)
+        return recorded or self.settings.embedding_model
 
     @property
     def store(self) -> DocumentStore:
@@ -145,21 +161,29 @@ class DocumentService:
             started = time.perf_counter()
             queue = [d for d in self.documents(collection) if d.status == "queued"]
             passwords = passwords or {}
-            # The next PDF is parsed (in its child process) while this one is embedded:
-            # parsing then costs almost no wall time (docs/documents.md has the figures).
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pdf-prefetch") as prefetch:
-                parsed = {}
-                if queue:
-                    parsed[0] = prefetch.submit(self._parse, queue[0], passwords.get(queue[0].id))
-                for n, doc in enumerate(queue):
-                    if n + 1 < len(queue):
-                        nxt = queue[n + 1]
-                        parsed[n + 1] = prefetch.submit(self._parse, nxt, passwords.get(nxt.id))
+            # PDFs are parsed ahead, several at once (each in its own child process), and each
+            # is chunked and embedded as soon as its parse finishes, in whatever order that is:
+            # pypdf is pure Python and most of the indexing time, so it gets every core, and one
+            # slow PDF does not hold up the ones behind it (docs/documents.md has the figures).
+            workers = self.settings.parse_workers or os.cpu_count() or 1
+            # Largest files first (size is the best cheap guess at parse time): a big PDF
+            # started last would leave every other core idle while it finishes.
+            pending = sorted(queue, key=lambda d: d.size_bytes)
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pdf-parse") as parsers:
+                running: dict[Future, Document] = {}
+                for n in range(len(queue)):
+                    # A few parses queued beyond the running ones, so no core idles between them;
+                    # parsed text waits in memory only that far ahead.
+                    while pending and len(running) < 2 * workers:
+                        d = pending.pop()
+                        running[parsers.submit(self._parse, d, passwords.get(d.id))] = d
+                    finished = next(as_completed(running))
+                    doc = running.pop(finished)
 
                     def step(fraction: float, what: str, n=n, doc=doc):
                         if progress:
                             progress((n + fraction) / max(1, len(queue)), f"{doc.label}: {what}")
-                    done = self._index_one(doc, step, parsed.pop(n))
+                    done = self._index_one(doc, step, finished)
                     (report.indexed if done.status == "indexed" else report.failed).append(done)
                     if done.status == "indexed":
                         report.pages += done.pages or 0
@@ -175,7 +199,7 @@ class DocumentService:
         s = self.settings
         self.store.set_status(doc.id, "parsing")
         return parse_pdf(self.store.files_dir / f"{doc.sha256}.pdf", password=password, timeout_s=s.pdf_timeout_s,
-                         memory_mb=s.pdf_memory_mb, max_pages=s.max_pages)
+                         memory_mb=s.pdf_memory_mb, max_pages=s.max_pages, max_figure_kb=s.pdf_max_figure_kb)
 
     def _index_one(self, doc: Document, step: Callable[[float, str], None], parsing: Future) -> Document:
         store = self.store
@@ -189,10 +213,13 @@ class DocumentService:
             step(0.2, f"embedding {len(chunks)} chunks")
             vectors = self._embedder.embed_documents(
                 [c.text for c in chunks], progress=lambda i, n: step(0.2 + 0.75 * i / n, f"embedded {i}/{n} chunks"))
-            note = None
+            notes = []
             if parsed.empty_pages:
                 pages = ", ".join(map(str, parsed.empty_pages[:10])) + ("…" if len(parsed.empty_pages) > 10 else "")
-                note = f"No text layer on page(s) {pages}."
+                notes.append(f"No text layer on page(s) {pages}.")
+            if parsed.skipped_figures:
+                notes.append(f"Text inside {parsed.skipped_figures} very large figure(s) was not read.")
+            note = " ".join(notes) or None
             store.save_chunks(doc.id, [len(p) for p in parsed.pages], chunks, vectors, note=note)
         except PdfProblem as exc:
             store.set_status(doc.id, "failed", exc.user_message)

@@ -19,6 +19,8 @@ from webapp.registry import ModelEntry
 
 log = logging.getLogger(__name__)
 
+DEFAULT_MIN_SIMILARITY = 0.25
+
 
 class Embedder:
     def __init__(self, entry: ModelEntry, device: str = "CPU", batch_size: int = 32):
@@ -33,6 +35,9 @@ class Embedder:
         config.max_length = int(settings.get("max_length", 256))
         self.name = entry.name
         self.dimension = int(settings.get("dimension", 0))
+        # Cosines are not comparable across models: each records the threshold calibrated for it
+        # (benchmarks/retrieval_eval.py prints the figures); 0.25 is MiniLM's.
+        self.min_similarity = float(settings.get("min_similarity", DEFAULT_MIN_SIMILARITY))
         self.normalized = config.normalize
         self.batch_size = batch_size
         self._pipe = ov_genai.TextEmbeddingPipeline(str(entry.path), device, config)

@@ -102,6 +102,21 @@ class StoreError(UserError):
     pass
 
 
+def recorded_embedding_model(data_dir: Path) -> str | None:
+    """The embedding model a data folder was built with (None for a new or empty folder)."""
+    path = Path(data_dir) / "store.sqlite3"
+    if not path.is_file():
+        return None
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    try:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'embedding_model'").fetchone()
+        return row[0] if row else None
+    except sqlite3.DatabaseError:
+        return None  # no meta table yet (or not a store): DocumentStore reports real damage
+    finally:
+        conn.close()
+
+
 class DocumentStore:
     def __init__(self, data_dir: Path, embedding_model: str, dimension: int):
         self.data_dir = Path(data_dir)
