@@ -88,7 +88,7 @@ def export_embedding(source: Source, models_dir: Path, name: str | None = None, 
         raise UserError("Embedding models must be a Hugging Face / sentence-transformers folder, not a GGUF file.")
     name = name or source.path.name.lower() + ("-int8" if int8 else "")
     target = _target(models_dir, name, overwrite)
-    settings = sentence_transformer_settings(source.path)
+    settings = {**sentence_transformer_settings(source.path), "min_similarity": TRANSFORMER_MIN_SIMILARITY}
     started = time.monotonic()
     with StagingArea(models_dir, name) as stage:
         step(f"[1/3] exporting {source.path.name} to OpenVINO ({'int8' if int8 else 'fp32'} weights)")
@@ -154,6 +154,11 @@ def _eval_sentences() -> list[str]:
 MIN_STATIC_EXPORT_COSINE = 0.9999
 MIN_STATIC_AGREEMENT = 0.3
 STATIC_MAX_LENGTH = 512  # no positional limit; 512 tokens is about twice our largest chunk
+# Relevance gates (cosine below which a passage counts as unrelated), calibrated with
+# benchmarks/retrieval_eval.py on the arXiv questions + 12 off-topic ones (docs/documents.md).
+# Static vectors share a large common component, so unrelated text scores higher than with MiniLM.
+STATIC_MIN_SIMILARITY = 0.50
+TRANSFORMER_MIN_SIMILARITY = 0.25
 
 
 def export_static_embedding(source: Source, models_dir: Path, name: str | None = None, dims: int = 256,
@@ -172,7 +177,8 @@ def export_static_embedding(source: Source, models_dir: Path, name: str | None =
     name = name or source.path.name.lower() + "-static"
     target = _target(models_dir, name, overwrite)
     teacher_settings = sentence_transformer_settings(source.path)
-    settings = {"pooling": "mean", "normalize": True, "max_length": STATIC_MAX_LENGTH}
+    settings = {"pooling": "mean", "normalize": True, "max_length": STATIC_MAX_LENGTH,
+                "min_similarity": STATIC_MIN_SIMILARITY}
     started = time.monotonic()
     with StagingArea(models_dir, name) as stage:
         step(f"[1/4] distilling {source.path.name} into a {dims}-dimensional static table")

@@ -14,8 +14,13 @@ def _escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
 
 
-def make_pdf(path: Path, pages: list[str | None], title: str = "test document") -> Path:
-    """``pages``: text per page; None makes an image-only page."""
+def make_pdf(path: Path, pages: list[str | None], title: str = "test document",
+             figure: tuple[str, int] | None = None) -> Path:
+    """``pages``: text per page; None makes an image-only page.
+
+    ``figure=(label, drawing_bytes)`` draws a vector figure (a form XObject) on every text
+    page: ``drawing_bytes`` of path operators, like a dense plot, and one text label.
+    """
     objects: list[bytes] = []
 
     def add(body: bytes) -> int:
@@ -26,6 +31,13 @@ def make_pdf(path: Path, pages: list[str | None], title: str = "test document") 
     image = add(b"<< /Type /XObject /Subtype /Image /Width 8 /Height 8 /ColorSpace /DeviceGray "
                 b"/BitsPerComponent 8 /Filter /FlateDecode /Length %d >>\nstream\n" % len(zlib.compress(bytes(64)))
                 + zlib.compress(bytes(range(64))) + b"\nendstream")
+    form = None
+    if figure is not None:
+        label, size = figure
+        drawing = b"0 0 m 100 100 l S\n" * (size // 18 + 1)
+        body = drawing + f"BT /F1 9 Tf 10 10 Td ({_escape(label)}) Tj ET".encode("latin-1")
+        form = add(b"<< /Type /XObject /Subtype /Form /BBox [0 0 612 792] /Resources << /Font << /F1 %d 0 R >> >> "
+                   b"/Length %d >>\nstream\n" % (font, len(body)) + body + b"\nendstream")
     pages_id = len(objects) + 2 * len(pages) + 1  # the Pages object comes right after the pages
     page_ids = []
     for text in pages:
@@ -36,11 +48,13 @@ def make_pdf(path: Path, pages: list[str | None], title: str = "test document") 
             for i, line in enumerate(text.split("\n")):
                 lines.append(f"BT /F1 11 Tf 60 {760 - 14 * i} Td ({_escape(line)}) Tj ET")
             content = "\n".join(lines).encode("latin-1", errors="replace")
+            if form is not None:
+                content += b"\nq 0.5 0 0 0.5 50 50 cm /Fx1 Do Q"
         stream = add(b"<< /Length %d >>\nstream\n" % len(content) + content + b"\nendstream")
         page_ids.append(add(
             b"<< /Type /Page /Parent %d 0 R /MediaBox [0 0 612 792] /Contents %d 0 R "
-            b"/Resources << /Font << /F1 %d 0 R >> /XObject << /Im1 %d 0 R >> >> >>"
-            % (pages_id, stream, font, image)))
+            b"/Resources << /Font << /F1 %d 0 R >> /XObject << /Im1 %d 0 R%s >> >> >>"
+            % (pages_id, stream, font, image, b" /Fx1 %d 0 R" % form if form else b"")))
     kids = b" ".join(b"%d 0 R" % p for p in page_ids)
     assert add(b"<< /Type /Pages /Kids [%s] /Count %d >>" % (kids, len(page_ids))) == pages_id
     info = add(b"<< /Title (%s) >>" % _escape(title).encode("latin-1"))

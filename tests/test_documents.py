@@ -164,6 +164,68 @@ def test_store_refuses_a_different_embedding_model(settings_factory, tmp_path):
         DocumentStore(tmp_path / "d", "model-b", 384)
 
 
+def test_data_folder_keeps_the_embedding_model_it_was_built_with(settings_factory, tmp_path):
+    # A folder built with the transformer embedder, opened later with the default (static) one:
+    # vectors of two models are not comparable, so the folder's own model must be used.
+    built = DocumentService(settings_factory(data_dir=tmp_path / "d", embedding_model="all-minilm-l6-v2"))
+    add_and_index(built, "m", topic_pdf(tmp_path / "bees.pdf", "bees"), topic_pdf(tmp_path / "lava.pdf", "volcano"))
+    built.close()
+    later = DocumentService(settings_factory(data_dir=tmp_path / "d"))
+    assert later.settings.embedding_model != "all-minilm-l6-v2"
+    assert later.embedding_model_name() == "all-minilm-l6-v2"
+    assert later.search("m", "How do bees show where the flowers are?")[0].document == "bees.pdf"
+    later.close()
+
+
+def test_reembed_switches_the_folder_to_another_model_and_keeps_every_document(
+        settings_factory, registry_dir, tmp_path):
+    from webapp.errors import UserError
+
+    data = tmp_path / "data"
+    running = DocumentService(settings_factory(data_dir=data, embedding_model="all-minilm-l6-v2"))
+    add_and_index(running, "m", topic_pdf(tmp_path / "bees.pdf", "bees"), topic_pdf(tmp_path / "lava.pdf", "volcano"))
+    assert running.search("m", "waggle dance")[0].document == "bees.pdf"
+    cli = [sys.executable, "-m", "webapp", "--models-dir", str(registry_dir), "--data-dir", str(data)]
+    out = subprocess.run(cli + ["reembed", "--model", "all-minilm-l6-v2-static"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "from all-minilm-l6-v2 to all-minilm-l6-v2-static" in out.stdout
+    # The app that still holds the old model must not mix two vector spaces.
+    with pytest.raises(UserError, match="restart"):
+        running.search("m", "waggle dance")
+    running.close()
+    after = DocumentService(settings_factory(data_dir=data, embedding_model="all-minilm-l6-v2"))
+    assert after.embedding_model_name() == "all-minilm-l6-v2-static"
+    assert {d.label for d in after.documents("m")} == {"bees.pdf", "lava.pdf"}
+    assert after.store.index_for(after.store.collection_id("m")).d == 256  # static vectors, not MiniLM's 384
+    assert after.search("m", "How do bees show where the flowers are?")[0].document == "bees.pdf"
+    assert after.search("m", "basaltic lava of shield volcanoes")[0].document == "lava.pdf"
+    with pytest.raises(UserError, match="already embedded"):
+        after.reembed("all-minilm-l6-v2-static")
+    with pytest.raises(UserError, match="not an embedding model"):
+        after.reembed("smollm2-135m-instruct-int4")
+    after.close()
+
+
+def test_huge_vector_figures_are_skipped_and_noted(docs, tmp_path):
+    from pypdf import PageObject
+
+    # _skip_heavy_figures wraps this private pypdf hook; a pypdf upgrade that renames it
+    # must fail here rather than silently make indexing slow again.
+    assert callable(getattr(PageObject, "_extract_text__xform", None))
+    text = "Measured throughput of the pipeline on the test machine, by batch size and thread count."
+    heavy = make_pdf(tmp_path / "dense-plot.pdf", [text, text], figure=("AXISLABELHEAVY", 400_000))
+    light = make_pdf(tmp_path / "small-plot.pdf", [text + " Second.", text], figure=("AXISLABELLIGHT", 4_000))
+    _, report = add_and_index(docs, "f", heavy, light)
+    assert not report.failed
+    assert "2 very large figure(s)" in status_of(docs, "f", "dense-plot.pdf").reason
+    assert status_of(docs, "f", "small-plot.pdf").reason is None
+    assert [h.document for h in docs.search("f", "AXISLABELLIGHT", mode="keyword")] == ["small-plot.pdf"] * 2
+    assert docs.search("f", "AXISLABELHEAVY", mode="keyword") == []  # the page text is still indexed:
+    assert {h.document for h in docs.search("f", "throughput batch size", mode="keyword")} == {
+        "dense-plot.pdf", "small-plot.pdf"}
+
+
 def test_sigkill_mid_indexing_loses_nothing_indexed_before(settings_factory, registry_dir, tmp_path):
     data = tmp_path / "data"
     src = tmp_path / "src"

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from pathlib import Path
 
 from webapp.errors import UserError
@@ -79,6 +80,23 @@ def cmd_index(args) -> int:
     print(report.summary())
     docs.close()
     return 0 if not report.failed and not any(r.error for r in results) else 1
+
+
+def cmd_reembed(args) -> int:
+    from webapp.documents.service import DocumentService
+
+    docs = DocumentService(_settings_from(args))
+    before = docs.embedding_model_name()
+
+    def progress(fraction, what):
+        print(f"\r[{int(fraction * 100):3d}%] {what[:70]:70s}", end="", file=sys.stderr, flush=True)
+
+    started = time.perf_counter()
+    count = docs.reembed(args.model, progress=progress)
+    print(file=sys.stderr)
+    print(f"Re-embedded {count} chunks from {before} to {args.model} in {time.perf_counter() - started:.1f} s.")
+    docs.close()
+    return 0
 
 
 def _passage_json(n, p) -> dict:
@@ -230,6 +248,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--collection", help="collection name (default: DOCCHAT_DEFAULT_COLLECTION or 'default')")
     p.add_argument("--password", help="password for encrypted PDFs among the given files")
     p.set_defaults(func=cmd_index)
+
+    p = sub.add_parser("reembed", help="switch the data folder to another embedding model (re-embeds stored chunks)",
+                       description="Re-embed every stored chunk with another registered embedding model, "
+                                   "without re-reading the PDFs. Stop the app first (it keeps the old model "
+                                   "loaded and will ask to be restarted).")
+    p.add_argument("--model", required=True, help="registry name of the embedding model, e.g. all-minilm-l6-v2")
+    p.set_defaults(func=cmd_reembed)
 
     p = sub.add_parser("search", help="ranked passages for a question (no LLM)")
     p.add_argument("question")

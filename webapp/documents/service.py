@@ -230,12 +230,49 @@ class DocumentService:
             store.set_status(doc.id, "failed", "An unexpected error stopped indexing this file; see the server log.")
         return store.document(doc.id)
 
+    def reembed(self, model: str, progress: Progress | None = None) -> int:
+        """Re-embed every stored chunk with another registered embedding model (no re-parsing).
+
+        Returns the number of chunks. The folder then records ``model``; another process
+        still holding the old one is told to restart rather than mixing two vector spaces.
+        """
+        from webapp.rag.embedder import Embedder
+
+        self._open()
+        if model == self._store.embedding_model:
+            raise UserError(f"The documents are already embedded with {model}.")
+        try:
+            entry = load_entry(Path(self.settings.models_dir) / model)
+        except RegistryError as exc:
+            raise UserError(f"Cannot re-embed with {model}: {exc.user_message}") from exc
+        if entry.kind != "embedding":
+            raise UserError(f"{model} is a {entry.kind} model, not an embedding model.")
+        if not self._index_lock.acquire(blocking=False):
+            raise UserError("Indexing is running; re-embed when it has finished.")
+        try:
+            embedder = Embedder(entry)
+            report = (lambda i, n: progress(i / max(1, n), f"re-embedded {i}/{n} chunks")) if progress else None
+            count = self._store.reembed(entry.name, embedder.dimension, embedder.embed_documents, report)
+            threshold = self.settings.min_similarity
+            self._embedder = embedder
+            self._retriever = Retriever(self._store, embedder,
+                                        embedder.min_similarity if threshold is None else threshold)
+            return count
+        finally:
+            self._index_lock.release()
+
     # -- retrieval -------------------------------------------------------------------------
-    def search(self, collection: str, question: str, k: int | None = None, mode: str = "hybrid") -> list[Passage]:
+    def search(self, collection: str, question: str, k: int | None = None, mode: str = "hybrid",
+               min_similarity: float | None = None) -> list[Passage]:
         if not (question or "").strip():
             raise UserError("Type a question first.")
         self._open()
-        return self._retriever.search(collection, question, k or self.settings.retrieval_k, mode)
+        return self._retriever.search(collection, question, k or self.settings.retrieval_k, mode, min_similarity)
+
+    @property
+    def relevance_threshold(self) -> float:
+        self._open()
+        return self._retriever.min_similarity
 
     def close(self) -> None:
         if self._store is not None:

@@ -60,7 +60,10 @@ class Retriever:
         self.embedder = embedder
         self.min_similarity = min_similarity
 
-    def search(self, collection: str, question: str, k: int = 5, mode: str = "hybrid") -> list[Passage]:
+    def search(self, collection: str, question: str, k: int = 5, mode: str = "hybrid",
+               min_similarity: float | None = None) -> list[Passage]:
+        """Up to k passages, best first; ``min_similarity`` overrides the gate (benchmarks calibrate it)."""
+        gate = self.min_similarity if min_similarity is None else min_similarity
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
         cid = self.store.collection_id(collection, create=False)
@@ -94,7 +97,7 @@ class Retriever:
         for i in candidates:
             row = rows.get(i)
             sim = dense_scores.get(i, 0.0)
-            if row is None or (sim < self.min_similarity and i not in exact):
+            if row is None or (sim < gate and i not in exact):
                 continue
             score = dense_scores[i] if mode == "dense" else fused[i]
             passages.append(Passage(i, row.document_id, row.label, row.page, row.text, score, sim))

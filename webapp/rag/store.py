@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -126,6 +126,7 @@ class DocumentStore:
             d.mkdir(parents=True, exist_ok=True)
         self.db_path = self.data_dir / "store.sqlite3"
         self.dimension = dimension
+        self.embedding_model = embedding_model
         self._write_lock = threading.RLock()
         self._local = threading.local()
         self._indexes: dict[int, tuple[tuple[int, int], object]] = {}  # collection -> (file stamp, index)
@@ -341,9 +342,53 @@ class DocumentStore:
             cached = self._indexes.get(cid)
             if cached and cached[0] == stamp:
                 return cached[1]
+            if cached:  # the file changed under us: was the whole folder re-embedded?
+                self._check_still_same_model()
             index = faiss.read_index(str(path))
             self._indexes[cid] = (stamp, index)
             return index
+
+    def _check_still_same_model(self) -> None:
+        row = self._db().execute("SELECT value FROM meta WHERE key = 'embedding_model'").fetchone()
+        if row and row[0] != self.embedding_model:
+            raise StoreError(f"The documents were re-embedded with {row[0]} by another process; "
+                             "restart the app to search them.")
+
+    def reembed(self, embedding_model: str, dimension: int,
+                embed: Callable[[list[str]], np.ndarray], progress: Callable[[int, int], None] | None = None,
+                batch: int = 256) -> int:
+        """Replace every chunk's vector with ``embed``'s and record the new model; returns the chunk count.
+
+        All in one SQLite transaction, so a crash leaves the old model's vectors intact. The FAISS
+        files are deleted inside that transaction and rebuilt after it, so whichever state
+        survives a crash, check_and_repair rebuilds the indexes from matching vectors.
+        """
+        with self.writing() as db:
+            ids = [r[0] for r in db.execute("SELECT id FROM chunks ORDER BY id")]
+            for start in range(0, len(ids), batch):
+                part = ids[start:start + batch]
+                marks = ",".join("?" * len(part))
+                rows = db.execute(f"SELECT id, text FROM chunks WHERE id IN ({marks}) ORDER BY id", part).fetchall()
+                vectors = np.ascontiguousarray(embed([r[1] for r in rows]), dtype=np.float32)
+                if vectors.shape != (len(rows), dimension):
+                    raise ValueError(f"embedder returned {vectors.shape}, expected ({len(rows)}, {dimension})")
+                db.executemany("UPDATE chunks SET embedding = ? WHERE id = ?",
+                               [(v.tobytes(), r[0]) for r, v in zip(rows, vectors)])
+                if progress:
+                    progress(start + len(rows), len(ids))
+            db.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", [
+                ("embedding_model", embedding_model), ("embedding_dimension", str(dimension)),
+                ("reembedded_at", now())])
+            for f in self.index_dir.glob("*.faiss"):
+                f.unlink()
+            fsync_dir(self.index_dir)
+        self.embedding_model, self.dimension = embedding_model, dimension
+        with self._index_lock:
+            self._indexes.clear()
+        with self.writing() as db:
+            for (cid,) in db.execute("SELECT id FROM collections").fetchall():
+                self._write_index(cid, db)
+        return len(ids)
 
     def check_and_repair(self) -> list[str]:
         """Make FAISS agree with SQLite and finish what a crash interrupted; returns what was fixed."""
