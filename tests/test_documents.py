@@ -134,6 +134,37 @@ def test_delete_removes_vectors_and_rows(docs, tmp_path):
     assert not (docs.store.files_dir / f"{doc.sha256}.pdf").exists()
 
 
+def test_index_patched_in_place_equals_a_rebuild_from_sqlite(docs, tmp_path, monkeypatch):
+    import faiss
+    import numpy as np
+
+    from webapp.rag.store import DocumentStore
+
+    topics = ["bees", "volcano", "railway", "coffee"]
+    add_and_index(docs, "p", *(topic_pdf(tmp_path / f"{t}.pdf", t, pages=2) for t in topics[:2]))
+    full_reads = []
+    original = DocumentStore._vectors
+    monkeypatch.setattr(DocumentStore, "_vectors", lambda self, db, cid: full_reads.append(cid) or original(self, db, cid))
+    add_and_index(docs, "p", *(topic_pdf(tmp_path / f"{t}.pdf", t, pages=2) for t in topics[2:]))
+    docs.delete(status_of(docs, "p", "volcano.pdf").id)
+    docs.requeue("p")
+    docs.index_queued("p")  # re-index all: the first save rebuilds (old vectors of queued docs), then patches
+    docs.delete(status_of(docs, "p", "coffee.pdf").id)
+    assert len(full_reads) <= 1, "adding/deleting one document should patch the index, not reread SQLite"
+    store = docs.store
+    cid = store.collection_id("p", create=False)
+    with store.writing() as db:
+        want_ids, want_vecs = original(store, db, cid)
+    index = faiss.read_index(str(store.index_dir / f"{cid}.faiss"))
+    have_ids = faiss.vector_to_array(index.id_map)
+    assert sorted(have_ids.tolist()) == want_ids.tolist() and len(want_ids) > 0
+    order = np.argsort(have_ids)
+    have_vecs = np.vstack([index.index.reconstruct(int(i)) for i in order])
+    assert np.array_equal(have_vecs, want_vecs)
+    assert docs.search("p", "trans-siberian railway length")[0].document == "railway.pdf"
+    assert all(h.document != "coffee.pdf" for h in docs.search("p", "espresso crema pressure", mode="dense"))
+
+
 def test_collections_are_separate(docs, tmp_path):
     add_and_index(docs, "one", topic_pdf(tmp_path / "bees.pdf", "bees"))
     add_and_index(docs, "two", topic_pdf(tmp_path / "coffee.pdf", "coffee"))

@@ -90,6 +90,15 @@ class Document:
 
 
 @dataclass(frozen=True)
+class IndexDelta:
+    """What one write changes in a collection's vectors: chunk ids gone, chunk ids (and vectors) new."""
+
+    removed: Sequence[int] = ()
+    added_ids: np.ndarray | None = None
+    added: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
 class ChunkRow:
     id: int
     document_id: int
@@ -252,6 +261,7 @@ class DocumentStore:
             raise ValueError("one vector per chunk")
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         with self.writing() as db:
+            old_ids = [r[0] for r in db.execute("SELECT id FROM chunks WHERE document_id = ?", (doc_id,))]
             db.execute("DELETE FROM chunks WHERE document_id = ?", (doc_id,))
             db.execute("DELETE FROM pages WHERE document_id = ?", (doc_id,))
             db.executemany("INSERT INTO pages(document_id, page, chars) VALUES (?, ?, ?)",
@@ -259,11 +269,14 @@ class DocumentStore:
             db.executemany(
                 "INSERT INTO chunks(document_id, page, ordinal, text, embedding) VALUES (?, ?, ?, ?, ?)",
                 [(doc_id, c.page, c.ordinal, c.text, v.tobytes()) for c, v in zip(chunks, vectors)])
+            # Rows were inserted in order, so ascending ids line up with ``vectors``.
+            new_ids = np.asarray([r[0] for r in db.execute(
+                "SELECT id FROM chunks WHERE document_id = ? ORDER BY id", (doc_id,))], dtype=np.int64)
             db.execute("UPDATE documents SET status = 'indexed', reason = ?, pages = ?, chunks = ?, indexed_at = ? "
                        "WHERE id = ?", (note, len(page_chars), len(chunks), now(), doc_id))
             cid = db.execute("SELECT collection_id FROM documents WHERE id = ?", (doc_id,)).fetchone()[0]
             # Still inside the write lock: no other writer can interleave an index file.
-            self._write_index(cid, db)
+            self._write_index(cid, db, IndexDelta(removed=old_ids, added_ids=new_ids, added=vectors))
 
     def delete_document(self, doc_id: int) -> Document | None:
         doc = self.document(doc_id)
@@ -271,8 +284,9 @@ class DocumentStore:
             return None
         with self.writing() as db:
             cid = db.execute("SELECT collection_id FROM documents WHERE id = ?", (doc_id,)).fetchone()[0]
+            old_ids = [r[0] for r in db.execute("SELECT id FROM chunks WHERE document_id = ?", (doc_id,))]
             db.execute("DELETE FROM documents WHERE id = ?", (doc_id,))  # cascades to pages and chunks
-            self._write_index(cid, db)
+            self._write_index(cid, db, IndexDelta(removed=old_ids))
             still_used = db.execute("SELECT 1 FROM documents WHERE sha256 = ? LIMIT 1", (doc.sha256,)).fetchone()
         if not still_used:
             (self.files_dir / f"{doc.sha256}.pdf").unlink(missing_ok=True)
@@ -305,17 +319,21 @@ class DocumentStore:
             index.add_with_ids(vecs, ids)
         return index
 
-    def _write_index(self, cid: int, db) -> None:
-        """Rebuild the collection's index from SQLite and replace its file atomically.
+    def _write_index(self, cid: int, db, delta: "IndexDelta | None" = None) -> None:
+        """Bring the collection's index file up to date with SQLite, replacing it atomically.
 
-        Rebuilding (instead of add/remove in place) keeps one code path for add, delete
-        and repair. For an exact index that is reading the vectors back and copying them;
-        an HNSW index (very large collections) pays its graph build on every change.
+        With a ``delta`` (one document added or removed) the current exact index is copied and
+        patched - O(collection) memory copies instead of reading every vector back from SQLite
+        on each document. The patched index must hold exactly as many vectors as SQLite says
+        the collection has; anything else (no usable index yet, HNSW, a count that disagrees)
+        rebuilds from SQLite, the one path that is always right.
         """
         import faiss
 
-        ids, vecs = self._vectors(db, cid)
-        index = self._build_index(ids, vecs)
+        index = self._patched(cid, db, delta) if delta is not None else None
+        if index is None:
+            ids, vecs = self._vectors(db, cid)
+            index = self._build_index(ids, vecs)
         path = self._index_path(cid)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         faiss.write_index(index, str(tmp))
@@ -323,6 +341,34 @@ class DocumentStore:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
         fsync_dir(path.parent)
+        with self._index_lock:
+            self._indexes[cid] = (self._stamp(path), index)
+
+    def _patched(self, cid: int, db, delta: "IndexDelta"):
+        import faiss
+
+        path = self._index_path(cid)
+        with self._index_lock:
+            cached = self._indexes.get(cid)
+        try:
+            current = cached[1] if cached and path.exists() and cached[0] == self._stamp(path) else (
+                faiss.read_index(str(path)) if path.exists() else None)
+        except Exception:  # unreadable file: rebuild
+            return None
+        if current is None or current.d != self.dimension or not isinstance(
+                faiss.downcast_index(faiss.downcast_index(current).index), faiss.IndexFlat):
+            return None
+        index = faiss.clone_index(current)  # readers keep searching the old one meanwhile
+        if delta.removed:
+            index.remove_ids(np.asarray(delta.removed, dtype=np.int64))
+        if delta.added_ids is not None and len(delta.added_ids):
+            index.add_with_ids(np.ascontiguousarray(delta.added, dtype=np.float32), delta.added_ids)
+        expected = db.execute(
+            "SELECT COUNT(*) FROM chunks ch JOIN documents d ON d.id = ch.document_id "
+            "WHERE d.collection_id = ? AND d.status = 'indexed'", (cid,)).fetchone()[0]
+        if index.ntotal != expected or expected > EXACT_SEARCH_LIMIT:
+            return None
+        return index
 
     def _stamp(self, path: Path) -> tuple[int, int]:
         st = path.stat()

@@ -68,6 +68,10 @@ class DocumentTabs:
                 reindex_btn = gr.Button("Re-index all")
                 retry_btn = gr.Button("Retry failed")
             index_result = gr.Markdown(elem_id="index-result")
+            if not unavailable:
+                gr.Markdown(f"Embedding model: **{self.documents.embedding_model_name()}** (kept by this data "
+                            "folder; `python -m webapp reembed --model NAME` switches it).",
+                            elem_id="embedding-model")
             with gr.Row():
                 doc_id = gr.Number(label="Document id", precision=0, minimum=0, scale=1)
                 password = gr.Textbox(label="Password (encrypted PDFs)", type="password", scale=2)
