@@ -165,6 +165,47 @@ def test_index_patched_in_place_equals_a_rebuild_from_sqlite(docs, tmp_path, mon
     assert all(h.document != "coffee.pdf" for h in docs.search("p", "espresso crema pressure", mode="dense"))
 
 
+def test_large_collection_switches_to_hnsw_and_back(docs, tmp_path, monkeypatch):
+    import faiss
+
+    import webapp.rag.store as store_module
+
+    monkeypatch.setattr(store_module, "EXACT_SEARCH_LIMIT", 10)  # the real limit is 200k chunks
+    reads = [0]  # full reads of a collection's vectors from SQLite = index rebuilds
+    original = store_module.DocumentStore._vectors
+
+    def counting(self, db, cid):
+        reads[0] += 1
+        return original(self, db, cid)
+
+    monkeypatch.setattr(store_module.DocumentStore, "_vectors", counting)
+    store = docs.store
+    steps = []
+
+    def step(*labels_or_pdfs, delete=False):
+        before = reads[0]
+        if delete:
+            for label in labels_or_pdfs:
+                docs.delete(status_of(docs, "h", label).id)
+        else:
+            add_and_index(docs, "h", *labels_or_pdfs)
+        cid = store.collection_id("h", create=False)
+        index = faiss.read_index(str(store.index_dir / f"{cid}.faiss"))
+        kind = type(faiss.downcast_index(faiss.downcast_index(index).index)).__name__
+        steps.append((kind, index.ntotal, reads[0] > before))
+
+    step(topic_pdf(tmp_path / "bees.pdf", "bees", pages=4))
+    step(*(topic_pdf(tmp_path / f"{t}.pdf", t, pages=4) for t in ("volcano", "railway")))
+    step(topic_pdf(tmp_path / "coffee.pdf", "coffee", pages=4))
+    assert docs.search("h", "espresso brewed at nine bars of pressure", k=3)[0].document == "coffee.pdf"
+    step("volcano.pdf", "railway.pdf", "coffee.pdf", delete=True)
+    (k1, n1, _), (k2, n2, rebuilt2), (k3, n3, rebuilt3), (k4, n4, rebuilt4) = steps
+    assert (k1, k2, k3, k4) == ("IndexFlatIP", "IndexHNSWFlat", "IndexHNSWFlat", "IndexFlatIP")
+    assert n1 <= 10 < n2 < n3 and n4 == n1
+    assert rebuilt2 and not rebuilt3 and rebuilt4  # flat->HNSW rebuilds; an add patches HNSW; removals rebuild
+    assert docs.search("h", "waggle dance of honey bees")[0].document == "bees.pdf"
+
+
 def test_collections_are_separate(docs, tmp_path):
     add_and_index(docs, "one", topic_pdf(tmp_path / "bees.pdf", "bees"))
     add_and_index(docs, "two", topic_pdf(tmp_path / "coffee.pdf", "coffee"))

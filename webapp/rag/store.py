@@ -38,8 +38,10 @@ from webapp.errors import UserError
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-# Exact search up to this many vectors per collection; beyond it HNSW (see docs/documents.md).
+# Exact search up to this many vectors per collection; beyond it HNSW. Recall and query
+# times measured by benchmarks/index_recall.py are in docs/documents.md.
 EXACT_SEARCH_LIMIT = 200_000
+HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 80, 96
 STATUSES = ("queued", "parsing", "embedding", "indexed", "failed")
 
 SCHEMA = """
@@ -311,9 +313,9 @@ class DocumentStore:
         if len(ids) <= EXACT_SEARCH_LIMIT:
             base = faiss.IndexFlatIP(self.dimension)  # exact: vectors are normalised, so IP = cosine
         else:
-            base = faiss.IndexHNSWFlat(self.dimension, 32, faiss.METRIC_INNER_PRODUCT)
-            base.hnsw.efConstruction = 80
-            base.hnsw.efSearch = 96
+            base = faiss.IndexHNSWFlat(self.dimension, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+            base.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+            base.hnsw.efSearch = HNSW_EF_SEARCH
         index = faiss.IndexIDMap2(base)
         if len(ids):
             index.add_with_ids(vecs, ids)
@@ -322,11 +324,12 @@ class DocumentStore:
     def _write_index(self, cid: int, db, delta: "IndexDelta | None" = None) -> None:
         """Bring the collection's index file up to date with SQLite, replacing it atomically.
 
-        With a ``delta`` (one document added or removed) the current exact index is copied and
-        patched - O(collection) memory copies instead of reading every vector back from SQLite
-        on each document. The patched index must hold exactly as many vectors as SQLite says
-        the collection has; anything else (no usable index yet, HNSW, a count that disagrees)
-        rebuilds from SQLite, the one path that is always right.
+        With a ``delta`` (one document added or removed) the current index is copied and
+        patched - memory copies instead of reading every vector back from SQLite (and, for
+        HNSW, instead of rebuilding the graph) on each document. An exact index takes adds and
+        removals; HNSW only adds (faiss cannot remove from it). The patched index must hold
+        exactly as many vectors as SQLite says the collection has and be the type its size
+        calls for; anything else rebuilds from SQLite, the one path that is always right.
         """
         import faiss
 
@@ -355,8 +358,10 @@ class DocumentStore:
                 faiss.read_index(str(path)) if path.exists() else None)
         except Exception:  # unreadable file: rebuild
             return None
-        if current is None or current.d != self.dimension or not isinstance(
-                faiss.downcast_index(faiss.downcast_index(current).index), faiss.IndexFlat):
+        if current is None or current.d != self.dimension:
+            return None
+        exact = isinstance(faiss.downcast_index(faiss.downcast_index(current).index), faiss.IndexFlat)
+        if not exact and delta.removed:
             return None
         index = faiss.clone_index(current)  # readers keep searching the old one meanwhile
         if delta.removed:
@@ -366,7 +371,7 @@ class DocumentStore:
         expected = db.execute(
             "SELECT COUNT(*) FROM chunks ch JOIN documents d ON d.id = ch.document_id "
             "WHERE d.collection_id = ? AND d.status = 'indexed'", (cid,)).fetchone()[0]
-        if index.ntotal != expected or expected > EXACT_SEARCH_LIMIT:
+        if index.ntotal != expected or exact != (expected <= EXACT_SEARCH_LIMIT):
             return None
         return index
 
