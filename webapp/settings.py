@@ -78,8 +78,9 @@ class Settings(BaseSettings):
         "skip the text inside vector figures whose drawing code is larger than this (0 = read all); "
         "huge plots cost pypdf seconds for a few tick labels"))
     parse_workers: int = Field(0, ge=0, le=32, description=(
-        "PDF reader processes running at once (0 = one per CPU core); pypdf is pure Python, so "
-        "parsing is most of the indexing time and scales with cores"))
+        "PDF reader processes running at once (0 = one per usable CPU: the affinity mask and the "
+        "cgroup quota, not the node's core count); pypdf is pure Python, so parsing is most of the "
+        "indexing time and scales with cores"))
     chunk_size: int = Field(1000, ge=100, description="characters per chunk")
     chunk_overlap: int = Field(150, ge=0, description="characters shared by neighbouring chunks")
     retrieval_k: int = Field(4, ge=1, le=20, description="passages given to the model per question")

@@ -8,7 +8,6 @@ and store open lazily: the chat works even when no embedding model is built.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
@@ -23,6 +22,7 @@ from webapp.rag.pdf_text import ParsedPdf, PdfProblem, parse_pdf
 from webapp.rag.retrieval import Passage, Retriever
 from webapp.rag.store import Document, DocumentStore, recorded_embedding_model
 from webapp.registry import RegistryError, load_entry
+from webapp.resources import usable_cpus
 from webapp.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -165,7 +165,7 @@ class DocumentService:
             # is chunked and embedded as soon as its parse finishes, in whatever order that is:
             # pypdf is pure Python and most of the indexing time, so it gets every core, and one
             # slow PDF does not hold up the ones behind it (docs/documents.md has the figures).
-            workers = self.settings.parse_workers or os.cpu_count() or 1
+            workers = self.settings.parse_workers or usable_cpus()
             # Largest files first (size is the best cheap guess at parse time): a big PDF
             # started last would leave every other core idle while it finishes.
             pending = sorted(queue, key=lambda d: d.size_bytes)
