@@ -81,3 +81,43 @@ def test_manifest_records_source_compression_and_quality(registry_dir):
     assert manifest["checks"]["tokenizer"]["identical_ids"] is True
     assert manifest["checks"]["generation"]["stopped_at_eos"] is True
     assert manifest["size_bytes"] < 150e6  # int4 of a 135M model; fp16 would be ~270 MB
+
+
+def test_static_embedder_is_a_lookup_table_checked_against_its_teacher(registry_dir):
+    import numpy as np
+    import openvino as ov
+
+    from quantize.export_embedding import MIN_STATIC_AGREEMENT
+    from webapp.rag.embedder import Embedder
+    from webapp.registry import load_entry
+
+    entry = load_entry(registry_dir / "all-minilm-l6-v2-static")
+    m = entry.manifest
+    assert m["kind"] == "embedding" and m["weights"]["format"] == "static-fp16"
+    q = m["quality"]
+    assert q["passed"] and q["mean_cosine"] >= 0.9999
+    assert MIN_STATIC_AGREEMENT <= q["teacher_agreement"] < 1.0  # a real, imperfect agreement
+    assert m["embedding"]["dimension"] == 256 and 0 < m["embedding"]["min_similarity"] < 1
+    ops = {op.get_type_name() for op in ov.Core().read_model(entry.path / "openvino_model.xml").get_ops()}
+    assert "Gather" in ops and "MatMul" not in ops  # no transformer layers at run time
+    emb = Embedder(entry)
+    a, b, c = emb.embed_documents(["The cat sat on the mat.", "A cat was sitting on a rug.",
+                                   "Quarterly revenue grew by four percent."])
+    assert abs(float(np.linalg.norm(a)) - 1) < 1e-4
+    assert float(a @ b) > float(a @ c)  # related sentences are closer than unrelated ones
+
+
+def test_similarity_agreement_measures_rank_agreement():
+    import numpy as np
+
+    from quantize.static_embedding import similarity_agreement
+
+    x = np.random.default_rng(0).normal(size=(12, 8))
+    assert similarity_agreement(x, x) == pytest.approx(1.0)
+    assert similarity_agreement(x, x * 3.0) == pytest.approx(1.0)  # scale does not matter
+    assert abs(similarity_agreement(x, np.random.default_rng(1).normal(size=(12, 8)))) < 0.5
+
+
+def test_static_and_int8_are_exclusive():
+    out = run_quantize("export-embedding", "default", "--static", "--int8")
+    assert out.returncode == 2 and "not allowed with argument" in out.stderr

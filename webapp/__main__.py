@@ -5,6 +5,7 @@
     python -m webapp index paper.pdf more/*.pdf --collection papers
     python -m webapp search "what is the pre-training objective?" --collection papers --k 5 --json
     python -m webapp ask "what is the pre-training objective?" --collection papers --json
+    python -m webapp reembed --model all-minilm-l6-v2   # switch the folder's embedding model
 
 Every flag also reads from an environment variable (DOCCHAT_HOST, DOCCHAT_PORT,
 DOCCHAT_MODELS_DIR, ...); flags win.
