@@ -10,15 +10,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
+from webapp.documents.parse_pool import ParsePool
 from webapp.documents.uploads import store_upload
 from webapp.errors import UserError
 from webapp.rag.chunking import PageChunker
-from webapp.rag.pdf_text import ParsedPdf, PdfProblem, parse_pdf
+from webapp.rag.pdf_text import PageRange, ParsedPdf, PdfProblem, read_pages
 from webapp.rag.retrieval import Passage, Retriever
 from webapp.rag.store import Document, DocumentStore, recorded_embedding_model
 from webapp.registry import RegistryError, load_entry
@@ -161,33 +161,19 @@ class DocumentService:
             started = time.perf_counter()
             queue = [d for d in self.documents(collection) if d.status == "queued"]
             passwords = passwords or {}
-            # PDFs are parsed ahead, several at once (each in its own child process), and each
-            # is chunked and embedded as soon as its parse finishes, in whatever order that is:
-            # pypdf is pure Python and most of the indexing time, so it gets every core, and one
-            # slow PDF does not hold up the ones behind it (docs/documents.md has the figures).
-            workers = self.settings.parse_workers or usable_cpus()
-            # Largest files first (size is the best cheap guess at parse time): a big PDF
-            # started last would leave every other core idle while it finishes.
-            pending = sorted(queue, key=lambda d: d.size_bytes)
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pdf-parse") as parsers:
-                running: dict[Future, Document] = {}
-                for n in range(len(queue)):
-                    # A few parses queued beyond the running ones, so no core idles between them;
-                    # parsed text waits in memory only that far ahead.
-                    while pending and len(running) < 2 * workers:
-                        d = pending.pop()
-                        running[parsers.submit(self._parse, d, passwords.get(d.id))] = d
-                    finished = next(as_completed(running))
-                    doc = running.pop(finished)
-
-                    def step(fraction: float, what: str, n=n, doc=doc):
-                        if progress:
-                            progress((n + fraction) / max(1, len(queue)), f"{doc.label}: {what}")
-                    done = self._index_one(doc, step, finished)
-                    (report.indexed if done.status == "indexed" else report.failed).append(done)
-                    if done.status == "indexed":
-                        report.pages += done.pages or 0
-                        report.chunks += done.chunks or 0
+            # PDFs are read on every core, big ones split into page ranges (parse_pool.py), and
+            # each is chunked and embedded as soon as it has been read, in whatever order that is.
+            pool = ParsePool(self._read_range, self.settings.parse_workers or usable_cpus(),
+                             on_start=lambda d: self.store.set_status(d.id, "parsing"))
+            for n, (doc, parse) in enumerate(pool.parsed(queue, passwords)):
+                def step(fraction: float, what: str, n=n, doc=doc):
+                    if progress:
+                        progress((n + fraction) / max(1, len(queue)), f"{doc.label}: {what}")
+                done = self._index_one(doc, step, parse)
+                (report.indexed if done.status == "indexed" else report.failed).append(done)
+                if done.status == "indexed":
+                    report.pages += done.pages or 0
+                    report.chunks += done.chunks or 0
             report.seconds = time.perf_counter() - started
             if progress:
                 progress(1.0, "done")
@@ -195,17 +181,18 @@ class DocumentService:
         finally:
             self._index_lock.release()
 
-    def _parse(self, doc: Document, password: str | None) -> ParsedPdf:
+    def _read_range(self, doc: Document, password: str | None, start: int, stop: int | None) -> PageRange:
         s = self.settings
-        self.store.set_status(doc.id, "parsing")
-        return parse_pdf(self.store.files_dir / f"{doc.sha256}.pdf", password=password, timeout_s=s.pdf_timeout_s,
-                         memory_mb=s.pdf_memory_mb, max_pages=s.max_pages, max_figure_kb=s.pdf_max_figure_kb)
+        return read_pages(self.store.files_dir / f"{doc.sha256}.pdf", start, stop, password=password,
+                          timeout_s=s.pdf_timeout_s, memory_mb=s.pdf_memory_mb, max_pages=s.max_pages,
+                          max_figure_kb=s.pdf_max_figure_kb)
 
-    def _index_one(self, doc: Document, step: Callable[[float, str], None], parsing: Future) -> Document:
+    def _index_one(self, doc: Document, step: Callable[[float, str], None],
+                   parse: Callable[[], ParsedPdf]) -> Document:
         store = self.store
         try:
             step(0.0, "reading text")
-            parsed = parsing.result()
+            parsed = parse()
             chunks = self.chunker.split(parsed.pages)
             if not chunks:
                 raise PdfProblem("No usable text was found in this PDF.", "no-text")

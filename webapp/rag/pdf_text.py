@@ -74,8 +74,9 @@ def _skip_heavy_figures(max_bytes: int) -> list[int]:
     return skipped
 
 
-def _extract(path: str, password: str | None, max_pages: int, max_figure_bytes: int = 0) -> dict:
-    """Runs in the child process. Returns plain data (it crosses a pipe)."""
+def _extract(path: str, password: str | None, max_pages: int, max_figure_bytes: int = 0,
+             start: int = 0, stop: int | None = None) -> dict:
+    """Runs in the child process: text of pages [start, stop) and the page count, as plain data."""
     import logging as _logging
     import warnings
 
@@ -100,7 +101,8 @@ def _extract(path: str, password: str | None, max_pages: int, max_figure_bytes: 
         if n > max_pages:
             return {"error": "too-many-pages", "pages": n}
         pages = []
-        for page in reader.pages:
+        for i in range(start, n if stop is None else min(stop, n)):
+            page = reader.pages[i]
             try:
                 pages.append(page.extract_text() or "")
             except Exception as exc:  # one broken page must not lose the rest
@@ -111,7 +113,7 @@ def _extract(path: str, password: str | None, max_pages: int, max_figure_bytes: 
             title = str((reader.metadata or {}).get("/Title") or "")
         except Exception:
             pass
-        return {"pages": pages, "title": title, "skipped_figures": skipped[0]}
+        return {"pages": pages, "total": n, "title": title, "skipped_figures": skipped[0]}
     except FileNotDecryptedError:
         return {"error": "encrypted"}
     except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, IndexError, OSError) as exc:
@@ -124,11 +126,11 @@ def _extract(path: str, password: str | None, max_pages: int, max_figure_bytes: 
         return {"error": "corrupt", "detail": f"{type(exc).__name__}: {exc}"[:500]}
 
 
-def _child(conn, path, password, max_pages, memory_mb, max_figure_bytes) -> None:
+def _child(conn, path, password, max_pages, memory_mb, max_figure_bytes, start, stop) -> None:
     limit = memory_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     try:
-        result = _extract(path, password, max_pages, max_figure_bytes)
+        result = _extract(path, password, max_pages, max_figure_bytes, start, stop)
     except MemoryError:
         result = {"error": "memory"}
     try:
@@ -152,16 +154,29 @@ def _context():
     return _CTX
 
 
-def parse_pdf(path: str, password: str | None = None, timeout_s: float = 120.0, memory_mb: int = 1024,
-              max_pages: int = 5000, max_figure_kb: int = 0) -> ParsedPdf:
-    """Pages of text, or PdfProblem with a sentence saying why not.
+@dataclass
+class PageRange:
+    """Text of pages [start, start + len(pages)) of a PDF with ``total`` pages."""
 
-    max_figure_kb > 0 skips the text of vector figures larger than that (see _skip_heavy_figures).
+    start: int
+    pages: list[str]
+    total: int
+    title: str = ""
+    skipped_figures: int = 0
+
+
+def read_pages(path: str, start: int = 0, stop: int | None = None, password: str | None = None,
+               timeout_s: float = 120.0, memory_mb: int = 1024, max_pages: int = 5000,
+               max_figure_kb: int = 0) -> PageRange:
+    """Pages [start, stop) (all by default) in a limited child process, or PdfProblem saying why not.
+
+    Several calls over disjoint ranges of one big PDF can run at once; ``assemble`` joins them.
+    The time and memory limits apply to each call.
     """
     ctx = _context()
     parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(child, str(path), password, max_pages, memory_mb, max_figure_kb * 1024),
-                       daemon=True)
+    proc = ctx.Process(target=_child, daemon=True, args=(
+        child, str(path), password, max_pages, memory_mb, max_figure_kb * 1024, start, stop))
     proc.start()
     child.close()
     result, timed_out = None, False
@@ -185,10 +200,38 @@ def parse_pdf(path: str, password: str | None = None, timeout_s: float = 120.0, 
         log.warning("pdf parser for %s died with exit code %s", path, proc.exitcode)
         raise PdfProblem(f"This PDF crashed the reader or needed more than {memory_mb} MB, so it was skipped.",
                          "memory")
-    return _interpret(result, path, memory_mb)
+    _raise_for_error(result, path, memory_mb)
+    return PageRange(start=start, pages=[p.replace("\x00", "") for p in result["pages"]], total=result["total"],
+                     title=result.get("title", ""), skipped_figures=int(result.get("skipped_figures", 0)))
 
 
-def _interpret(result: dict, path: str, memory_mb: int) -> ParsedPdf:
+def parse_pdf(path: str, password: str | None = None, timeout_s: float = 120.0, memory_mb: int = 1024,
+              max_pages: int = 5000, max_figure_kb: int = 0) -> ParsedPdf:
+    """All pages of text in one child process, or PdfProblem with a sentence saying why not.
+
+    max_figure_kb > 0 skips the text of vector figures larger than that (see _skip_heavy_figures).
+    """
+    return assemble([read_pages(path, password=password, timeout_s=timeout_s, memory_mb=memory_mb,
+                                max_pages=max_pages, max_figure_kb=max_figure_kb)])
+
+
+def assemble(parts: list[PageRange]) -> ParsedPdf:
+    """Join the ranges of one PDF (in any order) and judge the whole: no pages, no text layer."""
+    parts = sorted(parts, key=lambda r: r.start)
+    pages = [text for part in parts for text in part.pages]
+    if not pages:
+        raise PdfProblem("This PDF has no pages.", "corrupt")
+    if parts[0].start != 0 or len(pages) != parts[0].total:
+        raise ValueError(f"page ranges do not cover the document: {[(r.start, len(r.pages)) for r in parts]}")
+    empty = [i + 1 for i, text in enumerate(pages) if len(text.strip()) < MIN_TEXT_CHARS]
+    if len(empty) == len(pages):
+        raise PdfProblem("No text layer was found in this PDF (it looks scanned or image-only); "
+                         "run OCR on it first.", "no-text")
+    return ParsedPdf(pages=pages, title=parts[0].title, empty_pages=empty,
+                     skipped_figures=sum(r.skipped_figures for r in parts))
+
+
+def _raise_for_error(result: dict, path: str, memory_mb: int) -> None:
     error = result.get("error")
     if error == "encrypted":
         raise PdfProblem("This PDF is encrypted; give its password to index it.", "encrypted")
@@ -202,12 +245,3 @@ def _interpret(result: dict, path: str, memory_mb: int) -> ParsedPdf:
     if error:
         log.warning("pdf %s unreadable: %s", path, result.get("detail"))
         raise PdfProblem("This file is damaged or not a valid PDF, so no text could be read from it.", "corrupt")
-    pages = [p.replace("\x00", "") for p in result["pages"]]
-    empty = [i + 1 for i, text in enumerate(pages) if len(text.strip()) < MIN_TEXT_CHARS]
-    if not pages:
-        raise PdfProblem("This PDF has no pages.", "corrupt")
-    if len(empty) == len(pages):
-        raise PdfProblem("No text layer was found in this PDF (it looks scanned or image-only); "
-                         "run OCR on it first.", "no-text")
-    return ParsedPdf(pages=pages, title=result.get("title", ""), empty_pages=empty,
-                     skipped_figures=int(result.get("skipped_figures", 0)))
