@@ -87,17 +87,35 @@ def child(which: str, corpus: Path, models_dir: Path) -> None:
     print("RESULT " + json.dumps(result), flush=True)
 
 
+def merged_corpus(corpus: Path) -> Path:
+    import logging
+
+    from pypdf import PdfWriter
+
+    logging.getLogger("pypdf").setLevel(logging.ERROR)
+    folder = Path(tempfile.mkdtemp(prefix="one-file-"))
+    writer = PdfWriter()
+    for pdf in sorted(corpus.glob("*.pdf")):
+        writer.append(str(pdf))
+    writer.write(folder / "all-papers.pdf")
+    return folder
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", type=Path, default=ROOT.parent / "shared" / "corpus" / "arxiv")
     ap.add_argument("--models-dir", type=Path, default=ROOT / "models")
     ap.add_argument("--only", choices=list(PIPELINES), action="append",
                     help="run only this pipeline (repeatable; default: all three)")
+    ap.add_argument("--one-file", action="store_true",
+                    help="merge the corpus into one long PDF first (how fast is a single big document?)")
     ap.add_argument("--child", choices=list(PIPELINES), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         child(args.child, args.corpus, args.models_dir)
         return 0
+    if args.one_file:
+        args.corpus = merged_corpus(args.corpus)
     pdfs = sorted(args.corpus.glob("*.pdf"))
     if not pdfs:
         print(f"no PDFs in {args.corpus}", file=sys.stderr)
