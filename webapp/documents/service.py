@@ -83,8 +83,11 @@ class DocumentService:
             store.collection_id(self.settings.default_collection)
             self.repairs = store.check_and_repair()
             self._embedder, self._store = embedder, store
-            threshold = self.settings.min_similarity
-            self._retriever = Retriever(store, embedder, embedder.min_similarity if threshold is None else threshold)
+            self._retriever = self._retriever_for(store, embedder)
+
+    def _retriever_for(self, store: DocumentStore, embedder) -> Retriever:
+        threshold = self.settings.min_similarity  # None: the embedding model's calibrated gate
+        return Retriever(store, embedder, embedder.min_similarity if threshold is None else threshold)
 
     def embedding_model_name(self) -> str:
         """The model the data folder was built with; the setting only chooses it for a new folder.
@@ -163,9 +166,16 @@ class DocumentService:
             passwords = passwords or {}
             # PDFs are read on every core, big ones split into page ranges (parse_pool.py), and
             # each is chunked and embedded as soon as it has been read, in whatever order that is.
-            pool = ParsePool(self._read_range, self.settings.parse_workers or usable_cpus(),
-                             on_start=lambda d: self.store.set_status(d.id, "parsing"))
+            finished = [0]
+
+            def reading(d: Document) -> None:
+                self.store.set_status(d.id, "parsing")
+                if progress:
+                    progress(finished[0] / max(1, len(queue)), f"{d.label}: reading pages")
+
+            pool = ParsePool(self._read_range, self.settings.parse_workers or usable_cpus(), on_start=reading)
             for n, (doc, parse) in enumerate(pool.parsed(queue, passwords)):
+                finished[0] = n
                 def step(fraction: float, what: str, n=n, doc=doc):
                     if progress:
                         progress((n + fraction) / max(1, len(queue)), f"{doc.label}: {what}")
@@ -240,10 +250,7 @@ class DocumentService:
             embedder = Embedder(entry)
             report = (lambda i, n: progress(i / max(1, n), f"re-embedded {i}/{n} chunks")) if progress else None
             count = self._store.reembed(entry.name, embedder.dimension, embedder.embed_documents, report)
-            threshold = self.settings.min_similarity
-            self._embedder = embedder
-            self._retriever = Retriever(self._store, embedder,
-                                        embedder.min_similarity if threshold is None else threshold)
+            self._embedder, self._retriever = embedder, self._retriever_for(self._store, embedder)
             return count
         finally:
             self._index_lock.release()
