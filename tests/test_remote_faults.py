@@ -112,3 +112,26 @@ def test_down_server_shows_as_unavailable_in_the_picker(settings_factory, fault_
         catalog.get("remote:down/")
     assert catalog.default_choice() == "smollm2-135m-instruct-int4"
     catalog.close()
+
+
+@pytest.mark.timeout(45)  # with the 60 s streaming read timeout applied to listing, this would hang
+def test_servers_that_accept_but_never_answer_do_not_hold_up_the_picker(settings_factory):
+    from webapp.llm.catalog import ModelCatalog
+
+    # A listening socket nobody accepts from: connections succeed, no byte ever comes back.
+    silent = [socket.socket() for _ in range(2)]
+    for s in silent:
+        s.bind(("127.0.0.1", 0))
+        s.listen(8)
+    try:
+        settings = settings_factory(remote_endpoints=[
+            {"name": f"silent{i}", "base_url": f"http://127.0.0.1:{s.getsockname()[1]}/v1", "read_timeout_s": 60}
+            for i, s in enumerate(silent)])
+        catalog = ModelCatalog(settings)
+        labels = {c.name: c.label for c in catalog.choices()}
+        assert labels["remote:silent0/"] == "silent0: unavailable" and labels["remote:silent1/"] == "silent1: unavailable"
+        assert catalog.default_choice() == "smollm2-135m-instruct-int4"  # local models still offered
+        catalog.close()
+    finally:
+        for s in silent:
+            s.close()

@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from webapp.errors import ModelNotAvailable, RegistryError, UserError
@@ -75,9 +76,12 @@ class ModelCatalog:
             log.error("model registry unusable: %s", exc.user_message)
             result, error = None, exc.user_message
         remote_models, remote_errors = {}, {}
-        for name, server in self._servers.items():
+        # All servers at once: start-up waits for the slowest endpoint, not for the sum of them.
+        with ThreadPoolExecutor(max_workers=max(1, len(self._servers)), thread_name_prefix="list-models") as pool:
+            asked = {name: pool.submit(server.list_models) for name, server in self._servers.items()}
+        for name, future in asked.items():
             try:
-                remote_models[name] = server.list_models()
+                remote_models[name] = future.result()
             except UserError as exc:
                 log.warning("remote endpoint %s: %s", name, exc.user_message)
                 remote_errors[name] = exc.user_message

@@ -27,6 +27,10 @@ from webapp.settings import RemoteEndpoint
 log = logging.getLogger(__name__)
 
 BACKOFF_S = (0.5, 1.0, 2.0, 4.0)
+# Listing models is a small request made while the app starts and when the picker refreshes;
+# a server that accepts connections but never answers must not hold that up for the whole
+# streaming read timeout (60 s by default).
+LIST_TIMEOUT_S = 10.0
 
 
 class RemoteServer:
@@ -63,7 +67,8 @@ class RemoteServer:
     def list_models(self) -> list[str]:
         """Model ids the server offers; raises ModelNotAvailable with a sentence if it cannot be asked."""
         try:
-            return sorted(m.id for m in self.client().models.list())
+            timeout = min(self.endpoint.read_timeout_s, LIST_TIMEOUT_S)
+            return sorted(m.id for m in self.client().with_options(timeout=timeout).models.list())
         except Exception as exc:
             raise ModelNotAvailable(f"{self.name} is unavailable ({describe(exc)}).") from exc
 
