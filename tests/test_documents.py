@@ -305,9 +305,11 @@ def test_sigkill_mid_indexing_loses_nothing_indexed_before(settings_factory, reg
     for i in range(10):
         topic = list(("volcano", "bees", "railway", "coffee"))[i % 4]
         topic_pdf(src / f"{i:02d}-{topic}.pdf", topic, pages=12, marker=f"Unique tag doc{i:02d}.")
+    # One parser process: indexing is fast now, and the test must catch it between documents.
     proc = subprocess.Popen([sys.executable, "-m", "webapp", "--models-dir", str(registry_dir),
                              "--data-dir", str(data), "index", str(src), "--collection", "k"],
-                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "DOCCHAT_PARSE_WORKERS": "1"})
     db_path = data / "store.sqlite3"
     indexed_before = []
     deadline = time.monotonic() + 240
@@ -346,6 +348,36 @@ def test_sigkill_mid_indexing_loses_nothing_indexed_before(settings_factory, reg
     assert not report.failed
     assert all(d.status == "indexed" for d in docs.documents("k"))
     docs.close()
+
+
+def test_sigkill_mid_reembed_keeps_the_old_model_and_vectors(settings_factory, registry_dir, tmp_path):
+    data = tmp_path / "data"
+    docs = DocumentService(settings_factory(data_dir=data))  # the default static embedder
+    topics = ["volcano", "bees", "railway", "coffee"] * 3
+    add_and_index(docs, "r", *(topic_pdf(tmp_path / f"{i:02d}-{t}.pdf", t, pages=40, marker=f"Unique tag doc{i:02d}.")
+                               for i, t in enumerate(topics)))
+    chunks = docs.store.counts()["chunks"]
+    before = docs.search("r", "waggle dance of honey bees", k=3)
+    docs.close()
+    assert chunks > 256  # more than one re-embedding batch, so the kill lands mid-way
+    # Re-embedding with the transformer takes ~15 s per batch of 256 here: kill it after the first.
+    proc = subprocess.Popen([sys.executable, "-m", "webapp", "--models-dir", str(registry_dir), "--data-dir",
+                             str(data), "reembed", "--model", "all-minilm-l6-v2"],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    seen = ""
+    while "re-embedded 256/" not in seen and proc.poll() is None:
+        seen += proc.stderr.read(1)
+    assert proc.poll() is None, f"re-embedding ended before it could be killed: {seen[-500:]}"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+    reopened = DocumentService(settings_factory(data_dir=data, embedding_model="all-minilm-l6-v2"))
+    assert reopened.embedding_model_name() == "all-minilm-l6-v2-static"  # the transaction never committed
+    index = reopened.store.index_for(reopened.store.collection_id("r", create=False))
+    assert index.ntotal == chunks and index.d == 256
+    after = reopened.search("r", "waggle dance of honey bees", k=3)
+    assert [(h.document, h.page) for h in after] == [(h.document, h.page) for h in before]
+    reopened.close()
 
 
 def test_cli_and_service_share_a_data_folder(settings_factory, registry_dir, tmp_path):
