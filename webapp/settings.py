@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     pdf_max_figure_kb: int = Field(256, ge=0, description=(
         "skip the text inside vector figures whose drawing code is larger than this (0 = read all); "
         "huge plots cost pypdf seconds for a few tick labels"))
+    pdf_parser_nice: int = Field(10, ge=0, le=19, description=(
+        "niceness of the PDF reader processes (0 = same priority as the app): indexing yields the "
+        "CPU to chats instead of slowing them down"))
     parse_workers: int = Field(0, ge=0, le=32, description=(
         "PDF reader processes running at once (0 = one per usable CPU: the affinity mask and the "
         "cgroup quota, not the node's core count); pypdf is pure Python, so parsing is most of the "

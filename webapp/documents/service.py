@@ -195,7 +195,7 @@ class DocumentService:
         s = self.settings
         return read_pages(self.store.files_dir / f"{doc.sha256}.pdf", start, stop, password=password,
                           timeout_s=s.pdf_timeout_s, memory_mb=s.pdf_memory_mb, max_pages=s.max_pages,
-                          max_figure_kb=s.pdf_max_figure_kb)
+                          max_figure_kb=s.pdf_max_figure_kb, nice=s.pdf_parser_nice)
 
     def _index_one(self, doc: Document, step: Callable[[float, str], None],
                    parse: Callable[[], ParsedPdf]) -> Document:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import resource
 from dataclasses import dataclass, field
 
@@ -126,9 +127,13 @@ def _extract(path: str, password: str | None, max_pages: int, max_figure_bytes: 
         return {"error": "corrupt", "detail": f"{type(exc).__name__}: {exc}"[:500]}
 
 
-def _child(conn, path, password, max_pages, memory_mb, max_figure_bytes, start, stop) -> None:
+def _child(conn, path, password, max_pages, memory_mb, max_figure_bytes, start, stop, nice) -> None:
     limit = memory_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    if nice > 0:
+        # Parsing is background work: chats (in the app process) get the CPU first and the
+        # parsers take whatever is left, which is all of it when nobody is chatting.
+        os.nice(nice)
     try:
         result = _extract(path, password, max_pages, max_figure_bytes, start, stop)
     except MemoryError:
@@ -167,7 +172,7 @@ class PageRange:
 
 def read_pages(path: str, start: int = 0, stop: int | None = None, password: str | None = None,
                timeout_s: float = 120.0, memory_mb: int = 1024, max_pages: int = 5000,
-               max_figure_kb: int = 0) -> PageRange:
+               max_figure_kb: int = 0, nice: int = 0) -> PageRange:
     """Pages [start, stop) (all by default) in a limited child process, or PdfProblem saying why not.
 
     Several calls over disjoint ranges of one big PDF can run at once; ``assemble`` joins them.
@@ -176,7 +181,7 @@ def read_pages(path: str, start: int = 0, stop: int | None = None, password: str
     ctx = _context()
     parent, child = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_child, daemon=True, args=(
-        child, str(path), password, max_pages, memory_mb, max_figure_kb * 1024, start, stop))
+        child, str(path), password, max_pages, memory_mb, max_figure_kb * 1024, start, stop, nice))
     proc.start()
     child.close()
     result, timed_out = None, False
