@@ -116,6 +116,44 @@ def test_upload_index_and_ask_with_citation(browser, live_server, tmp_path):
     page.close()
 
 
+def test_switch_the_embedding_model_from_the_index_tab(browser, registry_dir, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT, running_app
+    from tests.pdfgen import make_pdf
+
+    data = tmp_path / "data"
+    pdf = make_pdf(tmp_path / "leave-policy.pdf", [
+        "Leave policy. Section 1: how to request leave through the HR portal.",
+        "Section 2: Parental leave. Parents receive sixteen weeks of paid parental leave,\n"
+        "which can be split into two blocks within the first year.",
+    ])
+    out = subprocess.run([sys.executable, "-m", "webapp", "--models-dir", str(registry_dir), "--data-dir", str(data),
+                          "index", str(pdf)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    with running_app(registry_dir, data) as base:
+        page = browser.new_page(viewport={"width": 1280, "height": 1200})
+        page.goto(base + "/", wait_until="networkidle")
+        page.get_by_role("tab", name="Index").click()
+        page.get_by_text("Embedding model", exact=True).click()
+        note = page.locator("#embedding-model")
+        assert "all-minilm-l6-v2-static" in note.inner_text()
+        pick(page, "reembed-model", "all-minilm-l6-v2")
+        page.locator("#reembed-button").click()
+        note.get_by_text("Re-embedded 2 chunks").wait_for(timeout=90_000)
+        assert "embedded with all-minilm-l6-v2." in note.inner_text().replace("**", "")
+        # Questions use the new model straight away, in the same app.
+        page.get_by_role("tab", name="Chat").click()
+        pick(page, "collection-picker", "default")
+        page.locator("#message textarea").fill("How many weeks of paid parental leave do parents get?")
+        page.locator("#send").click()
+        bot = bot_messages(page).last
+        bot.get_by_text("Sources:").wait_for(timeout=90_000)
+        assert "leave-policy.pdf, p. 2" in bot.inner_text()
+        page.close()
+
+
 @pytest.mark.interop
 def test_pick_the_remote_model_and_get_a_streamed_answer(browser, registry_dir, llama_server, key_file, tmp_path):
     import json

@@ -276,6 +276,11 @@ def test_reembed_switches_the_folder_to_another_model_and_keeps_every_document(
         after.reembed("all-minilm-l6-v2-static")
     with pytest.raises(UserError, match="not an embedding model"):
         after.reembed("smollm2-135m-instruct-int4")
+    assert set(after.embedding_models()) >= {"all-minilm-l6-v2", "all-minilm-l6-v2-static"}
+    # In the process that re-embeds (the app's Index tab), search works at once: no restart.
+    assert after.reembed("all-minilm-l6-v2") == after.store.counts()["chunks"]
+    assert after.search("m", "How do bees show where the flowers are?")[0].document == "bees.pdf"
+    assert after.store.index_for(after.store.collection_id("m")).d == 384
     after.close()
 
 

@@ -21,7 +21,7 @@ from webapp.rag.chunking import PageChunker
 from webapp.rag.pdf_text import PageRange, ParsedPdf, PdfProblem, read_pages
 from webapp.rag.retrieval import Passage, Retriever
 from webapp.rag.store import Document, DocumentStore, recorded_embedding_model
-from webapp.registry import RegistryError, load_entry
+from webapp.registry import RegistryError, load_entry, scan
 from webapp.resources import usable_cpus
 from webapp.settings import Settings
 
@@ -226,6 +226,13 @@ class DocumentService:
             log.exception("indexing document %s (%s) failed", doc.id, doc.label)
             store.set_status(doc.id, "failed", "An unexpected error stopped indexing this file; see the server log.")
         return store.document(doc.id)
+
+    def embedding_models(self) -> list[str]:
+        """Registered embedding models (what ``reembed`` can switch to)."""
+        try:
+            return [e.name for e in scan(Path(self.settings.models_dir)).embeddings()]
+        except RegistryError:
+            return []
 
     def reembed(self, model: str, progress: Progress | None = None) -> int:
         """Re-embed every stored chunk with another registered embedding model (no re-parsing).

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from webapp.rag.embedder import Embedder
-from webapp.rag.store import DocumentStore
+from webapp.rag.store import DocumentStore, StoreError
 
 RRF_K = 60
 MODES = ("hybrid", "dense", "keyword")
@@ -73,6 +73,8 @@ class Retriever:
         dense_scores: dict[int, float] = {}
         if mode in ("hybrid", "dense"):
             index = self.store.index_for(cid)
+            if index.d != qvec.shape[0]:  # the folder was re-embedded after this question was embedded
+                raise StoreError("The documents are being re-embedded with another model; ask again in a moment.")
             if index.ntotal:
                 scores, ids = index.search(qvec[None, :], min(pool, index.ntotal))
                 for i, s in zip(ids[0], scores[0]):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import gradio as gr
@@ -69,9 +70,13 @@ class DocumentTabs:
                 retry_btn = gr.Button("Retry failed")
             index_result = gr.Markdown(elem_id="index-result")
             if not unavailable:
-                gr.Markdown(f"Embedding model: **{self.documents.embedding_model_name()}** (kept by this data "
-                            "folder; `python -m webapp reembed --model NAME` switches it).",
-                            elem_id="embedding-model")
+                with gr.Accordion("Embedding model", open=False):
+                    current = self.documents.embedding_model_name()
+                    model_note = gr.Markdown(self._model_note(current), elem_id="embedding-model")
+                    with gr.Row():
+                        model_choice = gr.Dropdown(self.documents.embedding_models(), value=current, scale=3,
+                                                   label="Re-embed every document with", elem_id="reembed-model")
+                        reembed = gr.Button("Re-embed all documents", scale=1, elem_id="reembed-button")
             with gr.Row():
                 doc_id = gr.Number(label="Document id", precision=0, minimum=0, scale=1)
                 password = gr.Textbox(label="Password (encrypted PDFs)", type="password", scale=2)
@@ -90,8 +95,26 @@ class DocumentTabs:
         with_password.click(self.index_with_password, [ix_collection, doc_id, password],
                             [index_result, table, password], concurrency_limit=1)
         delete.click(self.delete, [ix_collection, doc_id], [index_result, table], concurrency_limit=1)
+        if not unavailable:
+            reembed.click(self.reembed, [model_choice], [model_note], concurrency_limit=1)
+
+    @staticmethod
+    def _model_note(name: str) -> str:
+        return (f"Documents in this data folder are embedded with **{name}**. The default static model "
+                "indexes about 8x faster; all-minilm-l6-v2 retrieves a little better and refuses unrelated "
+                "questions more reliably (docs/documents.md). Switching re-embeds the stored text; the PDFs are "
+                "not read again.")
 
     # -- handlers --------------------------------------------------------------------
+    def reembed(self, model, progress=gr.Progress()):
+        started = time.perf_counter()
+        try:
+            count = self.documents.reembed(model, progress=lambda f, what: progress(f, desc=what))
+        except UserError as exc:
+            return self._model_note(self.documents.embedding_model_name()) + f"\n\n⚠️ {exc.user_message}"
+        return (self._model_note(model) + f"\n\n✅ Re-embedded {count} chunks in "
+                f"{time.perf_counter() - started:.1f} s.")
+
     def refresh(self, collection):
         names = self._collections()
         return self.table(collection), gr.Dropdown(choices=names), gr.Dropdown(choices=names)
