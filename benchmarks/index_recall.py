@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/index_recall.py [--n 250000] [--corpus ../shared/corpus/arxiv]
 
 The store switches a collection from exact search (IndexFlatIP) to HNSW past
-EXACT_SEARCH_LIMIT chunks (webapp/rag/store.py). This script measures that
+EXACT_SEARCH_LIMIT chunks (webapp/rag/index_files.py). This script measures that
 choice on realistic vectors: it cuts N passages of 400-1000 characters at
 random offsets out of the real papers' text, embeds them with the app's default
 embedder (the same code path as indexing), and compares HNSW (the store's
@@ -53,7 +53,7 @@ def main() -> int:
     import numpy as np
 
     from webapp.rag.embedder import Embedder
-    from webapp.rag.store import EXACT_SEARCH_LIMIT, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH, HNSW_M
+    from webapp.rag.index_files import EXACT_SEARCH_LIMIT, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH, HNSW_M
     from webapp.registry import load_entry
     from webapp.settings import Settings
 

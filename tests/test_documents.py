@@ -168,9 +168,10 @@ def test_index_patched_in_place_equals_a_rebuild_from_sqlite(docs, tmp_path, mon
 def test_large_collection_switches_to_hnsw_and_back(docs, tmp_path, monkeypatch):
     import faiss
 
+    import webapp.rag.index_files as index_files
     import webapp.rag.store as store_module
 
-    monkeypatch.setattr(store_module, "EXACT_SEARCH_LIMIT", 10)  # the real limit is 200k chunks
+    monkeypatch.setattr(index_files, "EXACT_SEARCH_LIMIT", 10)  # the real limit is 200k chunks
     reads = [0]  # full reads of a collection's vectors from SQLite = index rebuilds
     original = store_module.DocumentStore._vectors
 

@@ -14,14 +14,14 @@ the FAISS file is replaced atomically (temp file, fsync, os.replace). On open,
 ``check_and_repair`` compares each FAISS index with SQLite and rebuilds it on
 any difference. One writer at a time (a thread lock plus an flock on
 ``.write.lock``, so the CLI and the app can share a folder); readers keep a
-loaded index and reload it when the file changes. No pickle anywhere.
+loaded index and reload it when the file changes. The FAISS side (index type,
+patching, atomic files, the cache) lives in index_files.py. No pickle anywhere.
 """
 
 from __future__ import annotations
 
 import fcntl
 import logging
-import os
 import sqlite3
 import threading
 from contextlib import contextmanager
@@ -32,16 +32,12 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from webapp.atomic import fsync_dir
 from webapp.errors import UserError
+from webapp.rag.index_files import IndexDelta, IndexFiles
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-# Exact search up to this many vectors per collection; beyond it HNSW. Recall and query
-# times measured by benchmarks/index_recall.py are in docs/documents.md.
-EXACT_SEARCH_LIMIT = 200_000
-HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 80, 96
 STATUSES = ("queued", "parsing", "embedding", "indexed", "failed")
 
 SCHEMA = """
@@ -92,15 +88,6 @@ class Document:
 
 
 @dataclass(frozen=True)
-class IndexDelta:
-    """What one write changes in a collection's vectors: chunk ids gone, chunk ids (and vectors) new."""
-
-    removed: Sequence[int] = ()
-    added_ids: np.ndarray | None = None
-    added: np.ndarray | None = None
-
-
-@dataclass(frozen=True)
 class ChunkRow:
     id: int
     document_id: int
@@ -140,8 +127,7 @@ class DocumentStore:
         self.embedding_model = embedding_model
         self._write_lock = threading.RLock()
         self._local = threading.local()
-        self._indexes: dict[int, tuple[tuple[int, int], object]] = {}  # collection -> (file stamp, index)
-        self._index_lock = threading.Lock()
+        self.indexes = IndexFiles(self.index_dir, dimension)
         with self._exclusive():
             self._db().executescript(SCHEMA)  # executescript manages its own transaction
         with self.writing() as db:
@@ -295,9 +281,6 @@ class DocumentStore:
         return doc
 
     # -- FAISS ----------------------------------------------------------------------
-    def _index_path(self, cid: int) -> Path:
-        return self.index_dir / f"{cid}.faiss"
-
     def _vectors(self, db, cid: int) -> tuple[np.ndarray, np.ndarray]:
         rows = db.execute(
             "SELECT ch.id, ch.embedding FROM chunks ch JOIN documents d ON d.id = ch.document_id "
@@ -307,97 +290,32 @@ class DocumentStore:
                 if rows else np.zeros((0, self.dimension), dtype=np.float32))
         return ids, vecs
 
-    def _build_index(self, ids: np.ndarray, vecs: np.ndarray):
-        import faiss
-
-        if len(ids) <= EXACT_SEARCH_LIMIT:
-            base = faiss.IndexFlatIP(self.dimension)  # exact: vectors are normalised, so IP = cosine
-        else:
-            base = faiss.IndexHNSWFlat(self.dimension, HNSW_M, faiss.METRIC_INNER_PRODUCT)
-            base.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
-            base.hnsw.efSearch = HNSW_EF_SEARCH
-        index = faiss.IndexIDMap2(base)
-        if len(ids):
-            index.add_with_ids(vecs, ids)
-        return index
-
-    def _write_index(self, cid: int, db, delta: "IndexDelta | None" = None) -> None:
-        """Bring the collection's index file up to date with SQLite, replacing it atomically.
+    def _write_index(self, cid: int, db, delta: IndexDelta | None = None) -> None:
+        """Bring the collection's index file up to date with SQLite (caller holds the write lock).
 
         With a ``delta`` (one document added or removed) the current index is copied and
         patched - memory copies instead of reading every vector back from SQLite (and, for
-        HNSW, instead of rebuilding the graph) on each document. An exact index takes adds and
-        removals; HNSW only adds (faiss cannot remove from it). The patched index must hold
-        exactly as many vectors as SQLite says the collection has and be the type its size
-        calls for; anything else rebuilds from SQLite, the one path that is always right.
+        HNSW, instead of rebuilding the graph) on each document. When patching is not safe
+        (see IndexFiles.patched) it rebuilds from SQLite, the one path that is always right.
         """
-        import faiss
-
-        index = self._patched(cid, db, delta) if delta is not None else None
+        index = None
+        if delta is not None:
+            expected = db.execute(
+                "SELECT COUNT(*) FROM chunks ch JOIN documents d ON d.id = ch.document_id "
+                "WHERE d.collection_id = ? AND d.status = 'indexed'", (cid,)).fetchone()[0]
+            index = self.indexes.patched(cid, delta, expected)
         if index is None:
-            ids, vecs = self._vectors(db, cid)
-            index = self._build_index(ids, vecs)
-        path = self._index_path(cid)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        faiss.write_index(index, str(tmp))
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
-        with self._index_lock:
-            self._indexes[cid] = (self._stamp(path), index)
-
-    def _patched(self, cid: int, db, delta: "IndexDelta"):
-        import faiss
-
-        path = self._index_path(cid)
-        with self._index_lock:
-            cached = self._indexes.get(cid)
-        try:
-            current = cached[1] if cached and path.exists() and cached[0] == self._stamp(path) else (
-                faiss.read_index(str(path)) if path.exists() else None)
-        except Exception:  # unreadable file: rebuild
-            return None
-        if current is None or current.d != self.dimension:
-            return None
-        exact = isinstance(faiss.downcast_index(faiss.downcast_index(current).index), faiss.IndexFlat)
-        if not exact and delta.removed:
-            return None
-        index = faiss.clone_index(current)  # readers keep searching the old one meanwhile
-        if delta.removed:
-            index.remove_ids(np.asarray(delta.removed, dtype=np.int64))
-        if delta.added_ids is not None and len(delta.added_ids):
-            index.add_with_ids(np.ascontiguousarray(delta.added, dtype=np.float32), delta.added_ids)
-        expected = db.execute(
-            "SELECT COUNT(*) FROM chunks ch JOIN documents d ON d.id = ch.document_id "
-            "WHERE d.collection_id = ? AND d.status = 'indexed'", (cid,)).fetchone()[0]
-        if index.ntotal != expected or exact != (expected <= EXACT_SEARCH_LIMIT):
-            return None
-        return index
-
-    def _stamp(self, path: Path) -> tuple[int, int]:
-        st = path.stat()
-        return st.st_mtime_ns, st.st_size
+            index = self.indexes.build(*self._vectors(db, cid))
+        self.indexes.write(cid, index)
 
     def index_for(self, cid: int):
         """The collection's FAISS index, reloaded if another writer replaced the file."""
-        import faiss
-
-        path = self._index_path(cid)
-        if not path.exists():
+        if not self.indexes.exists(cid):
             with self.writing() as db:
-                if not path.exists():
+                if not self.indexes.exists(cid):
                     self._write_index(cid, db)
-        stamp = self._stamp(path)
-        with self._index_lock:
-            cached = self._indexes.get(cid)
-            if cached and cached[0] == stamp:
-                return cached[1]
-            if cached:  # the file changed under us: was the whole folder re-embedded?
-                self._check_still_same_model()
-            index = faiss.read_index(str(path))
-            self._indexes[cid] = (stamp, index)
-            return index
+        # The file changed under us: was the whole folder re-embedded by another process?
+        return self.indexes.load(cid, on_replaced=self._check_still_same_model)
 
     def _check_still_same_model(self) -> None:
         row = self._db().execute("SELECT value FROM meta WHERE key = 'embedding_model'").fetchone()
@@ -430,12 +348,9 @@ class DocumentStore:
             db.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", [
                 ("embedding_model", embedding_model), ("embedding_dimension", str(dimension)),
                 ("reembedded_at", now())])
-            for f in self.index_dir.glob("*.faiss"):
-                f.unlink()
-            fsync_dir(self.index_dir)
+            self.indexes.remove_all()
         self.embedding_model, self.dimension = embedding_model, dimension
-        with self._index_lock:
-            self._indexes.clear()
+        self.indexes.dimension = dimension
         with self.writing() as db:
             for (cid,) in db.execute("SELECT id FROM collections").fetchall():
                 self._write_index(cid, db)
@@ -443,8 +358,6 @@ class DocumentStore:
 
     def check_and_repair(self) -> list[str]:
         """Make FAISS agree with SQLite and finish what a crash interrupted; returns what was fixed."""
-        import faiss
-
         fixed = []
         with self.writing() as db:
             interrupted = db.execute(
@@ -454,14 +367,12 @@ class DocumentStore:
                 fixed.append(f"{interrupted} document(s) whose indexing was interrupted marked failed")
             for (cid, name) in db.execute("SELECT id, name FROM collections").fetchall():
                 ids, _ = self._vectors(db, cid)
-                path = self._index_path(cid)
-                if not path.exists() and not len(ids):
+                if not self.indexes.exists(cid) and not len(ids):
                     self._write_index(cid, db)  # a new, empty collection: nothing to repair
                     continue
                 try:
-                    index = faiss.read_index(str(path))
-                    have = faiss.vector_to_array(index.id_map) if index.ntotal else np.zeros(0, np.int64)
-                    consistent = index.d == self.dimension and np.array_equal(np.sort(have), ids)
+                    dimension, have = self.indexes.stored_ids(cid)
+                    consistent = dimension == self.dimension and np.array_equal(have, ids)
                 except Exception as exc:  # missing or unreadable file
                     log.warning("index of collection %s unreadable: %s", name, exc)
                     consistent = False
