@@ -167,10 +167,12 @@ def export_static_embedding(source: Source, models_dir: Path, name: str | None =
     import shutil
 
     import numpy as np
+    import openvino as ov
     from optimum.exporters.openvino import main_export
 
     from quantize.checks import ExportCheckFailed
-    from quantize.static_embedding import distil_table, reference_embeddings, save_ir, similarity_agreement
+    from quantize.static_embedding import (SIF_COEFFICIENT, distil_table, reference_embeddings, save_ir,
+                                           similarity_agreement)
 
     if source.kind != "hf-folder":
         raise UserError("Embedding models must be a Hugging Face / sentence-transformers folder, not a GGUF file.")
@@ -187,8 +189,6 @@ def export_static_embedding(source: Source, models_dir: Path, name: str | None =
         # The teacher's own export gives us its tokenizer converted by openvino-tokenizers.
         teacher_ir = stage.workdir / "teacher"
         main_export(str(source.path), teacher_ir, task="feature-extraction", convert_tokenizer=True)
-        import openvino as ov
-
         inputs = [i.get_any_name() for i in ov.Core().read_model(teacher_ir / "openvino_model.xml").inputs]
         save_ir(table, stage.out, inputs)
         for f in teacher_ir.iterdir():
@@ -213,7 +213,7 @@ def export_static_embedding(source: Source, models_dir: Path, name: str | None =
         step("[4/4] registering")
         _register(stage, name, source, started, settings, int(table.shape[1]), "static-fp16", quality,
                   static={"teacher": source.path.name, "method": "model2vec-style distillation",
-                          "pca_dims": int(table.shape[1]), "sif_coefficient": 1e-4,
+                          "pca_dims": int(table.shape[1]), "sif_coefficient": SIF_COEFFICIENT,
                           "teacher_max_length": teacher_settings["max_length"]})
         stage.commit(target)
     return load_entry(target)
