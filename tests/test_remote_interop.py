@@ -3,7 +3,6 @@ serving the SmolLM2 GGUF (OVMS itself cannot be installed here; it speaks the sa
 
 import pytest
 
-from tests.conftest import API_KEY
 from webapp.errors import BackendError
 from webapp.llm.base import CancelToken, ChatMessage, ChatStream, GenerationParams
 from webapp.llm.openai_remote import RemoteChatBackend, RemoteServer

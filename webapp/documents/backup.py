@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
+import shutil
 import sqlite3
 import tarfile
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-from webapp.atomic import fsync_dir
+from webapp.atomic import atomic_path
 from webapp.errors import UserError
 
 BACKUP_FORMAT = 1
@@ -46,8 +46,7 @@ def export_store(data_dir: Path, archive: Path) -> dict:
         dst.close()
         manifest = {"format_version": BACKUP_FORMAT, "created_at": datetime.now(timezone.utc).isoformat(),
                     **counts, "files": len(hashes)}
-        partial = Path(tmp) / "archive.tar.gz"
-        with tarfile.open(partial, "w:gz") as tar:
+        with atomic_path(archive) as partial, tarfile.open(partial, "w:gz") as tar:
             data = json.dumps(manifest, indent=2).encode()
             info = tarfile.TarInfo("manifest.json")
             info.size = len(data)
@@ -57,10 +56,6 @@ def export_store(data_dir: Path, archive: Path) -> dict:
                 f = data_dir / "files" / f"{sha}.pdf"
                 if f.is_file():
                     tar.add(f, arcname=f"files/{sha}.pdf")
-        with open(partial, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(partial, archive)
-    fsync_dir(archive.parent)
     return manifest
 
 
@@ -85,13 +80,6 @@ def import_store(archive: Path, data_dir: Path) -> dict:
         for m in members:
             if m.name == "manifest.json":
                 continue
-            target = data_dir / m.name
-            tmp = target.with_name(f".{target.name}.import")
-            with tar.extractfile(m) as src, open(tmp, "wb") as out:
-                while block := src.read(1 << 20):
-                    out.write(block)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, target)
-    fsync_dir(data_dir)
+            with atomic_path(data_dir / m.name) as tmp, tar.extractfile(m) as src, open(tmp, "wb") as out:
+                shutil.copyfileobj(src, out, 1 << 20)
     return manifest

@@ -13,7 +13,6 @@ benchmarks/index_recall.py are in docs/documents.md.
 
 from __future__ import annotations
 
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from webapp.atomic import fsync_dir
+from webapp.atomic import atomic_path, fsync_dir
 
 EXACT_SEARCH_LIMIT = 200_000
 HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 80, 96
@@ -98,12 +97,8 @@ class IndexFiles:
         import faiss
 
         path = self.path(cid)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        faiss.write_index(index, str(tmp))
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
+        with atomic_path(path) as tmp:
+            faiss.write_index(index, str(tmp))
         with self._lock:
             self._cache[cid] = (_stamp(path), index)
 

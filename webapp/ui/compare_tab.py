@@ -4,7 +4,6 @@ then read the table, the plots and download CSV / JSON / Markdown."""
 from __future__ import annotations
 
 import threading
-import time
 
 import gradio as gr
 import pandas as pd
