@@ -123,7 +123,6 @@ class DocumentStore:
         for d in (self.data_dir, self.files_dir, self.index_dir):
             d.mkdir(parents=True, exist_ok=True)
         self.db_path = self.data_dir / "store.sqlite3"
-        self.dimension = dimension
         self.embedding_model = embedding_model
         self._write_lock = threading.RLock()
         self._local = threading.local()
@@ -132,6 +131,10 @@ class DocumentStore:
             self._db().executescript(SCHEMA)  # executescript manages its own transaction
         with self.writing() as db:
             self._check_meta(db, embedding_model, dimension)
+
+    @property
+    def dimension(self) -> int:
+        return self.indexes.dimension
 
     # -- connections and locking -------------------------------------------------
     def _db(self) -> sqlite3.Connection:
@@ -281,10 +284,16 @@ class DocumentStore:
         return doc
 
     # -- FAISS ----------------------------------------------------------------------
+    # The chunks that belong in a collection's index: those of its indexed documents.
+    _INDEXED_CHUNKS = ("FROM chunks ch JOIN documents d ON d.id = ch.document_id "
+                       "WHERE d.collection_id = ? AND d.status = 'indexed'")
+
+    def _indexed_ids(self, db, cid: int) -> np.ndarray:
+        rows = db.execute(f"SELECT ch.id {self._INDEXED_CHUNKS} ORDER BY ch.id", (cid,)).fetchall()
+        return np.asarray([r[0] for r in rows], dtype=np.int64)
+
     def _vectors(self, db, cid: int) -> tuple[np.ndarray, np.ndarray]:
-        rows = db.execute(
-            "SELECT ch.id, ch.embedding FROM chunks ch JOIN documents d ON d.id = ch.document_id "
-            "WHERE d.collection_id = ? AND d.status = 'indexed' ORDER BY ch.id", (cid,)).fetchall()
+        rows = db.execute(f"SELECT ch.id, ch.embedding {self._INDEXED_CHUNKS} ORDER BY ch.id", (cid,)).fetchall()
         ids = np.asarray([r[0] for r in rows], dtype=np.int64)
         vecs = (np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), self.dimension)
                 if rows else np.zeros((0, self.dimension), dtype=np.float32))
@@ -300,9 +309,7 @@ class DocumentStore:
         """
         index = None
         if delta is not None:
-            expected = db.execute(
-                "SELECT COUNT(*) FROM chunks ch JOIN documents d ON d.id = ch.document_id "
-                "WHERE d.collection_id = ? AND d.status = 'indexed'", (cid,)).fetchone()[0]
+            expected = db.execute(f"SELECT COUNT(*) {self._INDEXED_CHUNKS}", (cid,)).fetchone()[0]
             index = self.indexes.patched(cid, delta, expected)
         if index is None:
             index = self.indexes.build(*self._vectors(db, cid))
@@ -349,8 +356,7 @@ class DocumentStore:
                 ("embedding_model", embedding_model), ("embedding_dimension", str(dimension)),
                 ("reembedded_at", now())])
             self.indexes.remove_all()
-        self.embedding_model, self.dimension = embedding_model, dimension
-        self.indexes.dimension = dimension
+        self.embedding_model, self.indexes.dimension = embedding_model, dimension
         with self.writing() as db:
             for (cid,) in db.execute("SELECT id FROM collections").fetchall():
                 self._write_index(cid, db)
@@ -366,7 +372,7 @@ class DocumentStore:
             if interrupted:
                 fixed.append(f"{interrupted} document(s) whose indexing was interrupted marked failed")
             for (cid, name) in db.execute("SELECT id, name FROM collections").fetchall():
-                ids, _ = self._vectors(db, cid)
+                ids = self._indexed_ids(db, cid)  # ids only: start-up need not read every vector
                 if not self.indexes.exists(cid) and not len(ids):
                     self._write_index(cid, db)  # a new, empty collection: nothing to repair
                     continue
