@@ -38,7 +38,7 @@ class _File:
     doc: Document
     password: str | None
     parts: list[PageRange] = field(default_factory=list)
-    outstanding: int = 0
+    unread: int = 1  # ranges queued or running; the first job is the only one until it returns
     done: bool = False
 
 
@@ -64,12 +64,11 @@ class ParsePool:
                         continue
                     if start == 0:
                         self.on_start(file.doc)
-                    file.outstanding += 1
                     running[pool.submit(self.read, file.doc, file.password, start, stop)] = (file, start, stop)
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in finished:
                     file, start, stop = running.pop(future)
-                    file.outstanding -= 1
+                    file.unread -= 1
                     if file.done:
                         continue
                     try:
@@ -80,9 +79,10 @@ class ParsePool:
                         continue
                     file.parts.append(part)
                     if start == 0 and stop is not None and part.total > stop:
-                        jobs.extendleft(reversed([(file, a, b) for a, b in self._ranges(stop, part.total)]))
-                        continue
-                    if file.outstanding == 0 and not any(j[0] is file for j in jobs):
+                        rest = [(file, a, b) for a, b in self._ranges(stop, part.total)]
+                        file.unread += len(rest)
+                        jobs.extendleft(reversed(rest))
+                    if file.unread == 0:
                         file.done = True
                         yield file.doc, _assembler(file.parts)
 

@@ -38,7 +38,6 @@ class Embedder:
         # Cosines are not comparable across models: each records the threshold calibrated for it
         # (benchmarks/retrieval_eval.py prints the figures); 0.25 is MiniLM's.
         self.min_similarity = float(settings.get("min_similarity", DEFAULT_MIN_SIMILARITY))
-        self.normalized = config.normalize
         self.batch_size = batch_size
         self._pipe = ov_genai.TextEmbeddingPipeline(str(entry.path), device, config)
         self._lock = threading.Lock()  # one pipeline, one inference at a time

@@ -36,10 +36,6 @@ class ParsedPdf:
     empty_pages: list[int] = field(default_factory=list)  # 1-based pages without text
     skipped_figures: int = 0  # vector figures too large to read text from (see _skip_heavy_figures)
 
-    @property
-    def text_pages(self) -> int:
-        return len(self.pages) - len(self.empty_pages)
-
 
 def _skip_heavy_figures(max_bytes: int) -> list[int]:
     """Make pypdf skip the text of vector figures whose drawing code exceeds ``max_bytes``.
@@ -82,7 +78,7 @@ def _extract(path: str, password: str | None, max_pages: int, max_figure_bytes: 
     import warnings
 
     from pypdf import PdfReader
-    from pypdf.errors import FileNotDecryptedError, PdfReadError
+    from pypdf.errors import FileNotDecryptedError
 
     # pypdf reports every malformed object as a warning/log line; one bad file could
     # print thousands. The parent logs one summary line instead.
@@ -117,13 +113,11 @@ def _extract(path: str, password: str | None, max_pages: int, max_figure_bytes: 
         return {"pages": pages, "total": n, "title": title, "skipped_figures": skipped[0]}
     except FileNotDecryptedError:
         return {"error": "encrypted"}
-    except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, IndexError, OSError) as exc:
-        return {"error": "corrupt", "detail": f"{type(exc).__name__}: {exc}"[:500]}
     except MemoryError:
         return {"error": "memory"}
     except RecursionError:
         return {"error": "corrupt", "detail": "recursion too deep"}
-    except Exception as exc:  # pypdf raises many types on hostile input; all mean "unreadable"
+    except Exception as exc:  # pypdf raises many types on hostile input (PdfReadError, KeyError, ...): "unreadable"
         return {"error": "corrupt", "detail": f"{type(exc).__name__}: {exc}"[:500]}
 
 
