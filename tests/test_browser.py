@@ -80,6 +80,17 @@ def pick(page, elem_id, option):
     page.get_by_role("option", name=option, exact=True).click()
 
 
+def ask_documents(page, collection: str, question: str) -> str:
+    """Ask in the Chat tab with a collection picked; the answer's text once its sources line is shown."""
+    page.get_by_role("tab", name="Chat").click()
+    pick(page, "collection-picker", collection)
+    page.locator("#message textarea").fill(question)
+    page.locator("#send").click()
+    bot = bot_messages(page).last
+    bot.get_by_text("Sources:").wait_for(timeout=90_000)
+    return bot.inner_text()
+
+
 def test_upload_index_and_ask_with_citation(browser, live_server, tmp_path):
     from tests.pdfgen import make_pdf
 
@@ -104,13 +115,7 @@ def test_upload_index_and_ask_with_citation(browser, live_server, tmp_path):
                            timeout=10_000)
     assert "indexed" in table.inner_text()
 
-    page.get_by_role("tab", name="Chat").click()
-    pick(page, "collection-picker", "default")
-    page.locator("#message textarea").fill("What is the per diem for employees travelling abroad?")
-    page.locator("#send").click()
-    bot = bot_messages(page).last
-    bot.get_by_text("Sources:").wait_for(timeout=90_000)
-    text = bot.inner_text()
+    text = ask_documents(page, "default", "What is the per diem for employees travelling abroad?")
     assert "travel-policy.pdf, p. 2" in text
     page.screenshot(path=str(tmp_path / "rag.png"), full_page=True)
     page.close()
@@ -144,13 +149,8 @@ def test_switch_the_embedding_model_from_the_index_tab(browser, registry_dir, tm
         note.get_by_text("Re-embedded 2 chunks").wait_for(timeout=90_000)
         assert "embedded with all-minilm-l6-v2." in note.inner_text().replace("**", "")
         # Questions use the new model straight away, in the same app.
-        page.get_by_role("tab", name="Chat").click()
-        pick(page, "collection-picker", "default")
-        page.locator("#message textarea").fill("How many weeks of paid parental leave do parents get?")
-        page.locator("#send").click()
-        bot = bot_messages(page).last
-        bot.get_by_text("Sources:").wait_for(timeout=90_000)
-        assert "leave-policy.pdf, p. 2" in bot.inner_text()
+        assert "leave-policy.pdf, p. 2" in ask_documents(page, "default",
+                                                          "How many weeks of paid parental leave do parents get?")
         page.close()
 
 

@@ -43,6 +43,19 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def _stderr_progress():
+    """progress(fraction, what) for long commands: one line on stderr, rewritten in place when it changes."""
+    last = [""]
+
+    def progress(fraction: float, what: str) -> None:
+        line = f"\r[{int(fraction * 100):3d}%] {what[:70]:70s}"
+        if line != last[0]:
+            last[0] = line
+            print(line, end="", file=sys.stderr, flush=True)
+
+    return progress
+
+
 def _print_json(obj) -> None:
     import json
 
@@ -68,15 +81,7 @@ def cmd_index(args) -> int:
         passwords = {r.document.id: args.password for r in results if r.document}
         for doc_id in passwords:
             docs.store.set_status(doc_id, "queued")
-    last = [-1]
-
-    def progress(fraction, what):
-        pct = int(fraction * 100)
-        if pct != last[0]:
-            last[0] = pct
-            print(f"\r[{pct:3d}%] {what[:70]:70s}", end="", file=sys.stderr, flush=True)
-
-    report = docs.index_queued(collection, progress=progress, passwords=passwords)
+    report = docs.index_queued(collection, progress=_stderr_progress(), passwords=passwords)
     print(file=sys.stderr)
     print(report.summary())
     docs.close()
@@ -88,12 +93,8 @@ def cmd_reembed(args) -> int:
 
     docs = DocumentService(_settings_from(args))
     before = docs.embedding_model_name()
-
-    def progress(fraction, what):
-        print(f"\r[{int(fraction * 100):3d}%] {what[:70]:70s}", end="", file=sys.stderr, flush=True)
-
     started = time.perf_counter()
-    count = docs.reembed(args.model, progress=progress)
+    count = docs.reembed(args.model, progress=_stderr_progress())
     print(file=sys.stderr)
     print(f"Re-embedded {count} chunks from {before} to {args.model} in {time.perf_counter() - started:.1f} s.")
     docs.close()
@@ -181,11 +182,7 @@ def cmd_bench(args) -> int:
         cfg = BenchConfig(profile=args.profile or "chat", runs=args.runs, warmup=1,
                           max_new_tokens=args.max_new_tokens, users=tuple(int(u) for u in args.users.split(",")))
     count = token_counter(settings)
-
-    def progress(fraction, message):
-        print(f"\r[{int(fraction * 100):3d}%] {message[:70]:70s}", end="", file=sys.stderr, flush=True)
-
-    report = run_benchmark(targets, cfg, Hooks(progress=progress), count_tokens=count)
+    report = run_benchmark(targets, cfg, Hooks(progress=_stderr_progress()), count_tokens=count)
     print(file=sys.stderr)
     print(report.to_markdown())
     if args.json:

@@ -17,7 +17,7 @@ from typing import Callable
 
 from webapp.llm.base import ChatBackend
 from webapp.llm.openvino_engine import EngineOptions
-from webapp.registry import ModelEntry, RegistryError, scan
+from webapp.registry import ModelEntry, RegistryError, folder_size, scan
 from webapp.settings import Settings
 
 DEFAULT_GGUF = ".sources/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -35,9 +35,7 @@ class Target:
 
 def _size(path: Path) -> int:
     path = Path(path)
-    if path.is_file():
-        return path.stat().st_size
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size if path.is_file() else folder_size(path)
 
 
 def _openvino(entry: ModelEntry, options: EngineOptions):

@@ -95,18 +95,16 @@ def describe(exc: Exception) -> str:
     """A short, key-free description of a client error, for the user's sentence."""
     import openai
 
-    if isinstance(exc, openai.AuthenticationError):
-        return "the API key was refused (401)"
-    if isinstance(exc, openai.PermissionDeniedError):
-        return "access denied (403)"
-    if isinstance(exc, openai.NotFoundError):
-        return "model or endpoint not found (404)"
-    if isinstance(exc, openai.BadRequestError):
-        return "the server rejected the request (400), often a prompt longer than the model's context"
-    if isinstance(exc, openai.APITimeoutError):
-        return "no answer within the timeout"
-    if isinstance(exc, openai.APIConnectionError):
-        return "cannot connect"
+    # Most specific first: the status errors are all APIStatusError, timeouts are connection errors.
+    for kind, text in ((openai.AuthenticationError, "the API key was refused (401)"),
+                       (openai.PermissionDeniedError, "access denied (403)"),
+                       (openai.NotFoundError, "model or endpoint not found (404)"),
+                       (openai.BadRequestError, "the server rejected the request (400), often a prompt "
+                                                "longer than the model's context"),
+                       (openai.APITimeoutError, "no answer within the timeout"),
+                       (openai.APIConnectionError, "cannot connect")):
+        if isinstance(exc, kind):
+            return text
     if isinstance(exc, openai.APIStatusError):
         return f"server error {exc.status_code}"
     return type(exc).__name__

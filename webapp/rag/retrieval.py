@@ -55,7 +55,7 @@ def fts_query(question: str, require_all: bool = False) -> str:
 
 
 class Retriever:
-    def __init__(self, store: DocumentStore, embedder: Embedder, min_similarity: float = 0.25):
+    def __init__(self, store: DocumentStore, embedder: Embedder, min_similarity: float):
         self.store = store
         self.embedder = embedder
         self.min_similarity = min_similarity
