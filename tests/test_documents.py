@@ -8,12 +8,15 @@ import subprocess
 import sys
 import time
 
+import threading
+
 import pytest
 
 from tests.conftest import CORPUS, ROOT
 from tests.pdfgen import encrypt_pdf, make_pdf, topic_pdf
 from webapp.documents.service import DocumentService
 from webapp.documents.uploads import safe_label
+from webapp.errors import UserError
 
 pytestmark = pytest.mark.slow
 
@@ -147,8 +150,7 @@ def test_index_patched_in_place_equals_a_rebuild_from_sqlite(docs, tmp_path, mon
     monkeypatch.setattr(DocumentStore, "_vectors", lambda self, db, cid: full_reads.append(cid) or original(self, db, cid))
     add_and_index(docs, "p", *(topic_pdf(tmp_path / f"{t}.pdf", t, pages=2) for t in topics[2:]))
     docs.delete(status_of(docs, "p", "volcano.pdf").id)
-    docs.requeue("p")
-    docs.index_queued("p")  # re-index all: the first save rebuilds (old vectors of queued docs), then patches
+    docs.reindex("p")  # re-index all: old chunks stay searchable, each save patches them out and in
     docs.delete(status_of(docs, "p", "coffee.pdf").id)
     assert len(full_reads) <= 1, "adding/deleting one document should patch the index, not reread SQLite"
     store = docs.store
@@ -349,8 +351,7 @@ def test_sigkill_mid_indexing_loses_nothing_indexed_before(settings_factory, reg
     ).fetchone()[0]
     assert docs.store.index_for(cid).ntotal == chunks
     # and the rest can be finished
-    docs.requeue("k", only_failed=True)
-    report = docs.index_queued("k")
+    report = docs.reindex("k", only_failed=True)
     assert not report.failed
     assert all(d.status == "indexed" for d in docs.documents("k"))
     docs.close()
@@ -458,3 +459,81 @@ def test_backup_export_import_roundtrip_and_hostile_archive(settings_factory, re
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "not a DocChat backup" in out.stderr
     assert not (tmp_path.parent / "escape.txt").exists() and not (tmp_path / "other" / "store.sqlite3").exists()
+
+
+def test_reindex_refused_while_another_run_holds_the_lock_changes_nothing(docs, tmp_path):
+    pdf = topic_pdf(tmp_path / "bees.pdf", "bees", pages=2)
+    add_and_index(docs, "r", pdf)
+    question = "How do honey bees tell each other where flowers are?"
+    assert docs.search("r", question)
+    started, release = threading.Event(), threading.Event()
+
+    def slow_progress(fraction, what):  # another run, paused while it holds the indexing lock
+        started.set()
+        release.wait(30)
+
+    other = topic_pdf(tmp_path / "volcano.pdf", "volcano", pages=2)
+    docs.add_files("r", [(other, other.name)])
+    runner = threading.Thread(target=lambda: docs.index_queued("r", progress=slow_progress))
+    runner.start()
+    try:
+        assert started.wait(30)
+        for attempt in (lambda: docs.reindex("r"), lambda: docs.reindex("r", only_failed=True),
+                        lambda: docs.reindex("r", [status_of(docs, "r", "bees.pdf").id], passwords={1: "x"})):
+            with pytest.raises(UserError, match="already running"):
+                attempt()
+        assert status_of(docs, "r", "bees.pdf").status == "indexed"  # not left queued
+        assert docs.search("r", question)  # the collection did not vanish from chat
+    finally:
+        release.set()
+        runner.join(60)
+    assert status_of(docs, "r", "volcano.pdf").status == "indexed"
+
+
+def test_old_chunks_stay_searchable_until_the_new_ones_commit(docs, tmp_path):
+    pdf = topic_pdf(tmp_path / "bees.pdf", "bees", pages=3)
+    add_and_index(docs, "s", pdf)
+    question = "How do honey bees tell each other where flowers are?"
+    before = docs.search("s", question)
+    seen_during = []
+
+    def progress(fraction, what):
+        if "bees.pdf" in what and fraction < 1:
+            seen_during.append((status_of(docs, "s", "bees.pdf").status, len(docs.search("s", question))))
+
+    report = docs.reindex("s", progress=progress)
+    assert len(report.indexed) == 1
+    statuses = {status for status, _ in seen_during}
+    assert statuses & {"queued", "parsing", "embedding"}, seen_during  # we did look mid-run
+    assert all(found == len(before) for _, found in seen_during), seen_during
+    # a retry that fails (wrong password on a plain PDF is ignored, so: delete the file under it)
+    docs.store.files_dir.joinpath(f"{status_of(docs, 's', 'bees.pdf').sha256}.pdf").unlink()
+    report = docs.reindex("s")
+    assert report.failed and status_of(docs, "s", "bees.pdf").status == "failed"
+    assert len(docs.search("s", question)) == len(before)  # still answerable from the last good index
+
+
+def test_delete_during_indexing_is_that_documents_outcome_not_a_batch_failure(docs, tmp_path):
+    names = ["bees", "volcano", "railway", "coffee"]
+    pdfs = [topic_pdf(tmp_path / f"{n}.pdf", n, pages=3) for n in names]
+    docs.add_files("d", [(p, p.name) for p in pdfs])
+    victim = status_of(docs, "d", "volcano.pdf")
+    deleted = []
+
+    def progress(fraction, what):
+        # Another user deletes the document while it is being read/embedded (their own thread).
+        if what.startswith("volcano.pdf") and not deleted:
+            t = threading.Thread(target=lambda: deleted.append(docs.delete(victim.id)))
+            t.start()
+            t.join(30)
+
+    report = docs.index_queued("d", progress=progress)
+    assert deleted and report.deleted == ["volcano.pdf"]
+    assert sorted(d.label for d in report.indexed) == ["bees.pdf", "coffee.pdf", "railway.pdf"]
+    assert not report.failed
+    left = docs.documents("d")
+    assert all(d.status == "indexed" for d in left) and "volcano.pdf" not in {d.label for d in left}
+    cid = docs.store.collection_id("d", create=False)
+    total = sum(d.chunks for d in left)
+    assert docs.store.index_for(cid).ntotal == total  # FAISS agrees with SQLite
+    assert "deleted while indexing: volcano.pdf" in report.summary()

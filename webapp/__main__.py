@@ -72,20 +72,37 @@ def cmd_index(args) -> int:
     for p in args.paths:
         path = Path(p)
         files += sorted(path.rglob("*.pdf")) if path.is_dir() else [path]
+    password = _pdf_password(args)
     results = docs.add_files(collection, [(f, f.name) for f in files])
     for r in results:
         print(f"{'refused' if r.error else 'duplicate' if r.duplicate else 'added':9s} {r.label}"
               + (f": {r.error}" if r.error else ""))
-    passwords = {}
-    if args.password:
-        passwords = {r.document.id: args.password for r in results if r.document}
-        for doc_id in passwords:
-            docs.store.set_status(doc_id, "queued")
-    report = docs.index_queued(collection, progress=_stderr_progress(), passwords=passwords)
+    ids = [r.document.id for r in results if r.document]
+    # With a password the given files are indexed again even if they were added before
+    # (typically: they failed as encrypted); without one, only what is queued.
+    report = docs.reindex(collection, ids if password is not None else [], progress=_stderr_progress(),
+                          passwords={i: password for i in ids} if password is not None else None)
     print(file=sys.stderr)
     print(report.summary())
     docs.close()
     return 0 if not report.failed and not any(r.error for r in results) else 1
+
+
+def _pdf_password(args) -> str | None:
+    """The password for encrypted PDFs: from a file, stdin (-) or DOCCHAT_PDF_PASSWORD, never argv
+    (any user on the machine can read another's command line with `ps`)."""
+    import os
+
+    if args.password is not None:
+        raise UserError("--password would show the password to every user of this machine (ps); use "
+                        "--password-file FILE, --password-file - (stdin) or DOCCHAT_PDF_PASSWORD.")
+    if args.password_file:
+        try:
+            text = sys.stdin.read() if str(args.password_file) == "-" else Path(args.password_file).read_text()
+        except OSError as exc:
+            raise UserError(f"The password file {args.password_file} could not be read ({exc.strerror}).") from exc
+        return text.rstrip("\r\n")
+    return os.environ.get("DOCCHAT_PDF_PASSWORD")
 
 
 def cmd_reembed(args) -> int:
@@ -125,33 +142,40 @@ def cmd_search(args) -> int:
 
 
 def cmd_ask(args) -> int:
-    from webapp.llm.base import GenerationParams
     from webapp.rag.prompt import citation_line
     from webapp.services import build_services
 
     settings = _settings_from(args)
     services = build_services(settings)
+    answer, error, stream = "", None, None
     try:
         stream = services.chat.reply(args.model or services.catalog.default_choice(), [], args.question,
-                                     GenerationParams(max_new_tokens=args.max_new_tokens or settings.max_new_tokens),
+                                     services.chat.params(args.max_new_tokens, None),
                                      collection=args.collection or settings.default_collection)
-        answer = ""
         for piece in stream:
             answer += piece
             if not args.json:
                 print(piece, end="", flush=True)
-        if args.json:
-            _print_json({"answer": answer.strip(),
-                         "citations": [{"source": n, "document": p.document, "page": p.page}
-                                       for n, p in enumerate(stream.sources, start=1)],
-                         "passages": [_passage_json(n, p) for n, p in enumerate(stream.sources, start=1)],
-                         "tokens": stream.stats.completion_tokens})
-        else:
-            print()
-            if stream.sources:
-                print("Sources: " + citation_line(stream.sources))
+    except UserError as exc:
+        if not args.json:
+            raise
+        error = exc.user_message  # JSON callers get the partial answer and the reason, not nothing
     finally:
         services.close()
+    sources = stream.sources if stream else []
+    if args.json:
+        out = {"answer": answer.strip(),
+               "citations": [{"source": n, "document": p.document, "page": p.page}
+                             for n, p in enumerate(sources, start=1)],
+               "passages": [_passage_json(n, p) for n, p in enumerate(sources, start=1)],
+               "tokens": stream.stats.completion_tokens if stream else 0}
+        if error:
+            out["error"] = error
+        _print_json(out)
+        return 1 if error else 0
+    print()
+    if sources:
+        print("Sources: " + citation_line(sources))
     return 0
 
 
@@ -244,7 +268,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("index", help="add PDFs (files or folders) to a collection and index them")
     p.add_argument("paths", nargs="+", help="PDF files or folders (searched recursively for *.pdf)")
     p.add_argument("--collection", help="collection name (default: DOCCHAT_DEFAULT_COLLECTION or 'default')")
-    p.add_argument("--password", help="password for encrypted PDFs among the given files")
+    p.add_argument("--password-file", type=Path, metavar="FILE",
+                   help="file holding the password for encrypted PDFs among the given files ('-' reads stdin; "
+                        "or set DOCCHAT_PDF_PASSWORD). Never on the command line: `ps` shows it to everyone")
+    p.add_argument("--password", help=argparse.SUPPRESS)  # refused with an explanation
     p.set_defaults(func=cmd_index)
 
     p = sub.add_parser("reembed", help="switch the data folder to another embedding model (re-embeds stored chunks)",

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import threading
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import gradio as gr
 from fastapi import FastAPI
@@ -12,11 +15,15 @@ from fastapi.responses import JSONResponse
 
 from webapp import __version__
 from webapp.errors import UserError
+from webapp.http_limits import BodySizeLimit
 from webapp.services import Services, build_services
 from webapp.settings import Settings
 from webapp.ui.app import build_ui
 
 log = logging.getLogger(__name__)
+
+# Largest request body outside file uploads: a chat message plus its history is far below this.
+MAX_JSON_BODY = 4 * 1024 * 1024
 
 
 def _preload(services: Services) -> None:
@@ -34,8 +41,23 @@ def _preload(services: Services) -> None:
         log.error("preloading %s failed: %s", name, exc.user_message)
 
 
+def _fresh_upload_folder(settings: Settings) -> Path:
+    """Gradio's folder for uploads in transit, emptied at start (a crash may have left copies).
+
+    Gradio reads it from GRADIO_TEMP_DIR only, so it is set here, where Gradio is wired up. It
+    lives on the data volume: the pod's /tmp is a small emptyDir and a 100 MB PDF would fill it.
+    """
+    folder = Path(settings.uploads_dir).resolve()
+    if folder.exists():
+        shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    os.environ["GRADIO_TEMP_DIR"] = str(folder)
+    return folder
+
+
 def create_app(settings: Settings, services: Services | None = None, preload: bool = True) -> FastAPI:
     services = services or build_services(settings)
+    uploads = _fresh_upload_folder(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -47,22 +69,44 @@ def create_app(settings: Settings, services: Services | None = None, preload: bo
     app = FastAPI(title="DocChat", version=__version__, lifespan=lifespan, docs_url="/api/docs",
                   redoc_url=None, openapi_url="/api/openapi.json")
     app.state.services = services
+    app.add_middleware(BodySizeLimit, max_bytes=MAX_JSON_BODY, upload_paths=("/gradio_api/upload",))
 
+    # Health routes are async on purpose: sync handlers run in the thread pool that chats and
+    # Gradio share, so a busy pod would fail its own liveness probe and be restarted.
     @app.get("/healthz", tags=["ops"])
-    def healthz():
+    async def healthz():
         """The process is alive and serving HTTP."""
         return {"status": "ok", "version": __version__}
 
     @app.get("/readyz", tags=["ops"])
-    def readyz():
-        """Ready once the default chat model is loaded; 503 with the reason until then."""
-        name = services.catalog.default_choice()
-        if name and services.catalog.is_loaded(name):
+    async def readyz():
+        """Ready once the default chat model has loaded; 503 with the reason until then.
+
+        It stays ready when that model is later unloaded to make room for another: the app
+        still serves and loads it again on demand.
+        """
+        catalog = services.catalog
+        name = catalog.default_choice()
+        if name and catalog.has_loaded(name):
             return {"ready": True, "model": name}
-        reason = (services.catalog.load_error(name or "") or "; ".join(services.catalog.problems())
+        reason = (catalog.load_error(name or "") or "; ".join(catalog.problems())
                   or (f"loading {name}" if name else "no chat model in the registry"))
         return JSONResponse({"ready": False, "model": name, "reason": reason}, status_code=503)
 
     blocks = build_ui(services)
-    blocks.queue(default_concurrency_limit=None)
-    return gr.mount_gradio_app(app, blocks, path="/", root_path=settings.root_path or None)
+    # Gradio's own queue is bounded too: a flood of events is refused ("queue full") at once.
+    blocks.queue(default_concurrency_limit=None, max_size=max(64, 4 * (settings.answer_slots + settings.answer_queue)))
+    data = Path(settings.data_dir).resolve()
+    mounted = gr.mount_gradio_app(
+        app, blocks, path="/", root_path=settings.root_path or None,
+        max_file_size=int(settings.max_upload_mb * 1_000_000),
+        # Runs would keep chats and PDF passwords in the browser's localStorage.
+        run_history=False, footer_links=["api", "settings"],
+        blocked_paths=[str(data / "store.sqlite3"), str(data / "files"), str(data / "index"),
+                       str(Path(settings.models_dir).resolve())])
+    # Gradio refuses client-named server files (a chat history entry {"type": "file", "path":
+    # "/etc/passwd"}) only in apps it has launched itself; mount_gradio_app never sets the flag,
+    # so without this line any file the process can read is copied to the cache and served.
+    blocks.has_launched = True
+    log.info("uploads in transit: %s", uploads)
+    return mounted

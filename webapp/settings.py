@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class RemoteEndpoint(BaseModel):
     """An OpenAI-compatible server (OVMS under /v3, llama.cpp or vLLM under /v1)."""
+
+    # A mistyped key ("api_keyfile") must be an error, not a silently missing API key.
+    model_config = ConfigDict(extra="forbid")
 
     name: str = Field(description="short name shown in the model picker, e.g. 'ovms'")
     base_url: str = Field(description="API root including the version, e.g. http://ovms:8000/v3")
@@ -46,6 +49,20 @@ class Settings(BaseSettings):
     max_new_tokens: int = Field(512, ge=1, le=8192, description="default answer length cap")
     temperature: float = Field(0.0, ge=0.0, le=2.0, description="0 = greedy (deterministic)")
     max_message_chars: int = Field(32_000, ge=1, description="longest message accepted from a user")
+    max_history_chars: int = Field(200_000, ge=1_000, description=(
+        "longest conversation (all earlier turns together) accepted with a message; the browser sends "
+        "the whole history with every message, so this bounds the work one request can cause"))
+    max_new_tokens_limit: int = Field(2048, ge=16, le=8192, description=(
+        "largest answer length a client may ask for (the slider and the API are clamped to it)"))
+
+    # Admission control: answers are generated together by the engine, the rest wait in a short
+    # queue; beyond it a user is told at once that the server is busy instead of hanging.
+    max_concurrent_answers: int = Field(0, ge=0, le=256, description=(
+        "answers generated at once (0 = the engine's max_num_seqs)"))
+    max_waiting_answers: int = Field(-1, ge=-1, le=1024, description=(
+        "answers allowed to wait for a free slot (-1 = twice max_concurrent_answers); "
+        "beyond it the user is told the server is busy"))
+    max_wait_s: float = Field(120.0, gt=0, description="longest a queued answer waits before being refused")
 
     # OpenVINO engine
     device: str = Field("CPU", description="OpenVINO device for generation")
@@ -71,6 +88,7 @@ class Settings(BaseSettings):
         "built with; `python -m webapp reembed` switches it)"))
     default_collection: str = Field("default", description="collection used when none is chosen")
     max_upload_mb: float = Field(100.0, gt=0, description="largest PDF accepted, in MB")
+    max_upload_files: int = Field(50, ge=1, description="most files accepted in one upload")
     max_pages: int = Field(3000, ge=1, description="most pages indexed from one document")
     pdf_timeout_s: float = Field(120.0, gt=0, description="time limit for reading one PDF")
     pdf_memory_mb: int = Field(1536, ge=128, description="memory limit of each PDF reader process")
@@ -90,4 +108,23 @@ class Settings(BaseSettings):
     min_similarity: float | None = Field(None, ge=-1, le=1, description=(
         "cosine below which a passage is irrelevant (default: the embedding model's calibrated value)"))
 
+    # Benchmarks load extra model copies and take every core from the chats: an operator's tool.
+    enable_bench: bool = Field(True, description=(
+        "allow benchmarks from the Compare tab (the k8s overlays turn this off on shared pods)"))
+    # Where Gradio keeps uploads until they are stored; emptied at start and after every upload.
+    upload_tmp_dir: Path | None = Field(None, description=(
+        "folder for uploads in transit (default: <data_dir>/.uploads, on the data volume rather than /tmp)"))
+
     log_level: str = Field("INFO")
+
+    @property
+    def answer_slots(self) -> int:
+        return self.max_concurrent_answers or self.max_num_seqs
+
+    @property
+    def answer_queue(self) -> int:
+        return 2 * self.answer_slots if self.max_waiting_answers < 0 else self.max_waiting_answers
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.upload_tmp_dir or Path(self.data_dir) / ".uploads"

@@ -29,7 +29,14 @@ class BenchService:
     def token_counter(self):
         return token_counter(self.settings)
 
+    @property
+    def enabled(self) -> bool:
+        return self.settings.enable_bench
+
     def run(self, target_ids: list[str], cfg: BenchConfig, hooks: Hooks, session: str) -> BenchReport:
+        if not self.enabled:
+            raise UserError("Benchmarks are turned off on this server (DOCCHAT_ENABLE_BENCH=false): they load "
+                            "extra model copies and take every core from the chats.")
         by_id = {t.id: t for t in self.targets()}
         chosen = [by_id[i] for i in target_ids if i in by_id]
         if not chosen:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Sequence
+import time
+from typing import Iterator, Sequence
 
+from webapp.chat.admission import Admission, Busy, Ticket
 from webapp.errors import InvalidMessage
 from webapp.llm.base import CancelToken, ChatMessage, ChatStream, Finished, GenerationParams, TextDelta
 from webapp.llm.catalog import ModelCatalog
@@ -28,10 +30,71 @@ class ChatService:
         self._settings = settings
         self._lock = threading.Lock()
         self._running: dict[str, CancelToken] = {}
+        self.admission = Admission(settings.answer_slots, settings.answer_queue)
 
     def default_params(self) -> GenerationParams:
-        return GenerationParams(max_new_tokens=self._settings.max_new_tokens,
+        return GenerationParams(max_new_tokens=min(self._settings.max_new_tokens, self._settings.max_new_tokens_limit),
                                 temperature=self._settings.temperature)
+
+    @property
+    def max_new_tokens_limit(self) -> int:
+        return self._settings.max_new_tokens_limit
+
+    def params(self, max_new_tokens: int | float | None, temperature: float | None) -> GenerationParams:
+        """Generation settings from a client, clamped to what this server allows."""
+        default = self.default_params()
+        try:
+            tokens = int(max_new_tokens) if max_new_tokens is not None else default.max_new_tokens
+            temp = float(temperature) if temperature is not None else default.temperature
+        except (TypeError, ValueError) as exc:
+            raise InvalidMessage("The answer length and temperature must be numbers.") from exc
+        if temp != temp:  # NaN
+            raise InvalidMessage("The temperature must be a number.")
+        return GenerationParams(max_new_tokens=max(1, min(tokens, self._settings.max_new_tokens_limit)),
+                                temperature=max(0.0, min(temp, 2.0)))
+
+    # -- admission ------------------------------------------------------------------------
+    def admit(self, session: str | None = None) -> Ticket:
+        """A place in line for one answer; raises Busy at once when the line is full."""
+        ticket = self.admission.enter(session)
+        if not ticket.active:
+            log.info("answer queued: %d ahead", ticket.ahead())
+        return ticket
+
+    def wait_for_slot(self, ticket: Ticket, poll_s: float = 0.5) -> Iterator[int]:
+        """Yield how many answers are ahead, every ``poll_s``, until ``ticket`` may run.
+
+        Gives up (releasing the place) after ``max_wait_s`` so nobody waits forever.
+        """
+        deadline = time.monotonic() + self._settings.max_wait_s
+        try:
+            while not ticket.wait(poll_s):
+                if time.monotonic() >= deadline:
+                    raise Busy(f"The server stayed busy for {self._settings.max_wait_s:.0f} s; "
+                               "please try again in a minute.")
+                yield ticket.ahead()
+        except BaseException:
+            ticket.release()
+            raise
+
+    def trim_history(self, history: Sequence[ChatMessage]) -> list[ChatMessage]:
+        """The newest earlier turns whose text fits ``max_history_chars`` (the client sends them all).
+
+        A cheap bound on characters, before any tokenizing: the model reads far less than the cap,
+        and the backend then fits the rest to its context in one pass.
+        """
+        turns = self.prior_turns(history)
+        budget = self._settings.max_history_chars
+        kept: list[ChatMessage] = []
+        for message in reversed(turns):
+            budget -= len(message.content)
+            if budget < 0:
+                break
+            kept.append(message)
+        if len(kept) < len(turns):
+            log.info("history trimmed to its newest %d of %d turns (%d-character cap)",
+                     len(kept), len(turns), self._settings.max_history_chars)
+        return kept[::-1]
 
     def validate(self, message: str) -> str:
         text = (message or "").strip()
@@ -49,25 +112,41 @@ class ChatService:
 
     def build_messages(self, history: Sequence[ChatMessage], message: str) -> list[ChatMessage]:
         system = [ChatMessage("system", self._settings.system_prompt)] if self._settings.system_prompt else []
-        return system + self.prior_turns(history) + [ChatMessage("user", message)]
+        return system + self.trim_history(history) + [ChatMessage("user", message)]
 
     def reply(self, model: str | None, history: Sequence[ChatMessage], message: str,
               params: GenerationParams | None = None, session: str | None = None,
-              collection: str | None = None) -> ChatStream:
+              collection: str | None = None, ticket: Ticket | None = None) -> ChatStream:
         """Start answering ``message``; iterate the returned stream for text pieces.
 
         With a ``collection`` the answer is grounded in its documents: the passages
         retrieved for the question go to the model as numbered sources and come back
         on ``stream.sources``. When nothing relevant is found the model is not asked
         at all, so it cannot invent an answer.
+
+        Every answer holds an admission ``ticket`` until its stream ends: pass one from
+        ``admit`` (the UI shows the queue position while waiting) or this call takes one
+        and waits for it (raising Busy when the server is full).
         """
         text = self.validate(message)
+        if ticket is None:
+            ticket = self.admit(session)
+            for _ in self.wait_for_slot(ticket):
+                pass
+        try:
+            return self._start(model, history, text, params, session, collection, ticket)
+        except BaseException:
+            ticket.release()
+            raise
+
+    def _start(self, model, history, text, params, session, collection, ticket: Ticket) -> ChatStream:
         passages = []
         if collection:
             if self.documents is None:
                 raise InvalidMessage("Documents are not available in this app.")
             passages = self.documents.search(collection, text)
             if not passages:
+                ticket.release()
                 return ChatStream(iter([TextDelta(NOT_FOUND.format(collection=collection)),
                                         Finished("stop", 0, 0)]))
         backend = self.catalog.get(model)
@@ -79,16 +158,17 @@ class ChatService:
             if previous:  # a new question from the same tab supersedes the old answer
                 previous.cancel()
         if passages:
-            messages = rag_messages(text, passages, self.prior_turns(history))
+            messages = rag_messages(text, passages, self.trim_history(history))
         else:
             messages = self.build_messages(history, text)
         events = backend.stream(messages, params or self.default_params(), cancel)
-        return ChatStream(self._release_when_done(events, session, cancel), sources=passages)
+        return ChatStream(self._release_when_done(events, session, cancel, ticket), sources=passages)
 
-    def _release_when_done(self, events, session, cancel):
+    def _release_when_done(self, events, session, cancel, ticket: Ticket):
         try:
             yield from events
         finally:
+            ticket.release()
             if session:
                 with self._lock:
                     if self._running.get(session) is cancel:

@@ -59,7 +59,14 @@ def export_store(data_dir: Path, archive: Path) -> dict:
     return manifest
 
 
-def import_store(archive: Path, data_dir: Path) -> dict:
+def import_store(archive: Path, data_dir: Path, max_bytes: int = 50 * 10**9) -> dict:
+    """Unpack a backup into an empty data folder; all or nothing.
+
+    The declared sizes are checked before anything is written (against ``max_bytes`` and the
+    free space), the uploaded files are written first and the SQLite store last, after an
+    integrity check, because its presence is what makes the folder a store: an import that
+    fails or is killed half-way leaves no store behind, only files an import can redo.
+    """
     data_dir = Path(data_dir)
     if (data_dir / "store.sqlite3").exists():
         raise UserError(f"{data_dir} already holds a document store; import into an empty folder.")
@@ -68,18 +75,47 @@ def import_store(archive: Path, data_dir: Path) -> dict:
     except (OSError, tarfile.TarError) as exc:
         raise UserError(f"{Path(archive).name} is not a DocChat backup (not a readable .tar.gz).") from exc
     with tar:
-        members = tar.getmembers()
+        try:
+            members = tar.getmembers()
+        except (OSError, tarfile.TarError, EOFError) as exc:
+            raise UserError(f"{Path(archive).name} is damaged (the archive ends early or is corrupt).") from exc
         bad = [m.name for m in members if not _MEMBER.match(m.name) or not m.isfile()]
         if bad or "store.sqlite3" not in {m.name for m in members}:
             raise UserError(f"{Path(archive).name} is not a DocChat backup (unexpected content: "
                             f"{', '.join(bad[:3]) or 'no store.sqlite3'}).")
+        total = sum(m.size for m in members)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        free = shutil.disk_usage(data_dir).free
+        if total > max_bytes or total > free:
+            raise UserError(f"{Path(archive).name} unpacks to {total / 1e9:.1f} GB; the limit is "
+                            f"{max_bytes / 1e9:.1f} GB and {free / 1e9:.1f} GB are free in {data_dir}.")
         manifest = json.loads(tar.extractfile("manifest.json").read()) if "manifest.json" in tar.getnames() else {}
         if manifest.get("format_version", BACKUP_FORMAT) != BACKUP_FORMAT:
             raise UserError(f"This backup has format {manifest.get('format_version')}; this app reads {BACKUP_FORMAT}.")
         (data_dir / "files").mkdir(parents=True, exist_ok=True)
-        for m in members:
-            if m.name == "manifest.json":
-                continue
-            with atomic_path(data_dir / m.name) as tmp, tar.extractfile(m) as src, open(tmp, "wb") as out:
-                shutil.copyfileobj(src, out, 1 << 20)
+        try:
+            for m in sorted(members, key=lambda m: m.name == "store.sqlite3"):  # the store last
+                if m.name == "manifest.json":
+                    continue
+                with atomic_path(data_dir / m.name) as tmp, tar.extractfile(m) as src, open(tmp, "wb") as out:
+                    shutil.copyfileobj(src, out, 1 << 20)
+                    if m.name == "store.sqlite3":
+                        out.flush()
+                        _check_sqlite(tmp, Path(archive).name)
+        except (OSError, tarfile.TarError, EOFError) as exc:
+            raise UserError(f"{Path(archive).name} could not be unpacked ({exc}); nothing was imported.") from exc
     return manifest
+
+
+def _check_sqlite(path: Path, archive_name: str) -> None:
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            ok = conn.execute("PRAGMA quick_check").fetchone()[0] == "ok"
+            conn.execute("SELECT COUNT(*) FROM documents").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise UserError(f"{archive_name} holds a damaged document store ({exc}); nothing was imported.") from exc
+    if not ok:
+        raise UserError(f"{archive_name} holds a damaged document store; nothing was imported.")

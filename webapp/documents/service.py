@@ -12,15 +12,15 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 from webapp.documents.parse_pool import ParsePool
-from webapp.documents.uploads import store_upload
+from webapp.documents.uploads import discard_uploads, safe_label, store_upload, upload_problem
 from webapp.errors import UserError
 from webapp.rag.chunking import PageChunker
 from webapp.rag.pdf_text import PageRange, ParsedPdf, PdfProblem, read_pages
 from webapp.rag.retrieval import Passage, Retriever
-from webapp.rag.store import Document, DocumentStore, recorded_embedding_model
+from webapp.rag.store import Document, DocumentGone, DocumentStore, recorded_embedding_model
 from webapp.registry import RegistryError, load_entry, scan
 from webapp.resources import usable_cpus
 from webapp.settings import Settings
@@ -43,6 +43,7 @@ class UploadResult:
 class IndexReport:
     indexed: list[Document] = field(default_factory=list)
     failed: list[Document] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)  # labels of documents deleted while queued/indexing
     pages: int = 0
     chunks: int = 0
     seconds: float = 0.0
@@ -52,6 +53,8 @@ class IndexReport:
         text = f"Indexed {len(self.indexed)} document(s): {self.pages} pages, {self.chunks} chunks in {self.seconds:.1f} s{rate}."
         if self.failed:
             text += f" {len(self.failed)} failed: " + "; ".join(f"{d.label}: {d.reason}" for d in self.failed)
+        if self.deleted:
+            text += f" {len(self.deleted)} deleted while indexing: " + ", ".join(self.deleted) + "."
         return text
 
 
@@ -128,7 +131,7 @@ class DocumentService:
         return self.store.documents(collection)
 
     def add_files(self, collection: str, files: Iterable[tuple[Path, str]]) -> list[UploadResult]:
-        """Store uploads; each file gets its own result, so one bad file never blocks the rest."""
+        """Store files given by path (the CLI); each gets its own result, so one bad file never blocks the rest."""
         results = []
         max_bytes = int(self.settings.max_upload_mb * 1e6)
         for path, name in files:
@@ -141,55 +144,100 @@ class DocumentService:
                 results.append(UploadResult(str(name), error=exc.user_message))
         return results
 
+    def add_uploads(self, collection: str, files: Sequence[tuple[Path, str]]) -> list[UploadResult]:
+        """Store browser uploads: only files Gradio received into the uploads folder are read, and
+        each temp copy is deleted once stored (or refused), so uploads never pile up on disk."""
+        if len(files) > self.settings.max_upload_files:
+            discard_uploads(self.settings.uploads_dir, [p for p, _ in files])
+            raise UserError(f"{len(files)} files were sent at once; the limit is {self.settings.max_upload_files}. "
+                            "Upload them in smaller groups.")
+        try:
+            accepted, results = [], []
+            for path, name in files:
+                problem = upload_problem(self.settings.uploads_dir, Path(path))
+                if problem:
+                    log.warning("upload %r refused: %s (%s)", name, problem, path)
+                    results.append(UploadResult(safe_label(name), error="This file was not uploaded through the app."))
+                else:
+                    accepted.append((path, name))
+            return results + self.add_files(collection, accepted)
+        finally:
+            discard_uploads(self.settings.uploads_dir, [p for p, _ in files])
+
     def delete(self, doc_id: int) -> Document:
         doc = self.store.delete_document(int(doc_id))
         if doc is None:
             raise UserError(f"There is no document with id {doc_id}.")
         return doc
 
-    def requeue(self, collection: str | None = None, only_failed: bool = False) -> int:
-        docs = [d for d in self.documents(collection) if not only_failed or d.status == "failed"]
-        for d in docs:
-            self.store.set_status(d.id, "queued")
-        return len(docs)
-
     # -- indexing ----------------------------------------------------------------------------
     def index_queued(self, collection: str | None = None, progress: Progress | None = None,
                      passwords: dict[int, str] | None = None) -> IndexReport:
         """Index every queued document (of one collection, or all); failures are per document."""
+        return self.reindex(collection, [], progress=progress, passwords=passwords)
+
+    def reindex(self, collection: str | None = None, doc_ids: Sequence[int] | None = None,
+                only_failed: bool = False, progress: Progress | None = None,
+                passwords: dict[int, str] | None = None) -> IndexReport:
+        """Queue documents again and index everything queued, under the indexing lock.
+
+        ``doc_ids`` None means every document of the collection (``only_failed``: the failed
+        ones), [] means none (just what is already queued). Statuses change only once the lock
+        is held, so a run refused because another one is going changes nothing; and documents
+        keep their old chunks searchable until the new ones commit (store.SEARCHABLE).
+        """
         if not self._index_lock.acquire(blocking=False):
             raise UserError("Indexing is already running; wait for it to finish.")
         try:
-            report = IndexReport()
-            started = time.perf_counter()
-            queue = [d for d in self.documents(collection) if d.status == "queued"]
-            passwords = passwords or {}
-            # PDFs are read on every core, big ones split into page ranges (parse_pool.py), and
-            # each is chunked and embedded as soon as it has been read, in whatever order that is.
-            finished = [0]
-
-            def reading(d: Document) -> None:
-                self.store.set_status(d.id, "parsing")
-                if progress:
-                    progress(finished[0] / max(1, len(queue)), f"{d.label}: reading pages")
-
-            pool = ParsePool(self._read_range, self.settings.parse_workers or usable_cpus(), on_start=reading)
-            for n, (doc, parse) in enumerate(pool.parsed(queue, passwords)):
-                finished[0] = n
-                def step(fraction: float, what: str, n=n, doc=doc):
-                    if progress:
-                        progress((n + fraction) / max(1, len(queue)), f"{doc.label}: {what}")
-                done = self._index_one(doc, step, parse)
-                (report.indexed if done.status == "indexed" else report.failed).append(done)
-                if done.status == "indexed":
-                    report.pages += done.pages or 0
-                    report.chunks += done.chunks or 0
-            report.seconds = time.perf_counter() - started
-            if progress:
-                progress(1.0, "done")
-            return report
+            docs = self.documents(collection)
+            if doc_ids is None:
+                chosen = [d for d in docs if not only_failed or d.status == "failed"]
+            else:
+                wanted = set(int(i) for i in doc_ids)
+                chosen = [d for d in docs if d.id in wanted]
+                missing = wanted - {d.id for d in chosen}
+                if missing:
+                    where = f" in collection {collection}" if collection else ""
+                    raise UserError(f"There is no document {min(missing)}{where}.")
+            for d in chosen:
+                self.store.set_status(d.id, "queued")
+            return self._index_locked(collection, progress, passwords or {})
         finally:
             self._index_lock.release()
+
+    def _index_locked(self, collection: str | None, progress: Progress | None,
+                      passwords: dict[int, str]) -> IndexReport:
+        report = IndexReport()
+        started = time.perf_counter()
+        queue = [d for d in self.documents(collection) if d.status == "queued"]
+        # PDFs are read on every core, big ones split into page ranges (parse_pool.py), and
+        # each is chunked and embedded as soon as it has been read, in whatever order that is.
+        finished = [0]
+
+        def reading(d: Document) -> None:
+            self.store.set_status(d.id, "parsing")
+            if progress:
+                progress(finished[0] / max(1, len(queue)), f"{d.label}: reading pages")
+
+        pool = ParsePool(self._read_range, self.settings.parse_workers or usable_cpus(), on_start=reading)
+        for n, (doc, parse) in enumerate(pool.parsed(queue, passwords)):
+            finished[0] = n
+            def step(fraction: float, what: str, n=n, doc=doc):
+                if progress:
+                    progress((n + fraction) / max(1, len(queue)), f"{doc.label}: {what}")
+            done = self._index_one(doc, step, parse)
+            if done is None:
+                report.deleted.append(doc.label)
+            elif done.status == "indexed":
+                report.indexed.append(done)
+                report.pages += done.pages or 0
+                report.chunks += done.chunks or 0
+            else:
+                report.failed.append(done)
+        report.seconds = time.perf_counter() - started
+        if progress:
+            progress(1.0, "done")
+        return report
 
     def _read_range(self, doc: Document, password: str | None, start: int, stop: int | None) -> PageRange:
         s = self.settings
@@ -198,7 +246,8 @@ class DocumentService:
                           max_figure_kb=s.pdf_max_figure_kb, nice=s.pdf_parser_nice)
 
     def _index_one(self, doc: Document, step: Callable[[float, str], None],
-                   parse: Callable[[], ParsedPdf]) -> Document:
+                   parse: Callable[[], ParsedPdf]) -> Document | None:
+        """The document as indexing left it, or None if it was deleted meanwhile."""
         store = self.store
         try:
             step(0.0, "reading text")
@@ -218,6 +267,8 @@ class DocumentService:
                 notes.append(f"Text inside {parsed.skipped_figures} very large figure(s) was not read.")
             note = " ".join(notes) or None
             store.save_chunks(doc.id, [len(p) for p in parsed.pages], chunks, vectors, note=note)
+        except DocumentGone:
+            log.info("document %s (%s) was deleted while being indexed", doc.id, doc.label)
         except PdfProblem as exc:
             store.set_status(doc.id, "failed", exc.user_message)
         except UserError as exc:

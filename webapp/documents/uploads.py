@@ -9,8 +9,11 @@ renamed to ``<sha256>.pdf``, so the same content is stored once.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
+import shutil
+import stat
 import tempfile
 import unicodedata
 from dataclasses import dataclass
@@ -18,6 +21,8 @@ from pathlib import Path
 
 from webapp.atomic import fsync_dir
 from webapp.errors import UserError
+
+log = logging.getLogger(__name__)
 
 PDF_MAGIC = b"%PDF-"
 MAX_LABEL = 160
@@ -46,13 +51,51 @@ def safe_label(name: str | bytes | None) -> str:
     return name or "document.pdf"
 
 
+def upload_problem(uploads_dir: Path, path: Path) -> str | None:
+    """Why ``path`` is not a file the browser uploaded into ``uploads_dir`` (None if it is).
+
+    Gradio already refuses client-named paths outside its upload folder; this second check sits
+    in the service, so no future UI or API route can make the app read a server file (or block
+    on a FIFO) by naming it.
+    """
+    try:
+        root = Path(uploads_dir).resolve()
+        resolved = Path(path).resolve()
+        if not resolved.is_relative_to(root):
+            return "outside the uploads folder"
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return "not a regular file"
+    except (OSError, ValueError) as exc:
+        return f"unreadable ({exc})"
+    return None
+
+
+def discard_uploads(uploads_dir: Path, paths) -> None:
+    """Delete Gradio's temp copies (and their per-upload folders) once they are stored or refused."""
+    root = Path(uploads_dir).resolve()
+    for p in paths:
+        path = Path(p).parent.resolve() / Path(p).name  # a symlink itself is deleted, not its target
+        if path == root or not path.is_relative_to(root):
+            continue  # never delete anything outside the uploads folder
+        try:
+            path.unlink(missing_ok=True)
+            parent = path.parent
+            if parent != root and parent.is_relative_to(root) and not any(parent.iterdir()):
+                shutil.rmtree(parent, ignore_errors=True)
+        except OSError as exc:
+            log.warning("could not delete upload %s: %s", path, exc)
+
+
 def store_upload(src: Path, label: str, files_dir: Path, max_bytes: int) -> StoredFile:
     src = Path(src)
     label = safe_label(label)
     try:
-        size = src.stat().st_size
+        info = src.stat()
     except OSError as exc:
         raise UserError(f"The upload of {label} could not be read.") from exc
+    if not stat.S_ISREG(info.st_mode):  # a FIFO or device would block or never end
+        raise UserError(f"{label} is not a regular file.")
+    size = info.st_size
     if size == 0:
         raise UserError(f"{label} is empty (0 bytes).")
     if size > max_bytes:

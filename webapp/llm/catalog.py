@@ -54,6 +54,7 @@ class ModelCatalog:
         self._scan: RegistryScan | None = None
         self._scan_error: str | None = None
         self._load_errors: dict[str, str] = {}
+        self._ever_loaded: set[str] = set()
         from webapp.llm.openai_remote import RemoteServer
 
         endpoints = list(settings.remote_endpoints)
@@ -118,6 +119,11 @@ class ModelCatalog:
         with self._lock:
             return name in self._loaded
 
+    def has_loaded(self, name: str) -> bool:
+        """Loaded now, or loaded once and since unloaded to make room (it loads again on demand)."""
+        with self._lock:
+            return name in self._ever_loaded or name in self._loaded or name.startswith(REMOTE_PREFIX)
+
     def load_error(self, name: str) -> str | None:
         return self._load_errors.get(name)
 
@@ -144,6 +150,7 @@ class ModelCatalog:
             backend = self._load(entry)
             with self._lock:
                 self._loaded[name] = backend
+                self._ever_loaded.add(name)
                 evicted = []
                 while len(self._loaded) > self._settings.max_loaded_models:
                     evicted.append(self._loaded.popitem(last=False)[1])

@@ -16,6 +16,9 @@ log = logging.getLogger(__name__)
 
 # How often a waiting stream looks at its cancel token.
 CANCEL_POLL_S = 0.05
+# Chat-template tokens around each message (<|im_start|>role\n ... <|im_end|>\n): an estimate for
+# fitting the history; the final prompt is encoded exactly and checked.
+TURN_OVERHEAD_TOKENS = 5
 
 
 class OpenVINOLocalBackend:
@@ -44,23 +47,36 @@ class OpenVINOLocalBackend:
     def fit_prompt(self, messages: Sequence[ChatMessage], max_new_tokens: int) -> tuple[list[int], int]:
         """Token ids of the longest suffix of the conversation that fits with room for the answer.
 
-        Drops the oldest turns first (the system message stays); if the latest
-        user message alone cannot fit, that is the user's to fix.
+        Drops the oldest turns first (the system message stays); if the latest user message
+        alone cannot fit, that is the user's to fix. One pass: each turn is tokenized once,
+        newest first, stopping at the first that no longer fits, so a long history costs what
+        fits in the context, not (turns x history) as re-encoding the whole chat per dropped
+        turn did; the kept suffix is then templated and encoded once to check the estimate.
         """
         max_new_tokens = min(max_new_tokens, self.context_length // 2)
         budget = self.context_length - max_new_tokens
         system = [m for m in messages[:1] if m.role == "system"]
         turns = list(messages[len(system):])
+        used = sum(self.count_tokens(m.content) + TURN_OVERHEAD_TOKENS for m in system)
+        start = len(turns) - 1  # the newest message is always kept (or refused below)
+        used += self.count_tokens(turns[-1].content) + TURN_OVERHEAD_TOKENS
+        for i in range(len(turns) - 2, -1, -1):
+            used += self.count_tokens(turns[i].content) + TURN_OVERHEAD_TOKENS
+            if used > budget:
+                break
+            start = i
+        if turns[start].role == "assistant" and start < len(turns) - 1:
+            start += 1  # a kept history starts with a question, not half of an exchange
         while True:
-            ids = self._encode(system + turns)
+            ids = self._encode(system + turns[start:])
             if len(ids) <= budget:
                 return ids, max_new_tokens
-            if len(turns) <= 1:
+            if start >= len(turns) - 1:
                 raise InvalidMessage(
                     f"Your message is about {len(ids):,} tokens, but {self.name} reads at most "
                     f"{self.context_length:,} tokens including {max_new_tokens:,} reserved for the answer; "
                     "shorten it or lower the answer length.")
-            turns = turns[2:] if len(turns) > 2 else turns[-1:]
+            start = min(start + 2, len(turns) - 1)  # the estimate was short: drop one more exchange
 
     def _generation_config(self, params: GenerationParams, max_new_tokens: int):
         import openvino_genai as ov_genai

@@ -100,6 +100,10 @@ class StoreError(UserError):
     pass
 
 
+class DocumentGone(StoreError):
+    """The document was deleted while it was being indexed (a normal outcome, not a failure)."""
+
+
 def recorded_embedding_model(data_dir: Path) -> str | None:
     """The embedding model a data folder was built with (None for a new or empty folder)."""
     path = Path(data_dir) / "store.sqlite3"
@@ -252,6 +256,8 @@ class DocumentStore:
             raise ValueError("one vector per chunk")
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         with self.writing() as db:
+            if db.execute("SELECT 1 FROM documents WHERE id = ?", (doc_id,)).fetchone() is None:
+                raise DocumentGone("This document was deleted while it was being indexed.")
             old_ids = [r[0] for r in db.execute("SELECT id FROM chunks WHERE document_id = ?", (doc_id,))]
             db.execute("DELETE FROM chunks WHERE document_id = ?", (doc_id,))
             db.execute("DELETE FROM pages WHERE document_id = ?", (doc_id,))
@@ -284,9 +290,13 @@ class DocumentStore:
         return doc
 
     # -- FAISS ----------------------------------------------------------------------
-    # The chunks that belong in a collection's index: those of its indexed documents.
+    # The chunks that belong in a collection's index: those of documents whose chunks have been
+    # committed once (indexed_at is set in the same transaction), whatever their status now. A
+    # document queued for re-indexing, being re-read or failing a retry keeps its old chunks
+    # searchable until replacement chunks commit; only delete removes them.
+    SEARCHABLE = "d.indexed_at IS NOT NULL"
     _INDEXED_CHUNKS = ("FROM chunks ch JOIN documents d ON d.id = ch.document_id "
-                       "WHERE d.collection_id = ? AND d.status = 'indexed'")
+                       f"WHERE d.collection_id = ? AND {SEARCHABLE}")
 
     def _indexed_ids(self, db, cid: int) -> np.ndarray:
         rows = db.execute(f"SELECT ch.id {self._INDEXED_CHUNKS} ORDER BY ch.id", (cid,)).fetchall()
@@ -396,7 +406,7 @@ class DocumentStore:
         marks = ",".join("?" * len(ids))
         rows = self._db().execute(
             f"SELECT ch.id, ch.document_id, ch.page, ch.text, d.label FROM chunks ch "
-            f"JOIN documents d ON d.id = ch.document_id WHERE ch.id IN ({marks}) AND d.status = 'indexed'",
+            f"JOIN documents d ON d.id = ch.document_id WHERE ch.id IN ({marks}) AND {self.SEARCHABLE}",
             [int(i) for i in ids])
         return {r["id"]: ChunkRow(r["id"], r["document_id"], r["label"], r["page"], r["text"]) for r in rows}
 
@@ -413,7 +423,7 @@ class DocumentStore:
         rows = self._db().execute(
             "SELECT ch.id FROM chunks_fts f JOIN chunks ch ON ch.id = f.rowid "
             "JOIN documents d ON d.id = ch.document_id "
-            "WHERE chunks_fts MATCH ? AND d.collection_id = ? AND d.status = 'indexed' "
+            f"WHERE chunks_fts MATCH ? AND d.collection_id = ? AND {self.SEARCHABLE} "
             "ORDER BY bm25(chunks_fts) LIMIT ?", (fts_query, cid, limit))
         return [r[0] for r in rows]
 

@@ -20,4 +20,12 @@ def build_ui(services: Services) -> gr.Blocks:
         DocumentTabs(services.documents).render()
         with gr.Tab("Compare", id="compare"):
             CompareTab(services.bench).render()
+
+        def tab_closed(request: gr.Request):
+            # Whatever this tab started stops with it: its answer and its benchmark.
+            if request is not None and request.session_hash:
+                services.chat.stop(request.session_hash)
+                services.bench.cancel(request.session_hash)
+
+        blocks.unload(tab_closed)
     return blocks

@@ -14,6 +14,7 @@ from webapp.chat.service import ChatService
 from webapp.errors import UserError
 from webapp.llm.base import ChatMessage, GenerationParams, StreamStats
 from webapp.rag.prompt import citation_line
+from webapp.ui.safe_markdown import safe_markdown
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +26,9 @@ def sources_markdown(passages) -> str:
         return ""
     parts = []
     for n, p in enumerate(passages, start=1):
-        quoted = "\n".join("> " + line for line in p.text.splitlines() if line.strip())
-        parts.append(f"**[{n}] {p.document}, page {p.page}** (similarity {p.similarity:.2f})\n\n{quoted}")
+        quoted = "\n".join("> " + safe_markdown(line) for line in p.text.splitlines() if line.strip())
+        parts.append(f"**[{n}] {safe_markdown(p.document)}, page {p.page}** (similarity {p.similarity:.2f})"
+                     f"\n\n{quoted}")
     return "\n\n".join(parts)
 
 
@@ -82,8 +84,10 @@ class ChatTab:
         self.chatbot = gr.Chatbot(label="Conversation", height=480, elem_id="chatbot",
                                   buttons=["copy", "copy_all"], feedback_options=None)
         with gr.Row():
+            # lines=1 is what makes Enter send in Gradio (a taller box sends on Shift+Enter);
+            # the box still grows to max_lines as the text wraps, and Shift+Enter adds a line.
             self.message = gr.Textbox(placeholder="Ask something… (Enter to send, Shift+Enter for a new line)",
-                                      show_label=False, lines=2, max_lines=12, scale=6, elem_id="message")
+                                      show_label=False, lines=1, max_lines=12, scale=6, elem_id="message")
             with gr.Column(scale=1, min_width=120):
                 send = gr.Button("Send", variant="primary", elem_id="send")
                 stop = gr.Button("Stop", variant="stop", elem_id="stop")
@@ -92,7 +96,7 @@ class ChatTab:
         with gr.Accordion("Source passages of the last answer", open=False):
             self.sources = gr.Markdown("", elem_id="chat-sources")
         with gr.Accordion("Generation settings", open=False):
-            max_new = gr.Slider(16, 4096, value=defaults.max_new_tokens, step=16, label="Max new tokens")
+            max_new = gr.Slider(16, self.chat.max_new_tokens_limit, value=defaults.max_new_tokens, step=16, label="Max new tokens")
             temperature = gr.Slider(0.0, 1.5, value=defaults.temperature, step=0.05,
                                     label="Temperature (0 = deterministic)")
 
@@ -131,43 +135,52 @@ class ChatTab:
     def respond(self, message, chatbot_value, model, max_new_tokens, temperature, collection,
                 request: gr.Request):
         history = history_from_chatbot(chatbot_value)
-        conversation = list(chatbot_value or [])
+        # Rebuilt from text only: whatever else a client put in the history (file entries naming
+        # server paths, components) is never sent back, so it can never be turned into a file URL.
+        conversation = [{"role": m.role, "content": m.content} for m in history]
         session = request.session_hash if request is not None else None
         try:
             text = self.chat.validate(message)
-        except UserError as exc:
+            params = self.chat.params(max_new_tokens, temperature)
+            ticket = self.chat.admit(session)
+        except UserError as exc:  # refused before anything started: the message stays in the box
             gr.Warning(exc.user_message)
-            yield conversation, message, "", gr.skip()
+            yield conversation, message, f"⚠️ {exc.user_message}", gr.skip()
             return
         collection = None if collection in (None, "", NO_DOCUMENTS) else collection
         conversation = conversation + [{"role": "user", "content": text},
                                        {"role": "assistant", "content": ""}]
-        # Show the question at once; the answer bubble fills in as tokens arrive.
-        loading = not self.chat.catalog.is_loaded(model or "")
-        status = f"Loading {model}…" if loading and model else ("Searching the documents…" if collection else "")
-        yield conversation, "", status, ""
         answer = ""
-        stream = None
         try:
-            params = GenerationParams(max_new_tokens=int(max_new_tokens), temperature=float(temperature))
-            stream = self.chat.reply(model, history, text, params, session=session, collection=collection)
+            # Show the question at once; while the server is full, say how many are ahead.
+            yield conversation, "", "", ""
+            for ahead in self.chat.wait_for_slot(ticket):
+                yield conversation, "", f"⏳ The server is busy: {ahead + 1} in line before your answer starts…", ""
+            loading = not self.chat.catalog.is_loaded(model or "")
+            status = f"Loading {model}…" if loading and model else ("Searching the documents…" if collection else "")
+            if status:
+                yield conversation, "", status, ""
+            stream = self.chat.reply(model, history, text, params, session=session, collection=collection,
+                                     ticket=ticket)
             sources = sources_markdown(stream.sources)
             for piece in stream:
                 answer += piece
-                conversation[-1] = {"role": "assistant", "content": answer}
+                conversation[-1] = {"role": "assistant", "content": safe_markdown(answer)}
                 yield conversation, "", "", sources
             if stream.sources:
-                conversation[-1] = {"role": "assistant",
-                                    "content": answer + "\n\n**Sources:** " + citation_line(stream.sources)}
+                conversation[-1] = {"role": "assistant", "content": safe_markdown(answer)
+                                    + "\n\n**Sources:** " + safe_markdown(citation_line(stream.sources))}
             stats = format_stats(stream.stats, model) if stream.stats.completion_tokens else ""
             yield conversation, "", stats, sources
         except UserError as exc:
             log.warning("chat failed for session %s: %s", session, exc.user_message)
-            conversation[-1] = {"role": "assistant",
-                                "content": (answer + "\n\n" if answer else "") + f"⚠️ {exc.user_message}"}
+            conversation[-1] = {"role": "assistant", "content": (safe_markdown(answer) + "\n\n" if answer else "")
+                                + f"⚠️ {exc.user_message}"}
             yield conversation, "", "", gr.skip()
         except Exception:
             log.exception("unexpected chat failure for session %s", session)
-            conversation[-1] = {"role": "assistant", "content": (answer + "\n\n" if answer else "")
+            conversation[-1] = {"role": "assistant", "content": (safe_markdown(answer) + "\n\n" if answer else "")
                                 + "⚠️ Something went wrong while answering; the error is in the server log."}
             yield conversation, "", "", gr.skip()
+        finally:
+            ticket.release()  # also when the tab went away or Stop cancelled this event mid-wait

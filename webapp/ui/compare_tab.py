@@ -37,6 +37,11 @@ class CompareTab:
         self.bench = bench
 
     def render(self) -> None:
+        if not self.bench.enabled:
+            gr.Markdown("Benchmarks are turned off on this server: they load extra model copies and take every "
+                        "core from the chats. An operator can enable them with `DOCCHAT_ENABLE_BENCH=true` "
+                        "(or run `python -m webapp bench` on another machine).", elem_id="compare-disabled")
+            return
         targets = self.bench.targets()
         default = [t.id for t in targets if t.backend == "openvino"][:2]
         gr.Markdown("Measure time to first token, time per token and throughput of models and backends "
@@ -100,12 +105,18 @@ class CompareTab:
 
         worker = threading.Thread(target=work, name="compare", daemon=True)
         worker.start()
-        while worker.is_alive():
-            worker.join(0.25)
-            panes = [gr.skip()] * MAX_PANES
-            for tid, i in pane_of.items():
-                panes[i] = gr.Textbox(value=texts[tid], label=labels.get(tid, tid))
-            yield (f"⏳ {state['fraction']:.0%} · {state['message']}", *panes, *([gr.skip()] * RESULT_OUTPUTS))
+        try:
+            while worker.is_alive():
+                worker.join(0.25)
+                panes = [gr.skip()] * MAX_PANES
+                for tid, i in pane_of.items():
+                    panes[i] = gr.Textbox(value=texts[tid], label=labels.get(tid, tid))
+                yield (f"⏳ {state['fraction']:.0%} · {state['message']}", *panes, *([gr.skip()] * RESULT_OUTPUTS))
+        finally:
+            # The event ended without the worker: Cancel pressed, or the tab went away and Gradio
+            # closed this generator. Nobody will read the results, so stop using the cores.
+            if worker.is_alive():
+                hooks.cancel.cancel()
         if state["error"]:
             yield (f"⚠️ {state['error']}", *skip)
             return

@@ -10,6 +10,7 @@ import gradio as gr
 
 from webapp.documents.service import DocumentService
 from webapp.errors import UserError
+from webapp.ui.safe_markdown import safe_markdown
 
 log = logging.getLogger(__name__)
 
@@ -132,45 +133,44 @@ class DocumentTabs:
         if not files:
             return "⚠️ Choose one or more PDF files first.", gr.skip(), gr.skip(), gr.skip()
         try:
-            results = self.documents.add_files(collection, [upload_name(f) for f in files])
+            results = self.documents.add_uploads(collection, [upload_name(f) for f in files])
         except UserError as exc:
-            return f"⚠️ {exc.user_message}", gr.skip(), gr.skip(), gr.skip()
+            return f"⚠️ {exc.user_message}", gr.skip(), None, gr.skip()
         lines = []
         for r in results:
+            label = safe_markdown(r.label)
             if r.error:
-                lines.append(f"- ❌ **{r.label}**: {r.error}")
+                lines.append(f"- ❌ **{label}**: {r.error}")
             elif r.duplicate:
-                lines.append(f"- ↺ **{r.label}** is already in this collection (same content as "
-                             f"“{r.document.label}”), not added again.")
+                lines.append(f"- ↺ **{label}** is already in this collection (same content as "
+                             f"“{safe_markdown(r.document.label)}”), not added again.")
             else:
-                lines.append(f"- ✅ **{r.label}** added.")
+                lines.append(f"- ✅ **{label}** added.")
         text = "\n".join(lines)
         if index_now and any(r.document and not r.duplicate for r in results):
-            report = self._run_index(collection, progress)
-            text += "\n\n" + report
+            text += "\n\n" + self._run_index(collection, progress, [])
         return text, self.table(collection), None, gr.Dropdown(value=collection)
 
-    def _run_index(self, collection, progress, passwords=None) -> str:
+    def _run_index(self, collection, progress, doc_ids=None, only_failed=False, passwords=None) -> str:
         try:
-            report = self.documents.index_queued(
-                collection, progress=lambda f, what: progress(f, desc=what), passwords=passwords)
+            report = self.documents.reindex(collection, doc_ids, only_failed=only_failed, passwords=passwords,
+                                            progress=lambda f, what: progress(f, desc=what))
         except UserError as exc:
             return f"⚠️ {exc.user_message}"
-        return report.summary()
+        return safe_markdown(report.summary())
 
     def index(self, collection, progress=gr.Progress()):
         if not any(d.status == "queued" for d in self.documents.documents(collection)):
             return "Nothing is queued in this collection.", self.table(collection)
-        return self._run_index(collection, progress), self.table(collection)
+        return self._run_index(collection, progress, []), self.table(collection)
 
     def reindex_all(self, collection, progress=gr.Progress()):
-        self.documents.requeue(collection)
-        return self._run_index(collection, progress), self.table(collection)
+        return self._run_index(collection, progress, None), self.table(collection)
 
     def retry_failed(self, collection, progress=gr.Progress()):
-        if not self.documents.requeue(collection, only_failed=True):
+        if not any(d.status == "failed" for d in self.documents.documents(collection)):
             return "No document has failed in this collection.", self.table(collection)
-        return self._run_index(collection, progress), self.table(collection)
+        return self._run_index(collection, progress, None, only_failed=True), self.table(collection)
 
     def _find(self, collection, doc_id):
         if doc_id is None:
@@ -185,12 +185,12 @@ class DocumentTabs:
             doc = self._find(collection, doc_id)
         except UserError as exc:
             return f"⚠️ {exc.user_message}", self.table(collection), ""
-        self.documents.store.set_status(doc.id, "queued")
-        return self._run_index(collection, progress, {doc.id: password or ""}), self.table(collection), ""
+        return (self._run_index(collection, progress, [doc.id], passwords={doc.id: password or ""}),
+                self.table(collection), "")
 
     def delete(self, collection, doc_id):
         try:
             doc = self.documents.delete(self._find(collection, doc_id).id)
         except UserError as exc:
             return f"⚠️ {exc.user_message}", self.table(collection)
-        return f"Deleted **{doc.label}** and its {doc.chunks or 0} chunks.", self.table(collection)
+        return f"Deleted **{safe_markdown(doc.label)}** and its {doc.chunks or 0} chunks.", self.table(collection)
