@@ -3,7 +3,8 @@
 The model name picks the behaviour: ok, auth (needs "Bearer secret"), error500,
 flaky (two 500s, then ok), stall-first (silent before any token), stall-mid
 (two tokens, then silence), malformed (an event that is not JSON), cut (three
-tokens, then the connection drops). It runs on a thread on 127.0.0.1 for the
+tokens, then the connection drops), slow (``slow_tokens`` words, ``token_delay_s`` apart:
+a healthy but slow server, for load tests). It runs on a thread on 127.0.0.1 for the
 fault tests; nothing fake sits inside the client under test.
 """
 
@@ -14,13 +15,15 @@ import threading
 import time
 from tests.json_http import JSONHandler, LoopbackServer
 
-MODELS = ["ok", "auth", "error500", "flaky", "stall-first", "stall-mid", "malformed", "cut"]
+MODELS = ["ok", "auth", "error500", "flaky", "stall-first", "stall-mid", "malformed", "cut", "slow"]
 
 
 class FaultServer(LoopbackServer):
-    def __init__(self, stall_s: float = 3.0):
+    def __init__(self, stall_s: float = 3.0, token_delay_s: float = 0.5, slow_tokens: int = 40):
         super().__init__(Handler)
         self.stall_s = stall_s
+        self.token_delay_s = token_delay_s
+        self.slow_tokens = slow_tokens
         self.requests: dict[str, int] = {}
         self.closed_early = threading.Event()
 
@@ -64,6 +67,8 @@ class Handler(JSONHandler):
         self.send_header("Connection", "close")
         self.end_headers()
         words = ["one ", "two ", "three ", "four ", "five"]
+        if model == "slow":
+            words = [f"w{i} " for i in range(server.slow_tokens)]
         try:
             for i, word in enumerate(words):
                 if model == "stall-mid" and i == 2:
@@ -77,9 +82,10 @@ class Handler(JSONHandler):
                     return
                 self.wfile.write(chunk(word))
                 self.wfile.flush()
-                time.sleep(0.02)
+                time.sleep(server.token_delay_s if model == "slow" else 0.02)
             self.wfile.write(chunk(finish="stop"))
-            self.wfile.write(chunk(usage={"prompt_tokens": 7, "completion_tokens": 5, "total_tokens": 12}))
+            self.wfile.write(chunk(usage={"prompt_tokens": 7, "completion_tokens": len(words),
+                                          "total_tokens": 7 + len(words)}))
             self.wfile.write(b"data: [DONE]\n\n")
             self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):

@@ -1,4 +1,6 @@
-"""Request body size cap for every route except file uploads (Gradio caps those per file).
+"""ASGI guards in front of the app: a request body size cap, and 404 for unknown Gradio events.
+
+Body size: for every route except file uploads (Gradio caps those per file).
 
 A pure ASGI middleware: it refuses a declared Content-Length above the cap with 413 before
 reading anything, and reads bodies sent without one (chunked) only up to the cap before passing them on, so a client
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Callable
 
 log = logging.getLogger(__name__)
 
@@ -66,3 +69,35 @@ class BodySizeLimit:
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
+
+
+class UnknownEventIs404:
+    """Gradio lets an unknown ``api_name`` escape as a 500 (FnIndexInferError); it is the client's mistake.
+
+    Checked before Gradio sees the request: the mounted app answers the 500 itself (its own
+    error middleware) before any outer handler could turn the exception into a 404.
+    """
+
+    PREFIXES = ("/gradio_api/run/", "/gradio_api/api/", "/gradio_api/call/v2/", "/gradio_api/call/")
+
+    def __init__(self, app, known: Callable[[], set[str]]):
+        self.app = app
+        self.known = known
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope.get("method") == "POST":
+            path = scope.get("path", "")
+            for prefix in self.PREFIXES:
+                at = path.find(prefix)
+                if at >= 0:
+                    api = path[at + len(prefix):].strip("/")
+                    if api not in self.known():
+                        log.info("unknown event requested: %r", api[:100])
+                        body = b'{"detail": "There is no API endpoint with that name."}'
+                        await send({"type": "http.response.start", "status": 404,
+                                    "headers": [(b"content-type", b"application/json"),
+                                                (b"content-length", str(len(body)).encode())]})
+                        await send({"type": "http.response.body", "body": body})
+                        return
+                    break
+        await self.app(scope, receive, send)

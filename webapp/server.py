@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 
 from webapp import __version__
 from webapp.errors import UserError
-from webapp.http_limits import BodySizeLimit
+from webapp.http_limits import BodySizeLimit, UnknownEventIs404
 from webapp.services import Services, build_services
 from webapp.settings import Settings
 from webapp.ui.app import build_ui
@@ -94,6 +94,8 @@ def create_app(settings: Settings, services: Services | None = None, preload: bo
         return JSONResponse({"ready": False, "model": name, "reason": reason}, status_code=503)
 
     blocks = build_ui(services)
+    api_names = {fn.api_name for fn in blocks.fns.values() if fn.api_name}
+    app.add_middleware(UnknownEventIs404, known=lambda: api_names)
     # Gradio's own queue is bounded too: a flood of events is refused ("queue full") at once.
     blocks.queue(default_concurrency_limit=None, max_size=max(64, 4 * (settings.answer_slots + settings.answer_queue)))
     data = Path(settings.data_dir).resolve()
@@ -102,6 +104,10 @@ def create_app(settings: Settings, services: Services | None = None, preload: bo
         max_file_size=int(settings.max_upload_mb * 1_000_000),
         # Runs would keep chats and PDF passwords in the browser's localStorage.
         run_history=False, footer_links=["api", "settings"],
+        # Gradio's own exceptions (bad payloads from hostile clients) carry object reprs and echo
+        # the input; clients get a bare error, the log gets the detail. Our handlers report user
+        # errors as sentences themselves, and gr.Error / gr.Warning are still shown.
+        show_error=False,
         blocked_paths=[str(data / "store.sqlite3"), str(data / "files"), str(data / "index"),
                        str(Path(settings.models_dir).resolve())])
     # Gradio refuses client-named server files (a chat history entry {"type": "file", "path":
