@@ -8,9 +8,12 @@ Each virtual user loops: send a question (a different one every time, so no pref
 flattery) through Gradio's HTTP API (`/gradio_api/call/respond`, as any client can), read the
 event stream to the end, and classify the outcome: answered, refused because busy, or failed.
 Meanwhile a prober in its own process asks `/healthz` every 100 ms (what the kubelet does).
-The server's RSS is read from /proc after warm-up and at the end.
+The server's RSS (with its engine and parser child processes, and the web process alone) is
+read from /proc after warm-up and at the end.
 
-Runs: `local` = the default OpenVINO model; `slow-remote` = the same app pointed at an
+Runs: `local` = the default OpenVINO model; `before` = the same against another checkout of
+the app (`--before PATH`, e.g. `git worktree add /tmp/before <commit>`), so an earlier design is
+measured beside this one in the same run; `slow-remote` = the same app pointed at an
 OpenAI-compatible server that streams one word every 0.5 s (a stalled OVMS), which holds
 every admitted answer for ~20 s and so tests the queue and the refusals.
 Prints one table with both runs side by side, and the CPU it ran on.
@@ -86,18 +89,31 @@ class RunResult:
     health_p95_ms: float = 0.0
     health_max_ms: float = 0.0
     health_failures: int = 0
-    rss_start_mb: float = 0.0
+    rss_start_mb: float = 0.0  # web server + its children (engine process, PDF parsers)
     rss_end_mb: float = 0.0
+    web_rss_start_mb: float = 0.0  # the web server process alone
+    web_rss_end_mb: float = 0.0
     tokens: int = 0
     aggregate_tok_s: float = 0.0
     failures: list[str] = field(default_factory=list)
 
 
-def rss_mb(pid: int) -> float:
+def own_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def children_rss_mb(pid: int) -> float:
+    total = 0.0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            for child in (task / "children").read_text().split():
+                total += own_rss_mb(int(child)) + children_rss_mb(int(child))
+        except OSError:
+            pass
+    return total
 
 
 def question() -> str:
@@ -143,13 +159,13 @@ def chat_once(client: httpx.Client, base: str, model: str, max_new_tokens: int) 
         return Outcome("failed", first or total, total, detail=f"{type(exc).__name__}: {exc}")
 
 
-def start_server(models: Path, data: Path, env_extra: dict) -> tuple[subprocess.Popen, str]:
+def start_server(models: Path, data: Path, env_extra: dict, root: Path = ROOT) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", **env_extra}
     log = open(data / "server.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "webapp", "--models-dir", str(models), "--data-dir", str(data),
                              "--log-level", "WARNING", "serve", "--port", str(port)],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+                            cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     wait_http(base + "/readyz", timeout=300)
     return proc, base
@@ -185,14 +201,14 @@ def run(name: str, base: str, pid: int, model: str, users: int, seconds: float, 
     stop_file.unlink(missing_ok=True)
     prober = subprocess.Popen([sys.executable, "-c", PROBE, base + "/healthz", str(stop_file)],
                               stdout=subprocess.PIPE, text=True)
-    rss_start = rss_mb(pid)
+    rss_start = (own_rss_mb(pid), children_rss_mb(pid))
     measuring.set()
     began = time.monotonic()
     stop_at[0] = began + seconds
     for t in threads:
         t.join(seconds + 400)
     elapsed = time.monotonic() - began
-    rss_end = rss_mb(pid)
+    rss_end = (own_rss_mb(pid), children_rss_mb(pid))
     stop_file.touch()
     health_out, _ = prober.communicate(timeout=30)
     samples = [line.split() for line in health_out.splitlines() if line.strip()]
@@ -212,7 +228,8 @@ def run(name: str, base: str, pid: int, model: str, users: int, seconds: float, 
     result.health_p95_ms = round(health_sorted[int(0.95 * (len(health_sorted) - 1))], 1)
     result.health_max_ms = round(health_sorted[-1], 1)
     result.health_failures = sum(1 for _, ok in samples if ok != "1")
-    result.rss_start_mb, result.rss_end_mb = round(rss_start), round(rss_end)
+    result.rss_start_mb, result.rss_end_mb = round(sum(rss_start)), round(sum(rss_end))
+    result.web_rss_start_mb, result.web_rss_end_mb = round(rss_start[0]), round(rss_end[0])
     result.aggregate_tok_s = round(result.tokens / elapsed, 1) if elapsed else 0.0
     return result
 
@@ -235,6 +252,7 @@ def table(results: list[RunResult]) -> str:
             ("/healthz failures", lambda r: r.health_failures),
             ("RSS start -> end (MB)", lambda r: f"{r.rss_start_mb:.0f} -> {r.rss_end_mb:.0f} "
                                                 f"({(r.rss_end_mb / r.rss_start_mb - 1) * 100:+.1f}%)" if r.rss_start_mb else "?"),
+            ("  of which web process (MB)", lambda r: f"{r.web_rss_start_mb:.0f} -> {r.web_rss_end_mb:.0f}"),
             ("aggregate tokens/s", lambda r: r.aggregate_tok_s)]
     lines = ["| | " + " | ".join(r.name for r in results) + " |", "|---|" + "---|" * len(results)]
     lines += [f"| {label} | " + " | ".join(str(fn(r)) for r in results) + " |" for label, fn in rows]
@@ -247,8 +265,11 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=180, help="measured duration per run (default 180)")
     parser.add_argument("--warmup", type=float, default=20, help="seconds of load before measuring (default 20)")
     parser.add_argument("--max-new-tokens", type=int, default=256)
-    parser.add_argument("--runs", default="local,slow-remote", help="comma-separated: local, slow-remote")
+    parser.add_argument("--runs", default="local,slow-remote",
+                        help="comma-separated: local, slow-remote, before (needs --before)")
+    parser.add_argument("--before", type=Path, help="another checkout of this repository to measure as 'before'")
     parser.add_argument("--models-dir", type=Path, default=ROOT / "models")
+    parser.add_argument("--model", default="smollm2-135m-instruct-int4", help="registry model for the local runs")
     parser.add_argument("--json", type=Path, help="also write the results as JSON")
     args = parser.parse_args()
 
@@ -261,12 +282,13 @@ def main() -> int:
         data.mkdir()
         slow = FaultServer(token_delay_s=0.5, slow_tokens=40) if name == "slow-remote" else None
         env = {}
-        model = "smollm2-135m-instruct-int4"
+        model = args.model
         if slow:
             slow.__enter__()
             env["DOCCHAT_REMOTE_ENDPOINTS"] = json.dumps([{"name": "slow", "base_url": slow.base_url}])
             model = "remote:slow/slow"
-        proc, base = start_server(args.models_dir, data, env)
+        root = args.before if name == "before" else ROOT
+        proc, base = start_server(args.models_dir, data, env, root)
         try:
             print(f"{name}: {args.users} users for {args.seconds:.0f} s (after {args.warmup:.0f} s warm-up)…",
                   file=sys.stderr, flush=True)
@@ -274,11 +296,17 @@ def main() -> int:
                                args.warmup, workdir))
         finally:
             proc.terminate()
-            proc.wait(timeout=30)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                print("  server did not stop within 60 s of SIGTERM; killed", file=sys.stderr)
+                proc.kill()
+                proc.wait()
             if slow:
                 slow.__exit__(None, None, None)
         alive = "yes" if proc.returncode in (0, -15) else f"exit {proc.returncode}"
         print(f"  server stopped cleanly: {alive}", file=sys.stderr)
+        print(table(results[-1:]), file=sys.stderr, flush=True)  # each run's figures as soon as they exist
     print(f"CPU: {cpu_info()}")
     print(table(results))
     for r in results:

@@ -75,6 +75,26 @@ def test_empty_message_keeps_the_page_working(browser, live_server):
     page.close()
 
 
+def test_enter_sends_and_shift_enter_adds_a_line(browser, live_server):
+    """What the placeholder promises, with the keyboard as a person uses it."""
+    page = browser.new_page()
+    page.goto(live_server + "/", wait_until="networkidle")
+    box = page.locator("#message textarea")
+    box.click()
+    page.keyboard.type("Say hello")
+    page.keyboard.press("Shift+Enter")
+    page.keyboard.type("in one word.")
+    assert box.input_value() == "Say hello\nin one word."  # Shift+Enter: a new line, nothing sent
+    assert bot_messages(page).count() == 0
+    page.keyboard.press("Enter")
+    page.locator("#chat-stats").get_by_text("tok/s").wait_for(timeout=60_000)
+    assert box.input_value() == ""
+    user = page.locator("#chatbot .message-row.user-row, #chatbot [data-testid='user']").last
+    assert "Say hello" in user.inner_text() and "in one word." in user.inner_text()
+    assert bot_messages(page).last.inner_text().strip()
+    page.close()
+
+
 def pick(page, elem_id, option):
     page.locator(f"#{elem_id} input").click()
     page.get_by_role("option", name=option, exact=True).click()

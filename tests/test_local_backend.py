@@ -150,3 +150,53 @@ def test_service_stop_by_session(services):
             assert services.chat.stop("tab-1") is True
     assert stream.stats.finish_reason == "cancelled"
     assert services.chat.stop("tab-1") is False
+
+
+def test_engine_process_crash_ends_answers_with_a_sentence_and_the_next_one_works(registry_dir):
+    """SIGKILL the engine's child process mid-answer: that answer ends with one sentence, the
+    weights live only in the child, and the next question starts a new engine process."""
+    from webapp.errors import BackendError
+    from webapp.llm.openvino_engine import EngineOptions, EngineProcess
+    from webapp.llm.openvino_local import OpenVINOLocalBackend
+    from webapp.registry import load_entry
+
+    local = OpenVINOLocalBackend(load_entry(registry_dir / "smollm2-135m-instruct-int4"), EngineOptions(max_num_seqs=2))
+    try:
+        assert isinstance(local.engine, EngineProcess)
+        first_child = local.engine._process.pid
+        stream = ChatStream(local.stream([ChatMessage("user", "Write a very long story about a dragon.")],
+                                         GenerationParams(max_new_tokens=2000), CancelToken()))
+        received = []
+        with pytest.raises(BackendError, match="stopped unexpectedly"):
+            for piece in stream:
+                received.append(piece)
+                if len(received) == 3:
+                    local.engine.kill_for_test()
+        assert len(received) >= 3  # what was written before the crash reached the reader
+        text, stats = ask(local, "Say hello.", max_new_tokens=16)
+        assert stats.completion_tokens > 0 and local.engine._process.pid != first_child
+    finally:
+        local.close()
+    assert local.engine._process is None or not local.engine._process.is_alive()
+
+
+def test_a_long_history_is_fitted_in_one_pass(backend, monkeypatch):
+    """A 1 MB history costs the tokenizer what fits in the context, not a re-encode per dropped turn
+    (which made a message with 1 MB of history take 2.6 s, growing quadratically)."""
+    history = []
+    for i in range(1000):
+        history += [ChatMessage("user", f"Question {i}: " + "tell me more about tides " * 20),
+                    ChatMessage("assistant", f"Answer {i}: " + "tides follow the moon " * 20)]
+    assert sum(len(m.content) for m in history) > 900_000
+    messages = [ChatMessage("system", "Be brief.")] + history + [ChatMessage("user", "And the newest question?")]
+    encodes, counted = [], []
+    real_encode, real_count = backend._encode, backend.count_tokens
+    monkeypatch.setattr(backend, "_encode", lambda m: encodes.append(len(m)) or real_encode(m))
+    monkeypatch.setattr(backend, "count_tokens", lambda t: counted.append(len(t)) or real_count(t))
+    ids, max_new = backend.fit_prompt(messages, 256)
+    assert len(ids) <= backend.context_length - max_new
+    assert len(encodes) <= 3  # the kept suffix, encoded once (plus a correction or two at most)
+    assert sum(counted) < 4 * backend.context_length * 8  # only what could fit was tokenized, not 1 MB
+    prompt = backend.tokenizer.decode(ids, skip_special_tokens=False)
+    assert prompt.startswith("<|im_start|>system\nBe brief.") and "And the newest question?" in prompt
+    assert "Question 999" in prompt and "Question 0:" not in prompt  # newest turns kept, oldest dropped

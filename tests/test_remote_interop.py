@@ -20,10 +20,13 @@ def test_lists_models_and_streams_a_chat(llama_server, key_file):
     backend = remote(llama_server, key_file)
     assert "smollm2" in backend.server.list_models()
     stream = ChatStream(backend.stream([ChatMessage("user", "What is the capital of France?")],
-                                       GenerationParams(max_new_tokens=48), CancelToken()))
+                                       GenerationParams(max_new_tokens=48, temperature=0.0), CancelToken()))
     pieces = list(stream)
-    assert "Paris" in "".join(pieces) and len(pieces) > 3  # streamed in pieces
-    assert stream.stats.finish_reason == "stop"
+    # Protocol and structure only: what a 135M model says differs between CPUs (on an AVX-512
+    # machine it named "L'Etoile, la Cite..." the capital of France), so no assertion on words.
+    assert "".join(pieces).strip() and len(pieces) > 3  # streamed in pieces
+    assert stream.stats.finish_reason in ("stop", "length")
+    assert stream.stats.ttft_s is not None and stream.stats.total_s >= stream.stats.ttft_s
     # llama-cpp-python's server ignores stream_options.include_usage (OVMS honours it, and the fault
     # server's test checks that usage is read); without usage, completion tokens = streamed pieces.
     assert stream.stats.completion_tokens == len(pieces)

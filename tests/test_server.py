@@ -35,3 +35,32 @@ def test_corrupt_registry_entry_is_reported_not_fatal(tmp_path):
 def test_live_server_becomes_ready(live_server):
     ready = httpx.get(live_server + "/readyz", timeout=5).json()
     assert ready == {"ready": True, "model": "smollm2-135m-instruct-int4"}
+
+
+@pytest.mark.slow
+def test_ready_stays_ready_when_the_default_model_is_unloaded_to_make_room(services):
+    """The catalog unloads the least recently used model when another is needed; the app still
+    serves (it reloads on demand), so the pod must not turn unready and lose its traffic."""
+    app = create_app(services.settings, services, preload=False)
+    client = TestClient(app)  # no lifespan: the shared services must not be closed here
+    name = services.catalog.default_choice()
+    assert client.get("/readyz").json() == {"ready": True, "model": name}
+    with services.catalog._lock:
+        evicted = services.catalog._loaded.pop(name)  # what eviction does (without closing the shared engine)
+    try:
+        assert not services.catalog.is_loaded(name)
+        assert client.get("/readyz").status_code == 200
+    finally:
+        with services.catalog._lock:
+            services.catalog._loaded[name] = evicted
+
+
+def test_config_disables_run_history_and_blocks_store_paths(tmp_path):
+    app = create_app(Settings(models_dir=tmp_path / "none", data_dir=tmp_path / "data"), preload=False)
+    with TestClient(app) as client:
+        config = client.get("/config").json()
+        assert config.get("run_history") is False  # chats and PDF passwords stay out of localStorage
+        stored = tmp_path / "data" / "files" / "stored.pdf"
+        stored.parent.mkdir(parents=True)
+        stored.write_bytes(b"%PDF-1.4 stored")
+        assert client.get(f"/gradio_api/file={stored}").status_code == 403

@@ -94,6 +94,10 @@ def create_app(settings: Settings, services: Services | None = None, preload: bo
         return JSONResponse({"ready": False, "model": name, "reason": reason}, status_code=503)
 
     blocks = build_ui(services)
+    # Gradio runs at most max_threads events at once (and as many worker threads); each admitted
+    # or queued answer holds one for its whole length, so leave room for everything else -
+    # refusals, uploads, page loads - or they wait unseen in Gradio's own queue.
+    blocks.max_threads = max(40, 2 * (settings.answer_slots + settings.answer_queue) + 32)
     api_names = {fn.api_name for fn in blocks.fns.values() if fn.api_name}
     app.add_middleware(UnknownEventIs404, known=lambda: api_names)
     # Gradio's own queue is bounded too: a flood of events is refused ("queue full") at once.

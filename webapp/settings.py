@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     max_num_seqs: int = Field(8, ge=1, description="requests decoded together by the batching scheduler")
     max_num_batched_tokens: int = Field(2048, ge=64, description="tokens processed per scheduler step")
     num_threads: int = Field(0, ge=0, description="inference threads (0 = OpenVINO decides)")
+    engine_nice: int = Field(5, ge=0, le=19, description=(
+        "niceness of the engine process: when the cores are saturated, HTTP requests and health "
+        "probes get a core first (they need milliseconds; generation barely slows)"))
     max_loaded_models: int = Field(2, ge=1, description="models kept in memory at once (least recently used goes)")
     ov_properties: dict[str, str] = Field(default_factory=dict, description=(
         'extra OpenVINO CPU properties as JSON, e.g. {"KV_CACHE_PRECISION": "u8", '

@@ -37,15 +37,29 @@ def token_counter(settings) -> Callable[[str], int]:
         return lambda text: max(1, len(text) // 4)
 
 
-def rss_mb() -> float:
+def _vm_rss_mb(pid: str) -> float:
     try:
-        with open("/proc/self/status") as fh:
+        with open(f"/proc/{pid}/status") as fh:
             for line in fh:
                 if line.startswith("VmRSS:"):
                     return int(line.split()[1]) / 1024
     except OSError:
         pass
     return 0.0
+
+
+def rss_mb() -> float:
+    """Resident memory of this process and its children (a local model's engine runs in a child)."""
+    import os
+
+    total = _vm_rss_mb("self")
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task}/children") as fh:
+                total += sum(_vm_rss_mb(pid) for pid in fh.read().split())
+        except OSError:
+            pass
+    return total
 
 
 @dataclass

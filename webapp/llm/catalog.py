@@ -38,7 +38,8 @@ class ModelChoice:
 def engine_options(s: Settings) -> EngineOptions:
     return EngineOptions(device=s.device, kv_cache_gb=s.kv_cache_gb, max_num_seqs=s.max_num_seqs,
                          max_num_batched_tokens=s.max_num_batched_tokens, num_threads=s.num_threads,
-                         extra_properties=tuple(sorted(s.ov_properties.items())))
+                         extra_properties=tuple(sorted(s.ov_properties.items())),
+                         nice=s.engine_nice)
 
 
 def remote_choice_name(endpoint: str, model: str) -> str:

@@ -9,7 +9,7 @@ from typing import Iterator, Sequence
 from webapp.errors import BackendError, InvalidMessage
 from webapp.llm.base import (CancelToken, ChatMessage, Finished, GenerationParams, StreamEvent,
                              TextDelta)
-from webapp.llm.openvino_engine import ContinuousBatchingEngine, EngineOptions
+from webapp.llm.openvino_engine import EngineOptions, start_engine
 from webapp.registry import ModelEntry
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ class OpenVINOLocalBackend:
     def __init__(self, entry: ModelEntry, options: EngineOptions):
         self.name = entry.name
         self.context_length = entry.context_length
-        self.engine = ContinuousBatchingEngine(entry.path, options)
+        self.engine = start_engine(entry.path, options)
         self.tokenizer = self.engine.tokenizer
 
     def close(self) -> None:
@@ -78,20 +78,13 @@ class OpenVINOLocalBackend:
                     "shorten it or lower the answer length.")
             start = min(start + 2, len(turns) - 1)  # the estimate was short: drop one more exchange
 
-    def _generation_config(self, params: GenerationParams, max_new_tokens: int):
-        import openvino_genai as ov_genai
-
+    def _generation_config(self, params: GenerationParams, max_new_tokens: int) -> dict:
+        """Plain values (they may cross into the engine process); openvino_engine builds the config."""
         base = self.engine.base_config  # the model's generation_config.json: eos and stop ids
-        config = ov_genai.GenerationConfig()
-        config.eos_token_id = base.eos_token_id
-        config.stop_token_ids = set(base.stop_token_ids) | {base.eos_token_id}
-        config.max_new_tokens = max_new_tokens
-        config.repetition_penalty = params.repetition_penalty
-        config.do_sample = params.temperature > 0
-        if config.do_sample:
-            config.temperature = params.temperature
-            config.top_p = params.top_p
-        return config
+        return {"eos_token_id": base.eos_token_id,
+                "stop_token_ids": sorted(set(base.stop_token_ids) | {base.eos_token_id}),
+                "max_new_tokens": max_new_tokens, "repetition_penalty": params.repetition_penalty,
+                "do_sample": params.temperature > 0, "temperature": params.temperature, "top_p": params.top_p}
 
     # -- generation ---------------------------------------------------------------
     def stream(self, messages: Sequence[ChatMessage], params: GenerationParams,
