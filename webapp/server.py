@@ -118,5 +118,8 @@ def create_app(settings: Settings, services: Services | None = None, preload: bo
     # "/etc/passwd"}) only in apps it has launched itself; mount_gradio_app never sets the flag,
     # so without this line any file the process can read is copied to the cache and served.
     blocks.has_launched = True
+    # Gradio keeps per-session state for its 10,000 most recent sessions, ~150 KB each here, and
+    # every API call is a new session: 50 busy clients grew the process by 670 MB in 4 minutes.
+    blocks.state_holder.capacity = settings.max_sessions
     log.info("uploads in transit: %s", uploads)
     return mounted

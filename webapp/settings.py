@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     max_waiting_answers: int = Field(-1, ge=-1, le=1024, description=(
         "answers allowed to wait for a free slot (-1 = twice max_concurrent_answers); "
         "beyond it the user is told the server is busy"))
+    max_sessions: int = Field(500, ge=10, description=(
+        "browser/API sessions whose UI state is kept in memory (the least recently used go first); "
+        "Gradio's default of 10,000 costs ~1.5 GB"))
     max_wait_s: float = Field(120.0, gt=0, description="longest a queued answer waits before being refused")
 
     # OpenVINO engine
