@@ -117,3 +117,10 @@ def test_ask_json_keeps_the_partial_answer_when_the_stream_is_cut(fault_server, 
     assert result["answer"] == "one two three"  # what arrived before the connection dropped
     assert result["error"] and "\n" not in result["error"]
     assert result["citations"][0] == {"source": 1, "document": "menu.pdf", "page": 2}
+
+
+def test_a_stream_dropped_unread_gives_its_place_back(services):
+    stream = services.chat.reply(SLOW, [], "never read", session="tab-a")
+    assert services.chat.admission.stats().active == 1
+    del stream  # e.g. a client that went away before the first token was asked for
+    assert services.chat.admission.stats().active == 0

@@ -141,3 +141,19 @@ def test_pdf_password_is_never_taken_from_the_command_line(tmp_path):
     out = subprocess.run([sys.executable, "-m", "webapp", "--data-dir", str(tmp_path), "index", str(tmp_path),
                           "--password", "hunter2"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "--password-file" in out.stderr and "hunter2" not in out.stderr
+
+
+def test_benchmarks_can_be_switched_off_in_the_ui_and_the_service(tmp_path):
+    from webapp.bench.engine import BenchConfig, Hooks
+    from webapp.bench.service import BenchService
+
+    settings = Settings(models_dir=tmp_path / "none", data_dir=tmp_path / "data", enable_bench=False)
+    with pytest.raises(UserError, match="turned off on this server"):
+        BenchService(settings, catalog=None).run(["openvino:x"], BenchConfig(), Hooks(), "session")
+    app = create_app(settings, preload=False)
+    with TestClient(app) as client:
+        config = client.get("/config").json()
+        ids = {c.get("props", {}).get("elem_id") for c in config["components"]}
+        assert "compare-disabled" in ids and "compare-run" not in ids
+        assert "run" not in {d.get("api_name") for d in config["dependencies"]}
+        assert client.post("/gradio_api/call/run", json={"data": []}).status_code == 404

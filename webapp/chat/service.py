@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from typing import Iterator, Sequence
 
 from webapp.chat.admission import Admission, Busy, Ticket
@@ -162,7 +163,10 @@ class ChatService:
         else:
             messages = self.build_messages(history, text)
         events = backend.stream(messages, params or self.default_params(), cancel)
-        return ChatStream(self._release_when_done(events, session, cancel, ticket), sources=passages)
+        stream = ChatStream(self._release_when_done(events, session, cancel, ticket), sources=passages)
+        # A stream dropped without being read never runs its finally: give the place back then too.
+        weakref.finalize(stream, ticket.release)
+        return stream
 
     def _release_when_done(self, events, session, cancel, ticket: Ticket):
         try:

@@ -12,7 +12,7 @@ import gradio as gr
 
 from webapp.chat.service import ChatService
 from webapp.errors import UserError
-from webapp.llm.base import ChatMessage, GenerationParams, StreamStats
+from webapp.llm.base import ChatMessage, StreamStats
 from webapp.rag.prompt import citation_line
 from webapp.ui.safe_markdown import safe_markdown
 
