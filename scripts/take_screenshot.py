@@ -25,7 +25,8 @@ def main() -> int:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1200, "height": 860})
-            page.goto(base + "/", wait_until="networkidle")
+            page.goto(base + "/", wait_until="domcontentloaded")
+            page.locator("#chatbot").wait_for(timeout=30_000)
             for question in ("What is the capital of France?",
                              "Give me three tips for writing clear documentation."):
                 page.locator("#message textarea").fill(question)

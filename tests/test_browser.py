@@ -23,6 +23,14 @@ def browser():
         b.close()
 
 
+def open_app(page, base: str) -> None:
+    """Load the UI and wait until Gradio has rendered it. (Not "networkidle": the page keeps a
+    heartbeat connection open, which is how the server learns that a tab has closed.)"""
+    page.goto(base + "/", wait_until="domcontentloaded")
+    page.locator("#chatbot").wait_for(timeout=30_000)
+    page.locator("#message textarea").wait_for(timeout=30_000)
+
+
 def bot_messages(page):
     return page.locator("#chatbot .message-row.bot-row, #chatbot [data-testid='bot']")
 
@@ -49,7 +57,7 @@ def record_snapshots(page) -> None:
 
 def test_chat_streams_an_answer(browser, live_server, tmp_path):
     page = browser.new_page(viewport={"width": 1280, "height": 900})
-    page.goto(live_server + "/", wait_until="networkidle")
+    open_app(page, live_server)
     record_snapshots(page)  # every distinct text the answer shows while it is written
     page.locator("#message textarea").fill("What is the capital of France? Then tell me one fact about it.")
     page.locator("#send").click()
@@ -66,9 +74,9 @@ def test_chat_streams_an_answer(browser, live_server, tmp_path):
 
 def test_empty_message_keeps_the_page_working(browser, live_server):
     page = browser.new_page()
-    page.goto(live_server + "/", wait_until="networkidle")
+    open_app(page, live_server)
     page.locator("#send").click()
-    page.get_by_text("Type a message first.").wait_for(timeout=10_000)
+    page.locator("#chat-stats").get_by_text("Type a message first.").wait_for(timeout=10_000)
     page.locator("#message textarea").fill("Say hello.")
     page.locator("#send").click()
     page.locator("#chat-stats").get_by_text("tok/s").wait_for(timeout=60_000)
@@ -78,7 +86,7 @@ def test_empty_message_keeps_the_page_working(browser, live_server):
 def test_enter_sends_and_shift_enter_adds_a_line(browser, live_server):
     """What the placeholder promises, with the keyboard as a person uses it."""
     page = browser.new_page()
-    page.goto(live_server + "/", wait_until="networkidle")
+    open_app(page, live_server)
     box = page.locator("#message textarea")
     box.click()
     page.keyboard.type("Say hello")
@@ -120,7 +128,7 @@ def test_upload_index_and_ask_with_citation(browser, live_server, tmp_path):
         "for meals, paid with the next salary.",
     ])
     page = browser.new_page(viewport={"width": 1280, "height": 1000})
-    page.goto(live_server + "/", wait_until="networkidle")
+    open_app(page, live_server)
     page.get_by_role("tab", name="Upload").click()
     page.locator("#upload-files input[type=file]").set_input_files(str(pdf))
     page.wait_for_timeout(500)
@@ -159,7 +167,7 @@ def test_switch_the_embedding_model_from_the_index_tab(browser, registry_dir, tm
     assert out.returncode == 0, out.stderr
     with running_app(registry_dir, data) as base:
         page = browser.new_page(viewport={"width": 1280, "height": 1200})
-        page.goto(base + "/", wait_until="networkidle")
+        open_app(page, base)
         page.get_by_role("tab", name="Index").click()
         page.get_by_text("Embedding model", exact=True).click()
         note = page.locator("#embedding-model")
@@ -183,7 +191,7 @@ def test_pick_the_remote_model_and_get_a_streamed_answer(browser, registry_dir, 
     endpoints = json.dumps([{"name": "llama", "base_url": llama_server["base_url"], "api_key_file": str(key_file)}])
     with running_app(registry_dir, tmp_path / "data", {"DOCCHAT_REMOTE_ENDPOINTS": endpoints}) as base:
         page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.goto(base + "/", wait_until="networkidle")
+        open_app(page, base)
         record_snapshots(page)
         pick(page, "model-picker", "smollm2 @ llama (remote)")
         page.locator("#message textarea").fill("What is the capital of France? Answer in two sentences.")
@@ -198,7 +206,7 @@ def test_pick_the_remote_model_and_get_a_streamed_answer(browser, registry_dir, 
 
 def test_compare_two_targets_shows_table_and_plots(browser, live_server):
     page = browser.new_page(viewport={"width": 1400, "height": 1400})
-    page.goto(live_server + "/", wait_until="networkidle")
+    open_app(page, live_server)
     page.get_by_role("tab", name="Compare").click()
     targets = page.locator("#compare-targets")
     # exactly two targets that `make models` always builds: int4 on OpenVINO and the GGUF loaded directly
@@ -210,6 +218,9 @@ def test_compare_two_targets_shows_table_and_plots(browser, live_server):
         page.get_by_label(label, exact=True).uncheck()
     page.locator("#compare-run").click()
     page.locator("#compare-status").get_by_text("Done").wait_for(timeout=180_000)
+    # the status and the table arrive in one update, but the table renders a moment later
+    page.wait_for_function("document.querySelector('#compare-table').innerText"
+                           ".includes('SmolLM2-135M-Instruct.Q4_1 (GGUF)')", timeout=20_000)
     table = page.locator("#compare-table").inner_text()
     assert "smollm2-135m-instruct-int4" in table and "SmolLM2-135M-Instruct.Q4_1 (GGUF)" in table
     assert table.count("ok") >= 2

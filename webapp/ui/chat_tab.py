@@ -144,7 +144,6 @@ class ChatTab:
             params = self.chat.params(max_new_tokens, temperature)
             ticket = self.chat.admit(session)
         except UserError as exc:  # refused before anything started: the message stays in the box
-            gr.Warning(exc.user_message)
             yield conversation, message, f"⚠️ {exc.user_message}", gr.skip()
             return
         collection = None if collection in (None, "", NO_DOCUMENTS) else collection
