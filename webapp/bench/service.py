@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import threading
 from pathlib import Path
@@ -59,9 +60,16 @@ class BenchService:
             token.cancel()
         return token is not None
 
-    @staticmethod
-    def export(report: BenchReport) -> list[str]:
-        folder = Path(tempfile.mkdtemp(prefix="docchat-bench-"))
+    # Downloads of past comparisons kept in the temp folder (a pod's /tmp is a small emptyDir).
+    KEEP_EXPORTS = 20
+
+    @classmethod
+    def export(cls, report: BenchReport) -> list[str]:
+        root = Path(tempfile.gettempdir()) / "docchat-bench"
+        root.mkdir(exist_ok=True)
+        folder = Path(tempfile.mkdtemp(dir=root))
+        for old in sorted(root.iterdir(), key=lambda p: p.stat().st_mtime)[:-cls.KEEP_EXPORTS]:
+            shutil.rmtree(old, ignore_errors=True)
         paths = []
         for name, text in (("benchmark.csv", report.to_csv()), ("benchmark.json", report.to_json()),
                            ("benchmark.md", report.to_markdown())):

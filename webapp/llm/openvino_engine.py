@@ -219,6 +219,7 @@ class EngineProcess:
         self._start_lock = threading.Lock()
         self._process = None
         self._conn = None
+        self._reader: threading.Thread | None = None
         self._start()  # load now, so a broken model fails the load, not the first question
 
     @property
@@ -269,9 +270,10 @@ class EngineProcess:
         if kind != "ready":
             process.join(5)
             raise RuntimeError(f"the engine process could not load the model: {detail}")
-        self._process, self._conn = process, parent
-        threading.Thread(target=self._read, args=(process, parent), name=f"ov-engine-reader:{self.model_dir.name}",
-                         daemon=True).start()
+        reader = threading.Thread(target=self._read, args=(process, parent),
+                                  name=f"ov-engine-reader:{self.model_dir.name}", daemon=True)
+        self._process, self._conn, self._reader = process, parent, reader
+        reader.start()
         log.info("engine process %d serves %s", process.pid, self.model_dir.name)
 
     def _read(self, process, conn) -> None:
@@ -284,7 +286,7 @@ class EngineProcess:
             if kind == "events":
                 for request_id, event, data in payload:
                     self._deliver(request_id, event, data)
-        process.join(5)
+        process.join(30)  # the one place that reaps the child
         with self._lock:
             closing = self._closed
             if self._process is process:
@@ -327,16 +329,18 @@ class EngineProcess:
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            process = self._process
+            process, reader = self._process, self._reader
         try:
             self._send(("close",))
         except (BrokenPipeError, OSError):
             pass
-        if process is not None:
-            process.join(30)
-            if process.is_alive():
+        # Only the reader thread reaps the child: two threads waiting on one process race, and
+        # the loser sees it "alive" forever (and might then signal a reused pid).
+        if reader is not None:
+            reader.join(30)
+            if reader.is_alive() and process is not None:
                 process.kill()
-                process.join(5)
+                reader.join(10)
         self._fail_all(UNLOADED)
 
 

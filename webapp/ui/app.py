@@ -13,7 +13,9 @@ TITLE = "DocChat · private document chat on CPU"
 
 
 def build_ui(services: Services) -> gr.Blocks:
-    with gr.Blocks(title=TITLE, analytics_enabled=False) as blocks:
+    # Gradio's copies of files it served (benchmark downloads, uploads a handler did not consume)
+    # are deleted hourly once an hour old, so the cache cannot grow without bound.
+    with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=(3600, 3600)) as blocks:
         gr.Markdown(f"## {TITLE}")
         with gr.Tab("Chat", id="chat"):
             ChatTab(services.chat).render()
