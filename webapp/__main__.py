@@ -231,6 +231,57 @@ def cmd_backup(args) -> int:
     return 0
 
 
+def _read_new_password(name: str) -> str:
+    """A new password from a prompt (typed twice) or, when stdin is not a terminal, its first line.
+    Never from argv: any user of the machine can read another's command line with `ps`."""
+    import getpass
+
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass(f"New password for {name}: ")
+    if first != getpass.getpass("Again: "):
+        raise UserError("The two passwords differ; nothing was changed.")
+    return first
+
+
+def cmd_users(args) -> int:
+    from webapp.auth.users import UserStore
+
+    settings = _settings_from(args)
+    store = UserStore(settings.data_dir)
+    try:
+        if args.action == "list":
+            users = store.list()
+            if not users:
+                print("No users yet: `python -m webapp users add NAME --role admin` creates the first admin.")
+            for u in users:
+                state = "disabled" if u.disabled else "active"
+                print(f"{u.name:32s} {u.role:7s} {state:8s} tokens {u.tokens:<3d} created {u.created_at[:16]}  "
+                      f"last sign-in {(u.last_login_at or 'never')[:16]}")
+            return 0
+        if not args.name:
+            raise UserError(f"`users {args.action}` needs a user name.")
+        if args.action == "add":
+            user = store.add(args.name, args.role, _read_new_password(args.name))
+            print(f"added {user.name} ({user.role})")
+        elif args.action == "passwd":
+            store.get(args.name)  # fail before asking for a password
+            store.set_password(args.name, _read_new_password(args.name))
+            print(f"password of {args.name} changed")
+        elif args.action in ("disable", "enable"):
+            user = store.set_disabled(args.name, args.action == "disable")
+            print(f"{user.name} is now {'disabled' if user.disabled else 'enabled'}")
+        elif args.action == "remove":
+            print(f"removed {store.remove(args.name).name} and their API tokens")
+        elif args.action == "token":
+            token = store.issue_token(args.name)
+            print(token)
+            print(f"(API token for {args.name}: shown this once; only its hash is stored)", file=sys.stderr)
+        return 0
+    finally:
+        store.close()
+
+
 def cmd_cluster(args) -> int:
     from webapp.cluster import Cluster, api_client
 
@@ -317,6 +368,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["export", "import"])
     p.add_argument("archive", type=Path)
     p.set_defaults(func=cmd_backup)
+
+    p = sub.add_parser("users", help="manage the users who may sign in (names, roles, passwords, API tokens)",
+                       description="Users live in the data folder's SQLite; passwords are hashed with argon2id and "
+                                   "read from a prompt (or the first line of stdin), never from the command line. "
+                                   "Roles: admin (everything), member (own collections), viewer (chat with shared "
+                                   "collections).")
+    p.add_argument("action", choices=["add", "list", "passwd", "disable", "enable", "remove", "token"])
+    p.add_argument("name", nargs="?", help="user name (1-64 letters, digits, . _ @ -)")
+    p.add_argument("--role", choices=["admin", "member", "viewer"], default="member", help="for add (default member)")
+    p.set_defaults(func=cmd_users)
 
     p = sub.add_parser("cluster", help="status / up / down of the deployment on Kubernetes",
                        description="down scales the app and OVMS to zero (stop paying for the spot node; "

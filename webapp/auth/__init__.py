@@ -1,0 +1,1 @@
+"""Identities: the user store (sign-in and roles build on it)."""

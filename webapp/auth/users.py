@@ -1,0 +1,203 @@
+"""The user store: names, roles, argon2 password hashes and API tokens, in the data folder's SQLite.
+
+One database for everything the app keeps (documents and users share ``store.sqlite3``), so a
+backup or a volume snapshot holds both. Passwords are hashed with argon2id through argon2-cffi
+(memory-hard; its parameters live in the hash, so raising them later rehashes on next sign-in).
+API tokens are 256-bit random strings shown once; only their SHA-256 is stored: a slow hash
+protects guessable passwords, and a random token has nothing to guess.
+
+This is the foundation of sign-in and roles (issue 12); the web app does not use it yet.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import sqlite3
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from webapp.errors import UserError
+
+ROLES = ("admin", "member", "viewer")
+MIN_PASSWORD = 8
+MAX_PASSWORD = 1024  # argon2 takes any length; a bound keeps one sign-in from costing megabytes
+TOKEN_PREFIX = "dct_"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    role TEXT NOT NULL CHECK (role IN ('admin', 'member', 'viewer')),
+    password_hash TEXT,
+    created_at TEXT NOT NULL,
+    last_login_at TEXT,
+    disabled INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS api_tokens (
+    id INTEGER PRIMARY KEY,
+    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    token_sha256 TEXT NOT NULL UNIQUE,
+    created_at TEXT NOT NULL,
+    last_used_at TEXT);
+"""
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class User:
+    id: int
+    name: str
+    role: str
+    created_at: str
+    last_login_at: str | None
+    disabled: bool
+    tokens: int = 0
+
+
+def valid_name(name: str) -> str:
+    name = (name or "").strip()
+    if not _NAME.match(name):
+        raise UserError("A user name is 1 to 64 characters: letters, digits and . _ @ - "
+                        "(starting with a letter or digit).")
+    return name
+
+
+def valid_role(role: str) -> str:
+    if role not in ROLES:
+        raise UserError(f"The role must be one of {', '.join(ROLES)}.")
+    return role
+
+
+def valid_password(password: str) -> str:
+    if len(password or "") < MIN_PASSWORD:
+        raise UserError(f"A password needs at least {MIN_PASSWORD} characters.")
+    if len(password) > MAX_PASSWORD:
+        raise UserError(f"A password can have at most {MAX_PASSWORD} characters.")
+    return password
+
+
+class UserStore:
+    def __init__(self, data_dir: Path):
+        from argon2 import PasswordHasher
+
+        self.path = Path(data_dir) / "store.sqlite3"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._hasher = PasswordHasher()
+        # Verifying an unknown name still costs one argon2 check, so timing does not tell
+        # which names exist.
+        self._dummy_hash = self._hasher.hash(secrets.token_hex(16))
+        self._local = threading.local()
+        self._db().executescript(SCHEMA)
+
+    def _db(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.row_factory = sqlite3.Row
+            self._local.conn = conn
+        return conn
+
+    # -- users -----------------------------------------------------------------------
+    def add(self, name: str, role: str, password: str) -> User:
+        name, role = valid_name(name), valid_role(role)
+        digest = self._hasher.hash(valid_password(password))
+        try:
+            self._db().execute("INSERT INTO users(name, role, password_hash, created_at) VALUES (?, ?, ?, ?)",
+                               (name, role, digest, _now()))
+        except sqlite3.IntegrityError as exc:
+            raise UserError(f"There is already a user named {name}.") from exc
+        return self.get(name)
+
+    def get(self, name: str) -> User:
+        row = self._db().execute(
+            "SELECT u.*, (SELECT COUNT(*) FROM api_tokens t WHERE t.user_id = u.id) AS tokens "
+            "FROM users u WHERE u.name = ?", ((name or "").strip(),)).fetchone()
+        if row is None:
+            raise UserError(f"There is no user named {(name or '').strip()[:64]}.")
+        return self._user(row)
+
+    @staticmethod
+    def _user(row) -> User:
+        return User(id=row["id"], name=row["name"], role=row["role"], created_at=row["created_at"],
+                    last_login_at=row["last_login_at"], disabled=bool(row["disabled"]), tokens=row["tokens"])
+
+    def list(self) -> list[User]:
+        rows = self._db().execute(
+            "SELECT u.*, (SELECT COUNT(*) FROM api_tokens t WHERE t.user_id = u.id) AS tokens "
+            "FROM users u ORDER BY u.name")
+        return [self._user(r) for r in rows]
+
+    def set_password(self, name: str, password: str) -> None:
+        user = self.get(name)
+        self._db().execute("UPDATE users SET password_hash = ? WHERE id = ?",
+                           (self._hasher.hash(valid_password(password)), user.id))
+
+    def set_disabled(self, name: str, disabled: bool = True) -> User:
+        user = self.get(name)
+        self._db().execute("UPDATE users SET disabled = ? WHERE id = ?", (int(disabled), user.id))
+        return self.get(name)
+
+    def remove(self, name: str) -> User:
+        user = self.get(name)
+        self._db().execute("DELETE FROM users WHERE id = ?", (user.id,))  # cascades to tokens
+        return user
+
+    # -- credentials -------------------------------------------------------------------
+    def verify_password(self, name: str, password: str) -> User | None:
+        """The user if the name and password match and the account is enabled, else None."""
+        from argon2.exceptions import InvalidHashError, VerificationError
+
+        row = self._db().execute("SELECT id, password_hash, disabled FROM users WHERE name = ?",
+                                 ((name or "").strip(),)).fetchone()
+        digest = row["password_hash"] if row is not None and row["password_hash"] else self._dummy_hash
+        try:
+            self._hasher.verify(digest, (password or "")[:MAX_PASSWORD])
+        except (VerificationError, InvalidHashError):
+            return None
+        if row is None or row["disabled"]:
+            return None
+        updates = {"last_login_at": _now()}
+        if self._hasher.check_needs_rehash(digest):
+            updates["password_hash"] = self._hasher.hash(password)
+        sets = ", ".join(f"{k} = ?" for k in updates)
+        self._db().execute(f"UPDATE users SET {sets} WHERE id = ?", (*updates.values(), row["id"]))
+        return self.get(name)
+
+    def issue_token(self, name: str) -> str:
+        """A new API token for ``name``: returned once, only its hash is kept."""
+        user = self.get(name)
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        self._db().execute("INSERT INTO api_tokens(user_id, token_sha256, created_at) VALUES (?, ?, ?)",
+                           (user.id, hashlib.sha256(token.encode()).hexdigest(), _now()))
+        return token
+
+    def user_for_token(self, token: str) -> User | None:
+        """The enabled user a token belongs to, else None."""
+        if not (token or "").startswith(TOKEN_PREFIX) or len(token) > 200:
+            return None
+        row = self._db().execute(
+            "SELECT u.name, t.id AS token_id FROM api_tokens t JOIN users u ON u.id = t.user_id "
+            "WHERE t.token_sha256 = ? AND u.disabled = 0", (hashlib.sha256(token.encode()).hexdigest(),)).fetchone()
+        if row is None:
+            return None
+        self._db().execute("UPDATE api_tokens SET last_used_at = ? WHERE id = ?", (_now(), row["token_id"]))
+        return self.get(row["name"])
+
+    def revoke_tokens(self, name: str) -> int:
+        return self._db().execute("DELETE FROM api_tokens WHERE user_id = ?", (self.get(name).id,)).rowcount
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
