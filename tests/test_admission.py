@@ -13,7 +13,7 @@ def test_slots_then_queue_then_refusal():
     assert t1.active and t2.active
     t3 = a.enter("s3")
     assert not t3.active and t3.ahead() == 0
-    with pytest.raises(Busy, match="busy: 2 answers are being written and 1 are waiting"):
+    with pytest.raises(Busy, match="busy \\(2 being answered, 1 waiting\\)"):
         a.enter("s4")
     assert a.stats().refused == 1
     t1.release()

@@ -56,7 +56,7 @@ def test_full_server_refuses_at_once_and_the_queue_moves_on(services):
     assert first.wait(10) and pieces
     waiting = chat.admit("tab-b")  # the one slot is taken: tab b waits in line
     assert not waiting.active and waiting.ahead() == 0
-    with pytest.raises(Busy, match="The server is busy: 1 answers are being written and 1 are waiting"):
+    with pytest.raises(Busy, match="The server is busy \\(1 being answered, 1 waiting\\)"):
         chat.admit("tab-c")  # the line is full: told at once, never left hanging
     with pytest.raises(Busy):
         chat.reply(SLOW, [], "third question", session="tab-d")

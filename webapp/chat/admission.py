@@ -89,8 +89,8 @@ class Admission:
                 self._active += 1
             elif len(self._queue) >= self.max_waiting:
                 self._refused += 1
-                raise Busy(f"The server is busy: {self._active} answers are being written and "
-                           f"{len(self._queue)} are waiting. Please try again in a minute.")
+                raise Busy(f"The server is busy ({self._active} being answered, {len(self._queue)} waiting). "
+                           "Please try again in a minute.")
             else:
                 self._queue.append(ticket)
             if session:
