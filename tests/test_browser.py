@@ -108,6 +108,17 @@ def pick(page, elem_id, option):
     page.get_by_role("option", name=option, exact=True).click()
 
 
+def upload_and_index(page, pdf):
+    """Upload one PDF in the Upload tab with "index right after" on; the result box once indexed."""
+    page.get_by_role("tab", name="Upload").click()
+    page.locator("#upload-files input[type=file]").set_input_files(str(pdf))
+    page.wait_for_timeout(500)
+    page.locator("#upload-button").click()
+    result = page.locator("#upload-result")
+    result.get_by_text("Indexed 1 document").wait_for(timeout=90_000)
+    return result
+
+
 def ask_documents(page, collection: str, question: str) -> str:
     """Ask in the Chat tab with a collection picked; the answer's text once its sources line is shown."""
     page.get_by_role("tab", name="Chat").click()
@@ -129,12 +140,7 @@ def test_upload_index_and_ask_with_citation(browser, live_server, tmp_path):
     ])
     page = browser.new_page(viewport={"width": 1280, "height": 1000})
     open_app(page, live_server)
-    page.get_by_role("tab", name="Upload").click()
-    page.locator("#upload-files input[type=file]").set_input_files(str(pdf))
-    page.wait_for_timeout(500)
-    page.locator("#upload-button").click()
-    result = page.locator("#upload-result")
-    result.get_by_text("Indexed 1 document").wait_for(timeout=90_000)
+    result = upload_and_index(page, pdf)
     assert "travel-policy.pdf" in result.inner_text() and "added" in result.inner_text()
 
     page.get_by_role("tab", name="Index").click()
@@ -170,11 +176,7 @@ def test_markdown_images_in_a_pdf_are_not_fetched_by_the_browser(browser, live_s
             f"![]({pixel})\n<img src=\"{pixel}?html\">\nVisitors sign in at the blue front desk."])
         page = browser.new_page(viewport={"width": 1280, "height": 1000})
         open_app(page, live_server)
-        page.get_by_role("tab", name="Upload").click()
-        page.locator("#upload-files input[type=file]").set_input_files(str(pdf))
-        page.wait_for_timeout(500)
-        page.locator("#upload-button").click()
-        page.locator("#upload-result").get_by_text("Indexed 1 document").wait_for(timeout=90_000)
+        upload_and_index(page, pdf)
         text = ask_documents(page, "default", "Where must visitors sign in?")
         assert "visitor-rules.pdf" in text
         page.get_by_text("Source passages of the last answer").click()

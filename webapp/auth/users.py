@@ -15,12 +15,12 @@ import hashlib
 import re
 import secrets
 import sqlite3
-import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 from webapp.errors import UserError
+from webapp.sqlite_db import ThreadConnections
 
 ROLES = ("admin", "member", "viewer")
 MIN_PASSWORD = 8
@@ -93,19 +93,11 @@ class UserStore:
         # Verifying an unknown name still costs one argon2 check, so timing does not tell
         # which names exist.
         self._dummy_hash = self._hasher.hash(secrets.token_hex(16))
-        self._local = threading.local()
+        self._connections = ThreadConnections(self.path)
         self._db().executescript(SCHEMA)
 
     def _db(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("PRAGMA foreign_keys=ON")
-            conn.row_factory = sqlite3.Row
-            self._local.conn = conn
-        return conn
+        return self._connections.get()
 
     # -- users -----------------------------------------------------------------------
     def add(self, name: str, role: str, password: str) -> User:
@@ -197,7 +189,4 @@ class UserStore:
         return self._db().execute("DELETE FROM api_tokens WHERE user_id = ?", (self.get(name).id,)).rowcount
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+        self._connections.close()

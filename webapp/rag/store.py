@@ -34,6 +34,7 @@ import numpy as np
 
 from webapp.errors import UserError
 from webapp.rag.index_files import IndexDelta, IndexFiles
+from webapp.sqlite_db import ThreadConnections
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +130,7 @@ class DocumentStore:
         self.db_path = self.data_dir / "store.sqlite3"
         self.embedding_model = embedding_model
         self._write_lock = threading.RLock()
-        self._local = threading.local()
+        self._connections = ThreadConnections(self.db_path)
         self.indexes = IndexFiles(self.index_dir, dimension)
         with self._exclusive():
             self._db().executescript(SCHEMA)  # executescript manages its own transaction
@@ -142,15 +143,7 @@ class DocumentStore:
 
     # -- connections and locking -------------------------------------------------
     def _db(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("PRAGMA foreign_keys=ON")
-            conn.row_factory = sqlite3.Row
-            self._local.conn = conn
-        return conn
+        return self._connections.get()
 
     @contextmanager
     def _exclusive(self) -> Iterator[None]:
@@ -433,7 +426,4 @@ class DocumentStore:
                 "chunks": db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]}
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+        self._connections.close()
