@@ -41,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.conftest import free_port, wait_http  # noqa: E402
 from tests.fault_server import FaultServer  # noqa: E402
+from webapp.bench.engine import children_rss_mb, own_rss_mb  # noqa: E402
 
 NO_DOCUMENTS = "(none: chat without documents)"
 TOPICS = ["lighthouses", "volcanoes", "honey bees", "espresso", "railways", "glaciers", "tides", "comets",
@@ -96,24 +97,6 @@ class RunResult:
     tokens: int = 0
     aggregate_tok_s: float = 0.0
     failures: list[str] = field(default_factory=list)
-
-
-def own_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def children_rss_mb(pid: int) -> float:
-    total = 0.0
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            for child in (task / "children").read_text().split():
-                total += own_rss_mb(int(child)) + children_rss_mb(int(child))
-        except OSError:
-            pass
-    return total
 
 
 def question() -> str:

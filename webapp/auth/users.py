@@ -110,10 +110,11 @@ class UserStore:
             raise UserError(f"There is already a user named {name}.") from exc
         return self.get(name)
 
+    _USER_SQL = ("SELECT u.*, (SELECT COUNT(*) FROM api_tokens t WHERE t.user_id = u.id) AS tokens "
+                 "FROM users u")
+
     def get(self, name: str) -> User:
-        row = self._db().execute(
-            "SELECT u.*, (SELECT COUNT(*) FROM api_tokens t WHERE t.user_id = u.id) AS tokens "
-            "FROM users u WHERE u.name = ?", ((name or "").strip(),)).fetchone()
+        row = self._db().execute(self._USER_SQL + " WHERE u.name = ?", ((name or "").strip(),)).fetchone()
         if row is None:
             raise UserError(f"There is no user named {(name or '').strip()[:64]}.")
         return self._user(row)
@@ -124,9 +125,7 @@ class UserStore:
                     last_login_at=row["last_login_at"], disabled=bool(row["disabled"]), tokens=row["tokens"])
 
     def list(self) -> list[User]:
-        rows = self._db().execute(
-            "SELECT u.*, (SELECT COUNT(*) FROM api_tokens t WHERE t.user_id = u.id) AS tokens "
-            "FROM users u ORDER BY u.name")
+        rows = self._db().execute(self._USER_SQL + " ORDER BY u.name")
         return [self._user(r) for r in rows]
 
     def set_password(self, name: str, password: str) -> None:
@@ -184,9 +183,6 @@ class UserStore:
             return None
         self._db().execute("UPDATE api_tokens SET last_used_at = ? WHERE id = ?", (_now(), row["token_id"]))
         return self.get(row["name"])
-
-    def revoke_tokens(self, name: str) -> int:
-        return self._db().execute("DELETE FROM api_tokens WHERE user_id = ?", (self.get(name).id,)).rowcount
 
     def close(self) -> None:
         self._connections.close()

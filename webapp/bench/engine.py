@@ -37,7 +37,8 @@ def token_counter(settings) -> Callable[[str], int]:
         return lambda text: max(1, len(text) // 4)
 
 
-def _vm_rss_mb(pid: str) -> float:
+def own_rss_mb(pid: int | str = "self") -> float:
+    """Resident memory of one process, in MB (0 if it is gone)."""
     try:
         with open(f"/proc/{pid}/status") as fh:
             for line in fh:
@@ -48,18 +49,27 @@ def _vm_rss_mb(pid: str) -> float:
     return 0.0
 
 
-def rss_mb() -> float:
-    """Resident memory of this process and its children (a local model's engine runs in a child)."""
+def children_rss_mb(pid: int | str = "self") -> float:
+    """Resident memory of a process's descendants (a local model's engine runs in a child)."""
     import os
 
-    total = _vm_rss_mb("self")
-    for task in os.listdir("/proc/self/task"):
+    total = 0.0
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0.0
+    for task in tasks:
         try:
-            with open(f"/proc/self/task/{task}/children") as fh:
-                total += sum(_vm_rss_mb(pid) for pid in fh.read().split())
+            with open(f"/proc/{pid}/task/{task}/children") as fh:
+                total += sum(own_rss_mb(child) + children_rss_mb(child) for child in fh.read().split())
         except OSError:
             pass
     return total
+
+
+def rss_mb() -> float:
+    """Resident memory of this process and its descendants."""
+    return own_rss_mb() + children_rss_mb()
 
 
 @dataclass

@@ -147,11 +147,10 @@ class DocumentService:
     def add_uploads(self, collection: str, files: Sequence[tuple[Path, str]]) -> list[UploadResult]:
         """Store browser uploads: only files Gradio received into the uploads folder are read, and
         each temp copy is deleted once stored (or refused), so uploads never pile up on disk."""
-        if len(files) > self.settings.max_upload_files:
-            discard_uploads(self.settings.uploads_dir, [p for p, _ in files])
-            raise UserError(f"{len(files)} files were sent at once; the limit is {self.settings.max_upload_files}. "
-                            "Upload them in smaller groups.")
         try:
+            if len(files) > self.settings.max_upload_files:
+                raise UserError(f"{len(files)} files were sent at once; the limit is "
+                                f"{self.settings.max_upload_files}. Upload them in smaller groups.")
             accepted, results = [], []
             for path, name in files:
                 problem = upload_problem(self.settings.uploads_dir, Path(path))
