@@ -38,9 +38,43 @@ def cmd_serve(args) -> int:
     app = create_app(settings)
     print(f"DocChat on http://{settings.host}:{settings.port}/  (models: {settings.models_dir.resolve()})",
           flush=True)
+    # proxy_headers off: uvicorn would rewrite the client address from X-Forwarded-For sent through
+    # any local connection (kubectl port-forward arrives from 127.0.0.1), letting a client pose as
+    # a trusted proxy; the auth gate reads forwarded headers only from DOCCHAT_TRUSTED_PROXIES.
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
-                proxy_headers=True, timeout_graceful_shutdown=5)
+                proxy_headers=False, timeout_graceful_shutdown=5)
     return 0
+
+
+def _actor(args, settings: Settings):
+    """Whom a CLI command acts for: --user NAME, an API token (DOCCHAT_API_TOKEN or --token-file), or,
+    with auth none, the local operator. The same rules then apply as in the web app."""
+    import os
+
+    from webapp.auth.access import LOCAL, Actor
+    from webapp.auth.users import UserStore
+
+    token = os.environ.get("DOCCHAT_API_TOKEN")
+    if getattr(args, "token_file", None):
+        try:
+            token = Path(args.token_file).read_text().strip()
+        except OSError as exc:
+            raise UserError(f"The token file {args.token_file} could not be read ({exc.strerror}).") from exc
+    if getattr(args, "user", None) or token:
+        users = UserStore(settings.data_dir)
+        try:
+            user = users.user_for_token(token) if token else users.get(args.user)
+        finally:
+            users.close()
+        if user is None:
+            raise UserError("That API token is not valid (or its user is disabled).")
+        if user.disabled:
+            raise UserError(f"User {user.name} is disabled.")
+        return Actor(user.name, user.role)
+    if settings.auth_mode != "none":
+        raise UserError(f"This data folder's server signs users in (auth {settings.auth_mode}); say whom this "
+                        "command acts for with --user NAME, --token-file FILE or DOCCHAT_API_TOKEN.")
+    return LOCAL
 
 
 def _stderr_progress():
@@ -66,6 +100,7 @@ def cmd_index(args) -> int:
     from webapp.documents.service import DocumentService
 
     settings = _settings_from(args)
+    actor = _actor(args, settings)
     docs = DocumentService(settings)
     collection = args.collection or settings.default_collection
     files = []
@@ -73,7 +108,7 @@ def cmd_index(args) -> int:
         path = Path(p)
         files += sorted(path.rglob("*.pdf")) if path.is_dir() else [path]
     password = _pdf_password(args)
-    results = docs.add_files(collection, [(f, f.name) for f in files])
+    results = docs.add_files(collection, [(f, f.name) for f in files], actor)
     for r in results:
         print(f"{'refused' if r.error else 'duplicate' if r.duplicate else 'added':9s} {r.label}"
               + (f": {r.error}" if r.error else ""))
@@ -81,7 +116,7 @@ def cmd_index(args) -> int:
     # With a password the given files are indexed again even if they were added before
     # (typically: they failed as encrypted); without one, only what is queued.
     report = docs.reindex(collection, ids if password is not None else [], progress=_stderr_progress(),
-                          passwords={i: password for i in ids} if password is not None else None)
+                          passwords={i: password for i in ids} if password is not None else None, actor=actor)
     print(file=sys.stderr)
     print(report.summary())
     docs.close()
@@ -111,7 +146,7 @@ def cmd_reembed(args) -> int:
     docs = DocumentService(_settings_from(args))
     before = docs.embedding_model_name()
     started = time.perf_counter()
-    count = docs.reembed(args.model, progress=_stderr_progress())
+    count = docs.reembed(args.model, progress=_stderr_progress(), actor=_actor(args, docs.settings))
     print(file=sys.stderr)
     print(f"Re-embedded {count} chunks from {before} to {args.model} in {time.perf_counter() - started:.1f} s.")
     docs.close()
@@ -127,8 +162,10 @@ def cmd_search(args) -> int:
     from webapp.documents.service import DocumentService
 
     settings = _settings_from(args)
+    actor = _actor(args, settings)
     docs = DocumentService(settings)
-    passages = docs.search(args.collection or settings.default_collection, args.question, k=args.k, mode=args.mode)
+    passages = docs.search(args.collection or settings.default_collection, args.question, k=args.k, mode=args.mode,
+                           actor=actor)
     if args.json:
         _print_json([_passage_json(n, p) for n, p in enumerate(passages, start=1)])
     else:
@@ -146,12 +183,13 @@ def cmd_ask(args) -> int:
     from webapp.services import build_services
 
     settings = _settings_from(args)
+    actor = _actor(args, settings)
     services = build_services(settings)
     answer, error, stream = "", None, None
     try:
         stream = services.chat.reply(args.model or services.catalog.default_choice(), [], args.question,
                                      services.chat.params(args.max_new_tokens, None),
-                                     collection=args.collection or settings.default_collection)
+                                     collection=args.collection or settings.default_collection, actor=actor)
         for piece in stream:
             answer += piece
             if not args.json:
@@ -262,12 +300,17 @@ def cmd_users(args) -> int:
         if not args.name:
             raise UserError(f"`users {args.action}` needs a user name.")
         if args.action == "add":
-            user = store.add(args.name, args.role, _read_new_password(args.name))
+            user = store.add(args.name, args.role or "member", _read_new_password(args.name))
             print(f"added {user.name} ({user.role})")
         elif args.action == "passwd":
             store.get(args.name)  # fail before asking for a password
             store.set_password(args.name, _read_new_password(args.name))
             print(f"password of {args.name} changed")
+        elif args.action == "role":
+            if not args.role:
+                raise UserError("`users role NAME --role ROLE` needs --role admin, member or viewer.")
+            user = store.set_role(args.name, args.role)
+            print(f"{user.name} is now {user.role}")
         elif args.action in ("disable", "enable"):
             user = store.set_disabled(args.name, args.action == "disable")
             print(f"{user.name} is now {'disabled' if user.disabled else 'enabled'}")
@@ -300,6 +343,12 @@ def cmd_cluster(args) -> int:
     return 0
 
 
+def _add_identity(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--user", help="act as this user, with their role and collections (needed when sign-in is on)")
+    p.add_argument("--token-file", type=Path, metavar="FILE",
+                   help="act as the owner of the API token in FILE (or set DOCCHAT_API_TOKEN)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m webapp", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -314,6 +363,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--default-model", help="registry name of the chat model to preload")
     p.add_argument("--max-new-tokens", type=int, help="default answer length cap (default 512)")
     p.add_argument("--device", help="OpenVINO device (default CPU)")
+    p.add_argument("--auth", choices=["none", "password", "header"],
+                   help="sign-in: none (default on 127.0.0.1 only), password (users of `users add`; default "
+                        "elsewhere), header (an identity-aware proxy names the user; set DOCCHAT_TRUSTED_PROXIES)")
+    p.add_argument("--insecure-no-auth", action="store_true", default=None,
+                   help="allow --auth none on a non-loopback address: everyone who reaches the port is an admin")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("index", help="add PDFs (files or folders) to a collection and index them")
@@ -323,6 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="file holding the password for encrypted PDFs among the given files ('-' reads stdin; "
                         "or set DOCCHAT_PDF_PASSWORD). Never on the command line: `ps` shows it to everyone")
     p.add_argument("--password", help=argparse.SUPPRESS)  # refused with an explanation
+    _add_identity(p)
     p.set_defaults(func=cmd_index)
 
     p = sub.add_parser("reembed", help="switch the data folder to another embedding model (re-embeds stored chunks)",
@@ -330,6 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "without re-reading the PDFs. Stop the app first (it keeps the old model "
                                    "loaded and will ask to be restarted).")
     p.add_argument("--model", required=True, help="registry name of the embedding model, e.g. all-minilm-l6-v2")
+    _add_identity(p)
     p.set_defaults(func=cmd_reembed)
 
     p = sub.add_parser("search", help="ranked passages for a question (no LLM)")
@@ -338,6 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, default=5, help="number of passages (default 5)")
     p.add_argument("--mode", choices=["hybrid", "dense", "keyword"], default="hybrid")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_identity(p)
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("ask", help="answer a question from a collection, with cited pages")
@@ -346,6 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="registry name of the chat model")
     p.add_argument("--max-new-tokens", type=int)
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_identity(p)
     p.set_defaults(func=cmd_ask)
 
     p = sub.add_parser("bench", help="measure TTFT, TPOT, throughput of models and backends side by side",
@@ -374,9 +432,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "read from a prompt (or the first line of stdin), never from the command line. "
                                    "Roles: admin (everything), member (own collections), viewer (chat with shared "
                                    "collections).")
-    p.add_argument("action", choices=["add", "list", "passwd", "disable", "enable", "remove", "token"])
+    p.add_argument("action", choices=["add", "list", "passwd", "role", "disable", "enable", "remove", "token"])
     p.add_argument("name", nargs="?", help="user name (1-64 letters, digits, . _ @ -)")
-    p.add_argument("--role", choices=["admin", "member", "viewer"], default="member", help="for add (default member)")
+    p.add_argument("--role", choices=["admin", "member", "viewer"], help="for add (default member) and role")
     p.set_defaults(func=cmd_users)
 
     p = sub.add_parser("cluster", help="status / up / down of the deployment on Kubernetes",

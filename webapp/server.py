@@ -14,10 +14,12 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from webapp import __version__
+from webapp.auth.gate import AuthGate, request_user
+from webapp.auth.signin import signin_router
 from webapp.errors import UserError
 from webapp.http_limits import BodySizeLimit, UnknownEventIs404
 from webapp.services import Services, build_services
-from webapp.settings import Settings
+from webapp.settings import Settings, is_loopback
 from webapp.ui.app import build_ui
 
 log = logging.getLogger(__name__)
@@ -55,9 +57,23 @@ def _fresh_upload_folder(settings: Settings) -> Path:
     return folder
 
 
+def check_auth_settings(settings: Settings) -> None:
+    """Refuse to serve everyone as an admin by accident (a pod binds 0.0.0.0)."""
+    if settings.auth_mode == "none" and not is_loopback(settings.host) and not settings.insecure_no_auth:
+        raise UserError(f"Refusing to listen on {settings.host} without sign-in: anyone who reaches the port would "
+                        "be an admin. Use --auth password (users from `python -m webapp users`) or --auth header "
+                        "(an identity-aware proxy), or --insecure-no-auth if this network is yours alone.")
+
+
 def create_app(settings: Settings, services: Services | None = None, preload: bool = True) -> FastAPI:
+    check_auth_settings(settings)
     services = services or build_services(settings)
     uploads = _fresh_upload_folder(settings)
+    auth = services.auth
+    if auth.mode == "password" and not services.users.count_admins():
+        log.warning("sign-in is on but there is no active admin: create one with "
+                    "`python -m webapp users add NAME --role admin` (docs/users.md)")
+    log.info("sign-in mode: %s", auth.mode)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -93,12 +109,16 @@ def create_app(settings: Settings, services: Services | None = None, preload: bo
                   or (f"loading {name}" if name else "no chat model in the registry"))
         return JSONResponse({"ready": False, "model": name, "reason": reason}, status_code=503)
 
+    if auth.enabled:
+        app.include_router(signin_router(auth))
+
     blocks = build_ui(services)
     # Gradio runs at most max_threads events at once (and as many worker threads); each admitted
     # or queued answer holds one for its whole length, so leave room for everything else -
     # refusals, uploads, page loads - or they wait unseen in Gradio's own queue.
     blocks.max_threads = max(40, 2 * (settings.answer_slots + settings.answer_queue) + 32)
-    api_names = {fn.api_name for fn in blocks.fns.values() if fn.api_name}
+    # "predict" is where the browser posts events that skip the queue (queue=False), by fn_index.
+    api_names = {fn.api_name for fn in blocks.fns.values() if fn.api_name} | {"predict"}
     app.add_middleware(UnknownEventIs404, known=lambda: api_names)
     # Gradio's own queue is bounded too: a flood of events is refused ("queue full") at once.
     blocks.queue(default_concurrency_limit=None, max_size=max(64, 4 * (settings.answer_slots + settings.answer_queue)))
@@ -112,6 +132,9 @@ def create_app(settings: Settings, services: Services | None = None, preload: bo
         # the input; clients get a bare error, the log gets the detail. Our handlers report user
         # errors as sentences themselves, and gr.Error / gr.Warning are still shown.
         show_error=False,
+        # The gate (below) has already found the user; Gradio only needs the name, which it hands
+        # to every handler as gr.Request.username, and it refuses its own routes without one.
+        auth_dependency=(lambda request: getattr(request_user(request), "name", None)) if auth.enabled else None,
         blocked_paths=[str(data / "store.sqlite3"), str(data / "files"), str(data / "index"),
                        str(Path(settings.models_dir).resolve())])
     # Gradio refuses client-named server files (a chat history entry {"type": "file", "path":
@@ -121,5 +144,8 @@ def create_app(settings: Settings, services: Services | None = None, preload: bo
     # Gradio keeps per-session state for its 10,000 most recent sessions, ~150 KB each here, and
     # every API call is a new session: 50 busy clients grew the process by 670 MB in 4 minutes.
     blocks.state_holder.capacity = settings.max_sessions
+    if auth.enabled:
+        # Outermost: nothing (not even Gradio's unguarded routes) runs for an unknown caller.
+        mounted.add_middleware(AuthGate, authenticator=auth)
     log.info("uploads in transit: %s", uploads)
     return mounted

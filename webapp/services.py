@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from webapp.auth.gate import Authenticator
+from webapp.auth.users import UserStore
 from webapp.bench.service import BenchService
+from webapp.chat.conversations import ConversationStore
 from webapp.chat.service import ChatService
 from webapp.documents.service import DocumentService
 from webapp.llm.catalog import ModelCatalog
@@ -18,14 +21,22 @@ class Services:
     chat: ChatService
     documents: DocumentService
     bench: BenchService
+    users: UserStore
+    conversations: ConversationStore
+    auth: Authenticator
 
     def close(self) -> None:
         self.catalog.close()
         self.documents.close()
+        self.conversations.close()
+        self.users.close()
 
 
 def build_services(settings: Settings) -> Services:
     catalog = ModelCatalog(settings)
-    documents = DocumentService(settings)
+    users = UserStore(settings.data_dir)
+    documents = DocumentService(settings, users)
     return Services(settings=settings, catalog=catalog, documents=documents,
-                    chat=ChatService(catalog, settings, documents), bench=BenchService(settings, catalog))
+                    chat=ChatService(catalog, settings, documents), bench=BenchService(settings, catalog),
+                    users=users, conversations=ConversationStore(settings.data_dir),
+                    auth=Authenticator(settings, users))

@@ -6,7 +6,9 @@ reads the environment at import time.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -40,6 +42,23 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="interface to listen on (0.0.0.0 in a container)")
     port: int = Field(8080, ge=1, le=65535)
     root_path: str = Field("", description="URL prefix when served behind a proxy")
+
+    # Sign-in (docs/users.md)
+    auth: Literal["none", "password", "header"] | None = Field(None, description=(
+        "none: everyone who reaches the port is an admin (default only on a loopback address); "
+        "password: users of `python -m webapp users` sign in (default otherwise); "
+        "header: an identity-aware proxy (oauth2-proxy, Google IAP) names the user in auth_header"))
+    insecure_no_auth: bool = Field(False, description=(
+        "allow auth none on a non-loopback address (anyone who reaches the port is an admin)"))
+    auth_header: str = Field("X-Forwarded-User", description=(
+        "header holding the user name in header mode (Google IAP: X-Goog-Authenticated-User-Email)"))
+    trusted_proxies: list[str] = Field(default_factory=list, description=(
+        'addresses or networks whose identity header is believed, as JSON, e.g. ["10.0.0.5", "35.191.0.0/16"]'))
+    header_new_user_role: Literal["member", "viewer", ""] = Field("viewer", description=(
+        "role given to a user the proxy names for the first time ('' = refuse users not created by an admin)"))
+    session_hours: float = Field(168.0, gt=0, le=24 * 90, description="how long a browser stays signed in")
+    signin_max_failures: int = Field(5, ge=1, description=(
+        "failed sign-ins allowed per user name in 15 minutes (four times as many per client address)"))
 
     # Chat defaults
     default_model: str = Field("smollm2-135m-instruct-int4", description="registry name of the model to preload")
@@ -124,6 +143,13 @@ class Settings(BaseSettings):
     log_level: str = Field("INFO")
 
     @property
+    def auth_mode(self) -> str:
+        """The sign-in mode in force: the setting, or none on loopback and password elsewhere."""
+        if self.auth:
+            return self.auth
+        return "none" if is_loopback(self.host) else "password"
+
+    @property
     def answer_slots(self) -> int:
         return self.max_concurrent_answers or self.max_num_seqs
 
@@ -134,3 +160,12 @@ class Settings(BaseSettings):
     @property
     def uploads_dir(self) -> Path:
         return self.upload_tmp_dir or Path(self.data_dir) / ".uploads"
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

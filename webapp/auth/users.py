@@ -6,7 +6,9 @@ backup or a volume snapshot holds both. Passwords are hashed with argon2id throu
 API tokens are 256-bit random strings shown once; only their SHA-256 is stored: a slow hash
 protects guessable passwords, and a random token has nothing to guess.
 
-This is the foundation of sign-in and roles (issue 12); the web app does not use it yet.
+Browser sessions are random tokens too: the cookie holds the token, the table its SHA-256, an
+expiry and the user, so sign-out, disabling or removing a user ends every session at once, a
+forged or replayed cookie matches nothing, and sessions survive a restart of the app.
 """
 
 from __future__ import annotations
@@ -16,13 +18,15 @@ import re
 import secrets
 import sqlite3
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from webapp.errors import UserError
 from webapp.sqlite_db import ThreadConnections
 
-ROLES = ("admin", "member", "viewer")
+from webapp.auth.access import ROLES
+
+SESSION_PREFIX = "dcs_"
 MIN_PASSWORD = 8
 MAX_PASSWORD = 1024  # argon2 takes any length; a bound keeps one sign-in from costing megabytes
 TOKEN_PREFIX = "dct_"
@@ -43,11 +47,20 @@ CREATE TABLE IF NOT EXISTS api_tokens (
     token_sha256 TEXT NOT NULL UNIQUE,
     created_at TEXT NOT NULL,
     last_used_at TEXT);
+CREATE TABLE IF NOT EXISTS sessions (
+    token_sha256 TEXT PRIMARY KEY,
+    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    created_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL);
 """
 
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _sha256(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -110,13 +123,23 @@ class UserStore:
             raise UserError(f"There is already a user named {name}.") from exc
         return self.get(name)
 
+    def add_external(self, name: str, role: str) -> User:
+        """A user vouched for by the identity proxy (header auth): no password, cannot sign in with one."""
+        name, role = valid_name(name), valid_role(role)
+        self._db().execute("INSERT OR IGNORE INTO users(name, role, created_at) VALUES (?, ?, ?)", (name, role, _now()))
+        return self.get(name)
+
+    def touch_login(self, user: User) -> None:
+        self._db().execute("UPDATE users SET last_login_at = ? WHERE id = ?", (_now(), user.id))
+
     _USER_SQL = ("SELECT u.*, (SELECT COUNT(*) FROM api_tokens t WHERE t.user_id = u.id) AS tokens "
                  "FROM users u")
 
     def get(self, name: str) -> User:
         row = self._db().execute(self._USER_SQL + " WHERE u.name = ?", ((name or "").strip(),)).fetchone()
         if row is None:
-            raise UserError(f"There is no user named {(name or '').strip()[:64]}.")
+            shown = "".join(ch for ch in (name or "").strip()[:64] if ch.isprintable())
+            raise UserError(f"There is no user named {shown!r}.")
         return self._user(row)
 
     @staticmethod
@@ -133,15 +156,37 @@ class UserStore:
         self._db().execute("UPDATE users SET password_hash = ? WHERE id = ?",
                            (self._hasher.hash(valid_password(password)), user.id))
 
+    def set_role(self, name: str, role: str) -> User:
+        user = self.get(name)
+        self._db().execute("UPDATE users SET role = ? WHERE id = ?", (valid_role(role), user.id))
+        return self.get(name)
+
     def set_disabled(self, name: str, disabled: bool = True) -> User:
         user = self.get(name)
-        self._db().execute("UPDATE users SET disabled = ? WHERE id = ?", (int(disabled), user.id))
+        db = self._db()
+        with _transaction(db):
+            db.execute("UPDATE users SET disabled = ? WHERE id = ?", (int(disabled), user.id))
+            if disabled:
+                db.execute("DELETE FROM sessions WHERE user_id = ?", (user.id,))
         return self.get(name)
 
     def remove(self, name: str) -> User:
+        """Delete a user with their tokens, sessions and conversations; their collections go to
+        the admins and their memberships end, so a later user of the same name inherits nothing."""
         user = self.get(name)
-        self._db().execute("DELETE FROM users WHERE id = ?", (user.id,))  # cascades to tokens
+        db = self._db()
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        with _transaction(db):
+            if "collections" in tables:
+                db.execute("UPDATE collections SET owner = NULL WHERE owner = ? COLLATE NOCASE", (user.name,))
+                db.execute("DELETE FROM collection_members WHERE user_name = ?", (user.name,))
+            if "conversations" in tables:
+                db.execute("DELETE FROM conversations WHERE owner = ?", (user.name,))  # messages cascade
+            db.execute("DELETE FROM users WHERE id = ?", (user.id,))  # cascades to tokens and sessions
         return user
+
+    def count_admins(self) -> int:
+        return self._db().execute("SELECT COUNT(*) FROM users WHERE role = 'admin' AND disabled = 0").fetchone()[0]
 
     # -- credentials -------------------------------------------------------------------
     def verify_password(self, name: str, password: str) -> User | None:
@@ -169,7 +214,7 @@ class UserStore:
         user = self.get(name)
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         self._db().execute("INSERT INTO api_tokens(user_id, token_sha256, created_at) VALUES (?, ?, ?)",
-                           (user.id, hashlib.sha256(token.encode()).hexdigest(), _now()))
+                           (user.id, _sha256(token), _now()))
         return token
 
     def user_for_token(self, token: str) -> User | None:
@@ -178,11 +223,50 @@ class UserStore:
             return None
         row = self._db().execute(
             "SELECT u.name, t.id AS token_id FROM api_tokens t JOIN users u ON u.id = t.user_id "
-            "WHERE t.token_sha256 = ? AND u.disabled = 0", (hashlib.sha256(token.encode()).hexdigest(),)).fetchone()
+            "WHERE t.token_sha256 = ? AND u.disabled = 0", (_sha256(token),)).fetchone()
         if row is None:
             return None
         self._db().execute("UPDATE api_tokens SET last_used_at = ? WHERE id = ?", (_now(), row["token_id"]))
         return self.get(row["name"])
 
+    # -- browser sessions ----------------------------------------------------------------
+    def start_session(self, user: User, lifetime_s: float) -> str:
+        """A new session token for a signed-in user (the cookie's value); only its hash is kept."""
+        token = SESSION_PREFIX + secrets.token_urlsafe(32)
+        expires = (datetime.now(timezone.utc) + timedelta(seconds=lifetime_s)).isoformat(timespec="seconds")
+        db = self._db()
+        with _transaction(db):
+            db.execute("DELETE FROM sessions WHERE expires_at < ?", (_now(),))
+            db.execute("INSERT INTO sessions(token_sha256, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
+                       (_sha256(token), user.id, _now(), expires))
+        return token
+
+    def user_for_session(self, token: str) -> User | None:
+        """The enabled user of an unexpired session, else None."""
+        if not (token or "").startswith(SESSION_PREFIX) or len(token) > 200:
+            return None
+        row = self._db().execute(
+            "SELECT u.name FROM sessions s JOIN users u ON u.id = s.user_id "
+            "WHERE s.token_sha256 = ? AND s.expires_at > ? AND u.disabled = 0", (_sha256(token), _now())).fetchone()
+        return self.get(row["name"]) if row else None
+
+    def end_session(self, token: str) -> None:
+        self._db().execute("DELETE FROM sessions WHERE token_sha256 = ?", (_sha256(token or ""),))
+
     def close(self) -> None:
         self._connections.close()
+
+
+class _transaction:
+    """BEGIN IMMEDIATE ... COMMIT on an autocommit connection (ROLLBACK on any error)."""
+
+    def __init__(self, db: sqlite3.Connection):
+        self.db = db
+
+    def __enter__(self):
+        self.db.execute("BEGIN IMMEDIATE")
+        return self.db
+
+    def __exit__(self, exc_type, *_):
+        self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+        return False

@@ -7,6 +7,7 @@ import tempfile
 import threading
 from pathlib import Path
 
+from webapp.auth.access import LOCAL, Actor
 from webapp.bench.engine import BenchConfig, Hooks, run_benchmark, token_counter
 from webapp.bench.report import BenchReport
 from webapp.bench.targets import Target, available_targets
@@ -34,7 +35,9 @@ class BenchService:
     def enabled(self) -> bool:
         return self.settings.enable_bench
 
-    def run(self, target_ids: list[str], cfg: BenchConfig, hooks: Hooks, session: str) -> BenchReport:
+    def run(self, target_ids: list[str], cfg: BenchConfig, hooks: Hooks, session: str,
+            actor: Actor = LOCAL) -> BenchReport:
+        actor.require_admin("run benchmarks")
         if not self.enabled:
             raise UserError("Benchmarks are turned off on this server (DOCCHAT_ENABLE_BENCH=false): they load "
                             "extra model copies and take every core from the chats.")

@@ -14,6 +14,7 @@ import time
 import weakref
 from typing import Iterator, Sequence
 
+from webapp.auth.access import LOCAL, Actor
 from webapp.chat.admission import Admission, Busy, Ticket
 from webapp.errors import InvalidMessage
 from webapp.llm.base import CancelToken, ChatMessage, ChatStream, Finished, GenerationParams, TextDelta
@@ -117,7 +118,7 @@ class ChatService:
 
     def reply(self, model: str | None, history: Sequence[ChatMessage], message: str,
               params: GenerationParams | None = None, session: str | None = None,
-              collection: str | None = None, ticket: Ticket | None = None) -> ChatStream:
+              collection: str | None = None, ticket: Ticket | None = None, actor: Actor = LOCAL) -> ChatStream:
         """Start answering ``message``; iterate the returned stream for text pieces.
 
         With a ``collection`` the answer is grounded in its documents: the passages
@@ -127,7 +128,8 @@ class ChatService:
 
         Every answer holds an admission ``ticket`` until its stream ends: pass one from
         ``admit`` (the UI shows the queue position while waiting) or this call takes one
-        and waits for it (raising Busy when the server is full).
+        and waits for it (raising Busy when the server is full). Retrieval searches
+        ``collection`` only if ``actor`` may read it.
         """
         text = self.validate(message)
         if ticket is None:
@@ -135,17 +137,17 @@ class ChatService:
             for _ in self.wait_for_slot(ticket):
                 pass
         try:
-            return self._start(model, history, text, params, session, collection, ticket)
+            return self._start(model, history, text, params, session, collection, ticket, actor)
         except BaseException:
             ticket.release()
             raise
 
-    def _start(self, model, history, text, params, session, collection, ticket: Ticket) -> ChatStream:
+    def _start(self, model, history, text, params, session, collection, ticket: Ticket, actor: Actor) -> ChatStream:
         passages = []
         if collection:
             if self.documents is None:
                 raise InvalidMessage("Documents are not available in this app.")
-            passages = self.documents.search(collection, text)
+            passages = self.documents.search(collection, text, actor=actor)
             if not passages:
                 ticket.release()
                 return ChatStream(iter([TextDelta(NOT_FOUND.format(collection=collection)),

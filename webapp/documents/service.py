@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
+from webapp.auth.access import LOCAL, Actor, CollectionAccess, Forbidden
+from webapp.auth.users import valid_name
 from webapp.documents.parse_pool import ParsePool
 from webapp.documents.uploads import discard_uploads, safe_label, store_upload, upload_problem
 from webapp.errors import UserError
@@ -59,8 +61,9 @@ class IndexReport:
 
 
 class DocumentService:
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, users=None):
         self.settings = settings
+        self.users = users  # UserStore: names given to share() must exist
         self._open_lock = threading.Lock()
         self._index_lock = threading.Lock()
         self._store: DocumentStore | None = None
@@ -120,18 +123,83 @@ class DocumentService:
             return exc.user_message
 
     # -- collections and documents ---------------------------------------------------------
-    def collections(self) -> list[str]:
-        return self.store.collections()
+    # Every method takes the Actor it works for (LOCAL: auth none, or the operator's CLI) and
+    # applies webapp/auth/access.py. A collection the actor may not read is reported exactly like
+    # one that does not exist, so names of private collections never leak through errors.
+    def _access(self, collection: str | None, actor: Actor) -> CollectionAccess:
+        name = (collection or "").strip()
+        found = next((c for c in self.store.collection_access() if c.name == name), None)
+        if found is None or not found.can_read(actor):
+            shown = "".join(ch for ch in name[:64] if ch.isprintable())
+            raise UserError(f"There is no collection named {shown!r}.")
+        return found
 
-    def create_collection(self, name: str) -> str:
-        self.store.collection_id(name, create=True)
-        return name.strip()
+    def _managed(self, collection: str | None, actor: Actor) -> CollectionAccess:
+        access = self._access(collection, actor)
+        if not access.can_manage_documents(actor):
+            raise Forbidden(f"You can read collection {access.name!r} but not change its documents; "
+                            "ask its owner to share it with you by name.")
+        return access
 
-    def documents(self, collection: str | None = None) -> list[Document]:
-        return self.store.documents(collection)
+    def collection_access(self, actor: Actor = LOCAL) -> list[CollectionAccess]:
+        """The collections ``actor`` may read, with owner and sharing."""
+        return [c for c in self.store.collection_access() if c.can_read(actor)]
 
-    def add_files(self, collection: str, files: Iterable[tuple[Path, str]]) -> list[UploadResult]:
+    def collections(self, actor: Actor = LOCAL) -> list[str]:
+        return [c.name for c in self.collection_access(actor)]
+
+    def managed_collections(self, actor: Actor = LOCAL) -> list[str]:
+        """The collections ``actor`` may upload to and manage documents in."""
+        return [c.name for c in self.collection_access(actor) if c.can_manage_documents(actor)]
+
+    def create_collection(self, name: str, actor: Actor = LOCAL, visibility: str | None = None,
+                          members: Sequence[str] = ()) -> str:
+        """A new collection owned by ``actor`` (private unless said otherwise).
+
+        With auth none (LOCAL) it belongs to the admins and everyone sees it, as before users existed.
+        """
+        actor.require_member("create collections")
+        owner = None if actor is LOCAL else actor.name
+        visibility = visibility or ("everyone" if actor is LOCAL else "private")
+        self.store.create_collection(name, owner=owner, visibility=visibility)
+        created = name.strip()
+        if members:
+            self.share(created, visibility, members, actor)
+        log.info("collection %r created by %s (%s)", created, actor.name, visibility)
+        return created
+
+    def share(self, collection: str, visibility: str, members: Sequence[str], actor: Actor = LOCAL) -> CollectionAccess:
+        """Set who may read a collection: private, shared with the named users, or everyone."""
+        access = self._access(collection, actor)
+        if not access.can_change_sharing(actor):
+            raise Forbidden(f"Only the owner of collection {access.name!r} or an admin can change who sees it.")
+        names = []
+        for raw in members:
+            name = valid_name(raw)
+            if self.users is not None:
+                name = self.users.get(name).name  # refuses unknown names, with a sentence
+            if name.lower() != (access.owner or "").lower() and name not in names:
+                names.append(name)
+        self.store.set_sharing(access.name, visibility, names if visibility == "shared" else [])
+        log.info("collection %r sharing set to %s %s by %s", access.name, visibility, names, actor.name)
+        return self._access(access.name, actor)
+
+    def documents(self, collection: str | None = None, actor: Actor = LOCAL) -> list[Document]:
+        if collection is None:
+            readable = set(self.collections(actor))
+            return [d for d in self.store.documents(None) if d.collection in readable]
+        return self.store.documents(self._access(collection, actor).name)
+
+    def _ensure_writable(self, collection: str, actor: Actor) -> str:
+        """The collection to store into; the CLI may name a new one, which is then created."""
+        if collection.strip() not in self.store.collections():
+            return self.create_collection(collection, actor)
+        return self._managed(collection, actor).name
+
+    def add_files(self, collection: str, files: Iterable[tuple[Path, str]], actor: Actor = LOCAL) -> list[UploadResult]:
         """Store files given by path (the CLI); each gets its own result, so one bad file never blocks the rest."""
+        actor.require_member("upload documents")
+        collection = self._ensure_writable(collection, actor)
         results = []
         max_bytes = int(self.settings.max_upload_mb * 1e6)
         for path, name in files:
@@ -144,10 +212,12 @@ class DocumentService:
                 results.append(UploadResult(str(name), error=exc.user_message))
         return results
 
-    def add_uploads(self, collection: str, files: Sequence[tuple[Path, str]]) -> list[UploadResult]:
+    def add_uploads(self, collection: str, files: Sequence[tuple[Path, str]], actor: Actor = LOCAL) -> list[UploadResult]:
         """Store browser uploads: only files Gradio received into the uploads folder are read, and
         each temp copy is deleted once stored (or refused), so uploads never pile up on disk."""
         try:
+            actor.require_member("upload documents")
+            self._managed(collection, actor)
             if len(files) > self.settings.max_upload_files:
                 raise UserError(f"{len(files)} files were sent at once; the limit is "
                                 f"{self.settings.max_upload_files}. Upload them in smaller groups.")
@@ -159,25 +229,37 @@ class DocumentService:
                     results.append(UploadResult(safe_label(name), error="This file was not uploaded through the app."))
                 else:
                     accepted.append((path, name))
-            return results + self.add_files(collection, accepted)
+            return results + self.add_files(collection, accepted, actor)
         finally:
             discard_uploads(self.settings.uploads_dir, [p for p, _ in files])
 
-    def delete(self, doc_id: int) -> Document:
-        doc = self.store.delete_document(int(doc_id))
-        if doc is None:
-            raise UserError(f"There is no document with id {doc_id}.")
-        return doc
+    def delete(self, doc_id: int, actor: Actor = LOCAL) -> Document:
+        doc = self.store.document(int(doc_id))
+        if doc is None or not self._readable(doc.collection, actor):
+            raise UserError(f"There is no document with id {int(doc_id)}.")
+        self._managed(doc.collection, actor)
+        deleted = self.store.delete_document(doc.id)
+        if deleted is None:
+            raise UserError(f"There is no document with id {int(doc_id)}.")
+        log.info("document %s (%s) deleted from %r by %s", doc.id, doc.label, doc.collection, actor.name)
+        return deleted
+
+    def _readable(self, collection: str, actor: Actor) -> bool:
+        try:
+            self._access(collection, actor)
+            return True
+        except UserError:
+            return False
 
     # -- indexing ----------------------------------------------------------------------------
     def index_queued(self, collection: str | None = None, progress: Progress | None = None,
-                     passwords: dict[int, str] | None = None) -> IndexReport:
+                     passwords: dict[int, str] | None = None, actor: Actor = LOCAL) -> IndexReport:
         """Index every queued document (of one collection, or all); failures are per document."""
-        return self.reindex(collection, [], progress=progress, passwords=passwords)
+        return self.reindex(collection, [], progress=progress, passwords=passwords, actor=actor)
 
     def reindex(self, collection: str | None = None, doc_ids: Sequence[int] | None = None,
                 only_failed: bool = False, progress: Progress | None = None,
-                passwords: dict[int, str] | None = None) -> IndexReport:
+                passwords: dict[int, str] | None = None, actor: Actor = LOCAL) -> IndexReport:
         """Queue documents again and index everything queued, under the indexing lock.
 
         ``doc_ids`` None means every document of the collection (``only_failed``: the failed
@@ -185,6 +267,10 @@ class DocumentService:
         is held, so a run refused because another one is going changes nothing; and documents
         keep their old chunks searchable until the new ones commit (store.SEARCHABLE).
         """
+        if collection is None:
+            actor.require_admin("index every collection at once")
+        else:
+            collection = self._managed(collection, actor).name
         if not self._index_lock.acquire(blocking=False):
             raise UserError("Indexing is already running; wait for it to finish.")
         try:
@@ -284,7 +370,7 @@ class DocumentService:
         except RegistryError:
             return []
 
-    def reembed(self, model: str, progress: Progress | None = None) -> int:
+    def reembed(self, model: str, progress: Progress | None = None, actor: Actor = LOCAL) -> int:
         """Re-embed every stored chunk with another registered embedding model (no re-parsing).
 
         Returns the number of chunks. The folder then records ``model``; another process
@@ -292,6 +378,7 @@ class DocumentService:
         """
         from webapp.rag.embedder import Embedder
 
+        actor.require_admin("re-embed the documents")
         self._open()
         if model == self._store.embedding_model:
             raise UserError(f"The documents are already embedded with {model}.")
@@ -314,11 +401,14 @@ class DocumentService:
 
     # -- retrieval -------------------------------------------------------------------------
     def search(self, collection: str, question: str, k: int | None = None, mode: str = "hybrid",
-               min_similarity: float | None = None) -> list[Passage]:
+               min_similarity: float | None = None, actor: Actor = LOCAL) -> list[Passage]:
+        """Passages from ``collection`` only, and only if ``actor`` may read it: retrieval is where
+        a private document could leak into someone else's answer, so the check is here."""
         if not (question or "").strip():
             raise UserError("Type a question first.")
         self._open()
-        return self._retriever.search(collection, question, k or self.settings.retrieval_k, mode, min_similarity)
+        name = self._access(collection, actor).name
+        return self._retriever.search(name, question, k or self.settings.retrieval_k, mode, min_similarity)
 
     @property
     def relevance_threshold(self) -> float:

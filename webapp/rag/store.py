@@ -32,19 +32,26 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
+from webapp.auth.access import VISIBILITIES, CollectionAccess
 from webapp.errors import UserError
 from webapp.rag.index_files import IndexDelta, IndexFiles
 from webapp.sqlite_db import ThreadConnections
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+# 1: documents, pages, chunks, collections. 2: collections have an owner and a visibility, and
+# collection_members names who a shared collection is shared with (users and roles, issue 12).
+FORMAT_VERSION = 2
 STATUSES = ("queued", "parsing", "embedding", "indexed", "failed")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS collections (
-    id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, created_at TEXT NOT NULL);
+    id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, created_at TEXT NOT NULL,
+    owner TEXT, visibility TEXT NOT NULL DEFAULT 'everyone');
+CREATE TABLE IF NOT EXISTS collection_members (
+    collection_id INTEGER NOT NULL REFERENCES collections(id) ON DELETE CASCADE,
+    user_name TEXT NOT NULL COLLATE NOCASE, PRIMARY KEY (collection_id, user_name));
 CREATE TABLE IF NOT EXISTS documents (
     id INTEGER PRIMARY KEY,
     collection_id INTEGER NOT NULL REFERENCES collections(id) ON DELETE CASCADE,
@@ -120,6 +127,36 @@ def recorded_embedding_model(data_dir: Path) -> str | None:
         conn.close()
 
 
+def valid_collection_name(name: str) -> str:
+    name = (name or "").strip()
+    if not name or len(name) > 64:
+        raise StoreError("A collection name must be 1 to 64 characters.")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        raise StoreError("A collection name cannot contain control characters.")
+    return name
+
+
+def migrate(db: sqlite3.Connection, version: int) -> None:
+    """Bring a store of an older format up to FORMAT_VERSION, inside the caller's transaction.
+
+    Each step and the new format_version commit together (SQLite's ALTER TABLE is
+    transactional), so a crash mid-way leaves the old format, untouched, and the next start
+    runs the migration again.
+    """
+    if version < 2:
+        # Collections made before users existed stay readable by everyone and belong to the admins.
+        columns = {r[1] for r in db.execute("PRAGMA table_info(collections)")}
+        if "owner" not in columns:
+            db.execute("ALTER TABLE collections ADD COLUMN owner TEXT")
+        if "visibility" not in columns:
+            db.execute("ALTER TABLE collections ADD COLUMN visibility TEXT NOT NULL DEFAULT 'everyone'")
+        db.execute("UPDATE collections SET owner = NULL, visibility = 'everyone'")
+        log.warning("store migrated from format %d to 2: existing collections are admin-owned and shared "
+                    "with everyone", version)
+    db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('format_version', ?)", (str(FORMAT_VERSION),))
+    db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('migrated_at', ?)", (now(),))
+
+
 class DocumentStore:
     def __init__(self, data_dir: Path, embedding_model: str, dimension: int):
         self.data_dir = Path(data_dir)
@@ -177,9 +214,12 @@ class DocumentStore:
                 ("format_version", str(FORMAT_VERSION)), ("embedding_model", embedding_model),
                 ("embedding_dimension", str(dimension)), ("created_at", now())])
             return
-        if int(meta.get("format_version", 0)) != FORMAT_VERSION:
+        version = int(meta.get("format_version", 0))
+        if version > FORMAT_VERSION or version < 1:
             raise StoreError(f"The document store in {self.data_dir} has format {meta.get('format_version')}; "
-                             f"this version of the app reads format {FORMAT_VERSION}.")
+                             f"this version of the app reads formats 1 to {FORMAT_VERSION}.")
+        if version < FORMAT_VERSION:
+            migrate(db, version)
         if meta.get("embedding_model") != embedding_model or int(meta.get("embedding_dimension", 0)) != dimension:
             raise StoreError(
                 f"The documents in {self.data_dir} were embedded with {meta.get('embedding_model')}, not "
@@ -187,20 +227,49 @@ class DocumentStore:
 
     # -- collections -------------------------------------------------------------
     def collection_id(self, name: str, create: bool = True) -> int:
-        name = (name or "").strip()
-        if not name or len(name) > 64:
-            raise StoreError("A collection name must be 1 to 64 characters.")
+        """The id of collection ``name``; ``create`` makes it (admin-owned, shared with everyone)."""
+        name = valid_collection_name(name)
         row = self._db().execute("SELECT id FROM collections WHERE name = ?", (name,)).fetchone()
         if row:
             return int(row["id"])
         if not create:
             raise StoreError(f"There is no collection named {name!r}.")
+        return self.create_collection(name, owner=None, visibility="everyone", exist_ok=True)
+
+    def create_collection(self, name: str, owner: str | None, visibility: str, exist_ok: bool = False) -> int:
+        name = valid_collection_name(name)
+        if visibility not in VISIBILITIES:
+            raise StoreError(f"Visibility must be one of {', '.join(VISIBILITIES)}.")
         with self.writing() as db:
-            db.execute("INSERT OR IGNORE INTO collections(name, created_at) VALUES (?, ?)", (name, now()))
-            return int(db.execute("SELECT id FROM collections WHERE name = ?", (name,)).fetchone()["id"])
+            row = db.execute("SELECT id FROM collections WHERE name = ?", (name,)).fetchone()
+            if row:
+                if exist_ok:
+                    return int(row["id"])
+                raise StoreError(f"A collection named {name!r} already exists.")
+            return int(db.execute("INSERT INTO collections(name, created_at, owner, visibility) VALUES (?, ?, ?, ?)",
+                                  (name, now(), owner, visibility)).lastrowid)
 
     def collections(self) -> list[str]:
         return [r["name"] for r in self._db().execute("SELECT name FROM collections ORDER BY name")]
+
+    def collection_access(self) -> list[CollectionAccess]:
+        """Every collection with its owner, visibility and members (the access rules need all three)."""
+        db = self._db()
+        members: dict[int, list[str]] = {}
+        for r in db.execute("SELECT collection_id, user_name FROM collection_members ORDER BY user_name"):
+            members.setdefault(r[0], []).append(r[1])
+        return [CollectionAccess(r["name"], r["owner"], r["visibility"], tuple(members.get(r["id"], ())))
+                for r in db.execute("SELECT id, name, owner, visibility FROM collections ORDER BY name")]
+
+    def set_sharing(self, name: str, visibility: str, members: Sequence[str]) -> None:
+        if visibility not in VISIBILITIES:
+            raise StoreError(f"Visibility must be one of {', '.join(VISIBILITIES)}.")
+        cid = self.collection_id(name, create=False)
+        with self.writing() as db:
+            db.execute("UPDATE collections SET visibility = ? WHERE id = ?", (visibility, cid))
+            db.execute("DELETE FROM collection_members WHERE collection_id = ?", (cid,))
+            db.executemany("INSERT OR IGNORE INTO collection_members(collection_id, user_name) VALUES (?, ?)",
+                           [(cid, m) for m in members])
 
     # -- documents ----------------------------------------------------------------
     def _doc(self, row) -> Document:

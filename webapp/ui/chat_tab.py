@@ -1,6 +1,9 @@
-"""The Chat tab: model picker, streaming conversation, Stop, generation settings.
+"""The Chat tab: the user's conversations on the side, model and collection pickers, the
+streaming answer, Stop, generation settings.
 
-Per-user state is the Chatbot's own value (the conversation) and the Gradio
+Conversations are stored per user on the server (webapp/chat/conversations.py): the history the
+model sees comes from there, never from the client, and a reload or a second browser shows the
+same chat. Per-browser state is the open conversation's id (a hidden field) and the Gradio
 session id (which answer Stop cancels); nothing per-user lives on this object.
 """
 
@@ -10,6 +13,8 @@ import logging
 
 import gradio as gr
 
+from webapp.auth.gate import Authenticator
+from webapp.chat.conversations import ConversationStore, StoredMessage
 from webapp.chat.service import ChatService
 from webapp.errors import UserError
 from webapp.llm.base import ChatMessage, StreamStats
@@ -30,6 +35,24 @@ def sources_markdown(passages) -> str:
         parts.append(f"**[{n}] {safe_markdown(p.document)}, page {p.page}** (similarity {p.similarity:.2f})"
                      f"\n\n{quoted}")
     return "\n\n".join(parts)
+
+
+def display(messages: list[StoredMessage]) -> list[dict]:
+    """Stored turns as the Chatbot shows them: answers escaped, with their citation line."""
+    out = []
+    for m in messages:
+        if m.role == "user":
+            out.append({"role": "user", "content": m.content})
+        else:
+            text = safe_markdown(m.content)
+            if m.sources:
+                text += "\n\n**Sources:** " + safe_markdown(m.citation_line())
+            out.append({"role": "assistant", "content": text})
+    return out
+
+
+def source_records(passages) -> list[dict]:
+    return [{"document": p.document, "page": p.page} for p in passages]
 
 
 def message_text(content) -> str:
@@ -67,119 +90,240 @@ def format_stats(stats: StreamStats, model: str) -> str:
 
 
 class ChatTab:
-    def __init__(self, chat: ChatService):
+    def __init__(self, chat: ChatService, conversations: ConversationStore, auth: Authenticator):
         self.chat = chat
+        self.conversations = conversations
+        self.auth = auth
 
     def render(self) -> None:
         catalog = self.chat.catalog
         defaults = self.chat.default_params()
         with gr.Row():
-            self.model = gr.Dropdown(
-                choices=[(c.label, c.name) for c in catalog.choices()], value=catalog.default_choice(),
-                label="Model", scale=4, elem_id="model-picker", interactive=True)
-            self.collection = gr.Dropdown(choices=self._collection_choices(), value=NO_DOCUMENTS,
-                                          label="Answer from documents in", scale=3, elem_id="collection-picker")
-            refresh = gr.Button("↻ Refresh", scale=1, size="sm", elem_id="chat-refresh")
-        self.notice = gr.Markdown(self._registry_notice(), elem_id="registry-notice")
-        self.chatbot = gr.Chatbot(label="Conversation", height=480, elem_id="chatbot",
-                                  buttons=["copy", "copy_all"], feedback_options=None)
-        with gr.Row():
-            # lines=1 is what makes Enter send in Gradio (a taller box sends on Shift+Enter);
-            # the box still grows to max_lines as the text wraps, and Shift+Enter adds a line.
-            self.message = gr.Textbox(placeholder="Ask something… (Enter to send, Shift+Enter for a new line)",
-                                      show_label=False, lines=1, max_lines=12, scale=6, elem_id="message")
-            with gr.Column(scale=1, min_width=120):
-                send = gr.Button("Send", variant="primary", elem_id="send")
-                stop = gr.Button("Stop", variant="stop", elem_id="stop")
-                clear = gr.Button("Clear", elem_id="clear")
-        self.stats = gr.Markdown("", elem_id="chat-stats")
-        with gr.Accordion("Source passages of the last answer", open=False):
-            self.sources = gr.Markdown("", elem_id="chat-sources")
-        with gr.Accordion("Generation settings", open=False):
-            max_new = gr.Slider(16, self.chat.max_new_tokens_limit, value=defaults.max_new_tokens, step=16, label="Max new tokens")
-            temperature = gr.Slider(0.0, 1.5, value=defaults.temperature, step=0.05,
-                                    label="Temperature (0 = deterministic)")
+            with gr.Column(scale=1, min_width=220):
+                new_chat = gr.Button("+ New conversation", elem_id="new-chat", size="sm")
+                # Filled per user when the page loads: nothing of anyone's chats is in the page config.
+                self.history_list = gr.Radio(choices=[], label="Your conversations", elem_id="conversations")
+                with gr.Accordion("Rename, export, delete", open=False, elem_id="conversation-tools"):
+                    self.title = gr.Textbox(label="Title", max_lines=1, elem_id="conversation-title")
+                    rename = gr.Button("Rename", size="sm", elem_id="conversation-rename")
+                    export = gr.Button("Export as Markdown", size="sm", elem_id="conversation-export")
+                    export_file = gr.File(label="Markdown export", interactive=False, elem_id="conversation-file")
+                    delete = gr.Button("Delete conversation", variant="stop", size="sm", elem_id="conversation-delete")
+                    with gr.Group(visible=False) as confirm:
+                        gr.Markdown("Delete this conversation for good?")
+                        confirm_yes = gr.Button("Yes, delete it", variant="stop", size="sm",
+                                                elem_id="conversation-delete-yes")
+                        confirm_no = gr.Button("Keep it", size="sm", elem_id="conversation-delete-no")
+                self.tools_note = gr.Markdown("", elem_id="conversation-note")
+            with gr.Column(scale=4):
+                with gr.Row():
+                    self.model = gr.Dropdown(
+                        choices=[(c.label, c.name) for c in catalog.choices()], value=catalog.default_choice(),
+                        label="Model", scale=4, elem_id="model-picker", interactive=True)
+                    self.collection = gr.Dropdown(choices=[NO_DOCUMENTS], value=NO_DOCUMENTS,
+                                                  label="Answer from documents in", scale=3, elem_id="collection-picker")
+                    refresh = gr.Button("Refresh models", scale=1, size="sm", elem_id="chat-refresh")
+                self.notice = gr.Markdown(self._registry_notice(), elem_id="registry-notice")
+                # The open conversation (None: the next question starts a new one).
+                self.conversation = gr.Number(value=None, precision=0, visible=False, elem_id="conversation-id")
+                self.chatbot = gr.Chatbot(label="Conversation", height=480, elem_id="chatbot",
+                                          buttons=["copy", "copy_all"], feedback_options=None)
+                with gr.Row():
+                    # lines=1 is what makes Enter send in Gradio (a taller box sends on Shift+Enter);
+                    # the box still grows to max_lines as the text wraps, and Shift+Enter adds a line.
+                    self.message = gr.Textbox(placeholder="Ask something… (Enter to send, Shift+Enter for a new line)",
+                                              show_label=False, lines=1, max_lines=12, scale=6, elem_id="message")
+                    with gr.Column(scale=1, min_width=120):
+                        send = gr.Button("Send", variant="primary", elem_id="send")
+                        stop = gr.Button("Stop", variant="stop", elem_id="stop")
+                self.stats = gr.Markdown("", elem_id="chat-stats")
+                with gr.Accordion("Source passages of the last answer", open=False):
+                    self.sources = gr.Markdown("", elem_id="chat-sources")
+                with gr.Accordion("Generation settings", open=False):
+                    max_new = gr.Slider(16, self.chat.max_new_tokens_limit, value=defaults.max_new_tokens, step=16,
+                                        label="Max new tokens")
+                    temperature = gr.Slider(0.0, 1.5, value=defaults.temperature, step=0.05,
+                                            label="Temperature (0 = deterministic)")
 
-        inputs = [self.message, self.chatbot, self.model, max_new, temperature, self.collection]
-        outputs = [self.chatbot, self.message, self.stats, self.sources]
+        inputs = [self.message, self.conversation, self.model, max_new, temperature, self.collection]
+        outputs = [self.chatbot, self.message, self.stats, self.sources, self.conversation, self.history_list]
         submit_evt = self.message.submit(self.respond, inputs, outputs, concurrency_limit=None)
         click_evt = send.click(self.respond, inputs, outputs, concurrency_limit=None)
         stop.click(self.stop, None, None, cancels=[submit_evt, click_evt], queue=False)
-        clear.click(lambda: ([], "", "", ""), None, [self.chatbot, self.message, self.stats, self.sources],
-                    queue=False)
-        refresh.click(self.refresh_models, None, [self.model, self.notice, self.collection], queue=False)
+        opened = [self.conversation, self.chatbot, self.title, self.collection, self.stats, self.sources]
+        new_chat.click(self.new_conversation, None, opened + [self.history_list], queue=False)
+        self.history_list.input(self.open_conversation, [self.history_list], opened, queue=False)
+        rename.click(self.rename, [self.conversation, self.title], [self.history_list, self.tools_note], queue=False)
+        export.click(self.export, [self.conversation], [export_file, self.tools_note])
+        delete.click(lambda c: (gr.Group(visible=c is not None),
+                                "" if c is not None else "Open a conversation first."),
+                     [self.conversation], [confirm, self.tools_note], queue=False)
+        confirm_no.click(lambda: gr.Group(visible=False), None, [confirm], queue=False)
+        confirm_yes.click(self.delete, [self.conversation], opened + [self.history_list, confirm, self.tools_note],
+                          queue=False)
+        refresh.click(self.refresh_models, None, [self.model, self.notice], queue=False)
 
-    def _collection_choices(self) -> list[str]:
+    # -- per-user state -----------------------------------------------------------------
+    def load_outputs(self) -> list:
+        return [self.history_list, self.conversation, self.chatbot, self.title, self.collection]
+
+    def on_load(self, actor) -> list:
+        """The newest conversation reopened, the user's list, the collections they may read."""
+        listing = self.conversations.list(actor)
+        collections = self.collection_choices(actor)
+        if not listing:
+            return [gr.Radio(choices=[], value=None), None, [], "", gr.Dropdown(choices=collections)]
+        newest = listing[0]
+        return [self._radio(actor, newest.id), newest.id, display(self.conversations.messages(actor, newest.id)),
+                newest.title, gr.Dropdown(choices=collections, value=self._picker_value(newest.collection, collections))]
+
+    def collection_choices(self, actor) -> list[str]:
         documents = self.chat.documents
         if documents is None or documents.available() is not None:
             return [NO_DOCUMENTS]
-        return [NO_DOCUMENTS] + documents.collections()
+        return [NO_DOCUMENTS] + documents.collections(actor)
+
+    @staticmethod
+    def _picker_value(collection, choices):
+        return collection if collection in choices else NO_DOCUMENTS
+
+    def _radio(self, actor, selected=None):
+        return gr.Radio(choices=[(c.title, c.id) for c in self.conversations.list(actor)], value=selected)
+
+    def _actor(self, request):
+        return self.auth.actor_for(getattr(request, "username", None) if request is not None else None)
+
+    # -- conversation list --------------------------------------------------------------
+    def new_conversation(self, request: gr.Request):
+        actor = self._actor(request)
+        return None, [], "", gr.skip(), "", "", self._radio(actor, None)
+
+    def open_conversation(self, conversation_id, request: gr.Request):
+        actor = self._actor(request)
+        try:
+            found = self.conversations.get(actor, conversation_id)
+            messages = self.conversations.messages(actor, found.id)
+        except UserError as exc:
+            return None, [], "", gr.skip(), f"⚠ {exc.user_message}", ""
+        choices = self.collection_choices(actor)
+        return (found.id, display(messages), found.title,
+                gr.Dropdown(choices=choices, value=self._picker_value(found.collection, choices)), "", "")
+
+    def rename(self, conversation_id, title, request: gr.Request):
+        actor = self._actor(request)
+        try:
+            found = self.conversations.rename(actor, conversation_id, title)
+        except UserError as exc:
+            return gr.skip(), f"⚠ {exc.user_message}"
+        return self._radio(actor, found.id), f"Renamed to “{safe_markdown(found.title)}”."
+
+    def export(self, conversation_id, request: gr.Request):
+        import tempfile
+        from pathlib import Path
+
+        actor = self._actor(request)
+        try:
+            found = self.conversations.get(actor, conversation_id)
+            text = self.conversations.export_markdown(actor, found.id)
+        except UserError as exc:
+            return None, f"⚠ {exc.user_message}"
+        folder = Path(tempfile.mkdtemp(prefix="docchat-export-"))
+        safe = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in found.title)[:40].strip("-") or "conversation"
+        path = folder / f"{safe}.md"
+        path.write_text(text, encoding="utf-8")
+        return str(path), ""
+
+    def delete(self, conversation_id, request: gr.Request):
+        actor = self._actor(request)
+        try:
+            gone = self.conversations.delete(actor, conversation_id)
+        except UserError as exc:
+            return (gr.skip(),) * 6 + (gr.skip(), gr.Group(visible=False), f"⚠ {exc.user_message}")
+        return (None, [], "", gr.skip(), "", "", self._radio(actor, None), gr.Group(visible=False),
+                f"Deleted “{safe_markdown(gone.title)}”.")
 
     def _registry_notice(self) -> str:
         problems = self.chat.catalog.problems()
         if not problems:
             return ""
-        return "\n".join(f"⚠️ {p}" for p in problems)
+        return "\n".join(f"⚠ {p}" for p in problems)
 
     def refresh_models(self):
         catalog = self.chat.catalog
         catalog.refresh()
         return (gr.Dropdown(choices=[(c.label, c.name) for c in catalog.choices()],
-                            value=catalog.default_choice()), self._registry_notice(),
-                gr.Dropdown(choices=self._collection_choices()))
+                            value=catalog.default_choice()), self._registry_notice())
 
     def stop(self, request: gr.Request):
         if request is not None:
             self.chat.stop(request.session_hash)
 
-    def respond(self, message, chatbot_value, model, max_new_tokens, temperature, collection,
+    # -- answering ------------------------------------------------------------------------
+    def respond(self, message, conversation_id, model, max_new_tokens, temperature, collection,
                 request: gr.Request):
-        history = history_from_chatbot(chatbot_value)
-        # Rebuilt from text only: whatever else a client put in the history (file entries naming
-        # server paths, components) is never sent back, so it can never be turned into a file URL.
-        conversation = [{"role": m.role, "content": m.content} for m in history]
         session = request.session_hash if request is not None else None
+        collection = None if collection in (None, "", NO_DOCUMENTS) else collection
         try:
+            actor = self._actor(request)
+            # The history comes from the server's copy of this user's conversation, never from the
+            # client: nothing a client sends can become a file URL or someone else's words.
+            history = self.conversations.history(actor, conversation_id) if conversation_id is not None else []
+            shown = display(self.conversations.messages(actor, conversation_id)) if conversation_id is not None else []
             text = self.chat.validate(message)
             params = self.chat.params(max_new_tokens, temperature)
             ticket = self.chat.admit(session)
         except UserError as exc:  # refused before anything started: the message stays in the box
-            yield conversation, message, f"⚠️ {exc.user_message}", gr.skip()
+            yield gr.skip(), message, f"⚠ {exc.user_message}", gr.skip(), gr.skip(), gr.skip()
             return
-        collection = None if collection in (None, "", NO_DOCUMENTS) else collection
-        conversation = conversation + [{"role": "user", "content": text},
-                                       {"role": "assistant", "content": ""}]
-        answer = ""
+        if conversation_id is None:
+            conversation_id = self.conversations.create(actor, text, collection).id
+        # Stored before answering: a crash or a closed tab never loses what the user asked.
+        self.conversations.append(actor, conversation_id, "user", text)
+        conversation = shown + [{"role": "user", "content": text}, {"role": "assistant", "content": ""}]
+        answer, sources, stored = "", [], False
+
+        def store_answer(extra: str = "") -> None:
+            nonlocal stored
+            if not stored:
+                stored = True
+                self.conversations.append(actor, conversation_id, "assistant", answer + extra,
+                                          source_records(sources))
         try:
             # Show the question at once; while the server is full, say how many are ahead.
-            yield conversation, "", "", ""
+            yield conversation, "", "", "", conversation_id, self._radio(actor, conversation_id)
             for ahead in self.chat.wait_for_slot(ticket):
-                yield conversation, "", f"⏳ The server is busy: {ahead + 1} in line before your answer starts…", ""
+                yield (conversation, "", f"⏳ The server is busy: {ahead + 1} in line before your answer starts…",
+                       "", gr.skip(), gr.skip())
             loading = not self.chat.catalog.is_loaded(model or "")
             status = f"Loading {model}…" if loading and model else ("Searching the documents…" if collection else "")
             if status:
-                yield conversation, "", status, ""
+                yield conversation, "", status, "", gr.skip(), gr.skip()
             stream = self.chat.reply(model, history, text, params, session=session, collection=collection,
-                                     ticket=ticket)
-            sources = sources_markdown(stream.sources)
+                                     ticket=ticket, actor=actor)
+            sources = stream.sources
+            passages = sources_markdown(stream.sources)
             for piece in stream:
                 answer += piece
                 conversation[-1] = {"role": "assistant", "content": safe_markdown(answer)}
-                yield conversation, "", "", sources
-            if stream.sources:
-                conversation[-1] = {"role": "assistant", "content": safe_markdown(answer)
-                                    + "\n\n**Sources:** " + safe_markdown(citation_line(stream.sources))}
+                yield conversation, "", "", passages, gr.skip(), gr.skip()
+            store_answer()
+            conversation[-1] = display([StoredMessage("assistant", answer, source_records(sources))])[0]
             stats = format_stats(stream.stats, model) if stream.stats.completion_tokens else ""
-            yield conversation, "", stats, sources
+            yield conversation, "", stats, passages, gr.skip(), gr.skip()
         except UserError as exc:
             log.warning("chat failed for session %s: %s", session, exc.user_message)
+            store_answer(("\n\n" if answer else "") + f"⚠ {exc.user_message}")
             conversation[-1] = {"role": "assistant", "content": (safe_markdown(answer) + "\n\n" if answer else "")
-                                + f"⚠️ {exc.user_message}"}
-            yield conversation, "", "", gr.skip()
+                                + f"⚠ {exc.user_message}"}
+            yield conversation, "", "", gr.skip(), gr.skip(), gr.skip()
         except Exception:
             log.exception("unexpected chat failure for session %s", session)
+            store_answer(("\n\n" if answer else "") + "⚠ Something went wrong while answering.")
             conversation[-1] = {"role": "assistant", "content": (safe_markdown(answer) + "\n\n" if answer else "")
-                                + "⚠️ Something went wrong while answering; the error is in the server log."}
-            yield conversation, "", "", gr.skip()
+                                + "⚠ Something went wrong while answering; the error is in the server log."}
+            yield conversation, "", "", gr.skip(), gr.skip(), gr.skip()
         finally:
             ticket.release()  # also when the tab went away or Stop cancelled this event mid-wait
+            if answer and not stored:  # stopped or tab closed mid-answer: keep what was said
+                self.conversations.append(actor, conversation_id, "assistant", answer + " [stopped]",
+                                          source_records(sources))

@@ -33,8 +33,9 @@ def plots(report):
 
 
 class CompareTab:
-    def __init__(self, bench: BenchService):
+    def __init__(self, bench: BenchService, auth):
         self.bench = bench
+        self.auth = auth
 
     def render(self) -> None:
         if not self.bench.enabled:
@@ -85,8 +86,14 @@ class CompareTab:
     def run(self, target_ids, profile, runs, max_new, users, request: gr.Request):
         session = request.session_hash if request else "cli"
         skip = [gr.skip()] * (MAX_PANES + RESULT_OUTPUTS)
+        try:
+            actor = self.auth.actor_for(getattr(request, "username", None) if request is not None else None)
+            actor.require_admin("run benchmarks")
+        except UserError as exc:
+            yield (f"⚠ {exc.user_message}", *skip)
+            return
         if not target_ids:
-            yield ("⚠️ Choose at least one target.", *skip)
+            yield ("⚠ Choose at least one target.", *skip)
             return
         labels = {t.id: t.label for t in self.bench.targets()}
         pane_of = {tid: i for i, tid in enumerate(target_ids[:MAX_PANES])}
@@ -99,7 +106,7 @@ class CompareTab:
 
         def work():
             try:
-                state["report"] = self.bench.run(list(target_ids), cfg, hooks, session)
+                state["report"] = self.bench.run(list(target_ids), cfg, hooks, session, actor)
             except UserError as exc:
                 state["error"] = exc.user_message
 
@@ -118,12 +125,12 @@ class CompareTab:
             if worker.is_alive():
                 hooks.cancel.cancel()
         if state["error"]:
-            yield (f"⚠️ {state['error']}", *skip)
+            yield (f"⚠ {state['error']}", *skip)
             return
         report = state["report"]
         failed = [r for r in report.results if r.status != "ok"]
         note = "; ".join(f"{r.label}: {r.status}{' - ' + r.error if r.error else ''}" for r in failed)
         bars, sweeps, scatter = plots(report)
         table = pd.DataFrame(report.rows(), columns=report.headers())
-        yield (("✅ Done." if not failed else f"Done with problems: {note}"), *([gr.skip()] * MAX_PANES),
+        yield (("Done." if not failed else f"Done with problems: {note}"), *([gr.skip()] * MAX_PANES),
                table, bars, bars, sweeps, scatter, self.bench.export(report))

@@ -1,4 +1,10 @@
-"""The Upload and Index tabs: put PDFs into collections, index them with progress, manage them."""
+"""The Upload and Index tabs: put PDFs into collections, index them with progress, manage them,
+decide who sees each collection.
+
+Everything shown is what the signed-in user may see: pickers and the table are filled per user
+when the page loads (never baked into the page config), and every handler passes the user's
+Actor to the DocumentService, which refuses what the role or the sharing does not allow.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,8 @@ from pathlib import Path
 
 import gradio as gr
 
+from webapp.auth.access import VISIBILITIES
+from webapp.auth.gate import Authenticator
 from webapp.documents.service import DocumentService
 from webapp.errors import UserError
 from webapp.ui.safe_markdown import safe_markdown
@@ -15,8 +23,11 @@ from webapp.ui.safe_markdown import safe_markdown
 log = logging.getLogger(__name__)
 
 TABLE_HEADERS = ["id", "document", "status", "pages", "chunks", "note / reason", "added"]
-STATUS_ICON = {"queued": "⏳ queued", "parsing": "📄 parsing", "embedding": "🧮 embedding",
-               "indexed": "✅ indexed", "failed": "❌ failed"}
+# Words, not emoji: they read the same in every font and to a screen reader.
+STATUS_WORDS = {"queued": "queued", "parsing": "reading", "embedding": "embedding", "indexed": "indexed",
+                "failed": "FAILED"}
+VISIBILITY_CHOICES = [("Private: only me", "private"), ("Shared with the users named below", "shared"),
+                      ("Everyone signed in", "everyone")]
 
 
 def upload_name(file) -> tuple[Path, str]:
@@ -26,78 +37,148 @@ def upload_name(file) -> tuple[Path, str]:
     return path, original
 
 
+def member_names(text: str | None) -> list[str]:
+    return [n.strip() for n in (text or "").replace(";", ",").replace("\n", ",").split(",") if n.strip()]
+
+
 class DocumentTabs:
-    def __init__(self, documents: DocumentService):
+    def __init__(self, documents: DocumentService, auth: Authenticator):
         self.documents = documents
+        self.auth = auth
 
     # -- helpers ---------------------------------------------------------------------
-    def _collections(self) -> list[str]:
-        if self.documents.available() is not None:
-            return [self.documents.settings.default_collection]
-        return self.documents.collections()
+    def _actor(self, request):
+        return self.auth.actor_for(getattr(request, "username", None) if request is not None else None)
 
-    def table(self, collection: str):
-        if self.documents.available() is not None:
+    def _readable(self, actor) -> list[str]:
+        return [] if self.documents.available() is not None else self.documents.collections(actor)
+
+    def _managed(self, actor) -> list[str]:
+        return [] if self.documents.available() is not None else self.documents.managed_collections(actor)
+
+    def rows(self, collection, actor):
+        if self.documents.available() is not None or not collection:
             return []
-        return [[d.id, d.label, STATUS_ICON.get(d.status, d.status), d.pages or "", d.chunks or "",
-                 d.reason or "", d.added_at.replace("T", " ")[:16]]
-                for d in self.documents.documents(collection)]
+        try:
+            docs = self.documents.documents(collection, actor)
+        except UserError:
+            return []
+        return [[d.id, d.label, STATUS_WORDS.get(d.status, d.status), d.pages or "", d.chunks or "",
+                 d.reason or "", d.added_at.replace("T", " ")[:16]] for d in docs]
+
+    def sharing_text(self, collection, actor) -> str:
+        found = next((c for c in self.documents.collection_access(actor) if c.name == collection), None) \
+            if self.documents.available() is None else None
+        if found is None:
+            return ""
+        can = "you can manage its documents" if found.can_manage_documents(actor) else "read only for you"
+        return (f"**{safe_markdown(found.name)}**: owner {safe_markdown(found.owner_label())}, "
+                f"{safe_markdown(found.sharing_label())} ({can}).")
 
     def render(self) -> None:
-        default = self.documents.settings.default_collection
         unavailable = self.documents.available()
-        with gr.Tab("Upload", id="upload"):
+        with gr.Tab("Upload", id="upload") as self.upload_tab:
             if unavailable:
-                gr.Markdown(f"⚠️ {unavailable}")
+                gr.Markdown(f"⚠ {unavailable}")
             with gr.Row():
-                up_collection = gr.Dropdown(self._collections(), value=default, label="Collection",
-                                            allow_custom_value=False, scale=3, elem_id="upload-collection")
-                new_name = gr.Textbox(label="New collection", placeholder="e.g. contracts-2026", scale=2)
-                create = gr.Button("Create", scale=1)
+                self.up_collection = gr.Dropdown([], label="Collection", allow_custom_value=False, scale=3,
+                                                 elem_id="upload-collection")
+            with gr.Accordion("New collection", open=False, elem_id="new-collection"):
+                with gr.Row():
+                    new_name = gr.Textbox(label="Name", placeholder="e.g. contracts-2026", scale=2,
+                                          elem_id="new-collection-name")
+                    new_visibility = gr.Radio(VISIBILITY_CHOICES, value="private", label="Who can read it", scale=3,
+                                              elem_id="new-collection-visibility")
+                new_members = gr.Textbox(label="Share with (user names, comma-separated)",
+                                         elem_id="new-collection-members")
+                create = gr.Button("Create collection", elem_id="create-collection")
             files = gr.File(label="PDF files", file_count="multiple", file_types=[".pdf"], elem_id="upload-files")
             index_now = gr.Checkbox(value=True, label="Index right after uploading")
             upload = gr.Button("Upload", variant="primary", elem_id="upload-button")
             upload_result = gr.Markdown(elem_id="upload-result")
-        with gr.Tab("Index", id="index"):
+        with gr.Tab("Documents", id="index") as self.index_tab:
             with gr.Row():
-                ix_collection = gr.Dropdown(self._collections(), value=default, label="Collection", scale=3,
-                                            elem_id="index-collection")
-                refresh = gr.Button("↻ Refresh", scale=1)
-            table = gr.Dataframe(headers=TABLE_HEADERS, value=self.table(default), interactive=False,
-                                 wrap=True, elem_id="documents-table")
-            with gr.Row():
+                self.ix_collection = gr.Dropdown([], label="Collection", scale=3, elem_id="index-collection")
+                refresh = gr.Button("Refresh", scale=1, elem_id="index-refresh")
+            sharing_note = gr.Markdown(elem_id="sharing-note")
+            table = gr.Dataframe(headers=TABLE_HEADERS, value=[], interactive=False, wrap=True,
+                                 elem_id="documents-table")
+            gr.Markdown("Click a row to choose a document.", elem_id="table-hint")
+            selected = gr.Number(value=None, precision=0, visible=False, elem_id="selected-document")
+            selected_note = gr.Markdown(elem_id="selected-document-note")
+            with gr.Row() as self.manage_row:
                 index_btn = gr.Button("Index queued", variant="primary", elem_id="index-button")
-                reindex_btn = gr.Button("Re-index all")
-                retry_btn = gr.Button("Retry failed")
+                reindex_btn = gr.Button("Re-index all", elem_id="reindex-button")
+                retry_btn = gr.Button("Retry failed", elem_id="retry-button")
+                delete = gr.Button("Delete selected document", variant="stop", elem_id="delete-document")
+            with gr.Group(visible=False) as confirm:
+                confirm_text = gr.Markdown(elem_id="delete-confirm-text")
+                with gr.Row():
+                    confirm_yes = gr.Button("Yes, delete it", variant="stop", elem_id="delete-confirm")
+                    confirm_no = gr.Button("Keep it", elem_id="delete-cancel")
+            with gr.Accordion("Encrypted PDF", open=False) as self.password_box:
+                with gr.Row():
+                    password = gr.Textbox(label="Password of the selected document", type="password", scale=3)
+                    with_password = gr.Button("Index with password", scale=1, elem_id="index-with-password")
             index_result = gr.Markdown(elem_id="index-result")
-            if not unavailable:
-                with gr.Accordion("Embedding model", open=False):
-                    current = self.documents.embedding_model_name()
-                    model_note = gr.Markdown(self._model_note(current), elem_id="embedding-model")
-                    with gr.Row():
-                        model_choice = gr.Dropdown(self.documents.embedding_models(), value=current, scale=3,
-                                                   label="Re-embed every document with", elem_id="reembed-model")
-                        reembed = gr.Button("Re-embed all documents", scale=1, elem_id="reembed-button")
-            with gr.Row():
-                doc_id = gr.Number(label="Document id", precision=0, minimum=0, scale=1)
-                password = gr.Textbox(label="Password (encrypted PDFs)", type="password", scale=2)
-                with gr.Column(scale=1):
-                    with_password = gr.Button("Index with password")
-                    delete = gr.Button("Delete document", variant="stop")
+            with gr.Accordion("Who can read this collection", open=False) as self.sharing_box:
+                with gr.Row():
+                    visibility = gr.Radio(VISIBILITY_CHOICES, value="private", label="Visibility", scale=3,
+                                          elem_id="sharing-visibility")
+                    members = gr.Textbox(label="Shared with (user names, comma-separated)", scale=3,
+                                         elem_id="sharing-members")
+                share = gr.Button("Save sharing", elem_id="sharing-save")
+            with gr.Accordion("Embedding model", open=False, visible=not unavailable) as self.embedding_box:
+                current = "" if unavailable else self.documents.embedding_model_name()
+                model_note = gr.Markdown(self._model_note(current) if current else "", elem_id="embedding-model")
+                with gr.Row():
+                    model_choice = gr.Dropdown([] if unavailable else self.documents.embedding_models(),
+                                               value=current or None, scale=3,
+                                               label="Re-embed every document with", elem_id="reembed-model")
+                    reembed = gr.Button("Re-embed all documents", scale=1, elem_id="reembed-button")
 
-        create.click(self.create_collection, [new_name], [up_collection, ix_collection, new_name, upload_result])
-        upload.click(self.upload, [up_collection, files, index_now],
-                     [upload_result, table, files, ix_collection], concurrency_limit=1)
-        ix_collection.change(self.table, [ix_collection], [table], queue=False)
-        refresh.click(self.refresh, [ix_collection], [table, ix_collection, up_collection], queue=False)
-        index_btn.click(self.index, [ix_collection], [index_result, table], concurrency_limit=1)
-        reindex_btn.click(self.reindex_all, [ix_collection], [index_result, table], concurrency_limit=1)
-        retry_btn.click(self.retry_failed, [ix_collection], [index_result, table], concurrency_limit=1)
-        with_password.click(self.index_with_password, [ix_collection, doc_id, password],
+        self.pickers = [self.up_collection, self.ix_collection]
+        create.click(self.create_collection, [new_name, new_visibility, new_members],
+                     [self.up_collection, self.ix_collection, new_name, upload_result], concurrency_limit=1)
+        upload.click(self.upload, [self.up_collection, files, index_now],
+                     [upload_result, table, files, self.ix_collection], concurrency_limit=1)
+        shown = [table, sharing_note, visibility, members, selected, selected_note, confirm]
+        self.ix_collection.change(self.show_collection, [self.ix_collection], shown, queue=False)
+        refresh.click(self.refresh, [self.ix_collection], [self.up_collection, self.ix_collection] + shown,
+                      queue=False)
+        table.select(self.select_row, [self.ix_collection], [selected, selected_note, confirm], queue=False)
+        index_btn.click(self.index, [self.ix_collection], [index_result, table], concurrency_limit=1)
+        reindex_btn.click(self.reindex_all, [self.ix_collection], [index_result, table], concurrency_limit=1)
+        retry_btn.click(self.retry_failed, [self.ix_collection], [index_result, table], concurrency_limit=1)
+        with_password.click(self.index_with_password, [self.ix_collection, selected, password],
                             [index_result, table, password], concurrency_limit=1)
-        delete.click(self.delete, [ix_collection, doc_id], [index_result, table], concurrency_limit=1)
-        if not unavailable:
-            reembed.click(self.reembed, [model_choice], [model_note], concurrency_limit=1)
+        delete.click(self.ask_delete, [self.ix_collection, selected], [confirm, confirm_text, index_result],
+                     queue=False)
+        confirm_no.click(lambda: gr.Group(visible=False), None, [confirm], queue=False)
+        confirm_yes.click(self.delete, [self.ix_collection, selected],
+                          [index_result, table, selected, selected_note, confirm], concurrency_limit=1)
+        share.click(self.share, [self.ix_collection, visibility, members], [sharing_note, index_result],
+                    concurrency_limit=1)
+        reembed.click(self.reembed, [model_choice], [model_note], concurrency_limit=1)
+
+    # -- per-user state ----------------------------------------------------------------
+    def load_outputs(self) -> list:
+        return [self.upload_tab, self.up_collection, self.ix_collection, self.manage_row, self.password_box,
+                self.sharing_box, self.embedding_box]
+
+    def on_load(self, actor) -> list:
+        managed, readable = self._managed(actor), self._readable(actor)
+        default = self.documents.settings.default_collection
+        first_managed = default if default in managed else (managed[0] if managed else None)
+        first_readable = default if default in readable else (readable[0] if readable else None)
+        return [gr.Tab(visible=actor.can_upload), gr.Dropdown(choices=managed, value=first_managed),
+                gr.Dropdown(choices=readable, value=first_readable), gr.Row(visible=actor.can_upload),
+                gr.Accordion(visible=actor.can_upload), gr.Accordion(visible=actor.can_upload),
+                gr.Accordion(visible=actor.is_admin and self.documents.available() is None)]
+
+    def picker_updates(self, actor) -> list:
+        """New choices for both pickers (a collection created or shared elsewhere appears)."""
+        return [gr.Dropdown(choices=self._managed(actor)), gr.Dropdown(choices=self._readable(actor))]
 
     @staticmethod
     def _model_note(name: str) -> str:
@@ -107,90 +188,147 @@ class DocumentTabs:
                 "not read again.")
 
     # -- handlers --------------------------------------------------------------------
-    def reembed(self, model, progress=gr.Progress()):
+    def show_collection(self, collection, request: gr.Request):
+        actor = self._actor(request)
+        found = next((c for c in self.documents.collection_access(actor) if c.name == collection), None) \
+            if self.documents.available() is None else None
+        visibility = found.visibility if found else "private"
+        members = ", ".join(found.members) if found else ""
+        return (self.rows(collection, actor), self.sharing_text(collection, actor), visibility, members, None,
+                "", gr.Group(visible=False))
+
+    def refresh(self, collection, request: gr.Request):
+        actor = self._actor(request)
+        return (*self.picker_updates(actor), *self.show_collection(collection, request))
+
+    def select_row(self, collection, evt: gr.SelectData, request: gr.Request):
+        actor = self._actor(request)
+        row = evt.row_value if evt is not None else None
+        try:
+            doc_id = int(row[0]) if row else None
+        except (TypeError, ValueError):
+            doc_id = None
+        doc = next((d for d in self.documents.documents(collection, actor) if d.id == doc_id), None) \
+            if doc_id is not None else None
+        if doc is None:
+            return None, "", gr.Group(visible=False)
+        return doc.id, f"Selected: **{safe_markdown(doc.label)}** ({STATUS_WORDS.get(doc.status, doc.status)})", \
+            gr.Group(visible=False)
+
+    def reembed(self, model, request: gr.Request, progress=gr.Progress()):
         started = time.perf_counter()
         try:
-            count = self.documents.reembed(model, progress=lambda f, what: progress(f, desc=what))
+            count = self.documents.reembed(model, progress=lambda f, what: progress(f, desc=what),
+                                           actor=self._actor(request))
         except UserError as exc:
-            return self._model_note(self.documents.embedding_model_name()) + f"\n\n⚠️ {exc.user_message}"
-        return (self._model_note(model) + f"\n\n✅ Re-embedded {count} chunks in "
+            return self._model_note(self.documents.embedding_model_name()) + f"\n\n⚠ {exc.user_message}"
+        return (self._model_note(model) + f"\n\nRe-embedded {count} chunks in "
                 f"{time.perf_counter() - started:.1f} s.")
 
-    def refresh(self, collection):
-        names = self._collections()
-        return self.table(collection), gr.Dropdown(choices=names), gr.Dropdown(choices=names)
-
-    def create_collection(self, name):
+    def create_collection(self, name, visibility, members, request: gr.Request):
         try:
-            created = self.documents.create_collection(name)
+            actor = self._actor(request)
+            created = self.documents.create_collection(name, actor, visibility or "private",
+                                                       member_names(members) if visibility == "shared" else ())
         except UserError as exc:
-            return gr.skip(), gr.skip(), name, f"⚠️ {exc.user_message}"
-        names = self._collections()
-        return (gr.Dropdown(choices=names, value=created), gr.Dropdown(choices=names, value=created), "",
-                f"Collection **{created}** is ready.")
+            return gr.skip(), gr.skip(), name, f"⚠ {exc.user_message}"
+        return (gr.Dropdown(choices=self._managed(actor), value=created),
+                gr.Dropdown(choices=self._readable(actor), value=created), "",
+                f"Collection **{safe_markdown(created)}** is ready.")
 
-    def upload(self, collection, files, index_now, progress=gr.Progress()):
+    def share(self, collection, visibility, members, request: gr.Request):
+        try:
+            actor = self._actor(request)
+            if visibility not in VISIBILITIES:
+                raise UserError("Choose who can read the collection.")
+            self.documents.share(collection, visibility, member_names(members), actor)
+        except UserError as exc:
+            return gr.skip(), f"⚠ {exc.user_message}"
+        return self.sharing_text(collection, actor), "Sharing saved."
+
+    def upload(self, collection, files, index_now, request: gr.Request, progress=gr.Progress()):
         if not files:
-            return "⚠️ Choose one or more PDF files first.", gr.skip(), gr.skip(), gr.skip()
+            return "⚠ Choose one or more PDF files first.", gr.skip(), gr.skip(), gr.skip()
         try:
-            results = self.documents.add_uploads(collection, [upload_name(f) for f in files])
+            actor = self._actor(request)
+            results = self.documents.add_uploads(collection, [upload_name(f) for f in files], actor)
         except UserError as exc:
-            return f"⚠️ {exc.user_message}", gr.skip(), None, gr.skip()
+            return f"⚠ {exc.user_message}", gr.skip(), None, gr.skip()
         lines = []
         for r in results:
             label = safe_markdown(r.label)
             if r.error:
-                lines.append(f"- ❌ **{label}**: {r.error}")
+                lines.append(f"- **{label}**: refused. {r.error}")
             elif r.duplicate:
-                lines.append(f"- ↺ **{label}** is already in this collection (same content as "
+                lines.append(f"- **{label}** is already in this collection (same content as "
                              f"“{safe_markdown(r.document.label)}”), not added again.")
             else:
-                lines.append(f"- ✅ **{label}** added.")
+                lines.append(f"- **{label}** added.")
         text = "\n".join(lines)
         if index_now and any(r.document and not r.duplicate for r in results):
-            text += "\n\n" + self._run_index(collection, progress, [])
-        return text, self.table(collection), None, gr.Dropdown(value=collection)
+            text += "\n\n" + self._run_index(collection, progress, actor, [])
+        return text, self.rows(collection, actor), None, gr.Dropdown(value=collection)
 
-    def _run_index(self, collection, progress, doc_ids=None, only_failed=False, passwords=None) -> str:
+    def _run_index(self, collection, progress, actor, doc_ids=None, only_failed=False, passwords=None) -> str:
         try:
             report = self.documents.reindex(collection, doc_ids, only_failed=only_failed, passwords=passwords,
-                                            progress=lambda f, what: progress(f, desc=what))
+                                            progress=lambda f, what: progress(f, desc=what), actor=actor)
         except UserError as exc:
-            return f"⚠️ {exc.user_message}"
+            return f"⚠ {exc.user_message}"
         return safe_markdown(report.summary())
 
-    def index(self, collection, progress=gr.Progress()):
-        if not any(d.status == "queued" for d in self.documents.documents(collection)):
-            return "Nothing is queued in this collection.", self.table(collection)
-        return self._run_index(collection, progress, []), self.table(collection)
+    def _docs(self, collection, actor):
+        try:
+            return self.documents.documents(collection, actor)
+        except UserError:
+            return []
 
-    def reindex_all(self, collection, progress=gr.Progress()):
-        return self._run_index(collection, progress, None), self.table(collection)
+    def index(self, collection, request: gr.Request, progress=gr.Progress()):
+        actor = self._actor(request)
+        if not any(d.status == "queued" for d in self._docs(collection, actor)):
+            return "Nothing is queued in this collection.", self.rows(collection, actor)
+        return self._run_index(collection, progress, actor, []), self.rows(collection, actor)
 
-    def retry_failed(self, collection, progress=gr.Progress()):
-        if not any(d.status == "failed" for d in self.documents.documents(collection)):
-            return "No document has failed in this collection.", self.table(collection)
-        return self._run_index(collection, progress, None, only_failed=True), self.table(collection)
+    def reindex_all(self, collection, request: gr.Request, progress=gr.Progress()):
+        actor = self._actor(request)
+        return self._run_index(collection, progress, actor, None), self.rows(collection, actor)
 
-    def _find(self, collection, doc_id):
+    def retry_failed(self, collection, request: gr.Request, progress=gr.Progress()):
+        actor = self._actor(request)
+        if not any(d.status == "failed" for d in self._docs(collection, actor)):
+            return "No document has failed in this collection.", self.rows(collection, actor)
+        return self._run_index(collection, progress, actor, None, only_failed=True), self.rows(collection, actor)
+
+    def _find(self, collection, doc_id, actor):
         if doc_id is None:
-            raise UserError("Enter the id of a document from the table first.")
-        doc = next((d for d in self.documents.documents(collection) if d.id == int(doc_id)), None)
+            raise UserError("Click a document in the table first.")
+        doc = next((d for d in self.documents.documents(collection, actor) if d.id == int(doc_id)), None)
         if doc is None:
             raise UserError(f"There is no document {int(doc_id)} in collection {collection}.")
         return doc
 
-    def index_with_password(self, collection, doc_id, password, progress=gr.Progress()):
+    def index_with_password(self, collection, doc_id, password, request: gr.Request, progress=gr.Progress()):
         try:
-            doc = self._find(collection, doc_id)
+            actor = self._actor(request)
+            doc = self._find(collection, doc_id, actor)
         except UserError as exc:
-            return f"⚠️ {exc.user_message}", self.table(collection), ""
-        return (self._run_index(collection, progress, [doc.id], passwords={doc.id: password or ""}),
-                self.table(collection), "")
+            return f"⚠ {exc.user_message}", gr.skip(), ""
+        return (self._run_index(collection, progress, actor, [doc.id], passwords={doc.id: password or ""}),
+                self.rows(collection, actor), "")
 
-    def delete(self, collection, doc_id):
+    def ask_delete(self, collection, doc_id, request: gr.Request):
         try:
-            doc = self.documents.delete(self._find(collection, doc_id).id)
+            doc = self._find(collection, doc_id, self._actor(request))
         except UserError as exc:
-            return f"⚠️ {exc.user_message}", self.table(collection)
-        return f"Deleted **{safe_markdown(doc.label)}** and its {doc.chunks or 0} chunks.", self.table(collection)
+            return gr.Group(visible=False), "", f"⚠ {exc.user_message}"
+        return (gr.Group(visible=True), f"Delete **{safe_markdown(doc.label)}** and its {doc.chunks or 0} chunks "
+                "from the collection? This cannot be undone.", "")
+
+    def delete(self, collection, doc_id, request: gr.Request):
+        try:
+            actor = self._actor(request)
+            doc = self.documents.delete(self._find(collection, doc_id, actor).id, actor)
+        except UserError as exc:
+            return f"⚠ {exc.user_message}", gr.skip(), gr.skip(), gr.skip(), gr.Group(visible=False)
+        return (f"Deleted **{safe_markdown(doc.label)}** and its {doc.chunks or 0} chunks.",
+                self.rows(collection, actor), None, "", gr.Group(visible=False))

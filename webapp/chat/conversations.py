@@ -1,0 +1,166 @@
+"""Conversations kept per user in the data folder's SQLite, so a reload or a second browser
+shows the same chat, and the model is given the history the server stored rather than whatever
+a client sends.
+
+Every query names the owner: another user's conversation id finds nothing, exactly like an id
+that does not exist (no way to tell the two apart). Sources are stored as JSON with each answer
+(document label and page), so an export reproduces the citations without the documents.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from webapp.auth.access import Actor
+from webapp.errors import UserError
+from webapp.llm.base import ChatMessage
+from webapp.sqlite_db import ThreadConnections
+
+MAX_TITLE = 80
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS conversations (
+    id INTEGER PRIMARY KEY,
+    owner TEXT NOT NULL COLLATE NOCASE,
+    title TEXT NOT NULL,
+    collection TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS conversations_by_owner ON conversations(owner, updated_at);
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY,
+    conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+    role TEXT NOT NULL CHECK (role IN ('user', 'assistant')),
+    content TEXT NOT NULL,
+    sources TEXT NOT NULL DEFAULT '[]',
+    created_at TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS messages_by_conversation ON messages(conversation_id, id);
+"""
+
+
+@dataclass(frozen=True)
+class Conversation:
+    id: int
+    title: str
+    collection: str | None
+    created_at: str
+    updated_at: str
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    role: str
+    content: str
+    sources: list[dict] = field(default_factory=list)  # [{"document": label, "page": n}]
+
+    def citation_line(self) -> str:
+        return "; ".join(f"[{n}] {s['document']}, page {s['page']}" for n, s in enumerate(self.sources, start=1))
+
+
+class NoConversation(UserError):
+    pass
+
+
+def title_from(question: str) -> str:
+    line = " ".join((question or "").split())
+    line = "".join(ch for ch in line if ch.isprintable())
+    return (line[:MAX_TITLE - 1] + "…") if len(line) > MAX_TITLE else (line or "New conversation")
+
+
+def _now() -> str:
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class ConversationStore:
+    def __init__(self, data_dir: Path):
+        path = Path(data_dir) / "store.sqlite3"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._connections = ThreadConnections(path)
+        self._db().executescript(SCHEMA)
+
+    def _db(self) -> sqlite3.Connection:
+        return self._connections.get()
+
+    @staticmethod
+    def _conversation(row) -> Conversation:
+        return Conversation(row["id"], row["title"], row["collection"], row["created_at"], row["updated_at"])
+
+    def list(self, actor: Actor, limit: int = 200) -> list[Conversation]:
+        rows = self._db().execute("SELECT * FROM conversations WHERE owner = ? ORDER BY updated_at DESC, id DESC "
+                                  "LIMIT ?", (actor.name, limit))
+        return [self._conversation(r) for r in rows]
+
+    def get(self, actor: Actor, conversation_id: int | None) -> Conversation:
+        try:
+            cid = int(conversation_id)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise NoConversation("Choose a conversation first.") from None
+        row = self._db().execute("SELECT * FROM conversations WHERE id = ? AND owner = ?", (cid, actor.name)).fetchone()
+        if row is None:
+            raise NoConversation("That conversation does not exist (it may have been deleted).")
+        return self._conversation(row)
+
+    def create(self, actor: Actor, first_question: str, collection: str | None) -> Conversation:
+        now = _now()
+        cur = self._db().execute(
+            "INSERT INTO conversations(owner, title, collection, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
+            (actor.name, title_from(first_question), collection, now, now))
+        return self.get(actor, cur.lastrowid)
+
+    def messages(self, actor: Actor, conversation_id: int) -> list[StoredMessage]:
+        conversation = self.get(actor, conversation_id)
+        rows = self._db().execute("SELECT role, content, sources FROM messages WHERE conversation_id = ? ORDER BY id",
+                                  (conversation.id,))
+        return [StoredMessage(r["role"], r["content"], json.loads(r["sources"] or "[]")) for r in rows]
+
+    def history(self, actor: Actor, conversation_id: int) -> list[ChatMessage]:
+        """The stored turns as the model sees them (without the citation lines)."""
+        return [ChatMessage(m.role, m.content) for m in self.messages(actor, conversation_id) if m.content]
+
+    def append(self, actor: Actor, conversation_id: int, role: str, content: str,
+               sources: list[dict] | None = None) -> None:
+        conversation = self.get(actor, conversation_id)
+        db = self._db()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute("INSERT INTO messages(conversation_id, role, content, sources, created_at) VALUES (?, ?, ?, ?, ?)",
+                       (conversation.id, role, content, json.dumps(sources or []), _now()))
+            db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (_now(), conversation.id))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def rename(self, actor: Actor, conversation_id: int, title: str) -> Conversation:
+        conversation = self.get(actor, conversation_id)
+        clean = title_from(title)
+        if not (title or "").strip():
+            raise UserError("Type a new title first.")
+        self._db().execute("UPDATE conversations SET title = ? WHERE id = ?", (clean, conversation.id))
+        return self.get(actor, conversation.id)
+
+    def delete(self, actor: Actor, conversation_id: int) -> Conversation:
+        conversation = self.get(actor, conversation_id)
+        self._db().execute("DELETE FROM conversations WHERE id = ?", (conversation.id,))  # cascades to messages
+        return conversation
+
+    def delete_all_of(self, name: str) -> None:
+        self._db().execute("DELETE FROM conversations WHERE owner = ?", (name,))
+
+    def export_markdown(self, actor: Actor, conversation_id: int) -> str:
+        conversation = self.get(actor, conversation_id)
+        lines = [f"# {conversation.title}", "",
+                 f"_Exported from DocChat · started {conversation.created_at[:16].replace('T', ' ')} UTC"
+                 + (f" · documents: {conversation.collection}" if conversation.collection else "") + "_", ""]
+        for m in self.messages(actor, conversation.id):
+            lines += [f"**{'You' if m.role == 'user' else 'DocChat'}:**", "", m.content.strip(), ""]
+            if m.sources:
+                lines += ["Sources: " + m.citation_line(), ""]
+        return "\n".join(lines)
+
+    def close(self) -> None:
+        self._connections.close()
