@@ -111,7 +111,10 @@ def test_no_event_hands_back_or_reads_a_server_file_named_in_its_input(server, t
             assert secret not in fetched.text, (api, url)
         # the path itself must not even be accepted as an upload
         assert one_sentence_or_refused(status, events), (api, events[-1:])
-    assert {"respond", "upload"} <= set(probed), probed
+    assert "upload" in probed, probed
+    # The chat no longer takes the conversation from the client at all: the server keeps it.
+    respond = next(kinds for api, _, kinds, _ in dependencies(server["config"]) if api == "respond")
+    assert "chatbot" not in respond, respond
     # Nothing the app keeps holds the canary: not the stored files, not Gradio's caches.
     for path in Path(data).rglob("*"):
         if path.is_file() and path.stat().st_size < 10_000_000:
@@ -165,7 +168,7 @@ def test_malformed_gradio_payloads_get_a_4xx_or_one_sentence(server):
         status, _ = call(base, api, [])
         assert 400 <= status < 500, (api, status)
     # the message limit is a sentence the user can act on
-    status, events = call(base, "respond", ["z" * 40_000, [], "smollm2-135m-instruct-int4", 16, 0, None])
+    status, events = call(base, "respond", ["z" * 40_000, None, "smollm2-135m-instruct-int4", 16, 0, None])
     assert "characters; the limit is" in json.dumps(events)
     alive(base)
 
@@ -179,9 +182,9 @@ def test_traversal_and_hostile_names_stay_labels(server, tmp_path):
         assert one_sentence_or_refused(status, events), (name, events[-1:])
     assert not list(Path("/tmp").glob("escape-*"))
     # the pickers only take values they offered
-    status, events = call(base, "respond", ["hi", [], "../../../etc/passwd", 16, 0, None])
+    status, events = call(base, "respond", ["hi", None, "../../../etc/passwd", 16, 0, None])
     assert one_sentence_or_refused(status, events) and "root:" not in json.dumps(events)
-    status, events = call(base, "respond", ["hi", [], "smollm2-135m-instruct-int4", 16, 0, "../../etc"])
+    status, events = call(base, "respond", ["hi", None, "smollm2-135m-instruct-int4", 16, 0, "../../etc"])
     assert one_sentence_or_refused(status, events)
     # an upload whose name is a path: stored by content, the name only a label
     pdf = make_pdf(tmp_path / "p.pdf", ["A page about hostile names."])

@@ -86,7 +86,7 @@ def test_cli_reads_passwords_from_stdin_never_argv(tmp_path):
     assert "erin" in listing and "admin" in listing and "tokens 1" in listing
     assert "disabled" in run("disable", "erin").stdout
     missing = run("remove", "nobody")
-    assert missing.returncode == 2 and "There is no user named nobody." in missing.stderr
+    assert missing.returncode == 2 and "There is no user named 'nobody'." in missing.stderr
     assert UserStore(tmp_path).user_for_token(token.stdout.strip()) is None  # disabled
 
 

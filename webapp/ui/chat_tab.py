@@ -120,7 +120,8 @@ class ChatTab:
                     self.model = gr.Dropdown(
                         choices=[(c.label, c.name) for c in catalog.choices()], value=catalog.default_choice(),
                         label="Model", scale=4, elem_id="model-picker", interactive=True)
-                    self.collection = gr.Dropdown(choices=[NO_DOCUMENTS], value=NO_DOCUMENTS,
+                    # Filled per user on load; the chat service checks any collection named here.
+                    self.collection = gr.Dropdown(choices=[NO_DOCUMENTS], value=NO_DOCUMENTS, allow_custom_value=True,
                                                   label="Answer from documents in", scale=3, elem_id="collection-picker")
                     refresh = gr.Button("Refresh models", scale=1, size="sm", elem_id="chat-refresh")
                 self.notice = gr.Markdown(self._registry_notice(), elem_id="registry-notice")

@@ -81,7 +81,9 @@ class DocumentTabs:
             if unavailable:
                 gr.Markdown(f"⚠ {unavailable}")
             with gr.Row():
-                self.up_collection = gr.Dropdown([], label="Collection", allow_custom_value=False, scale=3,
+                # Choices are filled per user on page load; API clients name a collection directly,
+                # so any value is taken here and the DocumentService decides whether it may be used.
+                self.up_collection = gr.Dropdown([], label="Collection", allow_custom_value=True, scale=3,
                                                  elem_id="upload-collection")
             with gr.Accordion("New collection", open=False, elem_id="new-collection"):
                 with gr.Row():
@@ -98,7 +100,8 @@ class DocumentTabs:
             upload_result = gr.Markdown(elem_id="upload-result")
         with gr.Tab("Documents", id="index") as self.index_tab:
             with gr.Row():
-                self.ix_collection = gr.Dropdown([], label="Collection", scale=3, elem_id="index-collection")
+                self.ix_collection = gr.Dropdown([], label="Collection", allow_custom_value=True, scale=3,
+                                                 elem_id="index-collection")
                 refresh = gr.Button("Refresh", scale=1, elem_id="index-refresh")
             sharing_note = gr.Markdown(elem_id="sharing-note")
             table = gr.Dataframe(headers=TABLE_HEADERS, value=[], interactive=False, wrap=True,
