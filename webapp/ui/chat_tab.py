@@ -153,7 +153,11 @@ class ChatTab:
         stop.click(self.stop, None, None, cancels=[submit_evt, click_evt], queue=False)
         opened = [self.conversation, self.chatbot, self.title, self.collection, self.stats, self.sources]
         new_chat.click(self.new_conversation, None, opened + [self.history_list], queue=False)
-        self.history_list.input(self.open_conversation, [self.history_list], opened, queue=False)
+        # The list only offers this user's conversations; opening goes through the hidden id, so
+        # API clients open a conversation by id (and the store decides whether it is theirs).
+        self.history_list.input(lambda chosen: chosen, [self.history_list], [self.conversation], queue=False,
+                                api_visibility="private").then(
+            self.open_conversation, [self.conversation], opened, queue=False)
         rename.click(self.rename, [self.conversation, self.title], [self.history_list, self.tools_note], queue=False)
         export.click(self.export, [self.conversation], [export_file, self.tools_note])
         delete.click(lambda c: (gr.Group(visible=c is not None),
@@ -294,11 +298,11 @@ class ChatTab:
             yield conversation, "", "", "", conversation_id, self._radio(actor, conversation_id)
             for ahead in self.chat.wait_for_slot(ticket):
                 yield (conversation, "", f"⏳ The server is busy: {ahead + 1} in line before your answer starts…",
-                       "", gr.skip(), gr.skip())
+                       "", conversation_id, gr.skip())
             loading = not self.chat.catalog.is_loaded(model or "")
             status = f"Loading {model}…" if loading and model else ("Searching the documents…" if collection else "")
             if status:
-                yield conversation, "", status, "", gr.skip(), gr.skip()
+                yield conversation, "", status, "", conversation_id, gr.skip()
             stream = self.chat.reply(model, history, text, params, session=session, collection=collection,
                                      ticket=ticket, actor=actor)
             sources = stream.sources
@@ -306,23 +310,23 @@ class ChatTab:
             for piece in stream:
                 answer += piece
                 conversation[-1] = {"role": "assistant", "content": safe_markdown(answer)}
-                yield conversation, "", "", passages, gr.skip(), gr.skip()
+                yield conversation, "", "", passages, conversation_id, gr.skip()
             store_answer()
             conversation[-1] = display([StoredMessage("assistant", answer, source_records(sources))])[0]
             stats = format_stats(stream.stats, model) if stream.stats.completion_tokens else ""
-            yield conversation, "", stats, passages, gr.skip(), gr.skip()
+            yield conversation, "", stats, passages, conversation_id, gr.skip()
         except UserError as exc:
             log.warning("chat failed for session %s: %s", session, exc.user_message)
             store_answer(("\n\n" if answer else "") + f"⚠ {exc.user_message}")
             conversation[-1] = {"role": "assistant", "content": (safe_markdown(answer) + "\n\n" if answer else "")
                                 + f"⚠ {exc.user_message}"}
-            yield conversation, "", "", gr.skip(), gr.skip(), gr.skip()
+            yield conversation, "", "", gr.skip(), conversation_id, gr.skip()
         except Exception:
             log.exception("unexpected chat failure for session %s", session)
             store_answer(("\n\n" if answer else "") + "⚠ Something went wrong while answering.")
             conversation[-1] = {"role": "assistant", "content": (safe_markdown(answer) + "\n\n" if answer else "")
                                 + "⚠ Something went wrong while answering; the error is in the server log."}
-            yield conversation, "", "", gr.skip(), gr.skip(), gr.skip()
+            yield conversation, "", "", gr.skip(), conversation_id, gr.skip()
         finally:
             ticket.release()  # also when the tab went away or Stop cancelled this event mid-wait
             if answer and not stored:  # stopped or tab closed mid-answer: keep what was said
