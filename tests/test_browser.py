@@ -23,12 +23,23 @@ def browser():
         b.close()
 
 
-def open_app(page, base: str) -> None:
-    """Load the UI and wait until Gradio has rendered it. (Not "networkidle": the page keeps a
+def open_app(page, base: str, new_conversation: bool = True) -> None:
+    """Load the UI and wait until Gradio has rendered it and filled it for the user; then start a
+    new conversation (the page reopens the newest one). (Not "networkidle": the page keeps a
     heartbeat connection open, which is how the server learns that a tab has closed.)"""
     page.goto(base + "/", wait_until="domcontentloaded")
     page.locator("#chatbot").wait_for(timeout=30_000)
     page.locator("#message textarea").wait_for(timeout=30_000)
+    wait_until_loaded(page)
+    if new_conversation:
+        page.locator("#new-chat").click()
+        page.wait_for_function("!document.querySelector('#chatbot [data-testid=\"bot\"], #chatbot .bot-row')",
+                               timeout=10_000)
+
+
+def wait_until_loaded(page) -> None:
+    """The page's per-user load has run once the banner (empty without sign-in) is in place."""
+    page.locator("#user-banner").wait_for(state="attached", timeout=30_000)
 
 
 def bot_messages(page):
@@ -143,7 +154,7 @@ def test_upload_index_and_ask_with_citation(browser, live_server, tmp_path):
     result = upload_and_index(page, pdf)
     assert "travel-policy.pdf" in result.inner_text() and "added" in result.inner_text()
 
-    page.get_by_role("tab", name="Index").click()
+    page.get_by_role("tab", name="Documents").click()
     table = page.locator("#documents-table")
     page.wait_for_function("document.querySelector('#documents-table').innerText.includes('travel-policy.pdf')",
                            timeout=10_000)
@@ -205,7 +216,7 @@ def test_switch_the_embedding_model_from_the_index_tab(browser, registry_dir, tm
     with running_app(registry_dir, data) as base:
         page = browser.new_page(viewport={"width": 1280, "height": 1200})
         open_app(page, base)
-        page.get_by_role("tab", name="Index").click()
+        page.get_by_role("tab", name="Documents").click()
         page.get_by_text("Embedding model", exact=True).click()
         note = page.locator("#embedding-model")
         assert "all-minilm-l6-v2-static" in note.inner_text()

@@ -26,7 +26,7 @@ PICKER_REFRESH_S = 20
 
 def user_banner(services: Services, actor) -> str:
     if not services.auth.enabled:
-        return ""
+        return '<div id="user-banner"></div>'  # (an empty marker: the page has been filled for its user)
     who = f"Signed in as <b>{html.escape(actor.name)}</b> ({html.escape(actor.role)})"
     if services.auth.mode != "password":
         return f'<div id="user-banner">{who}</div>'

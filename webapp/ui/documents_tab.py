@@ -77,7 +77,9 @@ class DocumentTabs:
 
     def render(self) -> None:
         unavailable = self.documents.available()
-        with gr.Tab("Upload", id="upload") as self.upload_tab:
+        # Hidden until the page load shows it to roles that may upload (Gradio hides a tab
+        # reliably only from hidden to shown, not the other way).
+        with gr.Tab("Upload", id="upload", visible=False) as self.upload_tab:
             if unavailable:
                 gr.Markdown(f"⚠ {unavailable}")
             with gr.Row():

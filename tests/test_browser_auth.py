@@ -1,0 +1,178 @@
+"""Sign-in, roles, conversations and collections in a real browser (chromium via Playwright),
+against a real `python -m webapp serve --auth password`, with keyboard and mouse as a person uses them."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import running_app
+from tests.pdfgen import make_pdf
+from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, bot_messages, pick, wait_until_loaded
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+PASSWORDS = {"ada": "ada-admin-pass", "bob": "bob-member-pass", "vic": "vic-viewer-pass"}
+ROLES = {"ada": "admin", "bob": "member", "vic": "viewer"}
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def server(registry_dir, tmp_path_factory):
+    from webapp.auth.users import UserStore
+
+    data = tmp_path_factory.mktemp("browser-auth-data")
+    store = UserStore(data)
+    for name, role in ROLES.items():
+        store.add(name, role, PASSWORDS[name])
+    store.close()
+    with running_app(registry_dir, data, extra_env={"DOCCHAT_AUTH": "password", "DOCCHAT_MAX_NEW_TOKENS": "24"}) as base:
+        yield base
+
+
+def sign_in(browser, base: str, name: str, password: str | None = None):
+    """A fresh browser context (its own cookies), signed in with the keyboard."""
+    context = browser.new_context(viewport={"width": 1300, "height": 1000})
+    page = context.new_page()
+    page.goto(base + "/", wait_until="domcontentloaded")
+    assert "/auth/login" in page.url
+    wait_for_name_focus(page)
+    page.keyboard.type(name)  # the name field has the focus
+    page.keyboard.press("Tab")
+    page.keyboard.type(password or PASSWORDS[name])
+    page.keyboard.press("Enter")
+    page.wait_for_url(lambda url: "/auth/login" not in url, timeout=30_000)
+    page.locator("#chatbot").wait_for(timeout=30_000)
+    wait_until_loaded(page)
+    return page
+
+
+def wait_for_name_focus(page) -> None:
+    """The sign-in page puts the cursor in the name field (autofocus), as a person would see."""
+    page.wait_for_function("document.activeElement && document.activeElement.id === 'username'", timeout=10_000)
+
+
+def visible_tabs(page) -> list[str]:
+    return [t.inner_text().strip() for t in page.get_by_role("tab").all() if t.is_visible()]
+
+
+def test_sign_in_with_the_keyboard_roles_shape_the_page_and_sign_out(browser, server):
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(server + "/", wait_until="domcontentloaded")
+    wait_for_name_focus(page)
+    page.keyboard.type("vic")
+    page.keyboard.press("Tab")
+    page.keyboard.type("wrong password")
+    page.keyboard.press("Enter")
+    page.get_by_text("Wrong user name or password").wait_for(timeout=10_000)
+    context.close()
+
+    expected = {"vic": ["Chat", "Documents"], "bob": ["Chat", "Upload", "Documents"],
+                "ada": ["Chat", "Upload", "Documents", "Compare", "Users"]}
+    for name, tabs in expected.items():
+        page = sign_in(browser, server, name)
+        banner = page.locator("#user-banner").inner_text()
+        assert f"Signed in as {name} ({ROLES[name]})" in banner
+        page.wait_for_timeout(500)
+        assert visible_tabs(page) == tabs, (name, visible_tabs(page))
+        page.locator("#sign-out").click()
+        page.locator("#username").wait_for(timeout=10_000)
+        page.goto(server + "/", wait_until="domcontentloaded")
+        assert "/auth/login" in page.url  # signed out for real, not just a page change
+        page.context.close()
+
+
+def test_conversations_survive_a_reload_and_a_second_browser(browser, server):
+    page = sign_in(browser, server, "bob")
+    page.locator("#new-chat").click()
+    page.locator("#message textarea").click()
+    page.keyboard.type("Name one planet of the solar system.")
+    page.keyboard.press("Enter")
+    page.locator("#chat-stats").get_by_text("tok/s").wait_for(timeout=60_000)
+    answer = bot_messages(page).last.inner_text().strip()
+    assert answer
+    conversations = page.locator("#conversations")
+    conversations.get_by_text("Name one planet of the solar system.").wait_for(timeout=10_000)
+
+    page.reload(wait_until="domcontentloaded")
+    page.locator("#chatbot").wait_for(timeout=30_000)
+    wait_until_loaded(page)
+    page.locator("#chatbot").get_by_text("Name one planet of the solar system.").wait_for(timeout=10_000)
+    assert bot_messages(page).last.inner_text().strip() == answer
+
+    second = sign_in(browser, server, "bob")  # another browser: its own cookies, same user
+    second.locator("#chatbot").get_by_text("Name one planet of the solar system.").wait_for(timeout=10_000)
+    assert bot_messages(second).last.inner_text().strip() == answer
+    second.context.close()
+
+    other = sign_in(browser, server, "vic")  # nothing of bob's is on vic's page
+    assert "Name one planet" not in other.locator("#conversations").inner_text()
+    assert "Name one planet" not in other.locator("#chatbot").inner_text()
+    other.context.close()
+
+    page.get_by_text("Rename, export, delete").click()
+    title = page.locator("#conversation-title input, #conversation-title textarea").first
+    title.fill("Planets")
+    page.locator("#conversation-rename").click()
+    conversations.get_by_text("Planets", exact=True).wait_for(timeout=10_000)
+    page.locator("#conversation-delete").click()
+    page.locator("#conversation-delete-yes").click()
+    page.wait_for_function("!document.querySelector('#conversations').innerText.includes('Planets')",
+                           timeout=10_000)
+    assert bot_messages(page).count() == 0
+    page.context.close()
+
+
+def test_collections_and_documents_from_the_table(browser, server, tmp_path):
+    pdf = make_pdf(tmp_path / "orbit-notes.pdf", ["Orbit notes. Mars takes 687 Earth days to orbit the Sun."])
+    page = sign_in(browser, server, "bob")
+    page.get_by_role("tab", name="Upload").click()
+    page.get_by_text("New collection", exact=True).click()
+    page.locator("#new-collection-name input, #new-collection-name textarea").first.fill("bob-papers")
+    page.locator("#create-collection").click()
+    page.locator("#upload-result").get_by_text("is ready").wait_for(timeout=10_000)
+    assert page.locator("#upload-collection input").input_value() == "bob-papers"
+    page.locator("#upload-files input[type=file]").set_input_files(str(pdf))
+    page.wait_for_timeout(500)
+    page.locator("#upload-button").click()
+    page.locator("#upload-result").get_by_text("Indexed 1 document").wait_for(timeout=90_000)
+
+    # The new collection is in the Chat tab's picker without pressing anything.
+    page.get_by_role("tab", name="Chat").click()
+    page.locator("#collection-picker input").click()
+    page.get_by_role("option", name="bob-papers", exact=True).wait_for(timeout=10_000)
+    page.keyboard.press("Escape")
+
+    # Documents: choose a row with the mouse, delete it after a confirmation.
+    page.get_by_role("tab", name="Documents").click()
+    pick(page, "index-collection", "bob-papers")
+    table = page.locator("#documents-table")
+    table.get_by_test_id("cell-0-1").get_by_text("orbit-notes.pdf").wait_for(timeout=10_000)
+    assert "indexed" in table.inner_text()
+    table.get_by_test_id("cell-0-1").click()
+    page.locator("#selected-document-note").get_by_text("orbit-notes.pdf").wait_for(timeout=10_000)
+    page.locator("#delete-document").click()
+    page.locator("#delete-confirm-text").get_by_text("cannot be undone").wait_for(timeout=10_000)
+    page.locator("#delete-cancel").click()
+    assert "orbit-notes.pdf" in table.inner_text()
+    page.locator("#delete-document").click()
+    page.locator("#delete-confirm").click()
+    page.locator("#index-result").get_by_text("Deleted").wait_for(timeout=10_000)
+    page.wait_for_function("!document.querySelector('#documents-table').innerText.includes('orbit-notes.pdf')",
+                           timeout=10_000)
+
+    viewer = sign_in(browser, server, "vic")  # bob's private collection is not offered to vic
+    viewer.locator("#collection-picker input").click()
+    viewer.get_by_role("option", name="default", exact=True).wait_for(timeout=10_000)
+    assert viewer.get_by_role("option", name="bob-papers", exact=True).count() == 0
+    viewer.context.close()
+    page.context.close()

@@ -1,0 +1,101 @@
+"""Upgrading a data folder written by the main before users existed (tests/fixtures/data-v1).
+
+Its collections must become admin-owned and readable by everyone, its documents searchable by any
+signed-in user, and a crash in the middle of the migration must leave the old format intact so
+that the next start simply migrates again.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+FIXTURE = ROOT / "tests" / "fixtures" / "data-v1"
+
+
+def meta(data: Path) -> dict:
+    conn = sqlite3.connect(data / "store.sqlite3")
+    try:
+        return dict(conn.execute("SELECT key, value FROM meta"))
+    finally:
+        conn.close()
+
+
+def collection_columns(data: Path) -> set[str]:
+    conn = sqlite3.connect(data / "store.sqlite3")
+    try:
+        return {r[1] for r in conn.execute("PRAGMA table_info(collections)")}
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def old_folder(tmp_path) -> Path:
+    data = tmp_path / "data"
+    shutil.copytree(FIXTURE, data)
+    assert meta(data)["format_version"] == "1" and "owner" not in collection_columns(data)
+    return data
+
+
+def test_old_documents_become_admin_owned_and_shared_with_everyone(old_folder, settings_factory):
+    from webapp.auth.access import Actor
+    from webapp.documents.service import DocumentService
+
+    docs = DocumentService(settings_factory(data_dir=old_folder))
+    try:
+        viewer, member, admin = Actor("vic", "viewer"), Actor("bob", "member"), Actor("ada", "admin")
+        access = {c.name: c for c in docs.collection_access(viewer)}
+        assert set(access) == {"default", "reports"}
+        assert all(c.owner is None and c.visibility == "everyone" for c in access.values())
+        assert meta(old_folder)["format_version"] == "2" and "migrated_at" in meta(old_folder)
+        # Everyone reads the old documents; only admins manage them.
+        assert [p.document for p in docs.search("default", "volcano lava magma", actor=viewer)][:1] == ["volcano.pdf"]
+        assert [p.document for p in docs.search("reports", "honey bees waggle dance", actor=member)][:1] == ["bees.pdf"]
+        assert docs.managed_collections(member) == [] and docs.managed_collections(admin) == ["default", "reports"]
+        assert {d.label for d in docs.documents(None, viewer)} == {"volcano.pdf", "bees.pdf"}
+        assert docs.repairs == []  # the FAISS files of format 1 are used as they are
+    finally:
+        docs.close()
+
+
+def test_a_crash_during_the_migration_leaves_the_old_format(old_folder, settings_factory, monkeypatch):
+    import webapp.rag.store as store_module
+    from webapp.documents.service import DocumentService
+
+    real_migrate = store_module.migrate
+
+    def crash_midway(db, version):
+        real_migrate(db, version)  # every step has run inside the transaction...
+        raise KeyboardInterrupt("power cut")  # ...and the process dies before COMMIT
+
+    monkeypatch.setattr(store_module, "migrate", crash_midway)
+    with pytest.raises(KeyboardInterrupt):
+        DocumentService(settings_factory(data_dir=old_folder)).store
+    assert meta(old_folder)["format_version"] == "1"
+    assert "owner" not in collection_columns(old_folder)
+
+    monkeypatch.setattr(store_module, "migrate", real_migrate)
+    docs = DocumentService(settings_factory(data_dir=old_folder))
+    try:
+        assert docs.collections() == ["default", "reports"]
+        assert meta(old_folder)["format_version"] == "2"
+        assert {d.label for d in docs.documents()} == {"volcano.pdf", "bees.pdf"}
+    finally:
+        docs.close()
+
+
+def test_a_newer_format_is_refused_with_a_sentence(old_folder, settings_factory):
+    from webapp.documents.service import DocumentService
+
+    conn = sqlite3.connect(old_folder / "store.sqlite3")
+    conn.execute("UPDATE meta SET value = '99' WHERE key = 'format_version'")
+    conn.commit()
+    conn.close()
+    docs = DocumentService(settings_factory(data_dir=old_folder))
+    assert "has format 99; this version of the app reads formats 1 to 2" in docs.available()
+    assert meta(old_folder)["format_version"] == "99"  # untouched
