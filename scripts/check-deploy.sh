@@ -20,6 +20,11 @@ for overlay in k8s/overlays/*/; do
   echo "rendered $name: $(grep -c '^kind:' "$out/$name.yaml") objects"
   "$OPS/bin/kubernetes-validate" --kubernetes-version "$K8S_VERSION" --strict --quiet "$out/$name.yaml"
   echo "  schema-valid for Kubernetes $K8S_VERSION"
+  # Every overlay signs users in: header behind IAP, passwords elsewhere (never auth none).
+  expected=password; [ "$name" = gke-iap ] && expected=header
+  auth=$(grep -A1 -- "- name: DOCCHAT_AUTH$" "$out/$name.yaml" | sed -n 's/.*value: //p' | sort -u | tr '\n' ' ')
+  [ "$auth" = "$expected " ] || { echo "$name: DOCCHAT_AUTH is '$auth', expected $expected" >&2; exit 1; }
+  echo "  app signs users in: DOCCHAT_AUTH=$expected"
 done
 # Skips carry their reasons as checkov.io/skipN annotations on the objects themselves.
 "$OPS/bin/checkov" --directory "$out" --framework kubernetes --quiet --compact --skip-download
