@@ -17,6 +17,7 @@ from pathlib import Path
 from webapp.auth.access import Actor
 from webapp.errors import UserError
 from webapp.llm.base import ChatMessage
+from webapp.rag.prompt import format_citations
 from webapp.sqlite_db import ThreadConnections
 
 MAX_TITLE = 80
@@ -56,7 +57,7 @@ class StoredMessage:
     sources: list[dict] = field(default_factory=list)  # [{"document": label, "page": n}]
 
     def citation_line(self) -> str:
-        return "; ".join(f"[{n}] {s['document']}, page {s['page']}" for n, s in enumerate(self.sources, start=1))
+        return format_citations((s["document"], s["page"]) for s in self.sources)
 
 
 class NoConversation(UserError):

@@ -44,4 +44,9 @@ def rag_messages(question: str, passages: Sequence[Passage], history: Sequence[C
 
 
 def citation_line(passages: Sequence[Passage]) -> str:
-    return "; ".join(f"[{n}] {p.document}, p. {p.page}" for n, p in enumerate(passages, start=1))
+    return format_citations((p.document, p.page) for p in passages)
+
+
+def format_citations(sources) -> str:
+    """'[1] a.pdf, p. 2; [2] b.pdf, p. 7' from (document, page) pairs: live answers and stored ones alike."""
+    return "; ".join(f"[{n}] {document}, p. {page}" for n, (document, page) in enumerate(sources, start=1))
