@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from tests.conftest import ROOT, running_app
+from tests.gradio_events import call_event
 from tests.pdfgen import make_pdf
 
 PASSWORDS = {"ada": "ada-admin-pass", "bob": "bob-member-pass", "cy": "cy-member-pass", "vic": "vic-viewer-pass",
@@ -47,21 +48,7 @@ class Api:
         self.http = httpx.Client(base_url=base, headers=headers, cookies=cookies, timeout=120, **client_args)
 
     def call(self, api: str, data: list) -> tuple[int, list]:
-        r = self.http.post(f"/gradio_api/call/{api}", json={"data": data})
-        if r.status_code != 200:
-            return r.status_code, []
-        events, kind = [], None
-        with self.http.stream("GET", f"/gradio_api/call/{api}/{r.json()['event_id']}") as stream:
-            for line in stream.iter_lines():
-                if line.startswith("event:"):
-                    kind = line.split(":", 1)[1].strip()
-                elif line.startswith("data:"):
-                    raw = line.split(":", 1)[1].strip()
-                    try:
-                        events.append((kind, json.loads(raw)))
-                    except json.JSONDecodeError:
-                        events.append((kind, raw))
-        return 200, events
+        return call_event(self.http, api, data)
 
     def result(self, api: str, data: list) -> list:
         """The final outputs of an event (fails the test on an HTTP or Gradio error)."""

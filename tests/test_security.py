@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from tests.conftest import running_app
+from tests.gradio_events import call_event
 from tests.pdfgen import make_pdf
 
 FILE_INPUTS = ("chatbot", "file", "files", "image", "gallery", "dataframe")
@@ -32,25 +33,8 @@ def server(registry_dir, tmp_path_factory):
 
 def call(base: str, api: str, data, timeout: float = 120) -> tuple[int, list[tuple[str, object]]]:
     """POST an event, then read its stream: (status of the POST, [(event, data), ...])."""
-    r = httpx.post(f"{base}/gradio_api/call/{api}", json={"data": data} if not isinstance(data, bytes) else None,
-                   content=data if isinstance(data, bytes) else None,
-                   headers={"content-type": "application/json"}, timeout=30)
-    if r.status_code != 200:
-        return r.status_code, []
-    event_id = r.json()["event_id"]
-    events = []
-    with httpx.stream("GET", f"{base}/gradio_api/call/{api}/{event_id}", timeout=timeout) as stream:
-        kind = None
-        for line in stream.iter_lines():
-            if line.startswith("event:"):
-                kind = line.split(":", 1)[1].strip()
-            elif line.startswith("data:"):
-                raw = line.split(":", 1)[1].strip()
-                try:
-                    events.append((kind, json.loads(raw)))
-                except json.JSONDecodeError:
-                    events.append((kind, raw))
-    return 200, events
+    with httpx.Client(base_url=base) as http:
+        return call_event(http, api, data, timeout)
 
 
 def dependencies(config, types=None):

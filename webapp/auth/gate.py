@@ -107,6 +107,11 @@ class Authenticator:
         return Actor(user.name, user.role)
 
 
+    def actor_of(self, request) -> Actor:
+        """The Actor of a Gradio event: its gr.Request carries the signed-in user's name."""
+        return self.actor_for(getattr(request, "username", None) if request is not None else None)
+
+
 def request_user(request) -> User | None:
     """The user the gate put on a Starlette/FastAPI request (None with auth none)."""
     return request.scope.get("state", {}).get(STATE_KEY)

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import threading
-from pathlib import Path
 
 from webapp.auth.access import LOCAL, Actor
 from webapp.bench.engine import BenchConfig, Hooks, run_benchmark, token_counter
 from webapp.bench.report import BenchReport
 from webapp.bench.targets import Target, available_targets
+from webapp.downloads import download_folder
 from webapp.errors import UserError
 from webapp.llm.base import CancelToken
 from webapp.settings import Settings
@@ -68,11 +66,7 @@ class BenchService:
 
     @classmethod
     def export(cls, report: BenchReport) -> list[str]:
-        root = Path(tempfile.gettempdir()) / "docchat-bench"
-        root.mkdir(exist_ok=True)
-        folder = Path(tempfile.mkdtemp(dir=root))
-        for old in sorted(root.iterdir(), key=lambda p: p.stat().st_mtime)[:-cls.KEEP_EXPORTS]:
-            shutil.rmtree(old, ignore_errors=True)
+        folder = download_folder("bench", keep=cls.KEEP_EXPORTS)
         paths = []
         for name, text in (("benchmark.csv", report.to_csv()), ("benchmark.json", report.to_json()),
                            ("benchmark.md", report.to_markdown())):

@@ -55,11 +55,8 @@ def build_ui(services: Services) -> gr.Blocks:
             users.render()
         known = gr.State([])  # the collection names this page was last given, to skip no-op updates
 
-        def actor_of(request: gr.Request):
-            return auth.actor_for(getattr(request, "username", None) if request is not None else None)
-
         def on_load(request: gr.Request):
-            actor = actor_of(request)
+            actor = auth.actor_of(request)
             return [user_banner(services, actor), gr.Tab(visible=actor.is_admin), *chat.on_load(actor),
                     *documents.on_load(actor), *users.on_load(actor), documents.documents.collections(actor)
                     if services.documents.available() is None else []]
@@ -70,7 +67,7 @@ def build_ui(services: Services) -> gr.Blocks:
         pickers = [chat.collection, *documents.pickers, known]
 
         def refresh_pickers(previous, request: gr.Request):
-            actor = actor_of(request)
+            actor = auth.actor_of(request)
             readable = services.documents.collections(actor) if services.documents.available() is None else []
             if readable == previous:
                 return [gr.skip()] * len(pickers)

@@ -16,6 +16,7 @@ import gradio as gr
 from webapp.auth.gate import Authenticator
 from webapp.chat.conversations import ConversationStore, StoredMessage
 from webapp.chat.service import ChatService
+from webapp.downloads import download_folder
 from webapp.errors import UserError
 from webapp.llm.base import ChatMessage, StreamStats
 from webapp.rag.prompt import citation_line
@@ -195,16 +196,13 @@ class ChatTab:
     def _radio(self, actor, selected=None):
         return gr.Radio(choices=[(c.title, c.id) for c in self.conversations.list(actor)], value=selected)
 
-    def _actor(self, request):
-        return self.auth.actor_for(getattr(request, "username", None) if request is not None else None)
-
     # -- conversation list --------------------------------------------------------------
     def new_conversation(self, request: gr.Request):
-        actor = self._actor(request)
+        actor = self.auth.actor_of(request)
         return None, [], "", gr.skip(), "", "", self._radio(actor, None)
 
     def open_conversation(self, conversation_id, request: gr.Request):
-        actor = self._actor(request)
+        actor = self.auth.actor_of(request)
         try:
             found = self.conversations.get(actor, conversation_id)
             messages = self.conversations.messages(actor, found.id)
@@ -215,7 +213,7 @@ class ChatTab:
                 gr.Dropdown(choices=choices, value=self._picker_value(found.collection, choices)), "", "")
 
     def rename(self, conversation_id, title, request: gr.Request):
-        actor = self._actor(request)
+        actor = self.auth.actor_of(request)
         try:
             found = self.conversations.rename(actor, conversation_id, title)
         except UserError as exc:
@@ -223,23 +221,20 @@ class ChatTab:
         return self._radio(actor, found.id), f"Renamed to “{safe_markdown(found.title)}”."
 
     def export(self, conversation_id, request: gr.Request):
-        import tempfile
-        from pathlib import Path
-
-        actor = self._actor(request)
+        actor = self.auth.actor_of(request)
         try:
             found = self.conversations.get(actor, conversation_id)
             text = self.conversations.export_markdown(actor, found.id)
         except UserError as exc:
             return None, f"⚠ {exc.user_message}"
-        folder = Path(tempfile.mkdtemp(prefix="docchat-export-"))
+        folder = download_folder("exports")
         safe = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in found.title)[:40].strip("-") or "conversation"
         path = folder / f"{safe}.md"
         path.write_text(text, encoding="utf-8")
         return str(path), ""
 
     def delete(self, conversation_id, request: gr.Request):
-        actor = self._actor(request)
+        actor = self.auth.actor_of(request)
         try:
             gone = self.conversations.delete(actor, conversation_id)
         except UserError as exc:
@@ -269,7 +264,7 @@ class ChatTab:
         session = request.session_hash if request is not None else None
         collection = None if collection in (None, "", NO_DOCUMENTS) else collection
         try:
-            actor = self._actor(request)
+            actor = self.auth.actor_of(request)
             # The history comes from the server's copy of this user's conversation, never from the
             # client: nothing a client sends can become a file URL or someone else's words.
             history = self.conversations.history(actor, conversation_id) if conversation_id is not None else []

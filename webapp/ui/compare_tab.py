@@ -87,7 +87,7 @@ class CompareTab:
         session = request.session_hash if request else "cli"
         skip = [gr.skip()] * (MAX_PANES + RESULT_OUTPUTS)
         try:
-            actor = self.auth.actor_for(getattr(request, "username", None) if request is not None else None)
+            actor = self.auth.actor_of(request)
             actor.require_admin("run benchmarks")
         except UserError as exc:
             yield (f"⚠ {exc.user_message}", *skip)

@@ -47,9 +47,6 @@ class DocumentTabs:
         self.auth = auth
 
     # -- helpers ---------------------------------------------------------------------
-    def _actor(self, request):
-        return self.auth.actor_for(getattr(request, "username", None) if request is not None else None)
-
     def _readable(self, actor) -> list[str]:
         return [] if self.documents.available() is not None else self.documents.collections(actor)
 
@@ -194,7 +191,7 @@ class DocumentTabs:
 
     # -- handlers --------------------------------------------------------------------
     def show_collection(self, collection, request: gr.Request):
-        actor = self._actor(request)
+        actor = self.auth.actor_of(request)
         found = next((c for c in self.documents.collection_access(actor) if c.name == collection), None) \
             if self.documents.available() is None else None
         visibility = found.visibility if found else "private"
@@ -203,11 +200,11 @@ class DocumentTabs:
                 "", gr.Group(visible=False))
 
     def refresh(self, collection, request: gr.Request):
-        actor = self._actor(request)
+        actor = self.auth.actor_of(request)
         return (*self.picker_updates(actor), *self.show_collection(collection, request))
 
     def select_row(self, collection, evt: gr.SelectData, request: gr.Request):
-        actor = self._actor(request)
+        actor = self.auth.actor_of(request)
         row = evt.row_value if evt is not None else None
         try:
             doc_id = int(row[0]) if row else None
@@ -224,7 +221,7 @@ class DocumentTabs:
         started = time.perf_counter()
         try:
             count = self.documents.reembed(model, progress=lambda f, what: progress(f, desc=what),
-                                           actor=self._actor(request))
+                                           actor=self.auth.actor_of(request))
         except UserError as exc:
             return self._model_note(self.documents.embedding_model_name()) + f"\n\n⚠ {exc.user_message}"
         return (self._model_note(model) + f"\n\nRe-embedded {count} chunks in "
@@ -232,7 +229,7 @@ class DocumentTabs:
 
     def create_collection(self, name, visibility, members, request: gr.Request):
         try:
-            actor = self._actor(request)
+            actor = self.auth.actor_of(request)
             created = self.documents.create_collection(name, actor, visibility or "private",
                                                        member_names(members) if visibility == "shared" else ())
         except UserError as exc:
@@ -243,7 +240,7 @@ class DocumentTabs:
 
     def share(self, collection, visibility, members, request: gr.Request):
         try:
-            actor = self._actor(request)
+            actor = self.auth.actor_of(request)
             if visibility not in VISIBILITIES:
                 raise UserError("Choose who can read the collection.")
             self.documents.share(collection, visibility, member_names(members), actor)
@@ -255,7 +252,7 @@ class DocumentTabs:
         if not files:
             return "⚠ Choose one or more PDF files first.", gr.skip(), gr.skip(), gr.skip()
         try:
-            actor = self._actor(request)
+            actor = self.auth.actor_of(request)
             results = self.documents.add_uploads(collection, [upload_name(f) for f in files], actor)
         except UserError as exc:
             return f"⚠ {exc.user_message}", gr.skip(), None, gr.skip()
@@ -289,17 +286,17 @@ class DocumentTabs:
             return []
 
     def index(self, collection, request: gr.Request, progress=gr.Progress()):
-        actor = self._actor(request)
+        actor = self.auth.actor_of(request)
         if not any(d.status == "queued" for d in self._docs(collection, actor)):
             return "Nothing is queued in this collection.", self.rows(collection, actor)
         return self._run_index(collection, progress, actor, []), self.rows(collection, actor)
 
     def reindex_all(self, collection, request: gr.Request, progress=gr.Progress()):
-        actor = self._actor(request)
+        actor = self.auth.actor_of(request)
         return self._run_index(collection, progress, actor, None), self.rows(collection, actor)
 
     def retry_failed(self, collection, request: gr.Request, progress=gr.Progress()):
-        actor = self._actor(request)
+        actor = self.auth.actor_of(request)
         if not any(d.status == "failed" for d in self._docs(collection, actor)):
             return "No document has failed in this collection.", self.rows(collection, actor)
         return self._run_index(collection, progress, actor, None, only_failed=True), self.rows(collection, actor)
@@ -314,7 +311,7 @@ class DocumentTabs:
 
     def index_with_password(self, collection, doc_id, password, request: gr.Request, progress=gr.Progress()):
         try:
-            actor = self._actor(request)
+            actor = self.auth.actor_of(request)
             doc = self._find(collection, doc_id, actor)
         except UserError as exc:
             return f"⚠ {exc.user_message}", gr.skip(), ""
@@ -323,7 +320,7 @@ class DocumentTabs:
 
     def ask_delete(self, collection, doc_id, request: gr.Request):
         try:
-            doc = self._find(collection, doc_id, self._actor(request))
+            doc = self._find(collection, doc_id, self.auth.actor_of(request))
         except UserError as exc:
             return gr.Group(visible=False), "", f"⚠ {exc.user_message}"
         return (gr.Group(visible=True), f"Delete **{safe_markdown(doc.label)}** and its {doc.chunks or 0} chunks "
@@ -331,7 +328,7 @@ class DocumentTabs:
 
     def delete(self, collection, doc_id, request: gr.Request):
         try:
-            actor = self._actor(request)
+            actor = self.auth.actor_of(request)
             doc = self.documents.delete(self._find(collection, doc_id, actor).id, actor)
         except UserError as exc:
             return f"⚠ {exc.user_message}", gr.skip(), gr.skip(), gr.skip(), gr.Group(visible=False)

@@ -18,9 +18,6 @@ class UsersTab:
         self.admin = admin
         self.auth = auth
 
-    def _actor(self, request):
-        return self.auth.actor_for(getattr(request, "username", None) if request is not None else None)
-
     def rows(self, actor) -> list[list]:
         return [[u.name, u.role, "disabled" if u.disabled else "active", u.tokens, u.created_at[:16].replace("T", " "),
                  (u.last_login_at or "never")[:16].replace("T", " ")] for u in self.admin.list(actor)]
@@ -62,7 +59,7 @@ class UsersTab:
     def run(self, action: str):
         def handler(name, role, password, request: gr.Request):
             try:
-                actor = self._actor(request)
+                actor = self.auth.actor_of(request)
                 message = self._do(actor, action, (name or "").strip(), role, password or "")
                 return self.rows(actor), message, ""
             except UserError as exc:
