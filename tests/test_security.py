@@ -162,7 +162,7 @@ def test_traversal_and_hostile_names_stay_labels(server, tmp_path):
     hostile = ["../../../tmp/escape-" + secrets.token_hex(4), "..", "/etc/passwd", "a\x00b", "<img src=x onerror=1>",
                "'; DROP TABLE documents; --", "x" * 5000]
     for name in hostile:
-        status, events = call(base, "create_collection", [name])
+        status, events = call(base, "create_collection", [name, "private", ""])
         assert one_sentence_or_refused(status, events), (name, events[-1:])
     assert not list(Path("/tmp").glob("escape-*"))
     # the pickers only take values they offered

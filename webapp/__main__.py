@@ -6,6 +6,12 @@
     python -m webapp search "what is the pre-training objective?" --collection papers --k 5 --json
     python -m webapp ask "what is the pre-training objective?" --collection papers --json
     python -m webapp reembed --model all-minilm-l6-v2   # switch the folder's embedding model
+    python -m webapp users add alice --role admin      # the first admin (password from a prompt or stdin)
+    python -m webapp serve --host 0.0.0.0 --auth password
+    python -m webapp ask "..." --collection papers --user alice   # the CLI acts for a user when sign-in is on
+
+Sign-in (docs/users.md): none on 127.0.0.1 by default, password elsewhere, or header behind an
+identity-aware proxy; roles viewer / member / admin; collections private, shared or for everyone.
 
 Every flag also reads from an environment variable (DOCCHAT_HOST, DOCCHAT_PORT,
 DOCCHAT_MODELS_DIR, ...); flags win.

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import ipaddress
 import json
+
+import anyio
 import logging
 from http.cookies import SimpleCookie
 from urllib.parse import quote
@@ -133,7 +135,9 @@ class AuthGate:
             return await self.app(scope, receive, send)
         headers = dict(scope.get("headers") or [])
         client = (scope.get("client") or (None,))[0]
-        user = self.auth.identify(headers, client)
+        # In a worker thread: a SQLite lookup may wait for a writer (indexing holds the database
+        # for a moment per document), and the event loop must keep serving /healthz meanwhile.
+        user = await anyio.to_thread.run_sync(self.auth.identify, headers, client)
         if user is not None:
             scope.setdefault("state", {})[STATE_KEY] = user
             return await self.app(scope, receive, send)

@@ -222,11 +222,14 @@ class UserStore:
         if not (token or "").startswith(TOKEN_PREFIX) or len(token) > 200:
             return None
         row = self._db().execute(
-            "SELECT u.name, t.id AS token_id FROM api_tokens t JOIN users u ON u.id = t.user_id "
+            "SELECT u.name, t.id AS token_id, t.last_used_at FROM api_tokens t JOIN users u ON u.id = t.user_id "
             "WHERE t.token_sha256 = ? AND u.disabled = 0", (_sha256(token),)).fetchone()
         if row is None:
             return None
-        self._db().execute("UPDATE api_tokens SET last_used_at = ? WHERE id = ?", (_now(), row["token_id"]))
+        # Every request carries the token: record its use once per ten minutes, not a write per request.
+        stale = (datetime.now(timezone.utc) - timedelta(minutes=10)).isoformat(timespec="seconds")
+        if not row["last_used_at"] or row["last_used_at"] < stale:
+            self._db().execute("UPDATE api_tokens SET last_used_at = ? WHERE id = ?", (_now(), row["token_id"]))
         return self.get(row["name"])
 
     # -- browser sessions ----------------------------------------------------------------

@@ -292,7 +292,7 @@ class ChatTab:
             # Show the question at once; while the server is full, say how many are ahead.
             yield conversation, "", "", "", conversation_id, self._radio(actor, conversation_id)
             for ahead in self.chat.wait_for_slot(ticket):
-                yield (conversation, "", f"⏳ The server is busy: {ahead + 1} in line before your answer starts…",
+                yield (conversation, "", f"The server is busy: {ahead + 1} in line before your answer starts…",
                        "", conversation_id, gr.skip())
             loading = not self.chat.catalog.is_loaded(model or "")
             status = f"Loading {model}…" if loading and model else ("Searching the documents…" if collection else "")

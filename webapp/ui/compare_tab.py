@@ -118,7 +118,7 @@ class CompareTab:
                 panes = [gr.skip()] * MAX_PANES
                 for tid, i in pane_of.items():
                     panes[i] = gr.Textbox(value=texts[tid], label=labels.get(tid, tid))
-                yield (f"⏳ {state['fraction']:.0%} · {state['message']}", *panes, *([gr.skip()] * RESULT_OUTPUTS))
+                yield (f"Running: {state['fraction']:.0%} · {state['message']}", *panes, *([gr.skip()] * RESULT_OUTPUTS))
         finally:
             # The event ended without the worker: Cancel pressed, or the tab went away and Gradio
             # closed this generator. Nobody will read the results, so stop using the cores.
