@@ -22,7 +22,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from webapp.errors import UserError
-from webapp.sqlite_db import ThreadConnections
+from webapp.sqlite_db import ThreadConnections, transaction
 
 from webapp.auth.access import ROLES
 
@@ -164,7 +164,7 @@ class UserStore:
     def set_disabled(self, name: str, disabled: bool = True) -> User:
         user = self.get(name)
         db = self._db()
-        with _transaction(db):
+        with transaction(db):
             db.execute("UPDATE users SET disabled = ? WHERE id = ?", (int(disabled), user.id))
             if disabled:
                 db.execute("DELETE FROM sessions WHERE user_id = ?", (user.id,))
@@ -176,7 +176,7 @@ class UserStore:
         user = self.get(name)
         db = self._db()
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        with _transaction(db):
+        with transaction(db):
             if "collections" in tables:
                 db.execute("UPDATE collections SET owner = NULL WHERE owner = ? COLLATE NOCASE", (user.name,))
                 db.execute("DELETE FROM collection_members WHERE user_name = ?", (user.name,))
@@ -238,7 +238,7 @@ class UserStore:
         token = SESSION_PREFIX + secrets.token_urlsafe(32)
         expires = (datetime.now(timezone.utc) + timedelta(seconds=lifetime_s)).isoformat(timespec="seconds")
         db = self._db()
-        with _transaction(db):
+        with transaction(db):
             db.execute("DELETE FROM sessions WHERE expires_at < ?", (_now(),))
             db.execute("INSERT INTO sessions(token_sha256, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
                        (_sha256(token), user.id, _now(), expires))
@@ -259,17 +259,3 @@ class UserStore:
     def close(self) -> None:
         self._connections.close()
 
-
-class _transaction:
-    """BEGIN IMMEDIATE ... COMMIT on an autocommit connection (ROLLBACK on any error)."""
-
-    def __init__(self, db: sqlite3.Connection):
-        self.db = db
-
-    def __enter__(self):
-        self.db.execute("BEGIN IMMEDIATE")
-        return self.db
-
-    def __exit__(self, exc_type, *_):
-        self.db.execute("ROLLBACK" if exc_type else "COMMIT")
-        return False

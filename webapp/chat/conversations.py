@@ -18,7 +18,7 @@ from webapp.auth.access import Actor
 from webapp.errors import UserError
 from webapp.llm.base import ChatMessage
 from webapp.rag.prompt import format_citations
-from webapp.sqlite_db import ThreadConnections
+from webapp.sqlite_db import ThreadConnections, transaction
 
 MAX_TITLE = 80
 SCHEMA = """
@@ -55,6 +55,10 @@ class StoredMessage:
     role: str
     content: str
     sources: list[dict] = field(default_factory=list)  # [{"document": label, "page": n}]
+
+    def as_chat(self) -> ChatMessage:
+        """The turn as the model sees it (without the citation line)."""
+        return ChatMessage(self.role, self.content)
 
     def citation_line(self) -> str:
         return format_citations((s["document"], s["page"]) for s in self.sources)
@@ -118,23 +122,13 @@ class ConversationStore:
                                   (conversation.id,))
         return [StoredMessage(r["role"], r["content"], json.loads(r["sources"] or "[]")) for r in rows]
 
-    def history(self, actor: Actor, conversation_id: int) -> list[ChatMessage]:
-        """The stored turns as the model sees them (without the citation lines)."""
-        return [ChatMessage(m.role, m.content) for m in self.messages(actor, conversation_id) if m.content]
-
     def append(self, actor: Actor, conversation_id: int, role: str, content: str,
                sources: list[dict] | None = None) -> None:
         conversation = self.get(actor, conversation_id)
-        db = self._db()
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(self._db()) as db:
             db.execute("INSERT INTO messages(conversation_id, role, content, sources, created_at) VALUES (?, ?, ?, ?, ?)",
                        (conversation.id, role, content, json.dumps(sources or []), _now()))
             db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (_now(), conversation.id))
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
 
     def rename(self, actor: Actor, conversation_id: int, title: str) -> Conversation:
         conversation = self.get(actor, conversation_id)

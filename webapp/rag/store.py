@@ -35,7 +35,7 @@ import numpy as np
 from webapp.auth.access import VISIBILITIES, CollectionAccess
 from webapp.errors import UserError
 from webapp.rag.index_files import IndexDelta, IndexFiles
-from webapp.sqlite_db import ThreadConnections
+from webapp.sqlite_db import ThreadConnections, transaction
 
 log = logging.getLogger(__name__)
 
@@ -198,14 +198,8 @@ class DocumentStore:
             if db.in_transaction:
                 yield db
                 return
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            with transaction(db):
                 yield db
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
 
     def _check_meta(self, db, embedding_model: str, dimension: int) -> None:
         meta = {r["key"]: r["value"] for r in db.execute("SELECT key, value FROM meta")}

@@ -58,8 +58,7 @@ def build_ui(services: Services) -> gr.Blocks:
         def on_load(request: gr.Request):
             actor = auth.actor_of(request)
             return [user_banner(services, actor), gr.Tab(visible=actor.is_admin), *chat.on_load(actor),
-                    *documents.on_load(actor), *users.on_load(actor), documents.documents.collections(actor)
-                    if services.documents.available() is None else []]
+                    *documents.on_load(actor), *users.on_load(actor), documents.readable(actor)]
 
         blocks.load(on_load, None, [banner, compare_tab, *chat.load_outputs(), *documents.load_outputs(),
                                     *users.load_outputs(), known], queue=False)
@@ -68,7 +67,7 @@ def build_ui(services: Services) -> gr.Blocks:
 
         def refresh_pickers(previous, request: gr.Request):
             actor = auth.actor_of(request)
-            readable = services.documents.collections(actor) if services.documents.available() is None else []
+            readable = documents.readable(actor)
             if readable == previous:
                 return [gr.skip()] * len(pickers)
             return [gr.Dropdown(choices=[NO_DOCUMENTS] + readable), *documents.picker_updates(actor), readable]

@@ -267,8 +267,8 @@ class ChatTab:
             actor = self.auth.actor_of(request)
             # The history comes from the server's copy of this user's conversation, never from the
             # client: nothing a client sends can become a file URL or someone else's words.
-            history = self.conversations.history(actor, conversation_id) if conversation_id is not None else []
-            shown = display(self.conversations.messages(actor, conversation_id)) if conversation_id is not None else []
+            stored = self.conversations.messages(actor, conversation_id) if conversation_id is not None else []
+            history, shown = [m.as_chat() for m in stored if m.content], display(stored)
             text = self.chat.validate(message)
             params = self.chat.params(max_new_tokens, temperature)
             ticket = self.chat.admit(session)

@@ -47,7 +47,7 @@ class DocumentTabs:
         self.auth = auth
 
     # -- helpers ---------------------------------------------------------------------
-    def _readable(self, actor) -> list[str]:
+    def readable(self, actor) -> list[str]:
         return [] if self.documents.available() is not None else self.documents.collections(actor)
 
     def _managed(self, actor) -> list[str]:
@@ -169,7 +169,7 @@ class DocumentTabs:
                 self.sharing_box, self.embedding_box]
 
     def on_load(self, actor) -> list:
-        managed, readable = self._managed(actor), self._readable(actor)
+        managed, readable = self._managed(actor), self.readable(actor)
         default = self.documents.settings.default_collection
         first_managed = default if default in managed else (managed[0] if managed else None)
         first_readable = default if default in readable else (readable[0] if readable else None)
@@ -180,7 +180,7 @@ class DocumentTabs:
 
     def picker_updates(self, actor) -> list:
         """New choices for both pickers (a collection created or shared elsewhere appears)."""
-        return [gr.Dropdown(choices=self._managed(actor)), gr.Dropdown(choices=self._readable(actor))]
+        return [gr.Dropdown(choices=self._managed(actor)), gr.Dropdown(choices=self.readable(actor))]
 
     @staticmethod
     def _model_note(name: str) -> str:
@@ -235,7 +235,7 @@ class DocumentTabs:
         except UserError as exc:
             return gr.skip(), gr.skip(), name, f"⚠ {exc.user_message}"
         return (gr.Dropdown(choices=self._managed(actor), value=created),
-                gr.Dropdown(choices=self._readable(actor), value=created), "",
+                gr.Dropdown(choices=self.readable(actor), value=created), "",
                 f"Collection **{safe_markdown(created)}** is ready.")
 
     def share(self, collection, visibility, members, request: gr.Request):
