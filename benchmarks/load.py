@@ -109,7 +109,7 @@ def chat_once(client: httpx.Client, base: str, model: str, max_new_tokens: int) 
     first = None
     try:
         r = client.post(f"{base}/gradio_api/call/respond",
-                        json={"data": [question(), [], model, max_new_tokens, 0, NO_DOCUMENTS]})
+                        json={"data": [question(), None, model, max_new_tokens, 0, NO_DOCUMENTS]})
         if r.status_code != 200:
             return Outcome("failed", time.perf_counter() - started, time.perf_counter() - started,
                            detail=f"POST {r.status_code}")
@@ -132,7 +132,8 @@ def chat_once(client: httpx.Client, base: str, model: str, max_new_tokens: int) 
         stats = data[2] if isinstance(data[2], str) else json.dumps(data[2])
         if "busy" in stats.lower():
             return Outcome("busy", first, total)
-        answer = data[0][-1]["content"] if data[0] else ""
+        content = data[0][-1]["content"] if data[0] else ""
+        answer = content if isinstance(content, str) else "".join(p.get("text", "") for p in content)
         if "⚠️" in str(answer) or not data[0]:
             return Outcome("failed", first, total, detail=str(answer)[-200:])
         tokens = int(m.group(1)) if (m := re.search(r"(\d+) tokens", stats)) else 0
