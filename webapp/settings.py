@@ -130,6 +130,10 @@ class Settings(BaseSettings):
     chunk_size: int = Field(1000, ge=100, description="characters per chunk")
     chunk_overlap: int = Field(150, ge=0, description="characters shared by neighbouring chunks")
     retrieval_k: int = Field(4, ge=1, le=20, description="passages given to the model per question")
+    evidence_sentences: int = Field(3, ge=1, le=10, description=(
+        "sentences of the sources shown as evidence under each grounded answer"))
+    page_cache_mb: float = Field(200.0, gt=0, description=(
+        "disk for rendered, highlighted PDF pages under <data_dir>/pages (oldest removed first)"))
     min_similarity: float | None = Field(None, ge=-1, le=1, description=(
         "cosine below which a passage is irrelevant (default: the embedding model's calibrated value)"))
 

@@ -19,7 +19,8 @@ from webapp.chat.admission import Admission, Busy, Ticket
 from webapp.errors import InvalidMessage
 from webapp.llm.base import CancelToken, ChatMessage, ChatStream, Finished, GenerationParams, TextDelta
 from webapp.llm.catalog import ModelCatalog
-from webapp.rag.prompt import NOT_FOUND, rag_messages
+from webapp.rag.evidence import EvidenceFinder
+from webapp.rag.prompt import NOT_ANSWERED, NOT_FOUND, rag_messages
 from webapp.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -143,7 +144,7 @@ class ChatService:
             raise
 
     def _start(self, model, history, text, params, session, collection, ticket: Ticket, actor: Actor) -> ChatStream:
-        passages = []
+        passages, evidence = [], []
         if collection:
             if self.documents is None:
                 raise InvalidMessage("Documents are not available in this app.")
@@ -152,6 +153,16 @@ class ChatService:
                 ticket.release()
                 return ChatStream(iter([TextDelta(NOT_FOUND.format(collection=collection)),
                                         Finished("stop", 0, 0)]))
+            evidence = self.documents.evidence(text, passages)
+            if not EvidenceFinder.answers(evidence):
+                # Passages came back, but no sentence in them answers the question: say so, offer
+                # the closest sentence, and do not let the model improvise from weak sources.
+                ticket.release()
+                closest = evidence[0] if evidence else None
+                reply = NOT_ANSWERED.format(collection=collection) + (
+                    f" The closest sentence is “{closest.text}” ({closest.document}, p. {closest.page})."
+                    if closest else "")
+                return ChatStream(iter([TextDelta(reply), Finished("stop", 0, 0)]), evidence=evidence[:1])
         backend = self.catalog.get(model)
         cancel = CancelToken()
         if session:
@@ -165,7 +176,8 @@ class ChatService:
         else:
             messages = self.build_messages(history, text)
         events = backend.stream(messages, params or self.default_params(), cancel)
-        stream = ChatStream(self._release_when_done(events, session, cancel, ticket), sources=passages)
+        stream = ChatStream(self._release_when_done(events, session, cancel, ticket), sources=passages,
+                            evidence=evidence)
         # A stream dropped without being read never runs its finally: give the place back then too.
         weakref.finalize(stream, ticket.release)
         return stream
@@ -179,6 +191,12 @@ class ChatService:
                 with self._lock:
                     if self._running.get(session) is cancel:
                         del self._running[session]
+
+    def claims(self, answer: str, stream: ChatStream) -> list:
+        """After an answer: which of its sentences the passages it was grounded on support."""
+        if not stream.sources or self.documents is None or not answer.strip():
+            return []
+        return self.documents.claims(answer, stream.sources)
 
     def stop(self, session: str) -> bool:
         """Stop the answer running for ``session``; False if there was none."""

@@ -70,6 +70,7 @@ class DocumentService:
         self._embedder = None
         self._retriever: Retriever | None = None
         self.chunker = PageChunker(settings.chunk_size, settings.chunk_overlap)
+        self._pages = None  # PageImages, made on first use
         self.repairs: list[str] = []
 
     # -- lazy components ----------------------------------------------------------------
@@ -409,6 +410,46 @@ class DocumentService:
         self._open()
         name = self._access(collection, actor).name
         return self._retriever.search(name, question, k or self.settings.retrieval_k, mode, min_similarity)
+
+    # -- checking answers ------------------------------------------------------------------
+    def _finder(self):
+        from webapp.rag.evidence import EvidenceFinder
+
+        self._open()
+        return EvidenceFinder(self._embedder)
+
+    def evidence(self, question: str, passages: Sequence[Passage], k: int | None = None) -> list:
+        """The sentences of ``passages`` that best answer ``question`` (webapp/rag/evidence.py)."""
+        return self._finder().evidence(question, passages, k or self.settings.evidence_sentences)
+
+    def claims(self, answer: str, passages: Sequence[Passage]) -> list:
+        """Each sentence of an answer, supported by the passages or not."""
+        return self._finder().claims(answer, passages)
+
+    def readable_document(self, doc_id: int, actor: Actor = LOCAL) -> Document:
+        doc = self.store.document(int(doc_id))
+        if doc is None or not self._readable(doc.collection, actor):
+            raise UserError(f"There is no document with id {int(doc_id)}.")
+        return doc
+
+    def pdf_path(self, doc_id: int, actor: Actor = LOCAL) -> tuple[Document, Path]:
+        """The stored PDF of a document ``actor`` may read (for "open at this page")."""
+        doc = self.readable_document(doc_id, actor)
+        return doc, self.store.files_dir / f"{doc.sha256}.pdf"
+
+    def page_image(self, doc_id: int, page: int, highlight: str, actor: Actor = LOCAL):
+        """Page ``page`` of a document as a PNG with ``highlight`` marked (cached; rendered in the sandbox)."""
+        from webapp.rag.page_image import PageImageError, PageImages
+
+        doc, path = self.pdf_path(doc_id, actor)
+        if self._pages is None:
+            s = self.settings
+            self._pages = PageImages(Path(s.data_dir) / "pages", s.page_cache_mb, min(30.0, s.pdf_timeout_s),
+                                     s.pdf_memory_mb)
+        try:
+            return self._pages.get(path, doc.sha256, int(page), (highlight or "")[:4000])
+        except PageImageError as exc:
+            raise UserError(exc.user_message) from exc
 
     @property
     def relevance_threshold(self) -> float:

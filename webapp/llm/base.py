@@ -103,6 +103,7 @@ class ChatStream:
     events: Iterator[StreamEvent]
     stats: StreamStats = field(default_factory=StreamStats)
     sources: list = field(default_factory=list)  # what the answer is grounded on (RAG passages)
+    evidence: list = field(default_factory=list)  # the sentences of the sources that answer it, best first
 
     def __iter__(self) -> Iterator[str]:
         start = time.perf_counter()

@@ -121,7 +121,8 @@ def _extract(path: str, password: str | None, max_pages: int, max_figure_bytes: 
         return {"error": "corrupt", "detail": f"{type(exc).__name__}: {exc}"[:500]}
 
 
-def _child(conn, path, password, max_pages, memory_mb, max_figure_bytes, start, stop, nice) -> None:
+def _limited(conn, memory_mb: int, nice: int, func, args) -> None:
+    """Runs in the child: apply the limits, call ``func(*args)``, send back its result (plain data)."""
     limit = memory_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     if nice > 0:
@@ -129,7 +130,7 @@ def _child(conn, path, password, max_pages, memory_mb, max_figure_bytes, start, 
         # parsers take whatever is left, which is all of it when nobody is chatting.
         os.nice(nice)
     try:
-        result = _extract(path, password, max_pages, max_figure_bytes, start, stop)
+        result = func(*args)
     except MemoryError:
         result = {"error": "memory"}
     try:
@@ -149,8 +150,42 @@ def _context():
         # forkserver: children fork from a small clean process, not from the app with its
         # OpenVINO thread pools (forking a multi-threaded process can deadlock the child).
         _CTX = multiprocessing.get_context("forkserver")
-        _CTX.set_forkserver_preload(["pypdf", "webapp.rag.pdf_text"])
+        _CTX.set_forkserver_preload(["pypdf", "pypdfium2", "webapp.rag.pdf_text", "webapp.rag.page_image"])
     return _CTX
+
+
+@dataclass
+class ChildResult:
+    result: dict | None  # None: the child died without answering (or timed out)
+    timed_out: bool
+    exitcode: int | None
+
+
+def run_limited(func, args: tuple, timeout_s: float, memory_mb: int, nice: int = 0) -> ChildResult:
+    """``func(*args)`` in a child process with a memory limit and a deadline (the PDF sandbox).
+
+    ``func`` must be a module-level function returning plain data. The child is killed at the
+    deadline; the app never waits longer and never shares memory with what it reads.
+    """
+    ctx = _context()
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_limited, daemon=True, args=(child, memory_mb, nice, func, args))
+    proc.start()
+    child.close()
+    result, timed_out = None, False
+    try:
+        if parent.poll(timeout_s):
+            result = parent.recv()
+        else:
+            timed_out = True
+    except (EOFError, OSError):
+        result = None  # the child died without answering
+    finally:
+        if proc.is_alive():
+            proc.kill()
+        proc.join(5)
+        parent.close()
+    return ChildResult(result, timed_out, proc.exitcode)
 
 
 @dataclass
@@ -172,31 +207,15 @@ def read_pages(path: str, start: int = 0, stop: int | None = None, password: str
     Several calls over disjoint ranges of one big PDF can run at once; ``assemble`` joins them.
     The time and memory limits apply to each call.
     """
-    ctx = _context()
-    parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, daemon=True, args=(
-        child, str(path), password, max_pages, memory_mb, max_figure_kb * 1024, start, stop, nice))
-    proc.start()
-    child.close()
-    result, timed_out = None, False
-    try:
-        if parent.poll(timeout_s):
-            result = parent.recv()
-        else:
-            timed_out = True
-    except (EOFError, OSError):
-        result = None  # the child died without answering
-    finally:
-        if proc.is_alive():
-            proc.kill()
-        proc.join(5)
-        parent.close()
-    if timed_out:
+    run = run_limited(_extract, (str(path), password, max_pages, max_figure_kb * 1024, start, stop),
+                      timeout_s, memory_mb, nice)
+    result = run.result
+    if run.timed_out:
         log.warning("pdf parse of %s timed out after %.0f s", path, timeout_s)
         raise PdfProblem(f"Reading this PDF took longer than {timeout_s:.0f} seconds, so it was skipped.",
                          "timeout")
     if result is None:
-        log.warning("pdf parser for %s died with exit code %s", path, proc.exitcode)
+        log.warning("pdf parser for %s died with exit code %s", path, run.exitcode)
         raise PdfProblem(f"This PDF crashed the reader or needed more than {memory_mb} MB, so it was skipped.",
                          "memory")
     _raise_for_error(result, path, memory_mb)

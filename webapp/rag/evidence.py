@@ -1,0 +1,156 @@
+"""Make answers checkable: the sentences of the sources that answer the question (evidence), and
+which sentences of the model's answer the sources support (claims).
+
+No new model: a sentence is scored with the signals retrieval already has - the embedding model's
+cosine between the sentence and the question (or claim), the idf-weighted share of the question's
+content words the sentence contains, and the rank of its passage in the fused retrieval list.
+Claims must also agree on numbers and negation with the source sentence that supports them: an
+embedding finds "68 euros" and "95 euros" almost identical, a reader does not.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from webapp.rag.sentences import negated, numbers, overlap, split_sentences, terms
+
+# Weights and gates, calibrated on benchmarks/arxiv_questions.json (docs/evidence.md).
+W_COSINE, W_OVERLAP, W_RANK = 0.45, 0.45, 0.10
+EVIDENCE_MIN = 0.30  # the best sentence below this: the documents do not seem to answer
+CLAIM_MIN = 0.45  # a claim whose best source sentence scores below this is not supported
+_CITATION = re.compile(r"\[(\d+)\]")
+
+
+@dataclass(frozen=True)
+class Evidence:
+    source: int  # 1-based number of the passage (as cited: [n])
+    document_id: int
+    document: str
+    page: int
+    text: str
+    score: float
+
+    def as_json(self) -> dict:
+        return {"source": self.source, "document": self.document, "page": self.page, "text": self.text,
+                "score": round(self.score, 4)}
+
+
+@dataclass(frozen=True)
+class Claim:
+    text: str
+    supported: bool
+    source: int | None  # the passage that supports it (or comes closest)
+    score: float
+
+    def as_json(self) -> dict:
+        return {"text": self.text, "supported": self.supported, "source": self.source, "score": round(self.score, 4)}
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    source: int
+    passage: object
+    text: str
+
+
+def _candidates(passages: Sequence) -> list[_Candidate]:
+    return [_Candidate(n, p, s) for n, p in enumerate(passages, start=1) for s in split_sentences(p.text)]
+
+
+def _idf(query_terms: list[str], texts: Sequence[str]) -> dict[str, float]:
+    """Rarer words weigh more: a sentence matching "temperature" beats one matching "model"."""
+    from webapp.rag.sentences import words
+
+    sets = [words(t) for t in texts]
+    n = len(sets) or 1
+    return {t: math.log(1 + n / (1 + sum(1 for s in sets if t in s))) for t in query_terms}
+
+
+class EvidenceFinder:
+    def __init__(self, embedder):
+        self.embedder = embedder
+
+    def _vectors(self, texts: Sequence[str]) -> np.ndarray:
+        return self.embedder.embed_documents(list(texts)) if texts else np.zeros((0, 1), dtype=np.float32)
+
+    def _scores(self, query: str, candidates: list[_Candidate], with_rank: bool,
+                query_vector: np.ndarray | None = None) -> np.ndarray:
+        texts = [c.text for c in candidates]
+        qvec = self.embedder.embed_query(query) if query_vector is None else query_vector
+        cosine = self._vectors(texts) @ qvec
+        query_terms = terms(query)
+        idf = _idf(query_terms, texts)
+        lexical = np.asarray([overlap(query_terms, t, idf) for t in texts], dtype=np.float32)
+        if not with_rank:
+            return (W_COSINE * cosine + (W_OVERLAP + W_RANK) * lexical).astype(np.float32)
+        rank = np.asarray([1.0 / c.source for c in candidates], dtype=np.float32)
+        return (W_COSINE * cosine + W_OVERLAP * lexical + W_RANK * rank).astype(np.float32)
+
+    def evidence(self, question: str, passages: Sequence, k: int = 3) -> list[Evidence]:
+        """The ``k`` sentences of ``passages`` that best answer ``question``, best first."""
+        candidates = _candidates(passages)
+        if not candidates:
+            return []
+        scores = self._scores(question, candidates, with_rank=True)
+        ranked, seen = [], set()
+        for i in np.argsort(-scores):
+            c = candidates[int(i)]
+            if c.text in seen:  # overlapping chunks repeat sentences
+                continue
+            seen.add(c.text)
+            ranked.append(Evidence(c.source, c.passage.document_id, c.passage.document, c.passage.page, c.text,
+                                   float(scores[int(i)])))
+            if len(ranked) == k:
+                break
+        return ranked
+
+    @staticmethod
+    def answers(evidence: Sequence[Evidence]) -> bool:
+        """Whether the best evidence is strong enough to say the documents answer the question."""
+        return bool(evidence) and evidence[0].score >= EVIDENCE_MIN
+
+    def claims(self, answer: str, passages: Sequence) -> list[Claim]:
+        """Each sentence of ``answer``, supported or not by a sentence of ``passages``."""
+        claims_text = [s for s in split_sentences(answer)]
+        candidates = _candidates(passages)
+        out = []
+        for claim in claims_text:
+            plain = _CITATION.sub("", claim).strip()
+            if not candidates:
+                out.append(Claim(claim, False, None, 0.0))
+                continue
+            scores = self._scores(plain, candidates, with_rank=False)
+            best = int(np.argmax(scores))
+            source = candidates[best]
+            agrees = numbers(plain) <= numbers(source.passage.text) and negated(plain) == negated(source.text)
+            supported = float(scores[best]) >= CLAIM_MIN and agrees
+            out.append(Claim(claim, supported, source.source, float(scores[best])))
+        return out
+
+
+def cite_inline(answer: str, claims: Sequence[Claim]) -> str:
+    """``answer`` with [n] after each supported sentence that cites nothing, and unsupported ones marked."""
+    out = answer
+    for claim in claims:
+        if claim.text not in out:
+            continue
+        if claim.supported and not _CITATION.search(claim.text):
+            marked = _add_marker(claim.text, f"[{claim.source}]")
+        elif not claim.supported:
+            marked = claim.text + " (not found in the sources)"
+        else:
+            continue
+        out = out.replace(claim.text, marked, 1)
+    return out
+
+
+def _add_marker(sentence: str, marker: str) -> str:
+    stripped = sentence.rstrip()
+    if stripped and stripped[-1] in ".!?":
+        return stripped[:-1] + " " + marker + stripped[-1] + sentence[len(stripped):]
+    return stripped + " " + marker + sentence[len(stripped):]

@@ -1,0 +1,183 @@
+"""A PDF page as a PNG with one passage highlighted, rendered on demand and cached.
+
+pypdfium2 (PDFium) renders the page and gives the box of every character; the passage's text
+(which came from pypdf, with line breaks, hyphenation and ligatures of its own) is found on the
+page by comparing letters and digits only, case-folded and NFKC-normalised, so "repre-\\nsentation"
+in one and "representation" in the other still match. The matched characters' boxes are merged
+per line and painted translucent yellow.
+
+Rendering runs in the same sandbox as parsing (a child process with a memory limit and a
+deadline, webapp/rag/pdf_text.run_limited): a hostile PDF can crash or stall the renderer, never
+the app. Images are cached under <data>/pages (atomic writes, oldest removed past a size cap).
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import logging
+import os
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+SCALE = 1.5  # 108 dpi: readable on a laptop screen, ~150-300 KB per page
+HIGHLIGHT = (255, 214, 0, 110)  # translucent yellow
+MIN_MATCH = 0.6  # below this share of the passage's letters found in one run, nothing is highlighted
+
+
+class PageImageError(Exception):
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.user_message = message
+
+
+def _key(text: str) -> tuple[str, list[int]]:
+    """Letters and digits of ``text``, case-folded, with the index in ``text`` of each one."""
+    chars, where = [], []
+    for i, ch in enumerate(text):
+        for c in unicodedata.normalize("NFKC", ch).casefold():
+            if c.isalnum():
+                chars.append(c)
+                where.append(i)
+    return "".join(chars), where
+
+
+def locate(page_text: str, passage: str) -> tuple[int, int, float] | None:
+    """(first, last) character index in ``page_text`` of ``passage``, and the share of the passage
+    matched; None when too little of it is on the page."""
+    page_key, where = _key(page_text)
+    wanted, _ = _key(passage)
+    if not wanted or not page_key:
+        return None
+    at = page_key.find(wanted)
+    if at >= 0:
+        return where[at], where[at + len(wanted) - 1], 1.0
+    # Not verbatim (a formula, a footnote mark inside): the longest common run, if it is most of it.
+    match = difflib.SequenceMatcher(None, page_key, wanted, autojunk=False).find_longest_match(
+        0, len(page_key), 0, len(wanted))
+    share = match.size / len(wanted)
+    if share < MIN_MATCH:
+        return None
+    return where[match.a], where[match.a + match.size - 1], share
+
+
+def line_boxes(char_boxes: list[tuple[float, float, float, float]],
+               max_gap: float = 15.0) -> list[tuple[float, float, float, float]]:
+    """Character boxes (left, bottom, right, top in PDF points, in reading order) merged into one
+    box per run of a line: a character joins the current box when it sits on the same line and
+    close to its right edge, so a passage in one column never paints across the other."""
+    boxes: list[list[float]] = []
+    for left, bottom, right, top in char_boxes:
+        if right <= left or top <= bottom:
+            continue  # generated characters (line breaks) have no extent
+        middle = (bottom + top) / 2
+        current = boxes[-1] if boxes else None
+        if current and current[1] <= middle <= current[3] and current[0] - 2 <= left <= current[2] + max_gap:
+            current[0], current[1] = min(current[0], left), min(current[1], bottom)
+            current[2], current[3] = max(current[2], right), max(current[3], top)
+        else:
+            boxes.append([left, bottom, right, top])
+    return [tuple(box) for box in boxes]
+
+
+def render_highlight(path: str, page_number: int, passage: str, out_path: str, scale: float = SCALE) -> dict:
+    """Runs in the sandbox child: render page ``page_number`` (1-based) with ``passage`` highlighted,
+    write the PNG to ``out_path``; the boxes (in pixels) and how much of the passage was found."""
+    import pypdfium2 as pdfium
+    from PIL import Image, ImageDraw
+
+    try:
+        pdf = pdfium.PdfDocument(path)
+    except pdfium.PdfiumError as exc:
+        return {"error": "password" if "password" in str(exc).lower() else "corrupt", "detail": str(exc)[:300]}
+    try:
+        if not 1 <= page_number <= len(pdf):
+            return {"error": "no-page", "pages": len(pdf)}
+        page = pdf[page_number - 1]
+        width_pt, height_pt = page.get_size()
+        textpage = page.get_textpage()
+        text = textpage.get_text_range()
+        found = locate(text, passage) if passage.strip() else None
+        boxes_pt = []
+        if found:
+            first, last, share = found
+            boxes_pt = line_boxes([textpage.get_charbox(i) for i in range(first, last + 1)])
+        image = page.render(scale=scale).to_pil().convert("RGBA")
+        overlay = Image.new("RGBA", image.size, (0, 0, 0, 0))
+        draw = ImageDraw.Draw(overlay)
+        boxes_px = []
+        for left, bottom, right, top in boxes_pt:
+            # PDF points have the origin bottom-left; pixels top-left. A point of padding around.
+            box = (round((left - 1) * scale), round((height_pt - top - 1) * scale),
+                   round((right + 1) * scale), round((height_pt - bottom + 1) * scale))
+            draw.rectangle(box, fill=HIGHLIGHT)
+            boxes_px.append(box)
+        Image.alpha_composite(image, overlay).convert("RGB").save(out_path, "PNG", optimize=False, compress_level=1)
+        return {"boxes": boxes_px, "width": image.size[0], "height": image.size[1],
+                "matched": found[2] if found else 0.0,
+                "chars": [found[0], found[1]] if found else None}
+    finally:
+        pdf.close()
+
+
+@dataclass
+class PageImage:
+    path: Path
+    matched: float  # share of the passage found on the page (0: shown without a highlight)
+    boxes: list
+
+
+class PageImages:
+    """Rendered pages under ``folder``, keyed by file, page and passage; at most ``max_mb`` in total."""
+
+    def __init__(self, folder: Path, max_mb: float, timeout_s: float, memory_mb: int):
+        self.folder = Path(folder)
+        self.max_bytes = int(max_mb * 1024 * 1024)
+        self.timeout_s = timeout_s
+        self.memory_mb = memory_mb
+
+    def get(self, pdf_path: Path, sha256: str, page: int, passage: str) -> PageImage:
+        from webapp.rag.pdf_text import run_limited
+
+        digest = hashlib.sha256(passage.encode()).hexdigest()[:16]
+        target = self.folder / f"{sha256}-p{int(page)}-{digest}.png"
+        if target.is_file():
+            os.utime(target)  # recently used: pruned last
+            return PageImage(target, -1.0, [])
+        self.folder.mkdir(parents=True, exist_ok=True)
+        partial = target.with_suffix(f".{os.getpid()}.part")
+        run = run_limited(render_highlight, (str(pdf_path), int(page), passage, str(partial)),
+                          self.timeout_s, self.memory_mb)
+        result = run.result
+        if result is None or result.get("error"):
+            partial.unlink(missing_ok=True)
+            log.warning("rendering page %s of %s failed: %s", page, pdf_path,
+                        "timeout" if run.timed_out else (result or {}).get("detail") or (result or {}).get("error")
+                        or f"exit code {run.exitcode}")
+            error = (result or {}).get("error")
+            if error == "no-page":
+                raise PageImageError(f"This document has no page {page}.")
+            if error == "password":
+                raise PageImageError("This PDF is encrypted, so its pages cannot be shown.")
+            if run.timed_out:
+                raise PageImageError("Drawing this page took too long, so it is not shown.")
+            raise PageImageError("This page could not be drawn; the PDF may be damaged.")
+        os.replace(partial, target)
+        self._prune(keep=target)
+        return PageImage(target, float(result["matched"]), result["boxes"])
+
+    def _prune(self, keep: Path) -> None:
+        files = [(p.stat().st_mtime, p.stat().st_size, p) for p in self.folder.glob("*.png")]
+        total = sum(size for _, size, _ in files)
+        for _, size, path in sorted(files):
+            if total <= self.max_bytes:
+                break
+            if path != keep:
+                path.unlink(missing_ok=True)
+                total -= size
+
+    def size_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.folder.glob("*.png")) if self.folder.is_dir() else 0

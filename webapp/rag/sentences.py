@@ -1,0 +1,95 @@
+"""Sentences out of PDF text, and the word-level signals evidence and claim checks share.
+
+PDF text breaks lines mid-sentence and hyphenates words across them ("repre-\\nsentation"),
+has bullets, and carries headers, footers and page numbers. Lines are joined first (a hyphen at
+a line end is dropped when it split a word, kept when the word already had one:
+"left-to-\\nright"), bullets start new sentences, and pysbd (rule-based sentence boundary
+detection: knows "e.g.", "Fig. 3", "et al." and decimals, needs no model download) splits the
+rest. Fragments without enough words (page numbers, running heads) are dropped.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from functools import lru_cache
+
+from webapp.rag.retrieval import content_words
+
+MIN_CHARS = 20
+MIN_WORDS = 4
+_HYPHEN_BREAK = re.compile(r"(\S*?)(\w)[-\u00ad\ufffe]\s*\n\s*(?=[a-z])")
+_BULLET = re.compile(r"\s*[\n]\s*[•●▪◦·\u2022\u2023\u2043-]\s+")
+_SPACE = re.compile(r"\s+")
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+_NEGATION = frozenset({"not", "no", "never", "none", "neither", "nor", "cannot", "without", "fails", "fail"})
+
+_segmenter = None
+
+
+def _segment(text: str) -> list[str]:
+    global _segmenter
+    if _segmenter is None:
+        import pysbd
+
+        _segmenter = pysbd.Segmenter(language="en", clean=False)
+    return _segmenter.segment(text)
+
+
+def join_lines(text: str) -> str:
+    """One line of running text from PDF lines: hyphenated breaks mended, line breaks as spaces."""
+    def mend(m: re.Match) -> str:
+        word_so_far = m.group(1) + m.group(2)
+        return word_so_far + ("-" if "-" in word_so_far else "")
+    text = _HYPHEN_BREAK.sub(mend, text.replace("\r\n", "\n"))
+    return _SPACE.sub(" ", text).strip()
+
+
+@lru_cache(maxsize=4096)
+def split_sentences(text: str) -> tuple[str, ...]:
+    """The sentences of a passage (cached: the same chunks come back for many questions)."""
+    out = []
+    for block in _BULLET.split("\n" + text):
+        block = join_lines(block)
+        if not block:
+            continue
+        for sentence in _segment(block):
+            sentence = sentence.strip()
+            if len(sentence) >= MIN_CHARS and sum(ch.isalpha() for ch in sentence) >= MIN_CHARS // 2 \
+                    and len(sentence.split()) >= MIN_WORDS:
+                out.append(sentence)
+    return tuple(out)
+
+
+def words(text: str) -> set[str]:
+    return {w for w in re.findall(r"[\w][\w'-]*", text.lower())}
+
+
+def overlap(query_terms: list[str], sentence: str, idf: dict[str, float] | None = None) -> float:
+    """Weighted share of ``query_terms`` found in ``sentence`` (a 6-letter prefix counts: plurals,
+    tenses), 0..1."""
+    if not query_terms:
+        return 0.0
+    have = words(sentence)
+    prefixes = {w[:6] for w in have if len(w) >= 6}
+    total = found = 0.0
+    for term in query_terms:
+        weight = (idf or {}).get(term, 1.0)
+        total += weight
+        if term in have or (len(term) >= 6 and term[:6] in prefixes):
+            found += weight
+    return found / total if total else 0.0
+
+
+def numbers(text: str) -> set[str]:
+    """The numbers a sentence states, normalised ("1,024" and "1024" match; "80.5" stays 80.5)."""
+    return {n.replace(",", "") for n in _NUMBER.findall(unicodedata.normalize("NFKC", text))}
+
+
+def negated(text: str) -> bool:
+    lowered = text.lower().replace("n't", " not")
+    return bool(words(lowered) & _NEGATION)
+
+
+def terms(text: str) -> list[str]:
+    return content_words(text)
