@@ -20,8 +20,9 @@ import numpy as np
 from webapp.rag.sentences import negated, numbers, overlap, split_sentences, terms
 
 # Weights and gates, calibrated on benchmarks/arxiv_questions.json (docs/evidence.md).
-W_COSINE, W_OVERLAP, W_RANK = 0.45, 0.45, 0.10
-EVIDENCE_MIN = 0.30  # the best sentence below this: the documents do not seem to answer
+W_COSINE, W_OVERLAP, W_RANK = 0.40, 0.40, 0.20
+SPREAD = 2
+EVIDENCE_MIN = 0.46  # the best sentence below this: the documents do not seem to answer
 CLAIM_MIN = 0.45  # a claim whose best source sentence scores below this is not supported
 _CITATION = re.compile(r"\[(\d+)\]")
 
@@ -97,17 +98,22 @@ class EvidenceFinder:
         if not candidates:
             return []
         scores = self._scores(question, candidates, with_rank=True)
-        ranked, seen = [], set()
-        for i in np.argsort(-scores):
-            c = candidates[int(i)]
-            if c.text in seen:  # overlapping chunks repeat sentences
-                continue
-            seen.add(c.text)
-            ranked.append(Evidence(c.source, c.passage.document_id, c.passage.document, c.passage.page, c.text,
-                                   float(scores[int(i)])))
-            if len(ranked) == k:
-                break
-        return ranked
+        ranked, seen, per_source = [], set(), {}
+        order = [int(i) for i in np.argsort(-scores)]
+        # At most SPREAD sentences per passage in the first pass, so three sentences of one passage
+        # do not hide the page that answers (measured: docs/evidence.md).
+        for limit in (SPREAD, k):
+            for i in order:
+                c = candidates[i]
+                if c.text in seen or per_source.get(c.source, 0) >= limit:
+                    continue
+                seen.add(c.text)
+                per_source[c.source] = per_source.get(c.source, 0) + 1
+                ranked.append(Evidence(c.source, c.passage.document_id, c.passage.document, c.passage.page,
+                                       c.text, float(scores[i])))
+                if len(ranked) == k:
+                    return sorted(ranked, key=lambda e: -e.score)
+        return sorted(ranked, key=lambda e: -e.score)
 
     @staticmethod
     def answers(evidence: Sequence[Evidence]) -> bool:
