@@ -191,7 +191,7 @@ def cmd_ask(args) -> int:
     settings = _settings_from(args)
     actor = _actor(args, settings)
     services = build_services(settings)
-    answer, error, stream = "", None, None
+    answer, error, stream, claims = "", None, None, []
     try:
         stream = services.chat.reply(args.model or services.catalog.default_choice(), [], args.question,
                                      services.chat.params(args.max_new_tokens, None),
@@ -200,6 +200,7 @@ def cmd_ask(args) -> int:
             answer += piece
             if not args.json:
                 print(piece, end="", flush=True)
+        claims = services.chat.claims(answer, stream)  # which sentences the sources support
     except UserError as exc:
         if not args.json:
             raise
@@ -207,10 +208,13 @@ def cmd_ask(args) -> int:
     finally:
         services.close()
     sources = stream.sources if stream else []
+    evidence = stream.evidence if stream else []
     if args.json:
         out = {"answer": answer.strip(),
                "citations": [{"source": n, "document": p.document, "page": p.page}
                              for n, p in enumerate(sources, start=1)],
+               "evidence": [e.as_json() for e in evidence],
+               "claims": [c.as_json() for c in claims],
                "passages": [_passage_json(n, p) for n, p in enumerate(sources, start=1)],
                "tokens": stream.stats.completion_tokens if stream else 0}
         if error:
@@ -220,6 +224,11 @@ def cmd_ask(args) -> int:
     print()
     if sources:
         print("Sources: " + citation_line(sources))
+    for e in evidence:
+        print(f"Evidence: “{e.text}” ({e.document}, p. {e.page}, score {e.score:.2f})")
+    unsupported = [c.text for c in claims if not c.supported]
+    if unsupported:
+        print("Not found in the sources: " + " | ".join(unsupported))
     return 0
 
 

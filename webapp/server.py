@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from webapp import __version__
 from webapp.auth.gate import AuthGate, request_user
 from webapp.auth.signin import signin_router
+from webapp.documents.routes import document_router
 from webapp.errors import UserError
 from webapp.http_limits import BodySizeLimit, UnknownEventIs404
 from webapp.services import Services, build_services
@@ -111,6 +112,7 @@ def create_app(settings: Settings, services: Services | None = None, preload: bo
 
     if auth.enabled:
         app.include_router(signin_router(auth))
+    app.include_router(document_router(services.documents, auth))
 
     blocks = build_ui(services)
     # Gradio runs at most max_threads events at once (and as many worker threads); each admitted

@@ -139,7 +139,7 @@ class EvidenceFinder:
         return out
 
 
-def cite_inline(answer: str, claims: Sequence[Claim]) -> str:
+def cite_inline(answer: str, claims: Sequence[Claim], unsupported_mark: str = " [not in the sources]") -> str:
     """``answer`` with [n] after each supported sentence that cites nothing, and unsupported ones marked."""
     out = answer
     for claim in claims:
@@ -148,7 +148,7 @@ def cite_inline(answer: str, claims: Sequence[Claim]) -> str:
         if claim.supported and not _CITATION.search(claim.text):
             marked = _add_marker(claim.text, f"[{claim.source}]")
         elif not claim.supported:
-            marked = claim.text + " (not found in the sources)"
+            marked = claim.text + unsupported_mark
         else:
             continue
         out = out.replace(claim.text, marked, 1)

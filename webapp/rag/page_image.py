@@ -54,7 +54,7 @@ def locate(page_text: str, passage: str) -> tuple[int, int, float] | None:
         return None
     at = page_key.find(wanted)
     if at >= 0:
-        return where[at], where[at + len(wanted) - 1], 1.0
+        return where[at], _with_closing_marks(page_text, where[at + len(wanted) - 1]), 1.0
     # Not verbatim (a formula, a footnote mark inside): the longest common run, if it is most of it.
     match = difflib.SequenceMatcher(None, page_key, wanted, autojunk=False).find_longest_match(
         0, len(page_key), 0, len(wanted))
@@ -62,6 +62,13 @@ def locate(page_text: str, passage: str) -> tuple[int, int, float] | None:
     if share < MIN_MATCH:
         return None
     return where[match.a], where[match.a + match.size - 1], share
+
+
+def _with_closing_marks(text: str, last: int) -> int:
+    """Extend a match over the sentence's closing punctuation (the key compares letters and digits only)."""
+    while last + 1 < len(text) and text[last + 1] in ".!?;:)]\"'”’":
+        last += 1
+    return last
 
 
 def line_boxes(char_boxes: list[tuple[float, float, float, float]],

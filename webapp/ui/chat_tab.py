@@ -9,7 +9,9 @@ session id (which answer Stop cancels); nothing per-user lives on this object.
 
 from __future__ import annotations
 
+import html
 import logging
+import urllib.parse
 
 import gradio as gr
 
@@ -20,6 +22,7 @@ from webapp.downloads import download_folder
 from webapp.errors import UserError
 from webapp.llm.base import ChatMessage, StreamStats
 from webapp.rag.prompt import citation_line
+from webapp.rag.evidence import cite_inline
 from webapp.ui.safe_markdown import safe_markdown
 
 log = logging.getLogger(__name__)
@@ -38,18 +41,58 @@ def sources_markdown(passages) -> str:
     return "\n\n".join(parts)
 
 
-def display(messages: list[StoredMessage]) -> list[dict]:
-    """Stored turns as the Chatbot shows them: answers escaped, with their citation line."""
+UNSUPPORTED = " **[not in the sources]**"
+
+
+def display(messages: list[StoredMessage], claims=None) -> list[dict]:
+    """Stored turns as the Chatbot shows them: answers escaped, with their citation line; with
+    ``claims`` (the last answer's check), supported sentences get their [n], the others a mark."""
     out = []
     for m in messages:
         if m.role == "user":
             out.append({"role": "user", "content": m.content})
         else:
-            text = safe_markdown(m.content)
+            text = cite_inline(m.content, claims, UNSUPPORTED) if claims else m.content
+            text = safe_markdown(text)
             if m.sources:
                 text += "\n\n**Sources:** " + safe_markdown(m.citation_line())
             out.append({"role": "assistant", "content": text})
     return out
+
+
+def check_items(evidence, sources) -> list[dict]:
+    """What the Evidence list offers: the evidence sentences, then one entry per cited passage
+    (its best evidence sentence, or its opening words, is what gets highlighted)."""
+    items = [{"key": f"e{n}", "document_id": e.document_id, "page": e.page, "text": e.text,
+              "label": f"“{e.text}” — {e.document}, p. {e.page} (score {e.score:.2f})"}
+             for n, e in enumerate(evidence)]
+    for n, p in enumerate(sources, start=1):
+        best = next((e.text for e in evidence if e.source == n), None)
+        items.append({"key": f"c{n}", "document_id": p.document_id, "page": p.page,
+                      "text": best or " ".join(p.text.split()[:40]), "label": f"[{n}] {p.document}, p. {p.page}"})
+    return items
+
+
+def evidence_radio(checks: list[dict]):
+    return gr.Radio(choices=[(c["label"], c["key"]) for c in checks], value=None)
+
+
+def claims_summary(claims) -> str:
+    if not claims:
+        return ""
+    supported = sum(c.supported for c in claims)
+    return f" · {supported} of {len(claims)} sentences found in the sources"
+
+
+def page_html(doc_id: int, label: str, page: int, text: str) -> str:
+    """The page image (drawn by /documents/<id>/pages/<n>.png, behind sign-in and access checks)
+    and a link to the original opened at that page. Relative URLs keep any root path."""
+    query = urllib.parse.urlencode({"highlight": text[:1500]})
+    name = html.escape(label)
+    return (f'<p><a id="page-pdf-link" href="documents/{doc_id}.pdf#page={page}" target="_blank" rel="noopener">'
+            f"Open {name} at page {page}</a></p>"
+            f'<img id="page-image" src="documents/{doc_id}/pages/{page}.png?{html.escape(query)}" '
+            f'alt="Page {page} of {name}, the sentence highlighted" style="max-width:100%;border:1px solid #ccc">')
 
 
 def source_records(passages) -> list[dict]:
@@ -139,6 +182,13 @@ class ChatTab:
                         send = gr.Button("Send", variant="primary", elem_id="send")
                         stop = gr.Button("Stop", variant="stop", elem_id="stop")
                 self.stats = gr.Markdown("", elem_id="chat-stats")
+                # Evidence: the sentences of the sources that answer the question, best first, then the
+                # citations; choosing one shows its page with the text highlighted.
+                self.checks = gr.State([])
+                self.evidence = gr.Radio(choices=[], value=None, elem_id="evidence",
+                                         label="Evidence from the documents (choose one to see it on its page)")
+                self.evidence_key = gr.Textbox(visible=False, elem_id="evidence-key")
+                self.page_view = gr.HTML("", elem_id="page-view")
                 with gr.Accordion("Source passages of the last answer", open=False):
                     self.sources = gr.Markdown("", elem_id="chat-sources")
                 with gr.Accordion("Generation settings", open=False):
@@ -148,10 +198,14 @@ class ChatTab:
                                             label="Temperature (0 = deterministic)")
 
         inputs = [self.message, self.conversation, self.model, max_new, temperature, self.collection]
-        outputs = [self.chatbot, self.message, self.stats, self.sources, self.conversation, self.history_list]
+        outputs = [self.chatbot, self.message, self.stats, self.sources, self.conversation, self.history_list,
+                   self.evidence, self.checks, self.page_view]
         submit_evt = self.message.submit(self.respond, inputs, outputs, concurrency_limit=None)
         click_evt = send.click(self.respond, inputs, outputs, concurrency_limit=None)
         stop.click(self.stop, None, None, cancels=[submit_evt, click_evt], queue=False)
+        self.evidence.input(lambda key: key, [self.evidence], [self.evidence_key], queue=False,
+                            api_visibility="private").then(
+            self.show_page, [self.evidence_key, self.checks], [self.page_view], queue=False)
         opened = [self.conversation, self.chatbot, self.title, self.collection, self.stats, self.sources]
         new_chat.click(self.new_conversation, None, opened + [self.history_list], queue=False)
         # The list only offers this user's conversations; opening goes through the hidden id, so
@@ -259,8 +313,17 @@ class ChatTab:
             self.chat.stop(request.session_hash)
 
     # -- answering ------------------------------------------------------------------------
+    # The outputs of respond, in order; ``_emit`` fills what a step does not change with skip().
+    RESPOND_OUTPUTS = ("chatbot", "message", "stats", "passages", "conversation", "listing", "evidence", "checks",
+                       "page")
+
+    @classmethod
+    def _emit(cls, **values):
+        return tuple(values.get(name, gr.skip()) for name in cls.RESPOND_OUTPUTS)
+
     def respond(self, message, conversation_id, model, max_new_tokens, temperature, collection,
                 request: gr.Request):
+        emit = self._emit
         session = request.session_hash if request is not None else None
         collection = None if collection in (None, "", NO_DOCUMENTS) else collection
         try:
@@ -273,7 +336,7 @@ class ChatTab:
             params = self.chat.params(max_new_tokens, temperature)
             ticket = self.chat.admit(session)
         except UserError as exc:  # refused before anything started: the message stays in the box
-            yield gr.skip(), message, f"⚠ {exc.user_message}", gr.skip(), gr.skip(), gr.skip()
+            yield emit(message=message, stats=f"⚠ {exc.user_message}")
             return
         if conversation_id is None:
             conversation_id = self.conversations.create(actor, text, collection).id
@@ -290,40 +353,59 @@ class ChatTab:
                                           source_records(sources))
         try:
             # Show the question at once; while the server is full, say how many are ahead.
-            yield conversation, "", "", "", conversation_id, self._radio(actor, conversation_id)
+            yield emit(chatbot=conversation, message="", stats="", passages="", conversation=conversation_id,
+                       listing=self._radio(actor, conversation_id), evidence=gr.Radio(choices=[], value=None),
+                       checks=[], page="")
             for ahead in self.chat.wait_for_slot(ticket):
-                yield (conversation, "", f"The server is busy: {ahead + 1} in line before your answer starts…",
-                       "", conversation_id, gr.skip())
+                yield emit(chatbot=conversation, stats=f"The server is busy: {ahead + 1} in line before your "
+                                                       "answer starts…", conversation=conversation_id)
             loading = not self.chat.catalog.is_loaded(model or "")
             status = f"Loading {model}…" if loading and model else ("Searching the documents…" if collection else "")
             if status:
-                yield conversation, "", status, "", conversation_id, gr.skip()
+                yield emit(chatbot=conversation, stats=status, conversation=conversation_id)
             stream = self.chat.reply(model, history, text, params, session=session, collection=collection,
                                      ticket=ticket, actor=actor)
             sources = stream.sources
             passages = sources_markdown(stream.sources)
+            # The evidence is known before the model writes a word: show it at once.
+            checks = check_items(stream.evidence, stream.sources)
+            yield emit(chatbot=conversation, passages=passages, conversation=conversation_id,
+                       evidence=evidence_radio(checks), checks=checks)
             for piece in stream:
                 answer += piece
                 conversation[-1] = {"role": "assistant", "content": safe_markdown(answer)}
-                yield conversation, "", "", passages, conversation_id, gr.skip()
+                yield emit(chatbot=conversation, conversation=conversation_id)
             store_answer()
-            conversation[-1] = display([StoredMessage("assistant", answer, source_records(sources))])[0]
+            claims = self.chat.claims(answer, stream)
+            conversation[-1] = display([StoredMessage("assistant", answer, source_records(sources))],
+                                       claims=claims)[0]
             stats = format_stats(stream.stats, model) if stream.stats.completion_tokens else ""
-            yield conversation, "", stats, passages, conversation_id, gr.skip()
+            yield emit(chatbot=conversation, stats=stats + claims_summary(claims), conversation=conversation_id)
         except UserError as exc:
             log.warning("chat failed for session %s: %s", session, exc.user_message)
             store_answer(("\n\n" if answer else "") + f"⚠ {exc.user_message}")
             conversation[-1] = {"role": "assistant", "content": (safe_markdown(answer) + "\n\n" if answer else "")
                                 + f"⚠ {exc.user_message}"}
-            yield conversation, "", "", gr.skip(), conversation_id, gr.skip()
+            yield emit(chatbot=conversation, stats="", conversation=conversation_id)
         except Exception:
             log.exception("unexpected chat failure for session %s", session)
             store_answer(("\n\n" if answer else "") + "⚠ Something went wrong while answering.")
             conversation[-1] = {"role": "assistant", "content": (safe_markdown(answer) + "\n\n" if answer else "")
                                 + "⚠ Something went wrong while answering; the error is in the server log."}
-            yield conversation, "", "", gr.skip(), conversation_id, gr.skip()
+            yield emit(chatbot=conversation, stats="", conversation=conversation_id)
         finally:
             ticket.release()  # also when the tab went away or Stop cancelled this event mid-wait
             if answer and not stored:  # stopped or tab closed mid-answer: keep what was said
                 self.conversations.append(actor, conversation_id, "assistant", answer + " [stopped]",
                                           source_records(sources))
+
+    def show_page(self, key, checks, request: gr.Request):
+        """The page of the chosen evidence sentence or citation, its text highlighted."""
+        item = next((c for c in checks or [] if c.get("key") == key), None)
+        if item is None:
+            return ""
+        try:
+            doc, _ = self.chat.documents.pdf_path(item["document_id"], self.auth.actor_of(request))
+        except UserError as exc:
+            return f"<p>⚠ {html.escape(exc.user_message)}</p>"
+        return page_html(doc.id, doc.label, item["page"], item["text"])

@@ -1,0 +1,53 @@
+"""HTTP routes for a document's original PDF and its highlighted page images.
+
+Behind the same sign-in gate as everything else, and each checks that the signed-in user may read
+the document's collection (an id from someone else's private collection is "not found").
+
+    GET /documents/{id}.pdf                       the original, shown inline (add #page=N to open at a page)
+    GET /documents/{id}/pages/{n}.png?highlight=  page n as a PNG with that text highlighted
+"""
+
+from __future__ import annotations
+
+import re
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import FileResponse, JSONResponse
+
+from webapp.auth.gate import Authenticator, request_user
+from webapp.documents.service import DocumentService
+from webapp.errors import UserError
+
+
+def _inline_name(label: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", label)[:100] or "document.pdf"
+
+
+def document_router(documents: DocumentService, auth: Authenticator) -> APIRouter:
+    router = APIRouter(prefix="/documents", tags=["documents"])
+
+    def actor(request: Request):
+        user = request_user(request)
+        return auth.actor_for(user.name if user else None)
+
+    @router.get("/{doc_id}.pdf")
+    def original(doc_id: int, request: Request):
+        """The stored PDF, inline, so the browser's viewer opens it (at #page=N)."""
+        try:
+            doc, path = documents.pdf_path(doc_id, actor(request))
+        except UserError as exc:
+            return JSONResponse({"detail": exc.user_message}, status_code=404)
+        return FileResponse(path, media_type="application/pdf",
+                            headers={"content-disposition": f'inline; filename="{_inline_name(doc.label)}"',
+                                     "cache-control": "private, max-age=3600"})
+
+    @router.get("/{doc_id}/pages/{page}.png")
+    def page_image(doc_id: int, page: int, request: Request, highlight: str = Query("", max_length=4000)):
+        """Page ``page`` drawn as an image with ``highlight`` marked (cached on the data volume)."""
+        try:
+            image = documents.page_image(doc_id, page, highlight, actor(request))
+        except UserError as exc:
+            return JSONResponse({"detail": exc.user_message}, status_code=404)
+        return FileResponse(image.path, media_type="image/png", headers={"cache-control": "private, max-age=3600"})
+
+    return router
