@@ -224,6 +224,15 @@ def test_private_collection_is_invisible_to_other_users(server, registry_dir, tm
         assert "There is no" in text_of(deleted)
     # An admin sees it (admins may do everything).
     assert "bob-private" in ada.choices()
+    # The original PDF and its highlighted pages: bob's, never cy's or an anonymous client's.
+    doc_id = bob.result("show_collection", ["bob-private"])[0]["data"][0][0]
+    for path, kind in ((f"/documents/{doc_id}.pdf", "application/pdf"),
+                       (f"/documents/{doc_id}/pages/1.png?highlight=bonus+pool", "image/png")):
+        mine = bob.http.get(path)
+        assert mine.status_code == 200 and mine.headers["content-type"] == kind, (path, mine.status_code)
+        theirs = cy.http.get(path)
+        assert theirs.status_code == 404 and marker not in theirs.text and "salaries" not in theirs.text
+        assert httpx.get(base + path, timeout=30).status_code == 401
     # The CLI obeys the same rules on behalf of a user.
     cli = [sys.executable, "-m", "webapp", "--models-dir", str(registry_dir), "--data-dir", str(data), "search",
            marker, "--collection", "bob-private", "--json"]

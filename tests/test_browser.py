@@ -280,3 +280,30 @@ def test_compare_two_targets_shows_table_and_plots(browser, live_server):
     files = page.locator("#compare-files").inner_text().replace("\n", "")
     assert "benchmark.csv" in files and "benchmark.json" in files and "benchmark.md" in files
     page.close()
+
+
+def test_click_an_evidence_sentence_to_see_its_page_highlighted(browser, live_server, tmp_path):
+    from tests.pdfgen import make_pdf
+
+    pdf = make_pdf(tmp_path / "badge-rules.pdf", [
+        "Badge rules. Section 1: opening hours of the office building on weekdays.",
+        "Section 2: Lost badges. A lost badge must be reported to the security office within 24 hours,\n"
+        "and a replacement badge costs 15 euros.",
+    ])
+    page = browser.new_page(viewport={"width": 1280, "height": 1400})
+    open_app(page, live_server)
+    upload_and_index(page, pdf)
+    ask_documents(page, "default", "How soon must a lost badge be reported to the security office?")
+    evidence = page.locator("#evidence")
+    evidence.get_by_text("badge-rules.pdf, p. 2").first.wait_for(timeout=10_000)
+    assert "within 24 hours" in evidence.inner_text()
+    evidence.locator("label").first.click()  # the best sentence
+    page.locator("#page-image").wait_for(timeout=20_000)
+    page.wait_for_function("document.querySelector('#page-image').naturalWidth > 400", timeout=30_000)
+    link = page.locator("#page-pdf-link")
+    assert "at page 2" in link.inner_text()
+    href = link.get_attribute("href")
+    assert href.endswith(".pdf#page=2")
+    original = page.request.get(live_server + "/" + href.split("#")[0])
+    assert original.status == 200 and original.headers["content-type"] == "application/pdf"
+    page.close()

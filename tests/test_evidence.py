@@ -1,0 +1,152 @@
+"""Checkable answers: evidence sentences, claim checks and highlighted pages, on real PDFs with
+the real embedding model and PDFium."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.pdfgen import make_pdf
+
+# The answer sentence is broken over two lines with a hyphenated word, as PDFs do.
+POLICY = [
+    "Travel policy. Section 1: trips are booked through the travel desk of the head office.\n"
+    "Employees travelling abroad receive a per diem of 68 euros per day for meals, paid with the next sal-\n"
+    "ary. Receipts for hotels must be kept for six years.\n"
+    "Section 2: the company car may not be used for holidays.",
+]
+ANSWER = ("Employees travelling abroad receive a per diem of 68 euros per day for meals, "
+          "paid with the next salary.")
+QUESTION = "How much per diem do employees travelling abroad receive?"
+
+
+@pytest.fixture(scope="module")
+def indexed(settings_factory, tmp_path_factory):
+    from webapp.documents.service import DocumentService
+
+    folder = tmp_path_factory.mktemp("evidence")
+    pdf = make_pdf(folder / "travel-policy.pdf", POLICY)
+    docs = DocumentService(settings_factory(data_dir=folder / "data", page_cache_mb=1))
+    docs.add_files("default", [(pdf, pdf.name)])
+    report = docs.index_queued("default")
+    assert report.indexed, report.summary()
+    yield docs, pdf
+    docs.close()
+
+
+def test_sentences_mend_line_breaks_and_hyphenation():
+    from webapp.rag.sentences import split_sentences
+
+    sentences = split_sentences(POLICY[0])
+    assert ANSWER in sentences
+    assert "Travel policy." not in sentences  # too short to be evidence
+    assert split_sentences("Unlike left-to-\nright models, e.g. GPT, it reads both ways. Fig. 3 shows the "
+                           "results in detail.") == ("Unlike left-to-right models, e.g. GPT, it reads both ways.",
+                                                     "Fig. 3 shows the results in detail.")
+
+
+def test_evidence_is_the_answering_sentence_across_a_line_break(indexed):
+    docs, _ = indexed
+    passages = docs.search("default", QUESTION)
+    evidence = docs.evidence(QUESTION, passages)
+    assert evidence and evidence[0].text == ANSWER
+    assert evidence[0].document == "travel-policy.pdf" and evidence[0].page == 1 and evidence[0].source == 1
+    assert [e.score for e in evidence] == sorted((e.score for e in evidence), reverse=True)
+    from webapp.rag.evidence import EvidenceFinder
+
+    assert EvidenceFinder.answers(evidence)
+    assert not EvidenceFinder.answers([])
+
+
+def test_claims_flag_a_contradiction_and_cite_supported_sentences(indexed):
+    from webapp.rag.evidence import cite_inline
+
+    docs, _ = indexed
+    passages = docs.search("default", QUESTION)
+    answer = ("Employees travelling abroad receive a per diem of 68 euros per day for meals. "
+              "Employees travelling abroad receive a per diem of 95 euros per day for meals. "
+              "Employees travelling abroad do not receive any per diem for meals. "
+              "The moon landing took place in the summer of the year it happened.")
+    claims = docs.claims(answer, passages)
+    assert [c.supported for c in claims] == [True, False, False, False], claims
+    assert claims[0].source == 1
+    marked = cite_inline(answer, claims)
+    assert "for meals [1]." in marked
+    assert "95 euros per day for meals. [not in the sources]" in marked
+
+
+def _yellow(pixel) -> bool:
+    r, g, b = pixel[:3]
+    return r > 200 and g > 170 and b < 190 and r - b > 60
+
+
+def test_the_highlight_covers_exactly_the_sentence_on_the_rendered_page(indexed, tmp_path):
+    import pypdfium2 as pdfium
+    from PIL import Image
+
+    from webapp.rag.page_image import SCALE, render_highlight
+
+    _, pdf = indexed
+    out = tmp_path / "page.png"
+    result = render_highlight(str(pdf), 1, ANSWER, str(out))
+    assert result["matched"] == 1.0
+    # The characters found are the sentence, from its first letter to its final period, and
+    # nothing else (PDFium's text has the line break and the soft hyphen inside).
+    document = pdfium.PdfDocument(str(pdf))
+    try:
+        textpage = document[0].get_textpage()
+        text = textpage.get_text_range()
+        height = document[0].get_size()[1]
+        title_bottom_px = (height - textpage.get_charbox(0)[1]) * SCALE  # "Travel policy." on line one
+    finally:
+        document.close()
+    first, last = result["chars"]
+    found = text[first:last + 1]
+    assert found.startswith("Employees") and found.endswith("ary.")
+    assert "".join(ch for ch in found if ch.isalnum()) == "".join(ch for ch in ANSWER if ch.isalnum())
+    # Two boxes (the sentence spans two lines), and only they are yellow on the image.
+    boxes = result["boxes"]
+    assert len(boxes) == 2
+    image = Image.open(out).convert("RGB")
+    assert image.size == (result["width"], result["height"])
+    pixels = image.load()
+    inside = outside_yellow = 0
+    for x in range(0, image.size[0], 2):
+        for y in range(0, image.size[1], 2):
+            in_box = any(b[0] <= x <= b[2] and b[1] <= y <= b[3] for b in boxes)  # PIL fills both edges
+            if in_box:
+                inside += _yellow(pixels[x, y])
+            elif _yellow(pixels[x, y]):
+                outside_yellow += 1
+    assert outside_yellow == 0
+    area = sum((b[2] - b[0]) * (b[3] - b[1]) for b in boxes) / 4
+    assert inside > 0.5 * area
+    # The first box starts at "Employees" on the second line, below the page's first line.
+    assert boxes[0][1] >= title_bottom_px - 2
+
+
+def test_page_images_are_cached_within_a_size_cap_and_bad_requests_are_sentences(indexed, tmp_path):
+    from webapp.errors import UserError
+    from webapp.rag.page_image import PageImages
+
+    docs, pdf = indexed
+    doc = docs.documents("default")[0]
+    image = docs.page_image(doc.id, 1, ANSWER)
+    assert image.path.is_file() and image.path.stat().st_size > 10_000
+    assert docs.page_image(doc.id, 1, ANSWER).path == image.path  # cached
+    with pytest.raises(UserError, match="This document has no page 9"):
+        docs.page_image(doc.id, 9, ANSWER)
+    with pytest.raises(UserError, match="There is no document with id 999"):
+        docs.page_image(999, 1, ANSWER)
+    bad = tmp_path / "bad.pdf"
+    bad.write_bytes(b"%PDF-1.4\n" + b"garbage " * 200)
+    cache = PageImages(tmp_path / "cache", max_mb=0.25, timeout_s=30, memory_mb=1024)
+    with pytest.raises(Exception, match="could not be drawn"):
+        cache.get(bad, "bad", 1, "x")
+    first = cache.get(Path(pdf), "policy", 1, ANSWER).path.stat().st_size
+    cache.max_bytes = int(1.5 * first)  # room for one image and a half: older ones must go
+    for n in range(3):
+        cache.get(Path(pdf), "policy", 1, f"{ANSWER} {n}")
+    files = list((tmp_path / "cache").glob("*.png"))
+    assert len(files) == 1 and cache.size_bytes() <= cache.max_bytes
