@@ -32,8 +32,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
-from benchmarks.load import cpu_info  # noqa: E402
+# Nothing heavy at the top: every sandboxed child (PDF reading, page images) re-runs this module.
 
 
 def norm(text: str) -> str:
@@ -68,6 +67,7 @@ def main() -> int:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
 
+    from benchmarks.load import cpu_info
     from webapp.documents.service import DocumentService
     from webapp.rag.evidence import EvidenceFinder
     from webapp.settings import Settings

@@ -172,7 +172,7 @@ class ChatService:
             if previous:  # a new question from the same tab supersedes the old answer
                 previous.cancel()
         if passages:
-            messages = rag_messages(text, passages, self.trim_history(history))
+            messages = rag_messages(text, passages, self.trim_history(history), style=self.catalog.prompt_style(model))
         else:
             messages = self.build_messages(history, text)
         events = backend.stream(messages, params or self.default_params(), cancel)

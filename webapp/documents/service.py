@@ -71,6 +71,7 @@ class DocumentService:
         self._retriever: Retriever | None = None
         self.chunker = PageChunker(settings.chunk_size, settings.chunk_overlap)
         self._pages = None  # PageImages, made on first use
+        self._evidence = None  # EvidenceFinder for the current embedder (it caches sentence vectors)
         self.repairs: list[str] = []
 
     # -- lazy components ----------------------------------------------------------------
@@ -416,7 +417,9 @@ class DocumentService:
         from webapp.rag.evidence import EvidenceFinder
 
         self._open()
-        return EvidenceFinder(self._embedder)
+        if self._evidence is None or self._evidence.embedder is not self._embedder:  # (re-embedded)
+            self._evidence = EvidenceFinder(self._embedder)
+        return self._evidence
 
     def evidence(self, question: str, passages: Sequence[Passage], k: int | None = None) -> list:
         """The sentences of ``passages`` that best answer ``question`` (webapp/rag/evidence.py)."""

@@ -114,6 +114,19 @@ class ModelCatalog:
             return self._settings.default_model
         return names[0] if names else None
 
+    # Local models smaller than this (int4: about a billion parameters) get the short, extractive
+    # RAG prompt: measured on the arXiv set, the 135M model rambles less with it (docs/evidence.md).
+    SMALL_MODEL_BYTES = 600 * 1024 * 1024
+
+    def prompt_style(self, name: str | None) -> str:
+        """"short" for small local models, "full" for the rest (remote servers run large ones)."""
+        if not name or name.startswith(REMOTE_PREFIX):
+            return "full"
+        with self._lock:
+            entry = next((e for e in (self._scan.llms() if self._scan else []) if e.name == name), None)
+        size = int(entry.manifest.get("size_bytes") or 0) if entry is not None else 0
+        return "short" if 0 < size < self.SMALL_MODEL_BYTES else "full"
+
     def is_loaded(self, name: str) -> bool:
         if name.startswith(REMOTE_PREFIX):
             return True  # nothing to load here; the server has it

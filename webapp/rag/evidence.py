@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import math
 import re
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -73,17 +75,43 @@ def _idf(query_terms: list[str], texts: Sequence[str]) -> dict[str, float]:
 
 
 class EvidenceFinder:
+    """Scores sentences for one embedding model; sentence vectors are cached (the same chunks
+    come back for many questions, and the claim check reuses what the evidence embedded)."""
+
+    CACHE = 4096
+
     def __init__(self, embedder):
         self.embedder = embedder
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
 
     def _vectors(self, texts: Sequence[str]) -> np.ndarray:
-        return self.embedder.embed_documents(list(texts)) if texts else np.zeros((0, 1), dtype=np.float32)
+        with self._lock:
+            missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
+        if missing:
+            fresh = self.embedder.embed_documents(missing)
+            with self._lock:
+                for text, vector in zip(missing, fresh):
+                    self._cache[text] = vector
+                while len(self._cache) > self.CACHE:
+                    self._cache.popitem(last=False)
+        with self._lock:
+            rows = []
+            for t in texts:
+                vector = self._cache.get(t)
+                if vector is None:  # evicted meanwhile by a burst of other questions
+                    vector = self.embedder.embed_documents([t])[0]
+                else:
+                    self._cache.move_to_end(t)
+                rows.append(vector)
+        return np.stack(rows) if rows else np.zeros((0, 1), dtype=np.float32)
 
     def _scores(self, query: str, candidates: list[_Candidate], with_rank: bool,
-                query_vector: np.ndarray | None = None) -> np.ndarray:
+                query_vector: np.ndarray | None = None, candidate_vectors: np.ndarray | None = None) -> np.ndarray:
         texts = [c.text for c in candidates]
         qvec = self.embedder.embed_query(query) if query_vector is None else query_vector
-        cosine = self._vectors(texts) @ qvec
+        vectors = self._vectors(texts) if candidate_vectors is None else candidate_vectors
+        cosine = vectors @ qvec
         query_terms = terms(query)
         idf = _idf(query_terms, texts)
         lexical = np.asarray([overlap(query_terms, t, idf) for t in texts], dtype=np.float32)
@@ -122,18 +150,20 @@ class EvidenceFinder:
 
     def claims(self, answer: str, passages: Sequence) -> list[Claim]:
         """Each sentence of ``answer``, supported or not by a sentence of ``passages``."""
-        claims_text = [s for s in split_sentences(answer)]
+        claims_text = list(split_sentences(answer))
         candidates = _candidates(passages)
+        if not candidates:
+            return [Claim(claim, False, None, 0.0) for claim in claims_text]
+        plain = [_CITATION.sub("", claim).strip() for claim in claims_text]
+        candidate_vectors = self._vectors([c.text for c in candidates])  # once for all the claims
+        claim_vectors = self.embedder.embed_documents(plain) if plain else []
         out = []
-        for claim in claims_text:
-            plain = _CITATION.sub("", claim).strip()
-            if not candidates:
-                out.append(Claim(claim, False, None, 0.0))
-                continue
-            scores = self._scores(plain, candidates, with_rank=False)
+        for claim, text, vector in zip(claims_text, plain, claim_vectors):
+            scores = self._scores(text, candidates, with_rank=False, query_vector=vector,
+                                  candidate_vectors=candidate_vectors)
             best = int(np.argmax(scores))
             source = candidates[best]
-            agrees = numbers(plain) <= numbers(source.passage.text) and negated(plain) == negated(source.text)
+            agrees = numbers(text) <= numbers(source.passage.text) and negated(text) == negated(source.text)
             supported = float(scores[best]) >= CLAIM_MIN and agrees
             out.append(Claim(claim, supported, source.source, float(scores[best])))
         return out

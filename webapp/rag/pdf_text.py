@@ -150,7 +150,10 @@ def _context():
         # forkserver: children fork from a small clean process, not from the app with its
         # OpenVINO thread pools (forking a multi-threaded process can deadlock the child).
         _CTX = multiprocessing.get_context("forkserver")
-        _CTX.set_forkserver_preload(["pypdf", "pypdfium2", "webapp.rag.pdf_text", "webapp.rag.page_image"])
+        # Preloaded once in the fork server, so a child starts in milliseconds: each child also
+        # re-runs the main module (`python -m webapp` imports pydantic via webapp.settings).
+        _CTX.set_forkserver_preload(["pypdf", "pypdfium2", "PIL.Image", "PIL.ImageDraw", "webapp.settings",
+                                     "webapp.rag.pdf_text", "webapp.rag.page_image"])
     return _CTX
 
 
