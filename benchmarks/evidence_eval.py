@@ -140,6 +140,15 @@ def main() -> int:
                     "page_cache_mb": round(sum(p.stat().st_size for p in cache.glob("*.png")) / 2**20, 1)})
     shutil.rmtree(cache, ignore_errors=True)
 
+    # -- the best evidence sentence quoted as the answer (no model): what the claim check says of
+    # an answer that is right by construction, and what quoting would give a weak model's users.
+    quoted = [r for r in on_rows if r["evidence"]]
+    quote_claims = [c for r in quoted for c in docs.claims(r["evidence"][0].text, r["passages"])]
+    summary["quote_best_sentence"] = {
+        "key_fact_in_answer": round(sum(has_fact(r["evidence"][0].text, r["q"].get("facts", []))
+                                        for r in quoted) / max(1, len(on_rows)), 3),
+        "supported_claims": round(sum(c.supported for c in quote_claims) / max(1, len(quote_claims)), 3)}
+
     # -- answers per prompt style --------------------------------------------------------------------
     styles = {}
     if not args.no_answers:
