@@ -68,20 +68,12 @@ def main() -> int:
     args = ap.parse_args()
 
     from benchmarks.load import cpu_info
-    from webapp.documents.service import DocumentService
+    from benchmarks.corpus import indexed_corpus
     from webapp.rag.evidence import EvidenceFinder
-    from webapp.settings import Settings
 
-    settings = Settings(models_dir=args.models_dir, data_dir=args.data_dir)
-    data_dir = Path(f"{args.data_dir}-{settings.embedding_model}")
-    settings = settings.model_copy(update={"data_dir": data_dir})
-    docs = DocumentService(settings)
+    settings, docs = indexed_corpus(args.models_dir, args.data_dir, args.corpus, args.collection)
+    data_dir = settings.data_dir
     coll = args.collection
-    if coll not in docs.collections() or not docs.documents(coll):
-        pdfs = sorted(args.corpus.glob("*.pdf"))
-        print(f"indexing {len(pdfs)} papers into {data_dir} ...", flush=True)
-        docs.add_files(coll, [(p, p.name) for p in pdfs])
-        print(docs.index_queued(coll).summary())
     questions = json.loads((ROOT / "benchmarks" / "arxiv_questions.json").read_text())["questions"]
     on_topic = [q for q in questions if not q.get("off_topic")]
     off_topic = [q for q in questions if q.get("off_topic")]

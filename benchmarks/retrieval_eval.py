@@ -36,22 +36,11 @@ def main() -> int:
     ap.add_argument("--show-misses", action="store_true")
     args = ap.parse_args()
 
-    from webapp.documents.service import DocumentService
-    from webapp.settings import Settings
+    from benchmarks.corpus import indexed_corpus
 
-    settings = Settings(models_dir=args.models_dir, data_dir=args.data_dir)
-    if args.embedding_model:
-        settings = settings.model_copy(update={"embedding_model": args.embedding_model})
-    data_dir = Path(f"{args.data_dir}-{settings.embedding_model}")
-    settings = settings.model_copy(update={"data_dir": data_dir})
-    print(f"embedding model {settings.embedding_model}, data folder {data_dir}")
-    docs = DocumentService(settings)
+    _, docs = indexed_corpus(args.models_dir, args.data_dir, args.corpus, args.collection,
+                             args.embedding_model)
     coll = args.collection
-    if coll not in docs.collections() or not docs.documents(coll):
-        pdfs = sorted(args.corpus.glob("*.pdf"))
-        print(f"indexing {len(pdfs)} papers into {data_dir} ...", flush=True)
-        docs.add_files(coll, [(p, p.name) for p in pdfs])
-        print(docs.index_queued(coll).summary())
     questions = [q for q in json.loads((ROOT / "benchmarks" / "arxiv_questions.json").read_text())["questions"]
                  if not q.get("off_topic")]  # off-topic ones have no page to hit (evidence_eval.py uses them)
     print(f"\n{len(questions)} questions; hit = expected paper and page among the top k\n")

@@ -1,0 +1,27 @@
+"""The arXiv corpus indexed once per embedding model, shared by the benchmark scripts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def indexed_corpus(models_dir: Path, data_dir: Path, corpus: Path, collection: str,
+                   embedding_model: str | None = None):
+    """(settings, DocumentService) over ``<data_dir>-<embedding model>``, indexing ``corpus`` into
+    ``collection`` first if that folder does not have it yet (a folder keeps one embedding model)."""
+    from webapp.documents.service import DocumentService
+    from webapp.settings import Settings
+
+    settings = Settings(models_dir=models_dir, data_dir=data_dir)
+    if embedding_model:
+        settings = settings.model_copy(update={"embedding_model": embedding_model})
+    folder = Path(f"{data_dir}-{settings.embedding_model}")
+    settings = settings.model_copy(update={"data_dir": folder})
+    print(f"embedding model {settings.embedding_model}, data folder {folder}")
+    docs = DocumentService(settings)
+    if collection not in docs.collections() or not docs.documents(collection):
+        pdfs = sorted(Path(corpus).glob("*.pdf"))
+        print(f"indexing {len(pdfs)} papers into {folder} ...", flush=True)
+        docs.add_files(collection, [(p, p.name) for p in pdfs])
+        print(docs.index_queued(collection).summary())
+    return settings, docs
