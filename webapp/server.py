@@ -11,10 +11,13 @@ from pathlib import Path
 
 import gradio as gr
 from fastapi import FastAPI
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from webapp import __version__
 from webapp.auth.gate import AuthGate, request_user
+from webapp.api.openai_api import APIError, openai_router, validation_error_handler
 from webapp.auth.signin import signin_router
 from webapp.documents.routes import document_router
 from webapp.errors import UserError
@@ -113,6 +116,15 @@ def create_app(settings: Settings, services: Services | None = None, preload: bo
     if auth.enabled:
         app.include_router(signin_router(auth))
     app.include_router(document_router(services.documents, auth))
+    app.include_router(openai_router(services))
+    app.add_exception_handler(APIError, lambda request, exc: exc.response())
+
+    async def validation_error(request, exc):
+        if request.url.path.startswith((settings.root_path or "") + "/v1/"):
+            return validation_error_handler(request, exc)
+        return await request_validation_exception_handler(request, exc)
+
+    app.add_exception_handler(RequestValidationError, validation_error)
 
     blocks = build_ui(services)
     # Gradio runs at most max_threads events at once (and as many worker threads); each admitted

@@ -1,0 +1,1 @@
+"""HTTP APIs beside the UI."""
