@@ -1,0 +1,184 @@
+"""The OpenAI-compatible /v1 API of a real `python -m webapp serve --auth password`, driven with the
+official `openai` client (sync and streaming), plus interop: a second DocChat uses the first as its
+remote endpoint."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from tests.conftest import DEFAULT_LLM, ROOT, running_app
+from tests.fault_server import FaultServer
+from tests.pdfgen import topic_pdf
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def fault():
+    with FaultServer(token_delay_s=0.2, slow_tokens=300) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def api(registry_dir, tmp_path_factory, fault):
+    from webapp.auth.users import UserStore
+
+    data = tmp_path_factory.mktemp("api-data")
+    store = UserStore(data)
+    tokens = {}
+    for name in ("ann", "bob"):
+        store.add(name, "member", f"{name}-password-1")
+        tokens[name] = store.issue_token(name)
+    store.close()
+    pdf = topic_pdf(tmp_path_factory.mktemp("pdf") / "volcano-notes.pdf", "volcano", pages=2)
+    env = {"DOCCHAT_AUTH": "password"}
+    out = subprocess.run([sys.executable, "-m", "webapp", "--models-dir", str(registry_dir), "--data-dir", str(data),
+                          "index", str(pdf), "--collection", "ann-docs", "--user", "ann"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300, env={**__import__("os").environ, **env})
+    assert out.returncode == 0, out.stderr
+    endpoints = json.dumps([{"name": "faulty", "base_url": fault.base_url}])
+    with running_app(registry_dir, data, extra_env={**env, "DOCCHAT_MAX_NEW_TOKENS": "24",
+                                                    "DOCCHAT_MAX_CONCURRENT_ANSWERS": "1",
+                                                    "DOCCHAT_MAX_WAITING_ANSWERS": "0",
+                                                    "DOCCHAT_REMOTE_ENDPOINTS": endpoints}) as base:
+        yield {"base": base, "tokens": tokens, "data": data}
+
+
+def client(api, user="ann"):
+    from openai import OpenAI
+
+    return OpenAI(base_url=api["base"] + "/v1", api_key=api["tokens"][user], max_retries=0, timeout=120)
+
+
+def test_models_list_chat_models_and_the_callers_collections(api):
+    ids = [m.id for m in client(api).models.list().data]
+    assert DEFAULT_LLM in ids and "rag:ann-docs" in ids and "rag:default" in ids
+    assert "rag:ann-docs" not in [m.id for m in client(api, "bob").models.list().data]  # ann's, private
+
+
+def test_answers_sync_and_streaming_with_usage(api):
+    c = client(api)
+    reply = c.chat.completions.create(model=DEFAULT_LLM, messages=[{"role": "user", "content": "Say hello."}],
+                                      max_tokens=16)
+    assert reply.choices[0].message.role == "assistant" and reply.choices[0].message.content.strip()
+    assert reply.choices[0].finish_reason in ("stop", "length")
+    assert reply.usage.completion_tokens > 0 and reply.usage.prompt_tokens > 0
+    assert reply.usage.total_tokens == reply.usage.prompt_tokens + reply.usage.completion_tokens
+    pieces, usage, finish = [], None, None
+    for chunk in c.chat.completions.create(model=DEFAULT_LLM, stream=True, max_tokens=16,
+                                           stream_options={"include_usage": True},
+                                           messages=[{"role": "user", "content": "Name a colour."}]):
+        if chunk.choices:
+            pieces.append(chunk.choices[0].delta.content or "")
+            finish = chunk.choices[0].finish_reason or finish
+        else:
+            usage = chunk.usage
+    assert len([p for p in pieces if p]) >= 2 and finish in ("stop", "length")  # streamed, then finished
+    assert usage is not None and usage.completion_tokens > 0
+
+
+def test_a_rag_model_answers_from_the_collection_with_citations_and_evidence(api):
+    reply = client(api).chat.completions.create(
+        model="rag:ann-docs", max_tokens=24, messages=[{"role": "user", "content": "How do volcanoes form?"}])
+    extra = reply.model_extra["docchat"]
+    assert extra["citations"] and extra["citations"][0]["document"] == "volcano-notes.pdf"
+    assert extra["evidence"] and "magma" in extra["evidence"][0]["text"]
+    assert all({"text", "supported", "source"} <= set(c) for c in extra["claims"])
+    # bob may not read ann's collection: it does not exist for him.
+    from openai import NotFoundError
+
+    with pytest.raises(NotFoundError, match="There is no collection named 'ann-docs'"):
+        client(api, "bob").chat.completions.create(model="rag:ann-docs", max_tokens=16,
+                                                   messages=[{"role": "user", "content": "How do volcanoes form?"}])
+
+
+def test_search_returns_the_cli_json(api):
+    r = httpx.post(api["base"] + "/v1/search", json={"collection": "ann-docs", "query": "magma mantle", "k": 2},
+                   headers={"Authorization": f"Bearer {api['tokens']['ann']}"}, timeout=60)
+    assert r.status_code == 200
+    first = r.json()["data"][0]
+    assert set(first) == {"rank", "document", "page", "score", "similarity", "text"} and first["rank"] == 1
+    assert first["document"] == "volcano-notes.pdf"
+
+
+def test_errors_have_the_openai_shape(api):
+    from openai import AuthenticationError, BadRequestError, NotFoundError, OpenAI
+
+    anonymous = OpenAI(base_url=api["base"] + "/v1", api_key="dct_not-a-token", max_retries=0)
+    with pytest.raises(AuthenticationError):
+        anonymous.models.list()
+    c = client(api)
+    with pytest.raises(NotFoundError, match="does not exist"):
+        c.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "hi"}])
+    with pytest.raises(BadRequestError, match="The last message must come from the user"):
+        c.chat.completions.create(model=DEFAULT_LLM, messages=[{"role": "assistant", "content": "hi"}])
+    headers = {"Authorization": f"Bearer {api['tokens']['ann']}", "content-type": "application/json"}
+    for body in (b"{not json", b'{"model": 3}', b'{"model": "x", "messages": "hello"}', b"[]",
+                 json.dumps({"model": DEFAULT_LLM, "messages": [{"role": "user", "content": "x" * 40_000}]}).encode(),
+                 json.dumps({"model": DEFAULT_LLM, "messages": [{"role": "user", "content": "hi"}],
+                             "temperature": 9}).encode()):
+        r = httpx.post(api["base"] + "/v1/chat/completions", content=body, headers=headers, timeout=60)
+        assert r.status_code == 400, (body[:60], r.status_code, r.text[:200])
+        error = r.json()["error"]
+        assert error["message"] and error["type"] == "invalid_request_error"
+
+
+def test_busy_is_429_and_a_client_that_leaves_frees_its_slot(api, fault):
+    from openai import RateLimitError
+
+    c = client(api)
+    fault.closed_early.clear()
+    stream = c.chat.completions.create(model="remote:faulty/slow", stream=True, max_tokens=300,
+                                       messages=[{"role": "user", "content": "Talk slowly."}])
+    seen = 0
+    for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            seen += 1
+        if seen == 2:
+            break
+    # The one answer slot is taken (no waiting room): a second client is told at once.
+    with pytest.raises(RateLimitError, match="busy"):
+        c.chat.completions.create(model=DEFAULT_LLM, messages=[{"role": "user", "content": "hi"}], max_tokens=16)
+    stream.close()  # the client goes away mid-answer
+    # ... so DocChat stops the upstream generation (the slow server sees its stream closed) and
+    # frees the slot: the next question is answered.
+    assert fault.closed_early.wait(15), "the upstream stream was not closed"
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            reply = c.chat.completions.create(model=DEFAULT_LLM, max_tokens=16,
+                                              messages=[{"role": "user", "content": "hi"}])
+            break
+        except RateLimitError:
+            assert time.monotonic() < deadline, "the slot was not freed"
+            time.sleep(0.5)
+    assert reply.choices[0].message.content
+
+
+def test_stop_strings_end_the_answer(api):
+    reply = client(api).chat.completions.create(model="remote:faulty/ok", stop=["three"],
+                                                messages=[{"role": "user", "content": "Count."}])
+    assert reply.choices[0].message.content.strip() == "one two"
+    assert reply.choices[0].finish_reason == "stop"
+
+
+def test_docchat_is_a_remote_endpoint_for_another_docchat(api, registry_dir, tmp_path):
+    key = tmp_path / "key"
+    key.write_text(api["tokens"]["ann"] + "\n")
+    endpoints = json.dumps([{"name": "first", "base_url": api["base"] + "/v1", "api_key_file": str(key)}])
+    with running_app(registry_dir, tmp_path / "second", extra_env={"DOCCHAT_REMOTE_ENDPOINTS": endpoints}) as second:
+        from openai import OpenAI
+
+        c = OpenAI(base_url=second + "/v1", api_key="unused", max_retries=0, timeout=120)
+        ids = [m.id for m in c.models.list().data]
+        assert f"remote:first/{DEFAULT_LLM}" in ids and "remote:first/rag:ann-docs" in ids
+        pieces = [ch.choices[0].delta.content or "" for ch in c.chat.completions.create(
+            model="remote:first/rag:ann-docs", stream=True, max_tokens=16,
+            messages=[{"role": "user", "content": "How do volcanoes form?"}]) if ch.choices]
+        assert "".join(pieces).strip()
