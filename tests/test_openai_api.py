@@ -182,3 +182,55 @@ def test_docchat_is_a_remote_endpoint_for_another_docchat(api, registry_dir, tmp
             model="remote:first/rag:ann-docs", stream=True, max_tokens=16,
             messages=[{"role": "user", "content": "How do volcanoes form?"}]) if ch.choices]
         assert "".join(pieces).strip()
+
+
+def _mcp(api, user: str, calls):
+    """Run ``calls(client)`` with the MCP SDK's own client, as ``user`` (their API token)."""
+    import anyio
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+    from mcp.shared._httpx_utils import create_mcp_http_client
+
+    async def main():
+        headers = {"Authorization": f"Bearer {api['tokens'][user]}"}
+        transport = streamable_http_client(api["base"] + "/mcp", http_client=create_mcp_http_client(headers=headers))
+        async with Client(transport) as client:
+            return await calls(client)
+
+    return anyio.run(main)
+
+
+def _payload(result):
+    if result.structured_content is not None:
+        return result.structured_content.get("result", result.structured_content)
+    return json.loads(result.content[0].text)
+
+
+def test_mcp_tools_search_and_ask_for_the_signed_in_user(api):
+    async def as_ann(client):
+        tools = {t.name for t in (await client.list_tools()).tools}
+        found = await client.call_tool("search", {"collection": "ann-docs", "query": "magma mantle", "k": 2})
+        answer = await client.call_tool("ask", {"collection": "ann-docs", "question": "How do volcanoes form?",
+                                                "max_tokens": 16})
+        listing = await client.call_tool("collections", {})
+        return tools, found, answer, listing
+
+    tools, found, answer, listing = _mcp(api, "ann", as_ann)
+    assert {"collections", "search", "ask"} <= tools
+    assert "ann-docs" in _payload(listing)
+    passages = _payload(found)
+    assert passages[0]["document"] == "volcano-notes.pdf" and passages[0]["rank"] == 1
+    reply = _payload(answer)
+    assert reply["citations"][0]["document"] == "volcano-notes.pdf" and reply["evidence"]
+    assert isinstance(reply["answer"], str) and all("supported" in c for c in reply["claims"])
+
+    async def as_bob(client):
+        return (await client.call_tool("search", {"collection": "ann-docs", "query": "magma"}),
+                await client.call_tool("collections", {}))
+
+    refused, listing = _mcp(api, "bob", as_bob)
+    assert refused.is_error and "There is no collection named 'ann-docs'" in refused.content[0].text
+    assert "ann-docs" not in _payload(listing)
+    # No token, no MCP.
+    r = httpx.post(api["base"] + "/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, timeout=30)
+    assert r.status_code == 401

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 
 from webapp import __version__
 from webapp.auth.gate import AuthGate, request_user
+from webapp.api.mcp_tools import build_mcp
 from webapp.api.openai_api import APIError, openai_router, validation_error_handler
 from webapp.auth.signin import signin_router
 from webapp.documents.routes import document_router
@@ -79,11 +80,14 @@ def create_app(settings: Settings, services: Services | None = None, preload: bo
                     "`python -m webapp users add NAME --role admin` (docs/users.md)")
     log.info("sign-in mode: %s", auth.mode)
 
+    mcp_server, mcp_routes = build_mcp(services)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         if preload:
             threading.Thread(target=_preload, args=(services,), name="preload", daemon=True).start()
-        yield
+        async with mcp_server.session_manager.run():
+            yield
         services.close()
 
     app = FastAPI(title="DocChat", version=__version__, lifespan=lifespan, docs_url="/api/docs",
@@ -117,6 +121,7 @@ def create_app(settings: Settings, services: Services | None = None, preload: bo
         app.include_router(signin_router(auth))
     app.include_router(document_router(services.documents, auth))
     app.include_router(openai_router(services))
+    app.router.routes.extend(mcp_routes)  # /mcp, before Gradio's catch-all mount below
     app.add_exception_handler(APIError, lambda request, exc: exc.response())
 
     async def validation_error(request, exc):
