@@ -127,6 +127,13 @@ class Settings(BaseSettings):
         "PDF reader processes running at once (0 = one per usable CPU: the affinity mask and the "
         "cgroup quota, not the node's core count); pypdf is pure Python, so parsing is most of the "
         "indexing time and scales with cores"))
+    ocr_enabled: bool = Field(True, description=(
+        "read pages without a text layer (scans) with Tesseract; born-digital pages never go through OCR"))
+    ocr_language: str = Field("eng", pattern=r"^[A-Za-z_]{3,8}(\+[A-Za-z_]{3,8})*$", description=(
+        "Tesseract language(s), e.g. eng or deu+eng (each needs its tesseract-ocr-<lang> package)"))
+    ocr_dpi: int = Field(300, ge=100, le=600, description="resolution scanned pages are drawn at for OCR")
+    ocr_page_timeout_s: float = Field(90.0, gt=0, description="time limit for reading one page by OCR")
+    ocr_command: str = Field("tesseract", description="the Tesseract program (a name on PATH or a path)")
     chunk_size: int = Field(1000, ge=100, description="characters per chunk")
     chunk_overlap: int = Field(150, ge=0, description="characters shared by neighbouring chunks")
     retrieval_k: int = Field(4, ge=1, le=20, description="passages given to the model per question")

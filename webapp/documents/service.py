@@ -20,7 +20,9 @@ from webapp.documents.parse_pool import ParsePool
 from webapp.documents.uploads import discard_uploads, safe_label, store_upload, upload_problem
 from webapp.errors import UserError
 from webapp.rag.chunking import PageChunker
-from webapp.rag.pdf_text import PageRange, ParsedPdf, PdfProblem, read_pages
+from webapp.atomic import atomic_write_json
+from webapp.rag.ocr import ocr_pages
+from webapp.rag.pdf_text import MIN_TEXT_CHARS, PageRange, ParsedPdf, PdfProblem, read_pages
 from webapp.rag.retrieval import Passage, Retriever
 from webapp.rag.store import Document, DocumentGone, DocumentStore, recorded_embedding_model
 from webapp.registry import RegistryError, load_entry, scan
@@ -58,6 +60,22 @@ class IndexReport:
         if self.deleted:
             text += f" {len(self.deleted)} deleted while indexing: " + ", ".join(self.deleted) + "."
         return text
+
+
+def _pages(numbers: Sequence[int]) -> str:
+    return ", ".join(map(str, numbers[:10])) + ("…" if len(numbers) > 10 else "")
+
+
+def _no_text_sentence(all_pages_empty: bool, ocr, ocr_enabled: bool) -> str:
+    if not all_pages_empty:
+        return "No usable text was found in this PDF."
+    if not ocr_enabled:
+        return ("No text layer was found in this PDF (it looks scanned or image-only) and OCR is turned off "
+                "on this server (DOCCHAT_OCR_ENABLED).")
+    if ocr is not None and ocr.failed and not ocr.pages:
+        return "No text layer was found in this PDF and " + next(iter(ocr.failed.values()))[0].lower() + \
+            next(iter(ocr.failed.values()))[1:]
+    return "No text layer was found in this PDF and OCR read no text from its pages."
 
 
 class DocumentService:
@@ -339,17 +357,25 @@ class DocumentService:
         try:
             step(0.0, "reading text")
             parsed = parse()
+            ocr = self._ocr(doc, parsed, step)
+            empty = [p for p in parsed.empty_pages if len(parsed.pages[p - 1].strip()) < MIN_TEXT_CHARS]
             chunks = self.chunker.split(parsed.pages)
             if not chunks:
-                raise PdfProblem("No usable text was found in this PDF.", "no-text")
+                raise PdfProblem(_no_text_sentence(len(empty) == len(parsed.pages), ocr, self.settings.ocr_enabled),
+                                 "no-text")
             store.set_status(doc.id, "embedding")
             step(0.2, f"embedding {len(chunks)} chunks")
             vectors = self._embedder.embed_documents(
                 [c.text for c in chunks], progress=lambda i, n: step(0.2 + 0.75 * i / n, f"embedded {i}/{n} chunks"))
             notes = []
-            if parsed.empty_pages:
-                pages = ", ".join(map(str, parsed.empty_pages[:10])) + ("…" if len(parsed.empty_pages) > 10 else "")
-                notes.append(f"No text layer on page(s) {pages}.")
+            if ocr and ocr.pages:
+                notes.append(f"Read {ocr.pages} scanned page(s) by OCR in {ocr.seconds:.1f} s.")
+            if ocr and ocr.failed:
+                notes += sorted({f"OCR skipped page(s) {_pages(sorted(p for p, r in ocr.failed.items() if r == reason))}: "
+                                 f"{reason.rstrip('.')}." for reason in ocr.failed.values()})
+            if empty:
+                notes.append(f"No text layer on page(s) {_pages(empty)}"
+                             + (" (OCR found no text there either)." if ocr and not ocr.failed else "."))
             if parsed.skipped_figures:
                 notes.append(f"Text inside {parsed.skipped_figures} very large figure(s) was not read.")
             note = " ".join(notes) or None
@@ -364,6 +390,28 @@ class DocumentService:
             log.exception("indexing document %s (%s) failed", doc.id, doc.label)
             store.set_status(doc.id, "failed", "An unexpected error stopped indexing this file; see the server log.")
         return store.document(doc.id)
+
+    def _ocr(self, doc: Document, parsed: ParsedPdf, step):
+        """OCR the pages without a text layer (in place), keep their word boxes; None when off or none."""
+        s = self.settings
+        if not parsed.empty_pages or not s.ocr_enabled:
+            return None
+        step(0.05, f"OCR of {len(parsed.empty_pages)} scanned page(s)")
+        result = ocr_pages(self.store.files_dir / f"{doc.sha256}.pdf", parsed.empty_pages, dpi=s.ocr_dpi,
+                           language=s.ocr_language, timeout_s=s.ocr_page_timeout_s, memory_mb=s.pdf_memory_mb,
+                           nice=s.pdf_parser_nice, command=s.ocr_command)
+        for page, text in result.texts.items():
+            parsed.pages[page - 1] = text
+        if result.words:
+            # The boxes let a citation highlight OCR'd text on the page (webapp/rag/page_image.py).
+            atomic_write_json(self.ocr_words_path(doc.sha256),
+                              {"format_version": 1, "pages": {str(p): w for p, w in result.words.items()}})
+        log.info("OCR of %s: %d page(s) read, %d failed, %.1f s", doc.label, result.pages, len(result.failed),
+                 result.seconds)
+        return result
+
+    def ocr_words_path(self, sha256: str) -> Path:
+        return Path(self.settings.data_dir) / "ocr" / f"{sha256}.json"
 
     def embedding_models(self) -> list[str]:
         """Registered embedding models (what ``reembed`` can switch to)."""

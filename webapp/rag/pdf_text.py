@@ -153,7 +153,7 @@ def _context():
         # Preloaded once in the fork server, so a child starts in milliseconds: each child also
         # re-runs the main module (`python -m webapp` imports pydantic via webapp.settings).
         _CTX.set_forkserver_preload(["pypdf", "pypdfium2", "PIL.Image", "PIL.ImageDraw", "webapp.settings",
-                                     "webapp.rag.pdf_text", "webapp.rag.page_image"])
+                                     "webapp.rag.pdf_text", "webapp.rag.page_image", "webapp.rag.ocr"])
     return _CTX
 
 
@@ -244,10 +244,9 @@ def assemble(parts: list[PageRange]) -> ParsedPdf:
         raise PdfProblem("This PDF has no pages.", "corrupt")
     if parts[0].start != 0 or len(pages) != parts[0].total:
         raise ValueError(f"page ranges do not cover the document: {[(r.start, len(r.pages)) for r in parts]}")
+    # Pages without text are not a failure here: the indexer OCRs them (webapp/rag/ocr.py) and
+    # decides afterwards whether anything readable is left.
     empty = [i + 1 for i, text in enumerate(pages) if len(text.strip()) < MIN_TEXT_CHARS]
-    if len(empty) == len(pages):
-        raise PdfProblem("No text layer was found in this PDF (it looks scanned or image-only); "
-                         "run OCR on it first.", "no-text")
     return ParsedPdf(pages=pages, title=parts[0].title, empty_pages=empty,
                      skipped_figures=sum(r.skipped_figures for r in parts))
 
