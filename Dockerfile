@@ -23,6 +23,10 @@ RUN python -m venv /opt/venv \
     && pip install --no-cache-dir -r requirements.txt
 
 FROM base AS runtime
+# Tesseract reads scanned pages (webapp/rag/ocr.py); Debian bookworm's packages, pinned.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends tesseract-ocr=5.3.0-2 tesseract-ocr-eng=1:4.1.0-2 \
+    && rm -rf /var/lib/apt/lists/*
 COPY --from=runtime-deps /opt/venv /opt/venv
 COPY webapp/ ./webapp/
 # Writable places are only the volumes and /tmp, so the root filesystem can be read-only.

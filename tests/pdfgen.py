@@ -100,3 +100,46 @@ def topic_pdf(path: Path, topic: str, pages: int = 3, marker: str = "") -> Path:
     texts = [f"{topic.title()} notes, page {n}. {marker}\n" + body + f"\nSection {n} repeats the key facts."
              for n in range(1, pages + 1)]
     return make_pdf(path, texts, title=f"{topic} notes")
+
+
+def scanned_copy(src: Path, dst: Path, dpi: int = 300, pages: list[int] | None = None, rotate: float = 0.0,
+                 noise: float = 0.0, seed: int = 0) -> Path:
+    """An image-only copy of ``src`` (its pages drawn at ``dpi``, as a scanner would), optionally
+    slightly rotated and with salt-and-pepper noise. ``pages``: 1-based pages to keep (default all)."""
+    import random
+
+    import pypdfium2 as pdfium
+    from PIL import Image
+
+    document = pdfium.PdfDocument(str(src))
+    try:
+        numbers = pages or list(range(1, len(document) + 1))
+        images = []
+        for n in numbers:
+            image = document[n - 1].render(scale=dpi / 72, grayscale=True).to_pil().convert("L")
+            if rotate:
+                image = image.rotate(rotate, expand=False, fillcolor=255, resample=Image.BICUBIC)
+            if noise:
+                rng = random.Random(seed + n)
+                pixels = image.load()
+                for _ in range(int(noise * image.size[0] * image.size[1])):
+                    x, y = rng.randrange(image.size[0]), rng.randrange(image.size[1])
+                    pixels[x, y] = rng.choice((0, 255))
+            images.append(image)
+    finally:
+        document.close()
+    images[0].save(dst, "PDF", resolution=dpi, save_all=True, append_images=images[1:])
+    return dst
+
+
+def joined(parts: list[Path], dst: Path) -> Path:
+    """The pages of several PDFs, in order, as one PDF (e.g. a born-digital page and a scanned one)."""
+    from pypdf import PdfWriter
+
+    writer = PdfWriter()
+    for part in parts:
+        writer.append(str(part))
+    with open(dst, "wb") as fh:
+        writer.write(fh)
+    return dst
+

@@ -21,6 +21,7 @@ from webapp.documents.uploads import discard_uploads, safe_label, store_upload, 
 from webapp.errors import UserError
 from webapp.rag.chunking import PageChunker
 from webapp.atomic import atomic_write_json
+from webapp.rag.ocr import MISSING as OCR_MISSING
 from webapp.rag.ocr import ocr_pages
 from webapp.rag.pdf_text import MIN_TEXT_CHARS, PageRange, ParsedPdf, PdfProblem, read_pages
 from webapp.rag.retrieval import Passage, Retriever
@@ -73,8 +74,10 @@ def _no_text_sentence(all_pages_empty: bool, ocr, ocr_enabled: bool) -> str:
         return ("No text layer was found in this PDF (it looks scanned or image-only) and OCR is turned off "
                 "on this server (DOCCHAT_OCR_ENABLED).")
     if ocr is not None and ocr.failed and not ocr.pages:
-        return "No text layer was found in this PDF and " + next(iter(ocr.failed.values()))[0].lower() + \
-            next(iter(ocr.failed.values()))[1:]
+        reason = next(iter(ocr.failed.values()))
+        if reason == OCR_MISSING:
+            return "No text layer was found in this PDF, and OCR is not available on this server (Tesseract is not installed)."
+        return f"No text layer was found in this PDF and OCR could not read it: {reason.rstrip('.')}."
     return "No text layer was found in this PDF and OCR read no text from its pages."
 
 
@@ -261,6 +264,8 @@ class DocumentService:
         deleted = self.store.delete_document(doc.id)
         if deleted is None:
             raise UserError(f"There is no document with id {int(doc_id)}.")
+        if not (self.store.files_dir / f"{doc.sha256}.pdf").exists():  # the last copy went: its OCR words too
+            self.ocr_words_path(doc.sha256).unlink(missing_ok=True)
         log.info("document %s (%s) deleted from %r by %s", doc.id, doc.label, doc.collection, actor.name)
         return deleted
 
@@ -413,6 +418,15 @@ class DocumentService:
     def ocr_words_path(self, sha256: str) -> Path:
         return Path(self.settings.data_dir) / "ocr" / f"{sha256}.json"
 
+    def _ocr_words(self, sha256: str, page: int) -> list | None:
+        """The OCR'd words of a scanned page (None for born-digital pages)."""
+        import json
+
+        try:
+            return json.loads(self.ocr_words_path(sha256).read_text())["pages"].get(str(page))
+        except (OSError, ValueError, KeyError):
+            return None
+
     def embedding_models(self) -> list[str]:
         """Registered embedding models (what ``reembed`` can switch to)."""
         try:
@@ -498,7 +512,8 @@ class DocumentService:
             self._pages = PageImages(Path(s.data_dir) / "pages", s.page_cache_mb, min(30.0, s.pdf_timeout_s),
                                      s.pdf_memory_mb)
         try:
-            return self._pages.get(path, doc.sha256, int(page), (highlight or "")[:4000])
+            return self._pages.get(path, doc.sha256, int(page), (highlight or "")[:4000],
+                                   self._ocr_words(doc.sha256, int(page)))
         except PageImageError as exc:
             raise UserError(exc.user_message) from exc
 

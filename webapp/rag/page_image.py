@@ -90,9 +90,23 @@ def line_boxes(char_boxes: list[tuple[float, float, float, float]],
     return [tuple(box) for box in boxes]
 
 
-def render_highlight(path: str, page_number: int, passage: str, out_path: str, scale: float = SCALE) -> dict:
+def _ocr_text(words: list) -> tuple[str, list]:
+    """Page text and a box per character from OCR'd words ([word, left, bottom, right, top] in points)."""
+    text, boxes = [], []
+    for word, left, bottom, right, top in words:
+        if text:
+            text.append(" ")
+            boxes.append((0.0, 0.0, 0.0, 0.0))  # a space: no extent, never painted
+        text.append(word)
+        boxes += [(left, bottom, right, top)] * len(word)
+    return "".join(text), boxes
+
+
+def render_highlight(path: str, page_number: int, passage: str, out_path: str, scale: float = SCALE,
+                     ocr_words: list | None = None) -> dict:
     """Runs in the sandbox child: render page ``page_number`` (1-based) with ``passage`` highlighted,
-    write the PNG to ``out_path``; the boxes (in pixels) and how much of the passage was found."""
+    write the PNG to ``out_path``; the boxes (in pixels) and how much of the passage was found.
+    A scanned page has no text in the PDF: then ``ocr_words`` (kept by indexing) locate it."""
     import pypdfium2 as pdfium
     from PIL import Image, ImageDraw
 
@@ -107,11 +121,15 @@ def render_highlight(path: str, page_number: int, passage: str, out_path: str, s
         width_pt, height_pt = page.get_size()
         textpage = page.get_textpage()
         text = textpage.get_text_range()
+        char_box = textpage.get_charbox
+        if len(text.strip()) < 16 and ocr_words:
+            text, ocr_boxes = _ocr_text(ocr_words)
+            char_box = ocr_boxes.__getitem__
         found = locate(text, passage) if passage.strip() else None
         boxes_pt = []
         if found:
             first, last, share = found
-            boxes_pt = line_boxes([textpage.get_charbox(i) for i in range(first, last + 1)])
+            boxes_pt = line_boxes([char_box(i) for i in range(first, last + 1)])
         image = page.render(scale=scale).to_pil().convert("RGBA")
         overlay = Image.new("RGBA", image.size, (0, 0, 0, 0))
         draw = ImageDraw.Draw(overlay)
@@ -146,7 +164,7 @@ class PageImages:
         self.timeout_s = timeout_s
         self.memory_mb = memory_mb
 
-    def get(self, pdf_path: Path, sha256: str, page: int, passage: str) -> PageImage:
+    def get(self, pdf_path: Path, sha256: str, page: int, passage: str, ocr_words: list | None = None) -> PageImage:
         from webapp.rag.pdf_text import run_limited
 
         digest = hashlib.sha256(passage.encode()).hexdigest()[:16]
@@ -156,7 +174,7 @@ class PageImages:
             return PageImage(target, -1.0, [])
         self.folder.mkdir(parents=True, exist_ok=True)
         partial = target.with_suffix(f".{os.getpid()}.part")
-        run = run_limited(render_highlight, (str(pdf_path), int(page), passage, str(partial)),
+        run = run_limited(render_highlight, (str(pdf_path), int(page), passage, str(partial), SCALE, ocr_words),
                           self.timeout_s, self.memory_mb)
         result = run.result
         if result is None or result.get("error"):
