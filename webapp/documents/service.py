@@ -52,10 +52,14 @@ class IndexReport:
     pages: int = 0
     chunks: int = 0
     seconds: float = 0.0
+    ocr_pages: int = 0  # scanned pages read by OCR
+    ocr_seconds: float = 0.0
 
     def summary(self) -> str:
         rate = f", {self.pages / self.seconds:.1f} pages/s" if self.seconds > 0 and self.pages else ""
         text = f"Indexed {len(self.indexed)} document(s): {self.pages} pages, {self.chunks} chunks in {self.seconds:.1f} s{rate}."
+        if self.ocr_pages:
+            text += f" {self.ocr_pages} scanned page(s) read by OCR in {self.ocr_seconds:.1f} s."
         if self.failed:
             text += f" {len(self.failed)} failed: " + "; ".join(f"{d.label}: {d.reason}" for d in self.failed)
         if self.deleted:
@@ -335,7 +339,7 @@ class DocumentService:
             def step(fraction: float, what: str, n=n, doc=doc):
                 if progress:
                     progress((n + fraction) / max(1, len(queue)), f"{doc.label}: {what}")
-            done = self._index_one(doc, step, parse)
+            done = self._index_one(doc, step, parse, report)
             if done is None:
                 report.deleted.append(doc.label)
             elif done.status == "indexed":
@@ -356,13 +360,16 @@ class DocumentService:
                           max_figure_kb=s.pdf_max_figure_kb, nice=s.pdf_parser_nice)
 
     def _index_one(self, doc: Document, step: Callable[[float, str], None],
-                   parse: Callable[[], ParsedPdf]) -> Document | None:
+                   parse: Callable[[], ParsedPdf], report: IndexReport) -> Document | None:
         """The document as indexing left it, or None if it was deleted meanwhile."""
         store = self.store
         try:
             step(0.0, "reading text")
             parsed = parse()
             ocr = self._ocr(doc, parsed, step)
+            if ocr:
+                report.ocr_pages += ocr.pages
+                report.ocr_seconds += ocr.seconds
             empty = [p for p in parsed.empty_pages if len(parsed.pages[p - 1].strip()) < MIN_TEXT_CHARS]
             chunks = self.chunker.split(parsed.pages)
             if not chunks:
