@@ -124,6 +124,9 @@ def cmd_index(args) -> int:
     report = docs.reindex(collection, ids if password is not None else [], progress=_stderr_progress(),
                           passwords={i: password for i in ids} if password is not None else None, actor=actor)
     print(file=sys.stderr)
+    for d in report.indexed:
+        if d.reason:  # OCR'd pages, pages without text, skipped figures
+            print(f"note      {d.label}: {d.reason}")
     print(report.summary())
     docs.close()
     return 0 if not report.failed and not any(r.error for r in results) else 1
