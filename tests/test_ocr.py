@@ -130,3 +130,11 @@ def test_without_tesseract_or_with_ocr_off_the_reason_says_so(settings_factory, 
         assert failed and "OCR is turned off" in failed[0].reason
     finally:
         docs.close()
+
+
+def test_a_garbage_text_layer_counts_as_none():
+    from webapp.rag.pdf_text import unusable
+
+    assert unusable("") and unusable("  12 \n") and unusable("~~ || ^^ ## @@ !! ** ~~ || ^^ ## @@ !! ** %% $$ 1")
+    assert not unusable("A short but real line of text.")
+    assert not unusable("Table 3: F1 = 92.4 (±0.3); BLEU = 28.4 [Vaswani et al., 2017]")

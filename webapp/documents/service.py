@@ -23,7 +23,7 @@ from webapp.rag.chunking import PageChunker
 from webapp.atomic import atomic_write_json
 from webapp.rag.ocr import MISSING as OCR_MISSING
 from webapp.rag.ocr import ocr_pages
-from webapp.rag.pdf_text import MIN_TEXT_CHARS, PageRange, ParsedPdf, PdfProblem, read_pages
+from webapp.rag.pdf_text import PageRange, ParsedPdf, PdfProblem, read_pages, unusable
 from webapp.rag.retrieval import Passage, Retriever
 from webapp.rag.store import Document, DocumentGone, DocumentStore, recorded_embedding_model
 from webapp.registry import RegistryError, load_entry, scan
@@ -370,7 +370,7 @@ class DocumentService:
             if ocr:
                 report.ocr_pages += ocr.pages
                 report.ocr_seconds += ocr.seconds
-            empty = [p for p in parsed.empty_pages if len(parsed.pages[p - 1].strip()) < MIN_TEXT_CHARS]
+            empty = [p for p in parsed.empty_pages if unusable(parsed.pages[p - 1])]
             chunks = self.chunker.split(parsed.pages)
             if not chunks:
                 raise PdfProblem(_no_text_sentence(len(empty) == len(parsed.pages), ocr, self.settings.ocr_enabled),

@@ -16,8 +16,16 @@ from dataclasses import dataclass, field
 
 log = logging.getLogger(__name__)
 
-# A page whose text layer yields fewer characters than this is treated as having none.
+# A page whose text layer yields fewer letters and digits than this is treated as having none.
 MIN_TEXT_CHARS = 16
+
+
+def unusable(text: str) -> bool:
+    """No usable text layer: (almost) nothing, or mostly symbols - the invisible, broken layer some
+    scanners write (e.g. a page of "~ | ^ #" from a failed embedded OCR). Such pages go to OCR."""
+    stripped = "".join(text.split())
+    readable = sum(ch.isalnum() for ch in stripped)
+    return readable < MIN_TEXT_CHARS or readable < 0.4 * len(stripped)
 
 
 class PdfProblem(Exception):
@@ -246,7 +254,7 @@ def assemble(parts: list[PageRange]) -> ParsedPdf:
         raise ValueError(f"page ranges do not cover the document: {[(r.start, len(r.pages)) for r in parts]}")
     # Pages without text are not a failure here: the indexer OCRs them (webapp/rag/ocr.py) and
     # decides afterwards whether anything readable is left.
-    empty = [i + 1 for i, text in enumerate(pages) if len(text.strip()) < MIN_TEXT_CHARS]
+    empty = [i + 1 for i, text in enumerate(pages) if unusable(text)]
     return ParsedPdf(pages=pages, title=parts[0].title, empty_pages=empty,
                      skipped_figures=sum(r.skipped_figures for r in parts))
 
