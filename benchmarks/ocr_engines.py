@@ -30,6 +30,18 @@ def normalise(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
+def question_pages(limit: int) -> tuple[list[dict], list[tuple[str, int]]]:
+    """The on-topic questions, and the first ``limit`` distinct (paper, page) pairs that answer them."""
+    questions = [q for q in json.loads((ROOT / "benchmarks" / "arxiv_questions.json").read_text())["questions"]
+                 if not q.get("off_topic")]
+    chosen: list[tuple[str, int]] = []
+    for q in questions:
+        for page in q["pages"]:
+            if (q["doc"], page) not in chosen and len(chosen) < limit:
+                chosen.append((q["doc"], page))
+    return questions, chosen
+
+
 def body_cer(reference: str, ocr: str) -> float:
     target = normalise(ocr)
     sentences = [s for s in re.split(r"(?<=[.!?])\s+", normalise(reference)) if len(s.split()) >= 10]
@@ -63,13 +75,7 @@ def main() -> int:
 
         engine = RapidOCR()
         read = lambda image: "\n".join(r[1] for r in (engine(image.convert("RGB"))[0] or []))  # noqa: E731
-    questions = [q for q in json.loads((ROOT / "benchmarks" / "arxiv_questions.json").read_text())["questions"]
-                 if not q.get("off_topic")]
-    chosen: list[tuple[str, int]] = []
-    for q in questions:
-        for page in q["pages"]:
-            if (q["doc"], page) not in chosen and len(chosen) < args.pages:
-                chosen.append((q["doc"], page))
+    _, chosen = question_pages(args.pages)
     errors, seconds = [], 0.0
     for doc, page in chosen:
         reference = PdfReader(str(args.corpus / doc)).pages[page - 1].extract_text()

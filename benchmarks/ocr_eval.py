@@ -28,14 +28,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 # Nothing heavy at the top: every sandboxed child (PDF reading, OCR) re-runs this module.
+from benchmarks.ocr_engines import normalise  # noqa: E402  (standard library only)
 
 VARIANTS = {"300 dpi": {"dpi": 300}, "150 dpi": {"dpi": 150}, "300 dpi, turned 1 deg": {"dpi": 300, "rotate": 1.0},
             "300 dpi, noisy": {"dpi": 300, "noise": 0.002}}
-
-
-def normalise(text: str) -> str:
-    text = re.sub(r"(\w)-\s*\n\s*(\w)", r"\1\2", text)
-    return re.sub(r"\s+", " ", text).strip()
 
 
 def cer(reference: str, ocr: str) -> float:
@@ -76,18 +72,13 @@ def main() -> int:
     from pypdf import PdfReader, PdfWriter
 
     from benchmarks.load import cpu_info
+    from benchmarks.ocr_engines import question_pages
     from tests.pdfgen import scanned_copy
     from webapp.documents.service import DocumentService
     from webapp.rag.ocr import ocr_pages
     from webapp.settings import Settings
 
-    questions = [q for q in json.loads((ROOT / "benchmarks" / "arxiv_questions.json").read_text())["questions"]
-                 if not q.get("off_topic")]
-    chosen: list[tuple[str, int]] = []
-    for q in questions:
-        for page in q["pages"]:
-            if (q["doc"], page) not in chosen and len(chosen) < args.pages:
-                chosen.append((q["doc"], page))
+    questions, chosen = question_pages(args.pages)
     work = Path(tempfile.mkdtemp(prefix="docchat-ocr-"))
     settings = Settings(models_dir=args.models_dir, data_dir=work / "data")
     print(f"{len(chosen)} pages; CPU: {cpu_info()}", flush=True)
