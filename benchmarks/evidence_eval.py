@@ -24,7 +24,6 @@ import argparse
 import json
 import re
 import shutil
-import statistics
 import sys
 import tempfile
 import time

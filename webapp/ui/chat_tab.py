@@ -21,7 +21,6 @@ from webapp.chat.service import ChatService
 from webapp.downloads import download_folder
 from webapp.errors import UserError
 from webapp.llm.base import ChatMessage, StreamStats
-from webapp.rag.prompt import citation_line
 from webapp.rag.evidence import cite_inline
 from webapp.ui.safe_markdown import safe_markdown
 
