@@ -20,7 +20,7 @@ from webapp.chat.conversations import ConversationStore, StoredMessage
 from webapp.chat.service import ChatService
 from webapp.downloads import download_folder
 from webapp.errors import UserError
-from webapp.llm.base import ChatMessage, StreamStats
+from webapp.llm.base import StreamStats
 from webapp.rag.evidence import cite_inline
 from webapp.ui.safe_markdown import safe_markdown
 
@@ -96,27 +96,6 @@ def page_html(doc_id: int, label: str, page: int, text: str) -> str:
 
 def source_records(passages) -> list[dict]:
     return [{"document": p.document, "page": p.page} for p in passages]
-
-
-def message_text(content) -> str:
-    """Gradio 6 may hand back content as a string or as a list of typed parts."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, dict):
-        return str(content.get("text") or content.get("content") or "")
-    if isinstance(content, (list, tuple)):
-        return "".join(message_text(part) for part in content)
-    return ""
-
-
-def history_from_chatbot(value) -> list[ChatMessage]:
-    out = []
-    for item in value or []:
-        role = item.get("role") if isinstance(item, dict) else getattr(item, "role", None)
-        content = item.get("content") if isinstance(item, dict) else getattr(item, "content", "")
-        if role in ("user", "assistant"):
-            out.append(ChatMessage(role, message_text(content)))
-    return out
 
 
 def format_stats(stats: StreamStats, model: str) -> str:
