@@ -12,7 +12,7 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import DEFAULT_LLM, ROOT, running_app
+from tests.conftest import DEFAULT_LLM, ROOT, free_port, running_app
 from tests.fault_server import FaultServer
 from tests.pdfgen import topic_pdf
 
@@ -43,11 +43,13 @@ def api(registry_dir, tmp_path_factory, fault):
                          cwd=ROOT, capture_output=True, text=True, timeout=300, env={**__import__("os").environ, **env})
     assert out.returncode == 0, out.stderr
     endpoints = json.dumps([{"name": "faulty", "base_url": fault.base_url}])
+    metrics_port = free_port()
     with running_app(registry_dir, data, extra_env={**env, "DOCCHAT_MAX_NEW_TOKENS": "24",
+                                                    "DOCCHAT_METRICS_PORT": str(metrics_port),
                                                     "DOCCHAT_MAX_CONCURRENT_ANSWERS": "1",
                                                     "DOCCHAT_MAX_WAITING_ANSWERS": "0",
                                                     "DOCCHAT_REMOTE_ENDPOINTS": endpoints}) as base:
-        yield {"base": base, "tokens": tokens, "data": data}
+        yield {"base": base, "tokens": tokens, "data": data, "metrics_port": metrics_port}
 
 
 def client(api, user="ann"):
@@ -234,3 +236,37 @@ def test_mcp_tools_search_and_ask_for_the_signed_in_user(api):
     # No token, no MCP.
     r = httpx.post(api["base"] + "/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, timeout=30)
     assert r.status_code == 401
+
+
+def test_metrics_count_answers_latency_refusals_and_ingestion_without_user_text(api):
+    """Last in this module: the answers, refusals and the indexing above must show in the counters."""
+    import re
+
+    assert httpx.get(api["base"] + "/metrics", timeout=30).status_code == 401  # behind sign-in on the app port
+    signed = httpx.get(api["base"] + "/metrics", headers={"Authorization": f"Bearer {api['tokens']['ann']}"},
+                       timeout=30)
+    assert signed.status_code == 200 and signed.headers["content-type"].startswith("text/plain")
+    scraped = httpx.get(f"http://127.0.0.1:{api['metrics_port']}/metrics", timeout=30)  # the scraper's port
+    assert scraped.status_code == 200
+    text = scraped.text
+
+    def value(name: str, **labels) -> float:
+        total = 0.0
+        for line in text.splitlines():
+            if line.startswith(name + "{") or line.startswith(name + " "):
+                if all(f'{k}="{v}"' in line for k, v in labels.items()):
+                    total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    assert value("docchat_answers_started_total", model=DEFAULT_LLM, backend="openvino") >= 3
+    assert value("docchat_answers_finished_total", model=DEFAULT_LLM, backend="openvino") >= 3
+    assert value("docchat_answers_started_total", backend="remote") >= 1
+    assert value("docchat_answers_refused_total", reason="busy") >= 1
+    assert value("docchat_time_to_first_token_seconds_count", model=DEFAULT_LLM) >= 3
+    assert value("docchat_time_per_output_token_seconds_count", model=DEFAULT_LLM) >= 1
+    assert value("docchat_generated_tokens_total", model=DEFAULT_LLM) > 0
+    assert value("docchat_retrieval_seconds_count") >= 1
+    assert value("docchat_answer_slots") == 1 and value("docchat_answers_in_flight") == 0
+    # No user, collection, question or document in any label.
+    for secret in ("ann", "bob", "ann-docs", "volcano", "How do volcanoes form", "Say hello"):
+        assert not re.search(r'="[^"]*' + re.escape(secret), text), secret

@@ -13,7 +13,8 @@ import gradio as gr
 from fastapi import FastAPI
 from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from webapp import __version__
 from webapp.auth.gate import AuthGate, request_user
@@ -86,6 +87,8 @@ def create_app(settings: Settings, services: Services | None = None, preload: bo
     async def lifespan(app: FastAPI):
         if preload:
             threading.Thread(target=_preload, args=(services,), name="preload", daemon=True).start()
+        if settings.metrics_port:
+            services.metrics.serve(settings.metrics_port)
         async with mcp_server.session_manager.run():
             yield
         services.close()
@@ -116,6 +119,11 @@ def create_app(settings: Settings, services: Services | None = None, preload: bo
         reason = (catalog.load_error(name or "") or "; ".join(catalog.problems())
                   or (f"loading {name}" if name else "no chat model in the registry"))
         return JSONResponse({"ready": False, "model": name, "reason": reason}, status_code=503)
+
+    @app.get("/metrics", tags=["ops"], include_in_schema=False)
+    def metrics():
+        """Prometheus text format (behind sign-in; DOCCHAT_METRICS_PORT serves it to a scraper)."""
+        return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     if auth.enabled:
         app.include_router(signin_router(auth))

@@ -11,6 +11,7 @@ from webapp.chat.conversations import ConversationStore
 from webapp.chat.service import ChatService
 from webapp.documents.service import DocumentService
 from webapp.llm.catalog import ModelCatalog
+from webapp.metrics import Metrics
 from webapp.settings import Settings
 
 
@@ -24,6 +25,7 @@ class Services:
     users: UserStore
     conversations: ConversationStore
     auth: Authenticator
+    metrics: Metrics
 
     def close(self) -> None:
         self.catalog.close()
@@ -35,8 +37,9 @@ class Services:
 def build_services(settings: Settings) -> Services:
     catalog = ModelCatalog(settings)
     users = UserStore(settings.data_dir)
-    documents = DocumentService(settings, users)
+    metrics = Metrics()
+    documents = DocumentService(settings, users, metrics)
     return Services(settings=settings, catalog=catalog, documents=documents,
-                    chat=ChatService(catalog, settings, documents), bench=BenchService(settings, catalog),
+                    chat=ChatService(catalog, settings, documents, metrics), bench=BenchService(settings, catalog),
                     users=users, conversations=ConversationStore(settings.data_dir),
-                    auth=Authenticator(settings, users))
+                    auth=Authenticator(settings, users), metrics=metrics)

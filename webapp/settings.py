@@ -151,6 +151,10 @@ class Settings(BaseSettings):
     upload_tmp_dir: Path | None = Field(None, description=(
         "folder for uploads in transit (default: <data_dir>/.uploads, on the data volume rather than /tmp)"))
 
+    metrics_port: int = Field(0, ge=0, le=65535, description=(
+        "also serve /metrics without sign-in on this port (0 = only at /metrics of the app, behind sign-in); "
+        "the cluster opens it to the monitoring namespace only"))
+
     log_level: str = Field("INFO")
 
     @property

@@ -19,6 +19,7 @@ from webapp.chat.admission import Admission, Busy, Ticket
 from webapp.errors import InvalidMessage
 from webapp.llm.base import CancelToken, ChatMessage, ChatStream, Finished, GenerationParams, TextDelta
 from webapp.llm.catalog import ModelCatalog
+from webapp.metrics import Metrics, backend_of
 from webapp.rag.evidence import EvidenceFinder
 from webapp.rag.prompt import NOT_ANSWERED, NOT_FOUND, rag_messages
 from webapp.settings import Settings
@@ -27,13 +28,15 @@ log = logging.getLogger(__name__)
 
 
 class ChatService:
-    def __init__(self, catalog: ModelCatalog, settings: Settings, documents=None):
+    def __init__(self, catalog: ModelCatalog, settings: Settings, documents=None, metrics: Metrics | None = None):
         self.catalog = catalog
         self.documents = documents  # DocumentService, for answers grounded in a collection
         self._settings = settings
         self._lock = threading.Lock()
         self._running: dict[str, CancelToken] = {}
         self.admission = Admission(settings.answer_slots, settings.answer_queue)
+        self.metrics = metrics or Metrics()
+        self.metrics.watch_admission(self.admission)
 
     def default_params(self) -> GenerationParams:
         return GenerationParams(max_new_tokens=min(self._settings.max_new_tokens, self._settings.max_new_tokens_limit),
@@ -59,7 +62,11 @@ class ChatService:
     # -- admission ------------------------------------------------------------------------
     def admit(self, session: str | None = None) -> Ticket:
         """A place in line for one answer; raises Busy at once when the line is full."""
-        ticket = self.admission.enter(session)
+        try:
+            ticket = self.admission.enter(session)
+        except Busy:
+            self.metrics.refused.labels("busy").inc()
+            raise
         if not ticket.active:
             log.info("answer queued: %d ahead", ticket.ahead())
         return ticket
@@ -148,8 +155,10 @@ class ChatService:
         if collection:
             if self.documents is None:
                 raise InvalidMessage("Documents are not available in this app.")
-            passages = self.documents.search(collection, text, actor=actor)
+            with self.metrics.retrieval.time():
+                passages = self.documents.search(collection, text, actor=actor)
             if not passages:
+                self.metrics.not_found.inc()
                 ticket.release()
                 return ChatStream(iter([TextDelta(NOT_FOUND.format(collection=collection)),
                                         Finished("stop", 0, 0)]))
@@ -157,6 +166,7 @@ class ChatService:
             if not EvidenceFinder.answers(evidence):
                 # Passages came back, but no sentence in them answers the question: say so, offer
                 # the closest sentence, and do not let the model improvise from weak sources.
+                self.metrics.not_found.inc()
                 ticket.release()
                 closest = evidence[0] if evidence else None
                 reply = NOT_ANSWERED.format(collection=collection) + (
@@ -176,8 +186,9 @@ class ChatService:
         else:
             messages = self.build_messages(history, text)
         events = backend.stream(messages, params or self.default_params(), cancel)
+        self.metrics.started.labels(model or "?", backend_of(model)).inc()
         stream = ChatStream(self._release_when_done(events, session, cancel, ticket), sources=passages,
-                            evidence=evidence)
+                            evidence=evidence, on_end=lambda s, error: self._measured(model, s, error))
         # A stream dropped without being read never runs its finally: give the place back then too.
         weakref.finalize(stream, ticket.release)
         return stream
@@ -191,6 +202,14 @@ class ChatService:
                 with self._lock:
                     if self._running.get(session) is cancel:
                         del self._running[session]
+
+    def _measured(self, model: str | None, stream: ChatStream, error: BaseException | None) -> None:
+        if error is None or isinstance(error, GeneratorExit):  # finished, or stopped by the reader
+            if isinstance(error, GeneratorExit):
+                stream.stats.finish_reason = stream.stats.finish_reason or "cancelled"
+            self.metrics.answered(model or "?", stream.stats)
+        else:
+            self.metrics.failed.labels(model or "?", backend_of(model)).inc()
 
     def claims(self, answer: str, stream: ChatStream) -> list:
         """After an answer: which of its sentences the passages it was grounded on support."""

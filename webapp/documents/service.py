@@ -86,8 +86,9 @@ def _no_text_sentence(all_pages_empty: bool, ocr, ocr_enabled: bool) -> str:
 
 
 class DocumentService:
-    def __init__(self, settings: Settings, users=None):
+    def __init__(self, settings: Settings, users=None, metrics=None):
         self.settings = settings
+        self.metrics = metrics  # webapp.metrics.Metrics, when the app exports metrics
         self.users = users  # UserStore: names given to share() must exist
         self._open_lock = threading.Lock()
         self._index_lock = threading.Lock()
@@ -349,6 +350,11 @@ class DocumentService:
             else:
                 report.failed.append(done)
         report.seconds = time.perf_counter() - started
+        if self.metrics is not None:
+            self.metrics.documents.labels("indexed").inc(len(report.indexed))
+            self.metrics.documents.labels("failed").inc(len(report.failed))
+            self.metrics.pages.inc(report.pages)
+            self.metrics.ocr_pages.inc(report.ocr_pages)
         if progress:
             progress(1.0, "done")
         return report

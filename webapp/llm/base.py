@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Iterator, Protocol, Sequence, Union
+from typing import Callable, Iterator, Protocol, Sequence, Union
 
 
 @dataclass(frozen=True)
@@ -104,9 +104,13 @@ class ChatStream:
     stats: StreamStats = field(default_factory=StreamStats)
     sources: list = field(default_factory=list)  # what the answer is grounded on (RAG passages)
     evidence: list = field(default_factory=list)  # the sentences of the sources that answer it, best first
+    # Called once when iteration ends, with the exception that ended it (None: it finished); stats
+    # are complete by then (metrics use it).
+    on_end: Callable[["ChatStream", BaseException | None], None] | None = None
 
     def __iter__(self) -> Iterator[str]:
         start = time.perf_counter()
+        ended_by: BaseException | None = None
         try:
             for event in self.events:
                 if isinstance(event, TextDelta):
@@ -117,5 +121,10 @@ class ChatStream:
                     self.stats.finish_reason = event.reason
                     self.stats.prompt_tokens = event.prompt_tokens
                     self.stats.completion_tokens = event.completion_tokens
+        except BaseException as exc:
+            ended_by = exc
+            raise
         finally:
             self.stats.total_s = time.perf_counter() - start
+            if self.on_end is not None:
+                self.on_end(self, ended_by)
