@@ -56,3 +56,31 @@ def test_throttle_memory_is_bounded():
     for n in range(1000):
         throttle.failed(f"user:made-up-{n}")
     assert len(throttle._failures) == 100
+
+
+def test_the_grafana_dashboard_only_uses_metrics_the_app_exports():
+    import json
+    import re
+    from pathlib import Path
+
+    from prometheus_client import generate_latest
+
+    from webapp.metrics import Metrics
+
+    from webapp.llm.base import StreamStats
+
+    metrics = Metrics()
+    # Labelled series appear once used: one answer, one failure, one refusal, one indexing.
+    stats = StreamStats()
+    stats.ttft_s, stats.completion_tokens, stats.total_s, stats.finish_reason = 0.2, 5, 1.0, "stop"
+    metrics.answered("m", stats)
+    metrics.failed.labels("m", "openvino").inc()
+    metrics.started.labels("m", "openvino").inc()
+    metrics.refused.labels("busy").inc()
+    metrics.documents.labels("indexed").inc()
+    exported = set(re.findall(r"^(docchat_\w+)", generate_latest(metrics.registry).decode(), re.M))
+    exported |= {name + "_total" for name in exported} | {name + "_bucket" for name in exported}
+    dashboard = json.loads((Path(__file__).parent.parent / "k8s/monitoring/grafana-dashboard.json").read_text())
+    used = {name for panel in dashboard["panels"] for target in panel["targets"]
+            for name in re.findall(r"docchat_\w+", target["expr"])}
+    assert used and used <= exported, used - exported
