@@ -93,8 +93,9 @@ def cmd_export_embedding(args) -> int:
 
 
 def cmd_defaults(args) -> int:
-    """Build what the app needs to start; anything already registered is left alone."""
-    from webapp.registry import scan
+    """Build what the app needs to start; anything already registered is left alone (but made
+    readable by other users if an older version wrote it private)."""
+    from webapp.registry import publish, scan
 
     args.models_dir.mkdir(parents=True, exist_ok=True)
     present = {m.name for m in scan(args.models_dir).models}
@@ -113,6 +114,9 @@ def cmd_defaults(args) -> int:
         else:
             cmd_export_embedding(argparse.Namespace(**common, int8=False, static=kind == "static-embedding",
                                                     dims=256))
+    fixed = publish(args.models_dir)
+    if fixed:
+        print(f"made {fixed} registry file(s) readable by other users (OVMS runs as its own uid)")
     return 0
 
 

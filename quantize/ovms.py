@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 from webapp.atomic import atomic_write_json, atomic_write_text
-from webapp.registry import RegistryScan, scan
+from webapp.registry import PUBLISHED, RegistryScan, scan
 
 GRAPH_TEMPLATE = """\
 # Written by `python -m quantize`; OVMS serves this folder as model "{name}".
@@ -66,7 +66,7 @@ def graph_pbtxt(name: str, device: str = "CPU", cache_size_gb: int = 2, max_num_
 
 
 def write_graph(model_dir: Path, name: str) -> None:
-    atomic_write_text(Path(model_dir) / "graph.pbtxt", graph_pbtxt(name))
+    atomic_write_text(Path(model_dir) / "graph.pbtxt", graph_pbtxt(name), mode=PUBLISHED)
 
 
 def ovms_config(registry: RegistryScan) -> dict:
@@ -83,5 +83,5 @@ def ovms_config(registry: RegistryScan) -> dict:
 
 def write_ovms_config(root: Path) -> dict:
     config = ovms_config(scan(root))
-    atomic_write_json(Path(root) / "config.json", config)
+    atomic_write_json(Path(root) / "config.json", config, mode=PUBLISHED)
     return config

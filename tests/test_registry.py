@@ -71,3 +71,45 @@ def test_verify_detects_changed_file(tmp_path):
     (folder / "openvino_model.bin").write_bytes(b"tampered")
     problems = verify_files(entry)
     assert len(problems) == 1 and "openvino_model.bin" in problems[0]
+
+
+def test_published_registry_files_are_readable_by_another_user(tmp_path):
+    """OVMS runs as another uid on the model volume: the files the registry writes must be world-readable,
+    and verification says so when one is not. As root (CI), an unprivileged process really reads them."""
+    import os
+    import subprocess
+    import sys
+
+    from quantize.ovms import write_graph, write_ovms_config
+    from webapp.registry import sha256_file
+
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    root = Path(tempfile.mkdtemp(prefix="registry-"))  # /tmp itself, so another user can reach it
+    try:
+        root.chmod(0o755)
+        folder = make_model(root, "m")
+        write_graph(folder, "m")
+        files = {p.name: sha256_file(p) for p in folder.iterdir() if p.name != "manifest.json"}
+        write_manifest(folder, {"name": "m", "kind": "llm", "files": files})
+        write_ovms_config(root)
+        for path in (folder / "manifest.json", folder / "graph.pbtxt", root / "config.json"):
+            assert path.stat().st_mode & 0o777 == 0o644, path
+        assert verify_files(load_entry(folder)) == []
+        python = shutil.which("python3", path="/usr/bin:/bin")
+        if os.geteuid() == 0 and python:  # drop to nobody and read everything OVMS reads
+            reader = subprocess.run(
+                [python, "-c", "import pathlib, sys; [p.read_bytes() for p in pathlib.Path(sys.argv[1]).rglob('*') "
+                               "if p.is_file()]; print('read')", str(root)],
+                user=65534, group=65534, capture_output=True, text=True, timeout=60)
+            assert reader.returncode == 0 and "read" in reader.stdout, reader.stderr
+        (folder / "graph.pbtxt").chmod(0o600)
+        problems = verify_files(load_entry(folder))
+        assert len(problems) == 1 and "graph.pbtxt is not readable by other users (mode 0o600)" in problems[0]
+        from webapp.registry import publish
+
+        assert publish(root) == 1 and verify_files(load_entry(folder)) == []
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

@@ -147,14 +147,40 @@ def scan(root: Path) -> RegistryScan:
     return RegistryScan(root=root, models=models, problems=problems)
 
 
+# Registry files are published to other users: OVMS runs as its own uid on a read-only mount where
+# fsGroup does not apply, and would refuse a private (0600) config.json or graph.pbtxt.
+PUBLISHED = 0o644
+
+
+def publish(root: Path) -> int:
+    """Make a registry readable by other users (files a+r, folders a+rx); returns how many changed.
+    Registries written before PUBLISHED existed had private manifests, graphs and config.json."""
+    import os
+    import stat
+
+    changed = 0
+    for path in [Path(root), *Path(root).rglob("*")]:
+        if path.is_symlink():
+            continue
+        mode = path.stat().st_mode
+        wanted = mode | (stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+        if path.is_dir():
+            wanted |= stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH
+        if wanted != mode:
+            os.chmod(path, stat.S_IMODE(wanted))
+            changed += 1
+    return changed
+
+
 def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
     """Write the manifest last: its presence is what marks a folder as complete."""
     manifest = {"format_version": MANIFEST_FORMAT_VERSION, **manifest}
-    atomic_write_json(Path(folder) / MANIFEST_NAME, manifest)
+    atomic_write_json(Path(folder) / MANIFEST_NAME, manifest, mode=PUBLISHED)
 
 
 def verify_files(entry: ModelEntry) -> list[str]:
-    """Compare every file's sha256 with the manifest; return one sentence per mismatch."""
+    """Compare every file's sha256 with the manifest, and check other users can read it (OVMS runs
+    as another uid); return one sentence per problem."""
     problems = []
     for rel, expected in sorted(entry.manifest.get("files", {}).items()):
         path = entry.path / rel
@@ -162,4 +188,10 @@ def verify_files(entry: ModelEntry) -> list[str]:
             problems.append(f"{entry.name}: {rel} is missing.")
         elif sha256_file(path) != expected:
             problems.append(f"{entry.name}: {rel} does not match its recorded sha256 (file changed or corrupt).")
+    for path in [entry.path, *sorted(entry.path.iterdir())]:
+        needed = 0o005 if path.is_dir() else 0o004
+        if path.name.startswith(".") or path.stat().st_mode & needed == needed:
+            continue
+        problems.append(f"{entry.name}: {path.name} is not readable by other users (mode "
+                        f"{oct(path.stat().st_mode & 0o777)}), so OVMS cannot load it; `chmod -R a+rX` the registry.")
     return problems
