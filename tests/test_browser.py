@@ -306,4 +306,12 @@ def test_click_an_evidence_sentence_to_see_its_page_highlighted(browser, live_se
     assert href.endswith(".pdf#page=2")
     original = page.request.get(live_server + "/" + href.split("#")[0])
     assert original.status == 200 and original.headers["content-type"] == "application/pdf"
+    # Reopened later (here: a reload), the answer comes back with its evidence, which still opens its page.
+    page.reload()
+    evidence = page.locator("#evidence")
+    evidence.get_by_text("badge-rules.pdf, p. 2").first.wait_for(timeout=20_000)
+    assert "within 24 hours" in evidence.inner_text()
+    assert page.locator("#page-image").count() == 0
+    evidence.locator("label").first.click()
+    page.wait_for_function("document.querySelector('#page-image')?.naturalWidth > 400", timeout=30_000)
     page.close()

@@ -50,7 +50,8 @@ def test_evidence_is_the_answering_sentence_across_a_line_break(indexed):
     docs, _ = indexed
     passages = docs.search("default", QUESTION)
     evidence = docs.evidence(QUESTION, passages)
-    assert evidence and evidence[0].text == ANSWER
+    # The answering sentence, mended, and the sentence after it (the evidence is a sentence window).
+    assert evidence and evidence[0].text == ANSWER + " Receipts for hotels must be kept for six years."
     assert evidence[0].document == "travel-policy.pdf" and evidence[0].page == 1 and evidence[0].source == 1
     assert [e.score for e in evidence] == sorted((e.score for e in evidence), reverse=True)
     from webapp.rag.evidence import EvidenceFinder
@@ -150,3 +151,47 @@ def test_page_images_are_cached_within_a_size_cap_and_bad_requests_are_sentences
         cache.get(Path(pdf), "policy", 1, f"{ANSWER} {n}")
     files = list((tmp_path / "cache").glob("*.png"))
     assert len(files) == 1 and cache.size_bytes() <= cache.max_bytes
+
+
+def test_a_reopened_conversation_keeps_its_evidence_and_claim_marks(tmp_path):
+    """The checks are stored with the answer; a store made before the column existed gets it."""
+    import sqlite3
+
+    from webapp.auth.access import LOCAL
+    from webapp.chat.conversations import ConversationStore
+    from webapp.ui.chat_tab import display, last_checks
+
+    old = sqlite3.connect(tmp_path / "store.sqlite3")  # the messages table as format 2 first shipped it
+    old.executescript("""
+        CREATE TABLE conversations (id INTEGER PRIMARY KEY, owner TEXT NOT NULL COLLATE NOCASE, title TEXT NOT NULL,
+            collection TEXT, created_at TEXT NOT NULL, updated_at TEXT NOT NULL);
+        CREATE TABLE messages (id INTEGER PRIMARY KEY, conversation_id INTEGER NOT NULL REFERENCES conversations(id)
+            ON DELETE CASCADE, role TEXT NOT NULL, content TEXT NOT NULL, sources TEXT NOT NULL DEFAULT '[]',
+            created_at TEXT NOT NULL);
+        INSERT INTO conversations VALUES (1, 'local', 'Older', NULL, '2026-01-01', '2026-01-01');
+        INSERT INTO messages VALUES (1, 1, 'user', 'Older question?', '[]', '2026-01-01');
+        INSERT INTO messages VALUES (2, 1, 'assistant', 'Older answer.', '[]', '2026-01-01');""")
+    old.commit()
+    old.close()
+    store = ConversationStore(tmp_path)
+    try:
+        assert [m.content for m in store.messages(LOCAL, 1)] == ["Older question?", "Older answer."]
+        assert last_checks(store.messages(LOCAL, 1)) == []
+        conversation = store.create(LOCAL, "How much per diem?", "default")
+        store.append(LOCAL, conversation.id, "user", "How much per diem?")
+        item = {"key": "e0", "document_id": 1, "page": 1, "text": ANSWER, "label": "“...” — travel-policy.pdf, p. 1"}
+        store.append(LOCAL, conversation.id, "assistant", "It is 68 euros per day. It is paid in gold.",
+                     [{"document": "travel-policy.pdf", "page": 1}], {"evidence": [item]})
+        store.add_claims(LOCAL, conversation.id, [
+            {"text": "It is 68 euros per day.", "supported": True, "source": 1, "score": 0.7},
+            {"text": "It is paid in gold.", "supported": False, "source": 1, "score": 0.2}])
+    finally:
+        store.close()
+    reopened = ConversationStore(tmp_path)  # as after a restart
+    try:
+        messages = reopened.messages(LOCAL, conversation.id)
+        assert last_checks(messages) == [item]
+        shown = display(messages)[-1]["content"]
+        assert "68 euros per day [1]." in shown and "paid in gold. **[not in the sources]**" in shown
+    finally:
+        reopened.close()

@@ -36,7 +36,8 @@ CREATE TABLE IF NOT EXISTS messages (
     role TEXT NOT NULL CHECK (role IN ('user', 'assistant')),
     content TEXT NOT NULL,
     sources TEXT NOT NULL DEFAULT '[]',
-    created_at TEXT NOT NULL);
+    created_at TEXT NOT NULL,
+    checks TEXT NOT NULL DEFAULT '{}');
 CREATE INDEX IF NOT EXISTS messages_by_conversation ON messages(conversation_id, id);
 """
 
@@ -55,6 +56,9 @@ class StoredMessage:
     role: str
     content: str
     sources: list[dict] = field(default_factory=list)  # [{"document": label, "page": n}]
+    # What made the answer checkable, kept so a reopened conversation shows it again:
+    # {"evidence": [{"key", "document_id", "page", "text", "label"}], "claims": [{"text", "supported", "source"}]}
+    checks: dict = field(default_factory=dict)
 
     def as_chat(self) -> ChatMessage:
         """The turn as the model sees it (without the citation line)."""
@@ -66,6 +70,14 @@ class StoredMessage:
 
 class NoConversation(UserError):
     pass
+
+
+def _checks(raw: str | None) -> dict:
+    try:
+        value = json.loads(raw or "{}")
+    except ValueError:  # hand-edited or truncated: the answer still shows, without its checks
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def title_from(question: str) -> str:
@@ -85,7 +97,13 @@ class ConversationStore:
         path = Path(data_dir) / "store.sqlite3"
         path.parent.mkdir(parents=True, exist_ok=True)
         self._connections = ThreadConnections(path)
-        self._db().executescript(SCHEMA)
+        db = self._db()
+        db.executescript(SCHEMA)
+        # Added after format 2 shipped: one nullable-by-default column, which readers that select
+        # their columns by name (all of them) ignore, so the store's format number stays 2.
+        if "checks" not in {r[1] for r in db.execute("PRAGMA table_info(messages)")}:
+            with transaction(db):
+                db.execute("ALTER TABLE messages ADD COLUMN checks TEXT NOT NULL DEFAULT '{}'")
 
     def _db(self) -> sqlite3.Connection:
         return self._connections.get()
@@ -118,17 +136,29 @@ class ConversationStore:
 
     def messages(self, actor: Actor, conversation_id: int) -> list[StoredMessage]:
         conversation = self.get(actor, conversation_id)
-        rows = self._db().execute("SELECT role, content, sources FROM messages WHERE conversation_id = ? ORDER BY id",
-                                  (conversation.id,))
-        return [StoredMessage(r["role"], r["content"], json.loads(r["sources"] or "[]")) for r in rows]
+        rows = self._db().execute("SELECT role, content, sources, checks FROM messages WHERE conversation_id = ? "
+                                  "ORDER BY id", (conversation.id,))
+        return [StoredMessage(r["role"], r["content"], json.loads(r["sources"] or "[]"), _checks(r["checks"]))
+                for r in rows]
 
     def append(self, actor: Actor, conversation_id: int, role: str, content: str,
-               sources: list[dict] | None = None) -> None:
+               sources: list[dict] | None = None, checks: dict | None = None) -> None:
         conversation = self.get(actor, conversation_id)
         with transaction(self._db()) as db:
-            db.execute("INSERT INTO messages(conversation_id, role, content, sources, created_at) VALUES (?, ?, ?, ?, ?)",
-                       (conversation.id, role, content, json.dumps(sources or []), _now()))
+            db.execute("INSERT INTO messages(conversation_id, role, content, sources, created_at, checks) "
+                       "VALUES (?, ?, ?, ?, ?, ?)",
+                       (conversation.id, role, content, json.dumps(sources or []), _now(), json.dumps(checks or {})))
             db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (_now(), conversation.id))
+
+    def add_claims(self, actor: Actor, conversation_id: int, claims: list[dict]) -> None:
+        """The claim check of the newest answer, which is stored before the check runs."""
+        conversation = self.get(actor, conversation_id)
+        with transaction(self._db()) as db:
+            row = db.execute("SELECT id, checks FROM messages WHERE conversation_id = ? AND role = 'assistant' "
+                             "ORDER BY id DESC LIMIT 1", (conversation.id,)).fetchone()
+            if row is not None:
+                checks = _checks(row["checks"]) | {"claims": claims}
+                db.execute("UPDATE messages SET checks = ? WHERE id = ?", (json.dumps(checks), row["id"]))
 
     def rename(self, actor: Actor, conversation_id: int, title: str) -> Conversation:
         conversation = self.get(actor, conversation_id)

@@ -21,7 +21,7 @@ from webapp.chat.service import ChatService
 from webapp.downloads import download_folder
 from webapp.errors import UserError
 from webapp.llm.base import StreamStats
-from webapp.rag.evidence import cite_inline
+from webapp.rag.evidence import Claim, cite_inline
 from webapp.ui.safe_markdown import safe_markdown
 
 log = logging.getLogger(__name__)
@@ -51,12 +51,26 @@ def display(messages: list[StoredMessage], claims=None) -> list[dict]:
         if m.role == "user":
             out.append({"role": "user", "content": m.content})
         else:
-            text = cite_inline(m.content, claims, UNSUPPORTED) if claims else m.content
+            marks = claims if claims is not None else stored_claims(m)
+            text = cite_inline(m.content, marks, UNSUPPORTED) if marks else m.content
             text = safe_markdown(text)
             if m.sources:
                 text += "\n\n**Sources:** " + safe_markdown(m.citation_line())
             out.append({"role": "assistant", "content": text})
     return out
+
+
+def stored_claims(message: StoredMessage) -> list[Claim]:
+    return [Claim(c["text"], bool(c["supported"]), c.get("source"), float(c.get("score", 0.0)))
+            for c in message.checks.get("claims", []) if isinstance(c, dict) and "text" in c]
+
+
+def last_checks(messages: list[StoredMessage]) -> list[dict]:
+    """The Evidence list of the newest answer of a stored conversation."""
+    for m in reversed(messages):
+        if m.role == "assistant":
+            return [c for c in m.checks.get("evidence", []) if isinstance(c, dict) and "key" in c]
+    return []
 
 
 def check_items(evidence, sources) -> list[dict]:
@@ -74,6 +88,11 @@ def check_items(evidence, sources) -> list[dict]:
 
 def evidence_radio(checks: list[dict]):
     return gr.Radio(choices=[(c["label"], c["key"]) for c in checks], value=None)
+
+
+def _checks_out(checks: list[dict]) -> tuple:
+    """The Evidence list and its State."""
+    return evidence_radio(checks), checks
 
 
 def claims_summary(claims) -> str:
@@ -184,7 +203,8 @@ class ChatTab:
         self.evidence.input(lambda key: key, [self.evidence], [self.evidence_key], queue=False,
                             api_visibility="private").then(
             self.show_page, [self.evidence_key, self.checks], [self.page_view], queue=False)
-        opened = [self.conversation, self.chatbot, self.title, self.collection, self.stats, self.sources]
+        opened = [self.conversation, self.chatbot, self.title, self.collection, self.stats, self.sources,
+                  self.evidence, self.checks, self.page_view]
         new_chat.click(self.new_conversation, None, opened + [self.history_list], queue=False)
         # The list only offers this user's conversations; opening goes through the hidden id, so
         # API clients open a conversation by id (and the store decides whether it is theirs).
@@ -203,17 +223,20 @@ class ChatTab:
 
     # -- per-user state -----------------------------------------------------------------
     def load_outputs(self) -> list:
-        return [self.history_list, self.conversation, self.chatbot, self.title, self.collection]
+        return [self.history_list, self.conversation, self.chatbot, self.title, self.collection, self.evidence,
+                self.checks]
 
     def on_load(self, actor) -> list:
         """The newest conversation reopened, the user's list, the collections they may read."""
         listing = self.conversations.list(actor)
         collections = self.collection_choices(actor)
         if not listing:
-            return [gr.Radio(choices=[], value=None), None, [], "", gr.Dropdown(choices=collections)]
+            return [gr.Radio(choices=[], value=None), None, [], "", gr.Dropdown(choices=collections), *_checks_out([])]
         newest = listing[0]
-        return [self._radio(actor, newest.id), newest.id, display(self.conversations.messages(actor, newest.id)),
-                newest.title, gr.Dropdown(choices=collections, value=self._picker_value(newest.collection, collections))]
+        messages = self.conversations.messages(actor, newest.id)
+        return [self._radio(actor, newest.id), newest.id, display(messages), newest.title,
+                gr.Dropdown(choices=collections, value=self._picker_value(newest.collection, collections)),
+                *_checks_out(last_checks(messages))]
 
     def collection_choices(self, actor) -> list[str]:
         documents = self.chat.documents
@@ -231,7 +254,7 @@ class ChatTab:
     # -- conversation list --------------------------------------------------------------
     def new_conversation(self, request: gr.Request):
         actor = self.auth.actor_of(request)
-        return None, [], "", gr.skip(), "", "", self._radio(actor, None)
+        return None, [], "", gr.skip(), "", "", *_checks_out([]), "", self._radio(actor, None)
 
     def open_conversation(self, conversation_id, request: gr.Request):
         actor = self.auth.actor_of(request)
@@ -239,10 +262,11 @@ class ChatTab:
             found = self.conversations.get(actor, conversation_id)
             messages = self.conversations.messages(actor, found.id)
         except UserError as exc:
-            return None, [], "", gr.skip(), f"⚠ {exc.user_message}", ""
+            return None, [], "", gr.skip(), f"⚠ {exc.user_message}", "", *_checks_out([]), ""
         choices = self.collection_choices(actor)
         return (found.id, display(messages), found.title,
-                gr.Dropdown(choices=choices, value=self._picker_value(found.collection, choices)), "", "")
+                gr.Dropdown(choices=choices, value=self._picker_value(found.collection, choices)), "", "",
+                *_checks_out(last_checks(messages)), "")
 
     def rename(self, conversation_id, title, request: gr.Request):
         actor = self.auth.actor_of(request)
@@ -270,8 +294,8 @@ class ChatTab:
         try:
             gone = self.conversations.delete(actor, conversation_id)
         except UserError as exc:
-            return (gr.skip(),) * 6 + (gr.skip(), gr.Group(visible=False), f"⚠ {exc.user_message}")
-        return (None, [], "", gr.skip(), "", "", self._radio(actor, None), gr.Group(visible=False),
+            return (gr.skip(),) * 9 + (gr.skip(), gr.Group(visible=False), f"⚠ {exc.user_message}")
+        return (None, [], "", gr.skip(), "", "", *_checks_out([]), "", self._radio(actor, None), gr.Group(visible=False),
                 f"Deleted “{safe_markdown(gone.title)}”.")
 
     def _registry_notice(self) -> str:
@@ -321,14 +345,14 @@ class ChatTab:
         # Stored before answering: a crash or a closed tab never loses what the user asked.
         self.conversations.append(actor, conversation_id, "user", text)
         conversation = shown + [{"role": "user", "content": text}, {"role": "assistant", "content": ""}]
-        answer, sources, stored = "", [], False
+        answer, sources, checks, stored = "", [], [], False
 
         def store_answer(extra: str = "") -> None:
             nonlocal stored
             if not stored:
                 stored = True
                 self.conversations.append(actor, conversation_id, "assistant", answer + extra,
-                                          source_records(sources))
+                                          source_records(sources), {"evidence": checks})
         try:
             # Show the question at once; while the server is full, say how many are ahead.
             yield emit(chatbot=conversation, message="", stats="", passages="", conversation=conversation_id,
@@ -355,6 +379,8 @@ class ChatTab:
                 yield emit(chatbot=conversation, conversation=conversation_id)
             store_answer()
             claims = self.chat.claims(answer, stream)
+            if claims:
+                self.conversations.add_claims(actor, conversation_id, [c.as_json() for c in claims])
             conversation[-1] = display([StoredMessage("assistant", answer, source_records(sources))],
                                        claims=claims)[0]
             stats = format_stats(stream.stats, model) if stream.stats.completion_tokens else ""
@@ -375,7 +401,7 @@ class ChatTab:
             ticket.release()  # also when the tab went away or Stop cancelled this event mid-wait
             if answer and not stored:  # stopped or tab closed mid-answer: keep what was said
                 self.conversations.append(actor, conversation_id, "assistant", answer + " [stopped]",
-                                          source_records(sources))
+                                          source_records(sources), {"evidence": checks})
 
     def show_page(self, key, checks, request: gr.Request):
         """The page of the chosen evidence sentence or citation, its text highlighted."""
