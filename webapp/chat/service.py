@@ -37,6 +37,7 @@ class ChatService:
         self.admission = Admission(settings.answer_slots, settings.answer_queue)
         self.metrics = metrics or Metrics()
         self.metrics.watch_admission(self.admission)
+        self.metrics.watch_engines(catalog)
 
     def default_params(self) -> GenerationParams:
         return GenerationParams(max_new_tokens=min(self._settings.max_new_tokens, self._settings.max_new_tokens_limit),

@@ -39,7 +39,7 @@ def engine_options(s: Settings) -> EngineOptions:
     return EngineOptions(device=s.device, kv_cache_gb=s.kv_cache_gb, max_num_seqs=s.max_num_seqs,
                          max_num_batched_tokens=s.max_num_batched_tokens, num_threads=s.num_threads,
                          extra_properties=tuple(sorted(s.ov_properties.items())),
-                         nice=s.engine_nice)
+                         nice=s.engine_nice, prompt_lookup=s.prompt_lookup)
 
 
 def remote_choice_name(endpoint: str, model: str) -> str:
@@ -215,6 +215,12 @@ class ModelCatalog:
         self._load_errors.pop(entry.name, None)
         log.info("loaded %s in %.1f s", entry.name, time.perf_counter() - started)
         return backend
+
+    def engine_stats(self) -> dict[str, dict]:
+        """Each loaded local model's engine figures (KV-cache use, requests), for the metrics."""
+        with self._lock:
+            loaded = list(self._loaded.items())
+        return {name: dict(getattr(backend, "engine").stats) for name, backend in loaded if hasattr(backend, "engine")}
 
     def close(self) -> None:
         with self._lock:

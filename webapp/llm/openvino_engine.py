@@ -47,6 +47,12 @@ class EngineOptions:
     enable_prefix_caching: bool = True
     extra_properties: tuple = ()  # (("KV_CACHE_PRECISION", "f32"), ...) for experiments
     nice: int = 0  # niceness of the engine process: the web server answers first when both want a core
+    # Prompt-lookup decoding: guess the next tokens by finding the last few generated tokens in the
+    # prompt and copying what followed, then verify the guesses in one forward pass. Grounded
+    # answers copy phrases from their sources, so this is where it pays (docs/capacity.md).
+    prompt_lookup: bool = False
+    num_assistant_tokens: int = 5
+    max_ngram_size: int = 3
 
 
 @dataclass
@@ -63,11 +69,18 @@ class EngineRequest:
         self._cancel()
 
 
-def generation_config(gen: dict):
+STATS_EVERY_S = 1.0  # how often the engine process reports its KV-cache use while generating
+
+
+def generation_config(gen: dict, options: EngineOptions | None = None):
     """An openvino_genai.GenerationConfig from plain values (what crosses the process boundary)."""
     import openvino_genai as ov_genai
 
     config = ov_genai.GenerationConfig()
+    if options is not None and options.prompt_lookup:
+        # A prompt-lookup pipeline refuses any request without these (sampling works too).
+        config.num_assistant_tokens = options.num_assistant_tokens
+        config.max_ngram_size = options.max_ngram_size
     config.eos_token_id = gen["eos_token_id"]
     config.stop_token_ids = set(gen["stop_token_ids"])
     config.max_new_tokens = gen["max_new_tokens"]
@@ -98,6 +111,9 @@ class EngineLoop:
         properties: dict[str, Any] = dict(options.extra_properties)
         if options.num_threads:
             properties["INFERENCE_NUM_THREADS"] = options.num_threads
+        if options.prompt_lookup:
+            properties["prompt_lookup"] = True
+        self.options = options
         self._pipe = ov_genai.ContinuousBatchingPipeline(str(model_dir), scheduler, options.device, properties)
         self._status = ov_genai.GenerationStatus
         self._finish = ov_genai.GenerationFinishReason
@@ -108,7 +124,7 @@ class EngineLoop:
         import openvino as ov
 
         tensor = ov.Tensor(np.asarray([input_ids], dtype=np.int64))
-        self._handles[request_id] = self._pipe.add_request(request_id, tensor, generation_config(gen))
+        self._handles[request_id] = self._pipe.add_request(request_id, tensor, generation_config(gen, self.options))
 
     def cancel(self, request_id: int) -> None:
         handle = self._handles.get(request_id)
@@ -117,6 +133,13 @@ class EngineLoop:
                 handle.cancel()
             except Exception:  # already finished and released: nothing left to stop
                 log.debug("cancel of finished request %s ignored", request_id)
+
+    def stats(self) -> dict:
+        """The scheduler's own figures: KV-cache use (0-1) and requests running / scheduled."""
+        metrics = self._pipe.get_metrics()
+        return {"cache_usage": float(metrics.cache_usage), "max_cache_usage": float(metrics.max_cache_usage),
+                "cache_bytes": int(metrics.cache_size_in_bytes), "requests": int(metrics.requests),
+                "scheduled_requests": int(metrics.scheduled_requests)}
 
     def busy(self) -> bool:
         # A cancelled request leaves the scheduler only on its next step, so keep stepping until
@@ -173,10 +196,15 @@ def _child_main(model_dir: str, options: dict, conn) -> None:
         log.exception("engine process could not load %s", model_dir)
         conn.send(("load_error", f"{type(exc).__name__}: {exc}"))
         return
+    import time
+
     conn.send(("ready", None))
     out: list[tuple] = []
     emit = lambda request_id, kind, payload: out.append((request_id, kind, payload))  # noqa: E731
+    reported = 0.0
     while True:
+        if not loop.busy():
+            conn.send(("stats", loop.stats()))  # idle: the cache is free again, say so before blocking
         # Block while idle; while generating, only pick up what has arrived since the last step.
         timeout = 0 if loop.busy() else None
         while conn.poll(timeout):
@@ -192,6 +220,9 @@ def _child_main(model_dir: str, options: dict, conn) -> None:
         if out:
             conn.send(("events", out))  # one message per step, not one per token
             out = []
+        if time.monotonic() - reported >= STATS_EVERY_S:
+            reported = time.monotonic()
+            conn.send(("stats", loop.stats()))
 
 
 class EngineProcess:
@@ -220,6 +251,7 @@ class EngineProcess:
         self._process = None
         self._conn = None
         self._reader: threading.Thread | None = None
+        self.stats: dict = {}  # the engine process's latest EngineLoop.stats() (metrics read it)
         self._start()  # load now, so a broken model fails the load, not the first question
 
     @property
@@ -286,6 +318,8 @@ class EngineProcess:
             if kind == "events":
                 for request_id, event, data in payload:
                     self._deliver(request_id, event, data)
+            elif kind == "stats":
+                self.stats = payload
         process.join(30)  # the one place that reaps the child
         with self._lock:
             closing = self._closed
