@@ -267,6 +267,10 @@ def test_metrics_count_answers_latency_refusals_and_ingestion_without_user_text(
     assert value("docchat_generated_tokens_total", model=DEFAULT_LLM) > 0
     assert value("docchat_retrieval_seconds_count") >= 1
     assert value("docchat_answer_slots") == 1 and value("docchat_answers_in_flight") == 0
+    # The engine process reports its scheduler's figures: a KV cache exists, and nothing runs now.
+    assert value("docchat_engine_kv_cache_bytes", model=DEFAULT_LLM) > 0
+    assert 0 <= value("docchat_engine_kv_cache_usage_ratio", model=DEFAULT_LLM) <= 1
+    assert value("docchat_engine_requests", model=DEFAULT_LLM, state="running") == 0
     # No user, collection, question or document in any label.
     for secret in ("ann", "bob", "ann-docs", "volcano", "How do volcanoes form", "Say hello"):
         assert not re.search(r'="[^"]*' + re.escape(secret), text), secret

@@ -97,7 +97,9 @@ class Settings(BaseSettings):
         "probes get a core first (they need milliseconds; generation barely slows)"))
     prompt_lookup: bool = Field(True, description=(
         "prompt-lookup decoding for local models: draft the next tokens by copying from the prompt "
-        "(grounded answers quote their sources), verify them in one pass; off = plain decoding"))
+        "(grounded answers quote their sources) and verify them in one pass. It pays while one or two "
+        "answers run at once and costs throughput beyond that, so the k8s manifests turn it off "
+        "(docs/capacity.md)"))
     max_loaded_models: int = Field(2, ge=1, description="models kept in memory at once (least recently used goes)")
     ov_properties: dict[str, str] = Field(default_factory=dict, description=(
         'extra OpenVINO CPU properties as JSON, e.g. {"KV_CACHE_PRECISION": "u8", '
