@@ -7,7 +7,10 @@
 Each virtual user loops: send a question (a different one every time, so no prefix-cache
 flattery) through Gradio's HTTP API (`/gradio_api/call/respond`, as any client can), read the
 event stream to the end, and classify the outcome: answered, refused because busy, or failed.
-Meanwhile a prober in its own process asks `/healthz` every 100 ms (what the kubelet does).
+Meanwhile a prober in its own process asks `/healthz` every 100 ms (what the kubelet does), and
+another one times a trivial UI event (the Stop button's event, through Gradio's HTTP API:
+POST /gradio_api/call/stop, then its event stream to the end) every 250 ms - what a user
+clicking in the page waits for while others' answers stream.
 The server's RSS (with its engine and parser child processes, and the web process alone) is
 read from /proc after warm-up and at the end.
 
@@ -65,6 +68,26 @@ while not os.path.exists(stop_file):
     time.sleep(0.1)
 """
 
+UI_PROBE = r"""
+import json, os, sys, time, httpx
+base, api, stop_file = sys.argv[1], sys.argv[2], sys.argv[3]
+c = httpx.Client(timeout=30)
+while not os.path.exists(stop_file):
+    t = time.perf_counter()
+    ok = False
+    try:
+        r = c.post(f"{base}/gradio_api/call/{api}", json={"data": []})
+        if r.status_code == 200:
+            with c.stream("GET", f"{base}/gradio_api/call/{api}/{r.json()['event_id']}") as stream:
+                for line in stream.iter_lines():
+                    if line.startswith("event:"):
+                        ok = line.split(":", 1)[1].strip() == "complete"
+    except Exception:
+        ok = False
+    print(f"{(time.perf_counter() - t) * 1000:.2f} {int(ok)}", flush=True)
+    time.sleep(0.25)
+"""
+
 
 @dataclass
 class Outcome:
@@ -90,6 +113,10 @@ class RunResult:
     health_p95_ms: float = 0.0
     health_max_ms: float = 0.0
     health_failures: int = 0
+    ui_p50_ms: float = 0.0  # the trivial UI event's round trip
+    ui_p95_ms: float = 0.0
+    ui_max_ms: float = 0.0
+    ui_failures: int = 0
     rss_start_mb: float = 0.0  # web server + its children (engine process, PDF parsers)
     rss_end_mb: float = 0.0
     web_rss_start_mb: float = 0.0  # the web server process alone
@@ -104,12 +131,14 @@ def question() -> str:
             "Answer in a few sentences.")
 
 
-def chat_once(client: httpx.Client, base: str, model: str, max_new_tokens: int) -> Outcome:
+def chat_once(client: httpx.Client, base: str, model: str, max_new_tokens: int, legacy: bool = False) -> Outcome:
+    """One question; ``legacy``: the app before conversations were stored (its second input was
+    the chat history, now it is the conversation id)."""
     started = time.perf_counter()
     first = None
     try:
         r = client.post(f"{base}/gradio_api/call/respond",
-                        json={"data": [question(), None, model, max_new_tokens, 0, NO_DOCUMENTS]})
+                        json={"data": [question(), [] if legacy else None, model, max_new_tokens, 0, NO_DOCUMENTS]})
         if r.status_code != 200:
             return Outcome("failed", time.perf_counter() - started, time.perf_counter() - started,
                            detail=f"POST {r.status_code}")
@@ -169,7 +198,7 @@ def run(name: str, base: str, pid: int, model: str, users: int, seconds: float, 
             if stop_at[0] and now >= stop_at[0]:
                 return
             counted = measuring.is_set()
-            outcome = chat_once(client, base, model, max_new_tokens)
+            outcome = chat_once(client, base, model, max_new_tokens, legacy=name == "before")
             if counted:
                 with lock:
                     outcomes.append(outcome)
@@ -185,6 +214,8 @@ def run(name: str, base: str, pid: int, model: str, users: int, seconds: float, 
     stop_file.unlink(missing_ok=True)
     prober = subprocess.Popen([sys.executable, "-c", PROBE, base + "/healthz", str(stop_file)],
                               stdout=subprocess.PIPE, text=True)
+    ui_prober = subprocess.Popen([sys.executable, "-c", UI_PROBE, base, "stop", str(stop_file)],
+                                 stdout=subprocess.PIPE, text=True)
     rss_start = (own_rss_mb(pid), children_rss_mb(pid))
     measuring.set()
     began = time.monotonic()
@@ -195,8 +226,10 @@ def run(name: str, base: str, pid: int, model: str, users: int, seconds: float, 
     rss_end = (own_rss_mb(pid), children_rss_mb(pid))
     stop_file.touch()
     health_out, _ = prober.communicate(timeout=30)
+    ui_out, _ = ui_prober.communicate(timeout=60)
     samples = [line.split() for line in health_out.splitlines() if line.strip()]
     health = [float(ms) for ms, _ in samples]
+    ui_samples = [line.split() for line in ui_out.splitlines() if line.strip()]
     result = RunResult(name=name, users=users, seconds=round(elapsed, 1))
     for o in outcomes:
         setattr(result, o.kind, getattr(result, o.kind) + 1)
@@ -212,6 +245,11 @@ def run(name: str, base: str, pid: int, model: str, users: int, seconds: float, 
     result.health_p95_ms = round(health_sorted[int(0.95 * (len(health_sorted) - 1))], 1)
     result.health_max_ms = round(health_sorted[-1], 1)
     result.health_failures = sum(1 for _, ok in samples if ok != "1")
+    ui = sorted(float(ms) for ms, _ in ui_samples) or [0.0]
+    result.ui_p50_ms = round(statistics.median(ui), 1)
+    result.ui_p95_ms = round(ui[int(0.95 * (len(ui) - 1))], 1)
+    result.ui_max_ms = round(ui[-1], 1)
+    result.ui_failures = sum(1 for _, ok in ui_samples if ok != "1")
     result.rss_start_mb, result.rss_end_mb = round(sum(rss_start)), round(sum(rss_end))
     result.web_rss_start_mb, result.web_rss_end_mb = round(rss_start[0]), round(rss_end[0])
     result.aggregate_tok_s = round(result.tokens / elapsed, 1) if elapsed else 0.0
@@ -234,6 +272,8 @@ def table(results: list[RunResult]) -> str:
             ("requests > 1 s to first response", lambda r: r.slower_than_1s),
             ("/healthz p50 / p95 / max (ms)", lambda r: f"{r.health_p50_ms} / {r.health_p95_ms} / {r.health_max_ms}"),
             ("/healthz failures", lambda r: r.health_failures),
+            ("UI event round trip p50 / p95 / max (ms)", lambda r: f"{r.ui_p50_ms} / {r.ui_p95_ms} / {r.ui_max_ms}"),
+            ("UI event failures", lambda r: r.ui_failures),
             ("RSS start -> end (MB)", lambda r: f"{r.rss_start_mb:.0f} -> {r.rss_end_mb:.0f} "
                                                 f"({(r.rss_end_mb / r.rss_start_mb - 1) * 100:+.1f}%)" if r.rss_start_mb else "?"),
             ("  of which web process (MB)", lambda r: f"{r.web_rss_start_mb:.0f} -> {r.web_rss_end_mb:.0f}"),

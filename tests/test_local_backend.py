@@ -201,3 +201,29 @@ def test_a_long_history_is_fitted_in_one_pass(backend, monkeypatch):
     prompt = backend.tokenizer.decode(ids, skip_special_tokens=False)
     assert prompt.startswith("<|im_start|>system\nBe brief.") and "And the newest question?" in prompt
     assert "Question 999" in prompt and "Question 0:" not in prompt  # newest turns kept, oldest dropped
+
+
+def test_prompt_lookup_on_and_off_both_answer_greedy_and_sampled(backend, registry_dir):
+    """The app's default engine drafts tokens by prompt lookup (DOCCHAT_PROMPT_LOOKUP); such a
+    pipeline refuses any request without lookup settings, so sampled answers must carry them too.
+    The cluster turns it off: that engine must answer the same requests."""
+    from webapp.llm.openvino_engine import EngineOptions
+    from webapp.llm.openvino_local import OpenVINOLocalBackend
+    from webapp.registry import load_entry
+
+    assert backend.engine.options.prompt_lookup  # the default
+    plain = OpenVINOLocalBackend(load_entry(registry_dir / "smollm2-135m-instruct-int4"),
+                                 EngineOptions(max_num_seqs=2, prompt_lookup=False))
+    source = ("Source [1]: The lighthouse at Cape Wrath was built in 1828 by Robert Stevenson and "
+              "automated in 1998.\nQuestion: When was the lighthouse at Cape Wrath built? Quote the source.")
+    try:
+        for engine in (backend, plain):
+            for temperature in (0.0, 0.8):
+                messages = [ChatMessage("user", source)]
+                stream = ChatStream(engine.stream(messages, GenerationParams(max_new_tokens=32, temperature=temperature),
+                                                  CancelToken()))
+                text = "".join(stream)
+                assert text.strip() and stream.stats.completion_tokens > 0, (engine.engine.options, temperature)
+                assert stream.stats.finish_reason in ("stop", "length")
+    finally:
+        plain.close()
