@@ -24,7 +24,11 @@ sys.path.insert(0, str(ROOT))
 
 
 def identity(entry, options, prompts: list[str], max_new: int) -> dict:
-    """Greedy answers with and without prompt lookup: how many are identical, where they part."""
+    """Greedy answers with and without prompt lookup: how many are identical, where they part.
+    (Verification runs several tokens through the model in one pass; with int4 weights the CPU
+    plugin quantizes activations dynamically per pass, so near-ties can tip the other way:
+    --identity-properties '{"DYNAMIC_QUANTIZATION_GROUP_SIZE": "0", "INFERENCE_PRECISION_HINT": "f32"}'
+    measures how much of the difference is that.)"""
     from webapp.llm.base import CancelToken, ChatMessage, GenerationParams
     from webapp.llm.openvino_local import OpenVINOLocalBackend
 
@@ -52,6 +56,9 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--max-new-tokens", type=int, default=128)
     ap.add_argument("--identity", type=int, default=8, help="RAG prompts for the greedy identity check")
+    ap.add_argument("--identity-properties", type=json.loads, default={},
+                    help="OpenVINO properties (JSON) for the identity check's two engines")
+    ap.add_argument("--identity-only", action="store_true", help="only the greedy identity check")
     ap.add_argument("--no-llama-cpp", action="store_true")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
@@ -83,7 +90,7 @@ def main() -> int:
     print(f"CPU: {cpu_info()}; model {entry.name}; {args.runs} runs, {args.max_new_tokens} new tokens, "
           f"users {users}", flush=True)
     out = {"cpu": cpu_info(), "model": entry.name, "profiles": {}}
-    for profile in [p.strip() for p in args.profiles.split(",") if p.strip()]:
+    for profile in [] if args.identity_only else [p.strip() for p in args.profiles.split(",") if p.strip()]:
         cfg = BenchConfig(profile=profile, runs=args.runs, max_new_tokens=args.max_new_tokens, users=users)
         report = run_benchmark(targets, cfg)
         print(f"\n## profile {profile}\n\n{report.to_markdown()}\n", flush=True)
@@ -104,7 +111,10 @@ def main() -> int:
         out["profiles"][profile] = {"summary": summary, "ratios": ratios}
     if args.identity:
         prompts = [prompt_for("rag", 5000 + i) for i in range(args.identity)]
-        out["greedy_identity_rag"] = identity(entry, options, prompts, args.max_new_tokens)
+        props = tuple(sorted({**dict(options.extra_properties), **args.identity_properties}.items()))
+        out["greedy_identity_rag"] = identity(entry, replace(options, extra_properties=props), prompts,
+                                              args.max_new_tokens)
+        out["greedy_identity_rag"]["properties"] = dict(props)
         print("greedy identity (RAG prompts, plain vs prompt lookup): " + json.dumps(out["greedy_identity_rag"]))
     if args.json:
         args.json.write_text(json.dumps(out, indent=1) + "\n")
