@@ -25,6 +25,20 @@ for overlay in k8s/overlays/*/; do
   auth=$(grep -A1 -- "- name: DOCCHAT_AUTH$" "$out/$name.yaml" | sed -n 's/.*value: //p' | sort -u | tr '\n' ' ')
   [ "$auth" = "$expected " ] || { echo "$name: DOCCHAT_AUTH is '$auth', expected $expected" >&2; exit 1; }
   echo "  app signs users in: DOCCHAT_AUTH=$expected"
+  # OVMS is ready only when its model is (not when loading was merely attempted).
+  grep -q "path: /v2/models/.*/ready" "$out/$name.yaml" || { echo "$name: OVMS readiness is not per model" >&2; exit 1; }
+  if [ "$name" != local ]; then
+    # Several nodes: scaled OVMS, models in a bucket, nothing shares the ReadWriteOnce models disk.
+    for kind in HorizontalPodAutoscaler PodDisruptionBudget PodMonitoring; do
+      grep -q "^kind: $kind$" "$out/$name.yaml" || { echo "$name: no $kind" >&2; exit 1; }
+    done
+    grep -q "topologyKey: kubernetes.io/hostname" "$out/$name.yaml" || { echo "$name: OVMS not spread" >&2; exit 1; }
+    grep -q "driver: gcsfuse.csi.storage.gke.io" "$out/$name.yaml" || { echo "$name: no bucket mount" >&2; exit 1; }
+    if grep -q "claimName: docchat-models" "$out/$name.yaml"; then
+      echo "$name: pods on several nodes share the RWO docchat-models disk (Multi-Attach)" >&2; exit 1
+    fi
+    echo "  OVMS scales out: HPA, PDB, spread over nodes, models in a bucket, no shared RWO disk"
+  fi
 done
 # Skips carry their reasons as checkov.io/skipN annotations on the objects themselves.
 "$OPS/bin/checkov" --directory "$out" --framework kubernetes --quiet --compact --skip-download
