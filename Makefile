@@ -9,13 +9,14 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8080
 PYTEST_ARGS ?=
 
-.PHONY: run serve install install-dev models test test-fast check-deploy help
+.PHONY: run serve install install-dev models test test-fast lint check-deploy help
 
 help:
 	@echo "make run        install, build default models (once), start http://$(HOST):$(PORT)/"
 	@echo "make test       install, build default models (once), run all tests"
 	@echo "make test-fast  skip the slow, browser tiers"
 	@echo "make models     (re)build only the missing default models"
+	@echo "make lint       ruff (lint + format check) and the import-layering contracts (part of make test)"
 	@echo "make check-deploy  render + validate k8s overlays, checkov, hadolint (part of make test)"
 
 run: models serve
@@ -44,9 +45,15 @@ install-dev: $(VENV)/.installed-dev
 models: install
 	$(BIN)/python -m quantize --models-dir $(MODELS) defaults
 
-test: install-dev models
+test: install-dev lint models
 	DOCCHAT_TEST_MODELS_DIR=$(abspath $(MODELS)) $(BIN)/python -m pytest $(PYTEST_ARGS)
 	scripts/check-deploy.sh
+
+# Style and layering (pyproject.toml): ruff lint + format check, import-linter's contracts.
+lint: install-dev
+	$(BIN)/ruff check webapp quantize benchmarks tests
+	$(BIN)/ruff format --check webapp quantize benchmarks tests
+	PYTHONPATH=. $(BIN)/lint-imports
 
 check-deploy:
 	scripts/check-deploy.sh

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 from webapp.llm.base import CancelToken, ChatMessage, Finished, GenerationParams, StreamEvent, TextDelta
 
@@ -31,13 +31,17 @@ class LlamaCppBackend:
     def close(self) -> None:
         self._llm.close() if hasattr(self._llm, "close") else None
 
-    def stream(self, messages: Sequence[ChatMessage], params: GenerationParams,
-               cancel: CancelToken) -> Iterator[StreamEvent]:
+    def stream(
+        self, messages: Sequence[ChatMessage], params: GenerationParams, cancel: CancelToken
+    ) -> Iterator[StreamEvent]:
         with self._lock:
             n, reason = 0, "stop"
             for chunk in self._llm.create_chat_completion(
-                    messages=[{"role": m.role, "content": m.content} for m in messages],
-                    max_tokens=params.max_new_tokens, temperature=params.temperature, stream=True):
+                messages=[{"role": m.role, "content": m.content} for m in messages],
+                max_tokens=params.max_new_tokens,
+                temperature=params.temperature,
+                stream=True,
+            ):
                 if cancel.cancelled:
                     reason = "cancelled"
                     break
@@ -70,15 +74,16 @@ class TorchBackend:
     def close(self) -> None:
         del self._model
 
-    def stream(self, messages: Sequence[ChatMessage], params: GenerationParams,
-               cancel: CancelToken) -> Iterator[StreamEvent]:
+    def stream(
+        self, messages: Sequence[ChatMessage], params: GenerationParams, cancel: CancelToken
+    ) -> Iterator[StreamEvent]:
         import openvino_genai as ov_genai
         from transformers.generation.streamers import BaseStreamer
 
         history = [{"role": m.role, "content": m.content} for m in messages]
         prompt = self.tokenizer.apply_chat_template(history, add_generation_prompt=True)
         ids = self.tokenizer.encode(prompt, add_special_tokens=False).input_ids.data[0].tolist()
-        out: "queue.SimpleQueue" = queue.SimpleQueue()
+        out: queue.SimpleQueue = queue.SimpleQueue()
         first = [True]
 
         class Feed(BaseStreamer):
@@ -96,8 +101,14 @@ class TorchBackend:
         def run():
             try:
                 with self._torch.no_grad():
-                    self._model.generate(self._torch.tensor([ids]), max_new_tokens=params.max_new_tokens,
-                                         do_sample=False, eos_token_id=2, pad_token_id=2, streamer=Feed())
+                    self._model.generate(
+                        self._torch.tensor([ids]),
+                        max_new_tokens=params.max_new_tokens,
+                        do_sample=False,
+                        eos_token_id=2,
+                        pad_token_id=2,
+                        streamer=Feed(),
+                    )
             except StopIteration:
                 out.put(None)
             except Exception as exc:  # surfaced to the consumer
@@ -123,5 +134,43 @@ class TorchBackend:
             while pieces:
                 yield TextDelta(pieces.pop(0))
             worker.join()
-        yield Finished("cancelled" if cancel.cancelled else ("length" if n >= params.max_new_tokens else "stop"),
-                       len(ids), n)
+        yield Finished(
+            "cancelled" if cancel.cancelled else ("length" if n >= params.max_new_tokens else "stop"), len(ids), n
+        )
+
+
+def targets(settings) -> list:
+    """Compare targets for the baselines installed here (webapp/bench/targets.py calls this through
+    DOCCHAT_BENCH_PROVIDERS): llama.cpp and PyTorch fp32 on the source GGUF."""
+    from webapp.bench.targets import DEFAULT_GGUF, Target, _installed, _size
+    from webapp.registry import RegistryError, scan
+
+    gguf = Path(settings.models_dir) / DEFAULT_GGUF
+    if not gguf.is_file():
+        return []
+    found = []
+    if _installed("llama_cpp"):
+        found.append(
+            Target(
+                f"llama.cpp:{gguf.stem}",
+                f"{gguf.stem} · llama.cpp",
+                "llama.cpp",
+                lambda: LlamaCppBackend(gguf),
+                _size(gguf),
+            )
+        )
+    try:
+        tokenizer_dir = next((e.path for e in scan(settings.models_dir).llms()), None)
+    except RegistryError:
+        tokenizer_dir = None
+    if tokenizer_dir and _installed("torch", "transformers", "gguf"):
+        found.append(
+            Target(
+                f"pytorch:{gguf.stem}",
+                f"{gguf.stem} fp32 · PyTorch",
+                "pytorch",
+                lambda: TorchBackend(gguf, tokenizer_dir),
+                _size(gguf),
+            )
+        )
+    return found

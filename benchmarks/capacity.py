@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import heapq
 import json
-import math
 import random
 import sys
 from pathlib import Path
@@ -48,8 +47,9 @@ def interpolate(points: dict[int, float], k: int) -> float:
     return points[hi] + (points[hi] - points[lo]) * (k - hi) / (hi - lo)
 
 
-def simulate(sweep: dict[int, dict], users: int, think_s: float, tokens: int, slots: int,
-             hours: float = 2.0, seed: int = 7) -> float:
+def simulate(
+    sweep: dict[int, dict], users: int, think_s: float, tokens: int, slots: int, hours: float = 2.0, seed: int = 7
+) -> float:
     """p95 TTFT (seconds) of a closed team of ``users`` over ``hours`` of simulated time."""
     rng = random.Random(seed)
     ttft = {k: v["ttft_p95_ms"] / 1000 for k, v in sweep.items()}
@@ -88,13 +88,25 @@ def simulate(sweep: dict[int, dict], users: int, think_s: float, tokens: int, sl
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sweep", type=Path, action="append",
-                    help="scheduler.py JSON (default: docs/scheduler-rag.json and docs/scheduler-chat.json)")
+    ap.add_argument(
+        "--sweep",
+        type=Path,
+        action="append",
+        help="scheduler.py JSON (default: docs/scheduler-rag.json and docs/scheduler-chat.json)",
+    )
     ap.add_argument("--variant", default=None, help="which variant of the sweep (default: default)")
-    ap.add_argument("--think-s", type=float, default=60.0,
-                    help="mean time between one person's questions, reading included (default 60 s: a busy session)")
-    ap.add_argument("--target-ttft-s", type=float, default=None,
-                    help="p95 TTFT goal (default: 3 s for the rag profile, 1 s for chat)")
+    ap.add_argument(
+        "--think-s",
+        type=float,
+        default=60.0,
+        help="mean time between one person's questions, reading included (default 60 s: a busy session)",
+    )
+    ap.add_argument(
+        "--target-ttft-s",
+        type=float,
+        default=None,
+        help="p95 TTFT goal (default: 3 s for the rag profile, 1 s for chat)",
+    )
     ap.add_argument("--tokens", type=int, default=128, help="tokens per answer (default 128)")
     ap.add_argument("--slots", type=int, default=8, help="answers generating at once (the app's default 8)")
     ap.add_argument("--cores", type=int, default=None, help="cores the sweep ran on (default: this machine's)")
@@ -102,16 +114,19 @@ def main() -> int:
     args = ap.parse_args()
     import os
 
-    sweeps = args.sweep or [p for p in (ROOT / "docs" / "scheduler-rag.json", ROOT / "docs" / "scheduler-chat.json")
-                            if p.is_file()]
+    sweeps = args.sweep or [
+        p for p in (ROOT / "docs" / "scheduler-rag.json", ROOT / "docs" / "scheduler-chat.json") if p.is_file()
+    ]
     cores = args.cores or os.cpu_count() or 1
     out = {}
     for path in sweeps:
         sweep, cpu = load_sweep(path, args.variant)
         profile = json.loads(path.read_text()).get("profile", path.stem)
         target = args.target_ttft_s or (3.0 if profile == "rag" else 1.0)
-        print(f"\n{path.name} ({profile} profile; measured on {cpu}); think time {args.think_s:.0f} s, "
-              f"{args.tokens} tokens per answer, target p95 TTFT {target:.1f} s")
+        print(
+            f"\n{path.name} ({profile} profile; measured on {cpu}); think time {args.think_s:.0f} s, "
+            f"{args.tokens} tokens per answer, target p95 TTFT {target:.1f} s"
+        )
         print("| team size | p95 TTFT (s) |\n|---|---|")
         best, rows = 0, {}
         for users in (1, 2, 5, 10, 20, 30, 40, 60, 80, 100, 150, 200, 300, 400):
@@ -129,8 +144,15 @@ def main() -> int:
             if simulate(sweep, users, args.think_s, args.tokens, args.slots) <= target:
                 best = users
         print(f"-> {best} people per engine on {cores} cores ({best / cores:.1f} per core) at p95 TTFT <= {target} s")
-        out[profile] = {"cpu": cpu, "cores": cores, "think_s": args.think_s, "target_ttft_s": target,
-                        "team_p95_ttft_s": rows, "people_per_engine": best, "people_per_core": round(best / cores, 1)}
+        out[profile] = {
+            "cpu": cpu,
+            "cores": cores,
+            "think_s": args.think_s,
+            "target_ttft_s": target,
+            "team_p95_ttft_s": rows,
+            "people_per_engine": best,
+            "people_per_core": round(best / cores, 1),
+        }
     if args.json:
         args.json.write_text(json.dumps(out, indent=1) + "\n")
         print(f"wrote {args.json}")

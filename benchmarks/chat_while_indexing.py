@@ -31,8 +31,12 @@ QUESTION = "Explain in a few sentences how a transformer language model turns a 
 def chat_once(services, n: int) -> tuple[float, float]:
     from webapp.llm.base import GenerationParams
 
-    stream = services.chat.reply(services.catalog.default_choice(), [], f"Question {n} of {n * 7 + 3}. {QUESTION}",
-                                 GenerationParams(max_new_tokens=64, temperature=0.0))
+    stream = services.chat.reply(
+        services.catalog.default_choice(),
+        [],
+        f"Question {n} of {n * 7 + 3}. {QUESTION}",
+        GenerationParams(max_new_tokens=64, temperature=0.0),
+    )
     for _ in stream:
         pass
     return stream.stats.ttft_s * 1000, stream.stats.decode_tok_s or 0.0
@@ -82,9 +86,22 @@ def main() -> int:
         return 2
     rows = []
     for nice in args.nice:
-        out = subprocess.run([sys.executable, __file__, "--child", str(nice), "--corpus", str(args.corpus),
-                              "--models-dir", str(args.models_dir)], capture_output=True, text=True, cwd=ROOT)
-        line = next((l for l in out.stdout.splitlines() if l.startswith("RESULT ")), None)
+        out = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--child",
+                str(nice),
+                "--corpus",
+                str(args.corpus),
+                "--models-dir",
+                str(args.models_dir),
+            ],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        )
+        line = next((ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")), None)
         if line is None:
             print(f"nice {nice} failed:\n{out.stderr[-3000:]}", file=sys.stderr)
             return 1
@@ -93,11 +110,15 @@ def main() -> int:
     def med(pairs, i):
         return statistics.median(p[i] for p in pairs) if pairs else float("nan")
 
-    print(f"\n{'parser nice':>11s} {'TTFT alone':>11s} {'TTFT indexing':>14s} {'tok/s alone':>12s} "
-          f"{'tok/s indexing':>15s} {'chats':>6s} {'index s':>8s} {'pages/s':>8s}")
+    print(
+        f"\n{'parser nice':>11s} {'TTFT alone':>11s} {'TTFT indexing':>14s} {'tok/s alone':>12s} "
+        f"{'tok/s indexing':>15s} {'chats':>6s} {'index s':>8s} {'pages/s':>8s}"
+    )
     for r in rows:
-        print(f"{r['nice']:11d} {med(r['alone'], 0):9.0f}ms {med(r['during'], 0):12.0f}ms {med(r['alone'], 1):12.1f} "
-              f"{med(r['during'], 1):15.1f} {len(r['during']):6d} {r['seconds']:8.1f} {r['pages'] / r['seconds']:8.1f}")
+        print(
+            f"{r['nice']:11d} {med(r['alone'], 0):9.0f}ms {med(r['during'], 0):12.0f}ms {med(r['alone'], 1):12.1f} "
+            f"{med(r['during'], 1):15.1f} {len(r['during']):6d} {r['seconds']:8.1f} {r['pages'] / r['seconds']:8.1f}"
+        )
     return 0
 
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def indexed_corpus(models_dir: Path, data_dir: Path, corpus: Path, collection: str,
-                   embedding_model: str | None = None):
+def indexed_corpus(models_dir: Path, data_dir: Path, corpus: Path, collection: str, embedding_model: str | None = None):
     """(settings, DocumentService) over ``<data_dir>-<embedding model>``, indexing ``corpus`` into
     ``collection`` first if that folder does not have it yet (a folder keeps one embedding model)."""
     from webapp.documents.service import DocumentService

@@ -66,8 +66,8 @@ def main() -> int:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
 
-    from benchmarks.load import cpu_info
     from benchmarks.corpus import indexed_corpus
+    from benchmarks.load import cpu_info
     from webapp.rag.evidence import EvidenceFinder
 
     settings, docs = indexed_corpus(args.models_dir, args.data_dir, args.corpus, args.collection)
@@ -89,27 +89,37 @@ def main() -> int:
         refused = not passages or not EvidenceFinder.answers(evidence)
         rows.append({"q": q, "passages": passages, "evidence": evidence, "refused": refused})
         if args.show:
-            print(f"\n{q['q']}  (facts {q.get('facts')}, {q.get('doc')} p. {q.get('pages')})"
-                  + ("  REFUSED" if refused else ""))
+            print(
+                f"\n{q['q']}  (facts {q.get('facts')}, {q.get('doc')} p. {q.get('pages')})"
+                + ("  REFUSED" if refused else "")
+            )
             for e in evidence:
                 print(f"   {e.score:.3f} {e.document} p.{e.page}: {e.text[:140]}")
     on_rows = [r for r in rows if not r["q"].get("off_topic")]
     off_rows = [r for r in rows if r["q"].get("off_topic")]
-    fact_in_evidence = sum(has_fact(" ".join(e.text for e in r["evidence"][:3]), r["q"].get("facts", []))
-                           for r in on_rows)
-    page_in_evidence = sum(any(e.document == r["q"]["doc"] and e.page in r["q"]["pages"] for e in r["evidence"])
-                           for r in on_rows)
+    fact_in_evidence = sum(
+        has_fact(" ".join(e.text for e in r["evidence"][:3]), r["q"].get("facts", [])) for r in on_rows
+    )
+    page_in_evidence = sum(
+        any(e.document == r["q"]["doc"] and e.page in r["q"]["pages"] for e in r["evidence"]) for r in on_rows
+    )
     summary = {
-        "cpu": cpu_info(), "embedding_model": docs.embedding_model_name(),
-        "on_topic": len(on_rows), "off_topic": len(off_rows),
+        "cpu": cpu_info(),
+        "embedding_model": docs.embedding_model_name(),
+        "on_topic": len(on_rows),
+        "off_topic": len(off_rows),
         "key_fact_in_top3_evidence": round(fact_in_evidence / max(1, len(on_rows)), 3),
         "right_page_in_evidence": round(page_in_evidence / max(1, len(on_rows)), 3),
         "on_topic_refused": round(sum(r["refused"] for r in on_rows) / max(1, len(on_rows)), 3),
         "off_topic_refused": round(sum(r["refused"] for r in off_rows) / max(1, len(off_rows)), 3),
-        "evidence_ms_p50": round(pct(evidence_ms, 0.5), 1), "evidence_ms_p95": round(pct(evidence_ms, 0.95), 1),
+        "evidence_ms_p50": round(pct(evidence_ms, 0.5), 1),
+        "evidence_ms_p95": round(pct(evidence_ms, 0.95), 1),
     }
-    misses = [r["q"]["q"] for r in on_rows
-              if not has_fact(" ".join(e.text for e in r["evidence"][:3]), r["q"].get("facts", []))]
+    misses = [
+        r["q"]["q"]
+        for r in on_rows
+        if not has_fact(" ".join(e.text for e in r["evidence"][:3]), r["q"].get("facts", []))
+    ]
 
     # -- page images -----------------------------------------------------------------------------
     cache = Path(tempfile.mkdtemp(prefix="docchat-pages-"))
@@ -118,17 +128,22 @@ def main() -> int:
 
     docs._pages = PageImages(cache, settings.page_cache_mb, 30.0, settings.pdf_memory_mb)
     render_ms, matched = [], []
-    targets = [e for r in on_rows for e in r["evidence"][:1]][:args.pages]
+    targets = [e for r in on_rows for e in r["evidence"][:1]][: args.pages]
     for e in targets:
         started = time.perf_counter()
         image = docs.page_image(e.document_id, e.page, e.text)
         render_ms.append((time.perf_counter() - started) * 1000)
         matched.append(image.matched)
-    summary.update({"page_images": len(render_ms), "page_ms_p50": round(pct(render_ms, 0.5)),
-                    "page_ms_p95": round(pct(render_ms, 0.95)),
-                    "highlight_found_share": round(sum(m >= 0.99 for m in matched) / max(1, len(matched)), 3),
-                    "highlight_partial_share": round(sum(0 < m < 0.99 for m in matched) / max(1, len(matched)), 3),
-                    "page_cache_mb": round(sum(p.stat().st_size for p in cache.glob("*.png")) / 2**20, 1)})
+    summary.update(
+        {
+            "page_images": len(render_ms),
+            "page_ms_p50": round(pct(render_ms, 0.5)),
+            "page_ms_p95": round(pct(render_ms, 0.95)),
+            "highlight_found_share": round(sum(m >= 0.99 for m in matched) / max(1, len(matched)), 3),
+            "highlight_partial_share": round(sum(0 < m < 0.99 for m in matched) / max(1, len(matched)), 3),
+            "page_cache_mb": round(sum(p.stat().st_size for p in cache.glob("*.png")) / 2**20, 1),
+        }
+    )
     shutil.rmtree(cache, ignore_errors=True)
 
     # -- the best evidence sentence quoted as the answer (no model): what the claim check says of
@@ -136,9 +151,11 @@ def main() -> int:
     quoted = [r for r in on_rows if r["evidence"]]
     quote_claims = [c for r in quoted for c in docs.claims(r["evidence"][0].text, r["passages"])]
     summary["quote_best_sentence"] = {
-        "key_fact_in_answer": round(sum(has_fact(r["evidence"][0].text, r["q"].get("facts", []))
-                                        for r in quoted) / max(1, len(on_rows)), 3),
-        "supported_claims": round(sum(c.supported for c in quote_claims) / max(1, len(quote_claims)), 3)}
+        "key_fact_in_answer": round(
+            sum(has_fact(r["evidence"][0].text, r["q"].get("facts", [])) for r in quoted) / max(1, len(on_rows)), 3
+        ),
+        "supported_claims": round(sum(c.supported for c in quote_claims) / max(1, len(quote_claims)), 3),
+    }
 
     # -- answers per prompt style --------------------------------------------------------------------
     styles = {}
@@ -157,8 +174,9 @@ def main() -> int:
             answered = [r for r in on_rows if not r["refused"]]
             for r in answered:
                 text = ""
-                for event in backend.stream(rag_messages(r["q"]["q"], r["passages"], style=style), params,
-                                            CancelToken()):
+                for event in backend.stream(
+                    rag_messages(r["q"]["q"], r["passages"], style=style), params, CancelToken()
+                ):
                     text += getattr(event, "text", "") or ""
                 started = time.perf_counter()
                 claims = docs.claims(text, r["passages"])
@@ -170,13 +188,15 @@ def main() -> int:
                     print(f"\n[{style}] {r['q']['q']}\n  -> {text.strip()[:300]}")
                     for c in claims:
                         print(f"     {'OK ' if c.supported else 'NO '} {c.score:.2f} [{c.source}] {c.text[:100]}")
-            styles[style] = {"answered": len(answered),
-                             "key_fact_in_answer": round(fact_in_answer / max(1, len(on_rows)), 3),
-                             "supported_claims": round(supported / max(1, claims_total), 3),
-                             "claims": claims_total,
-                             "claims_ms_p50": round(pct(claim_ms, 0.5), 1),
-                             "claims_ms_p95": round(pct(claim_ms, 0.95), 1),
-                             "evidence_plus_claims_ms_p95": round(pct(evidence_ms, 0.95) + pct(claim_ms, 0.95), 1)}
+            styles[style] = {
+                "answered": len(answered),
+                "key_fact_in_answer": round(fact_in_answer / max(1, len(on_rows)), 3),
+                "supported_claims": round(supported / max(1, claims_total), 3),
+                "claims": claims_total,
+                "claims_ms_p50": round(pct(claim_ms, 0.5), 1),
+                "claims_ms_p95": round(pct(claim_ms, 0.95), 1),
+                "evidence_plus_claims_ms_p95": round(pct(evidence_ms, 0.95) + pct(claim_ms, 0.95), 1),
+            }
             print(f"style {style}: {styles[style]}", flush=True)
         catalog.close()
     summary["styles"] = styles

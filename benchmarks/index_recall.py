@@ -36,7 +36,7 @@ def windows(text: str, n: int, seed: int) -> list[str]:
     rng = np.random.default_rng(seed)
     starts = rng.integers(0, len(text) - 1000, n)
     lengths = rng.integers(400, 1001, n)
-    return [text[s:s + l] for s, l in zip(starts, lengths)]
+    return [text[s : s + n] for s, n in zip(starts, lengths)]
 
 
 def main() -> int:
@@ -85,9 +85,11 @@ def main() -> int:
     hnsw.add(vecs)
     build_s = time.perf_counter() - t
 
-    print(f"\n{args.n:,} vectors x {embedder.dimension} dims, {len(queries)} queries "
-          f"({args.queries} held-out passages + {len(questions)} questions), k={args.k}; "
-          f"store switches to HNSW above {EXACT_SEARCH_LIMIT:,}")
+    print(
+        f"\n{args.n:,} vectors x {embedder.dimension} dims, {len(queries)} queries "
+        f"({args.queries} held-out passages + {len(questions)} questions), k={args.k}; "
+        f"store switches to HNSW above {EXACT_SEARCH_LIMIT:,}"
+    )
     print(f"exact (IndexFlatIP): {exact_single_ms:.1f} ms/query one at a time, memory {vecs.nbytes / 1e6:.0f} MB")
     print(f"HNSW M={HNSW_M} efConstruction={HNSW_EF_CONSTRUCTION}: build {build_s:.0f} s\n")
     print(f"{'efSearch':>8s} {'recall@k':>9s} {'recall@1':>9s} {'ms/query':>9s} {'vs exact':>9s}")

@@ -105,10 +105,17 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", type=Path, default=ROOT.parent / "shared" / "corpus" / "arxiv")
     ap.add_argument("--models-dir", type=Path, default=ROOT / "models")
-    ap.add_argument("--only", choices=list(PIPELINES), action="append",
-                    help="run only this pipeline (repeatable; default: all three)")
-    ap.add_argument("--one-file", action="store_true",
-                    help="merge the corpus into one long PDF first (how fast is a single big document?)")
+    ap.add_argument(
+        "--only",
+        choices=list(PIPELINES),
+        action="append",
+        help="run only this pipeline (repeatable; default: all three)",
+    )
+    ap.add_argument(
+        "--one-file",
+        action="store_true",
+        help="merge the corpus into one long PDF first (how fast is a single big document?)",
+    )
     ap.add_argument("--child", choices=list(PIPELINES), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -122,20 +129,37 @@ def main() -> int:
         return 2
     results = {}
     for which in args.only or list(PIPELINES):
-        out = subprocess.run([sys.executable, __file__, "--child", which, "--corpus", str(args.corpus),
-                              "--models-dir", str(args.models_dir)], capture_output=True, text=True, cwd=ROOT)
-        line = next((l for l in out.stdout.splitlines() if l.startswith("RESULT ")), None)
+        out = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--child",
+                which,
+                "--corpus",
+                str(args.corpus),
+                "--models-dir",
+                str(args.models_dir),
+            ],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        )
+        line = next((ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")), None)
         if line is None:
             print(f"{which} failed:\n{out.stderr[-3000:]}", file=sys.stderr)
             return 1
         results[which] = json.loads(line[7:])
     total_mb = sum(p.stat().st_size for p in pdfs) / 1e6
     print(f"\n{len(pdfs)} PDFs, {total_mb:.1f} MB, cpu: {os.cpu_count()} cores\n")
-    print(f"{'pipeline':12s} {'pages':>6s} {'chunks':>7s} {'seconds':>8s} {'pages/s':>8s} {'chunks/s':>9s} "
-          f"{'peak RSS MB':>12s} {'(parser child)':>15s}")
+    print(
+        f"{'pipeline':12s} {'pages':>6s} {'chunks':>7s} {'seconds':>8s} {'pages/s':>8s} {'chunks/s':>9s} "
+        f"{'peak RSS MB':>12s} {'(parser child)':>15s}"
+    )
     for name, r in results.items():
-        print(f"{name:12s} {r['pages']:6d} {r['chunks']:7d} {r['seconds']:8.1f} {r['pages'] / r['seconds']:8.2f} "
-              f"{r['chunks'] / r['seconds']:9.1f} {r['peak_rss_mb']:12.0f} {r['peak_child_rss_mb']:15.0f}")
+        print(
+            f"{name:12s} {r['pages']:6d} {r['chunks']:7d} {r['seconds']:8.1f} {r['pages'] / r['seconds']:8.2f} "
+            f"{r['chunks'] / r['seconds']:9.1f} {r['peak_rss_mb']:12.0f} {r['peak_child_rss_mb']:15.0f}"
+        )
     base = results.get("baseline")
     for name, r in results.items():
         if base and name != "baseline":

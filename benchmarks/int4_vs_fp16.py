@@ -32,9 +32,10 @@ PASSAGE = (ROOT / "quantize" / "data" / "quality_eval.txt").read_text().split("\
 
 
 def prompt(i: int) -> str:
-    passages = PASSAGE[i % len(PASSAGE):] + PASSAGE[:i % len(PASSAGE)]
-    return (f"Request #{i * 7919 % 10007}. Read the text below and summarise it in a few sentences.\n\n"
-            + "\n\n".join(passages))
+    passages = PASSAGE[i % len(PASSAGE) :] + PASSAGE[: i % len(PASSAGE)]
+    return f"Request #{i * 7919 % 10007}. Read the text below and summarise it in a few sentences.\n\n" + "\n\n".join(
+        passages
+    )
 
 
 def measure(entry: ModelEntry, runs: int, max_new: int, offset: int) -> dict:
@@ -56,11 +57,17 @@ def measure(entry: ModelEntry, runs: int, max_new: int, offset: int) -> dict:
         prompt_tokens.append(s.prompt_tokens)
         out_tokens.append(s.completion_tokens)
     result = {
-        "model": entry.name, "weights": entry.weight_format, "size_mb": entry.manifest.get("size_bytes", 0) / 1e6,
-        "load_s": load_s, "ttft_ms": statistics.mean(ttft) * 1000,
-        "ttft_sd": statistics.pstdev(ttft) * 1000, "decode": statistics.mean(decode),
-        "decode_sd": statistics.pstdev(decode), "prompt_tokens": statistics.mean(prompt_tokens),
-        "out_tokens": statistics.mean(out_tokens), "rss_mb": rss_mb() - rss0,
+        "model": entry.name,
+        "weights": entry.weight_format,
+        "size_mb": entry.manifest.get("size_bytes", 0) / 1e6,
+        "load_s": load_s,
+        "ttft_ms": statistics.mean(ttft) * 1000,
+        "ttft_sd": statistics.pstdev(ttft) * 1000,
+        "decode": statistics.mean(decode),
+        "decode_sd": statistics.pstdev(decode),
+        "prompt_tokens": statistics.mean(prompt_tokens),
+        "out_tokens": statistics.mean(out_tokens),
+        "rss_mb": rss_mb() - rss0,
     }
     backend.close()
     del backend
@@ -72,9 +79,12 @@ def gguf_entry(models_dir: Path) -> ModelEntry | None:
     gguf = models_dir / ".sources" / "SmolLM2-135M-Instruct.Q4_1.gguf"
     if not gguf.is_file():
         return None
-    return ModelEntry(name="smollm2-135m-instruct (GGUF Q4_1, loaded directly)", kind="llm", path=gguf,
-                      manifest={"weights": {"format": "gguf-q4_1"}, "size_bytes": gguf.stat().st_size,
-                                "context_length": 8192})
+    return ModelEntry(
+        name="smollm2-135m-instruct (GGUF Q4_1, loaded directly)",
+        kind="llm",
+        path=gguf,
+        manifest={"weights": {"format": "gguf-q4_1"}, "size_bytes": gguf.stat().st_size, "context_length": 8192},
+    )
 
 
 def main() -> int:
@@ -89,27 +99,46 @@ def main() -> int:
     fp16 = args.models_dir / "smollm2-135m-instruct-fp16"
     if not (fp16 / "manifest.json").exists():
         print("building the fp16 variant for comparison ...", flush=True)
-        subprocess.run([sys.executable, "-m", "quantize", "--models-dir", str(args.models_dir), "export-llm",
-                        "default", "--weight-format", "fp16"], check=True, cwd=ROOT)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "quantize",
+                "--models-dir",
+                str(args.models_dir),
+                "export-llm",
+                "default",
+                "--weight-format",
+                "fp16",
+            ],
+            check=True,
+            cwd=ROOT,
+        )
     entries = [load_entry(int4), load_entry(fp16)]
     if not args.no_gguf and (g := gguf_entry(args.models_dir)):
         entries.append(g)
 
     results = [measure(e, args.runs, args.max_new_tokens, offset=k * 100) for k, e in enumerate(entries)]
-    print(f"\n{args.runs} runs each after one warm-up; {args.max_new_tokens} new tokens max; greedy; "
-          f"prompt ~{results[0]['prompt_tokens']:.0f} tokens, different every run\n")
+    print(
+        f"\n{args.runs} runs each after one warm-up; {args.max_new_tokens} new tokens max; greedy; "
+        f"prompt ~{results[0]['prompt_tokens']:.0f} tokens, different every run\n"
+    )
     header = f"{'model':52s} {'size MB':>8s} {'load s':>7s} {'TTFT ms':>14s} {'decode tok/s':>15s} {'RSS +MB':>8s}"
     print(header)
     print("-" * len(header))
     for r in results:
-        print(f"{r['model']:52s} {r['size_mb']:8.0f} {r['load_s']:7.2f} "
-              f"{r['ttft_ms']:8.0f} ±{r['ttft_sd']:4.0f} {r['decode']:9.1f} ±{r['decode_sd']:4.1f} {r['rss_mb']:8.0f}")
+        print(
+            f"{r['model']:52s} {r['size_mb']:8.0f} {r['load_s']:7.2f} "
+            f"{r['ttft_ms']:8.0f} ±{r['ttft_sd']:4.0f} {r['decode']:9.1f} ±{r['decode_sd']:4.1f} {r['rss_mb']:8.0f}"
+        )
     base = results[0]
     print()
     for r in results[1:]:
-        print(f"int4 vs {r['weights']}: decode x{base['decode'] / r['decode']:.2f}, "
-              f"TTFT x{r['ttft_ms'] / base['ttft_ms']:.2f} faster, size x{r['size_mb'] / base['size_mb']:.2f} smaller, "
-              f"load x{r['load_s'] / base['load_s']:.2f}")
+        print(
+            f"int4 vs {r['weights']}: decode x{base['decode'] / r['decode']:.2f}, "
+            f"TTFT x{r['ttft_ms'] / base['ttft_ms']:.2f} faster, size x{r['size_mb'] / base['size_mb']:.2f} smaller, "
+            f"load x{r['load_s'] / base['load_s']:.2f}"
+        )
     return 0
 
 

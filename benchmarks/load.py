@@ -47,10 +47,31 @@ from tests.fault_server import FaultServer  # noqa: E402
 from webapp.bench.engine import children_rss_mb, own_rss_mb  # noqa: E402
 
 NO_DOCUMENTS = "(none: chat without documents)"
-TOPICS = ["lighthouses", "volcanoes", "honey bees", "espresso", "railways", "glaciers", "tides", "comets",
-          "bread baking", "sailing knots", "owls", "printing presses", "wind turbines", "coral reefs"]
-ASPECTS = ["how it works", "its history", "three surprising facts", "common mistakes", "a short summary",
-           "why it matters", "how to explain it to a child"]
+TOPICS = [
+    "lighthouses",
+    "volcanoes",
+    "honey bees",
+    "espresso",
+    "railways",
+    "glaciers",
+    "tides",
+    "comets",
+    "bread baking",
+    "sailing knots",
+    "owls",
+    "printing presses",
+    "wind turbines",
+    "coral reefs",
+]
+ASPECTS = [
+    "how it works",
+    "its history",
+    "three surprising facts",
+    "common mistakes",
+    "a short summary",
+    "why it matters",
+    "how to explain it to a child",
+]
 
 PROBE = r"""
 import sys, time, httpx
@@ -127,8 +148,10 @@ class RunResult:
 
 
 def question() -> str:
-    return (f"[{random.randint(0, 10**9)}] Tell me about {random.choice(TOPICS)}: {random.choice(ASPECTS)}. "
-            "Answer in a few sentences.")
+    return (
+        f"[{random.randint(0, 10**9)}] Tell me about {random.choice(TOPICS)}: {random.choice(ASPECTS)}. "
+        "Answer in a few sentences."
+    )
 
 
 def chat_once(client: httpx.Client, base: str, model: str, max_new_tokens: int, legacy: bool = False) -> Outcome:
@@ -137,11 +160,14 @@ def chat_once(client: httpx.Client, base: str, model: str, max_new_tokens: int, 
     started = time.perf_counter()
     first = None
     try:
-        r = client.post(f"{base}/gradio_api/call/respond",
-                        json={"data": [question(), [] if legacy else None, model, max_new_tokens, 0, NO_DOCUMENTS]})
+        r = client.post(
+            f"{base}/gradio_api/call/respond",
+            json={"data": [question(), [] if legacy else None, model, max_new_tokens, 0, NO_DOCUMENTS]},
+        )
         if r.status_code != 200:
-            return Outcome("failed", time.perf_counter() - started, time.perf_counter() - started,
-                           detail=f"POST {r.status_code}")
+            return Outcome(
+                "failed", time.perf_counter() - started, time.perf_counter() - started, detail=f"POST {r.status_code}"
+            )
         event_id = r.json()["event_id"]
         last_kind, last_data = None, None
         with client.stream("GET", f"{base}/gradio_api/call/respond/{event_id}") as stream:
@@ -176,16 +202,42 @@ def start_server(models: Path, data: Path, env_extra: dict, root: Path = ROOT) -
     port = free_port()
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", **env_extra}
     log = open(data / "server.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "webapp", "--models-dir", str(models), "--data-dir", str(data),
-                             "--log-level", "WARNING", "serve", "--port", str(port)],
-                            cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "webapp",
+            "--models-dir",
+            str(models),
+            "--data-dir",
+            str(data),
+            "--log-level",
+            "WARNING",
+            "serve",
+            "--port",
+            str(port),
+        ],
+        cwd=root,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     base = f"http://127.0.0.1:{port}"
     wait_http(base + "/readyz", timeout=300)
     return proc, base
 
 
-def run(name: str, base: str, pid: int, model: str, users: int, seconds: float, max_new_tokens: int,
-        warmup_s: float, workdir: Path) -> RunResult:
+def run(
+    name: str,
+    base: str,
+    pid: int,
+    model: str,
+    users: int,
+    seconds: float,
+    max_new_tokens: int,
+    warmup_s: float,
+    workdir: Path,
+) -> RunResult:
     outcomes: list[Outcome] = []
     lock = threading.Lock()
     measuring = threading.Event()
@@ -212,10 +264,12 @@ def run(name: str, base: str, pid: int, model: str, users: int, seconds: float, 
     time.sleep(warmup_s)
     stop_file = workdir / f"stop-probe-{name}"
     stop_file.unlink(missing_ok=True)
-    prober = subprocess.Popen([sys.executable, "-c", PROBE, base + "/healthz", str(stop_file)],
-                              stdout=subprocess.PIPE, text=True)
-    ui_prober = subprocess.Popen([sys.executable, "-c", UI_PROBE, base, "stop", str(stop_file)],
-                                 stdout=subprocess.PIPE, text=True)
+    prober = subprocess.Popen(
+        [sys.executable, "-c", PROBE, base + "/healthz", str(stop_file)], stdout=subprocess.PIPE, text=True
+    )
+    ui_prober = subprocess.Popen(
+        [sys.executable, "-c", UI_PROBE, base, "stop", str(stop_file)], stdout=subprocess.PIPE, text=True
+    )
     rss_start = (own_rss_mb(pid), children_rss_mb(pid))
     measuring.set()
     began = time.monotonic()
@@ -266,18 +320,28 @@ def cpu_info() -> str:
 
 
 def table(results: list[RunResult]) -> str:
-    rows = [("users x seconds", lambda r: f"{r.users} x {r.seconds:.0f}"),
-            ("answered", lambda r: r.answered), ("refused busy", lambda r: r.busy), ("failed", lambda r: r.failed),
-            ("first response p95 / max (s)", lambda r: f"{r.first_response_p95_s:.2f} / {r.first_response_max_s:.2f}"),
-            ("requests > 1 s to first response", lambda r: r.slower_than_1s),
-            ("/healthz p50 / p95 / max (ms)", lambda r: f"{r.health_p50_ms} / {r.health_p95_ms} / {r.health_max_ms}"),
-            ("/healthz failures", lambda r: r.health_failures),
-            ("UI event round trip p50 / p95 / max (ms)", lambda r: f"{r.ui_p50_ms} / {r.ui_p95_ms} / {r.ui_max_ms}"),
-            ("UI event failures", lambda r: r.ui_failures),
-            ("RSS start -> end (MB)", lambda r: f"{r.rss_start_mb:.0f} -> {r.rss_end_mb:.0f} "
-                                                f"({(r.rss_end_mb / r.rss_start_mb - 1) * 100:+.1f}%)" if r.rss_start_mb else "?"),
-            ("  of which web process (MB)", lambda r: f"{r.web_rss_start_mb:.0f} -> {r.web_rss_end_mb:.0f}"),
-            ("aggregate tokens/s", lambda r: r.aggregate_tok_s)]
+    rows = [
+        ("users x seconds", lambda r: f"{r.users} x {r.seconds:.0f}"),
+        ("answered", lambda r: r.answered),
+        ("refused busy", lambda r: r.busy),
+        ("failed", lambda r: r.failed),
+        ("first response p95 / max (s)", lambda r: f"{r.first_response_p95_s:.2f} / {r.first_response_max_s:.2f}"),
+        ("requests > 1 s to first response", lambda r: r.slower_than_1s),
+        ("/healthz p50 / p95 / max (ms)", lambda r: f"{r.health_p50_ms} / {r.health_p95_ms} / {r.health_max_ms}"),
+        ("/healthz failures", lambda r: r.health_failures),
+        ("UI event round trip p50 / p95 / max (ms)", lambda r: f"{r.ui_p50_ms} / {r.ui_p95_ms} / {r.ui_max_ms}"),
+        ("UI event failures", lambda r: r.ui_failures),
+        (
+            "RSS start -> end (MB)",
+            lambda r: (
+                f"{r.rss_start_mb:.0f} -> {r.rss_end_mb:.0f} ({(r.rss_end_mb / r.rss_start_mb - 1) * 100:+.1f}%)"
+                if r.rss_start_mb
+                else "?"
+            ),
+        ),
+        ("  of which web process (MB)", lambda r: f"{r.web_rss_start_mb:.0f} -> {r.web_rss_end_mb:.0f}"),
+        ("aggregate tokens/s", lambda r: r.aggregate_tok_s),
+    ]
     lines = ["| | " + " | ".join(r.name for r in results) + " |", "|---|" + "---|" * len(results)]
     lines += [f"| {label} | " + " | ".join(str(fn(r)) for r in results) + " |" for label, fn in rows]
     return "\n".join(lines)
@@ -289,8 +353,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=180, help="measured duration per run (default 180)")
     parser.add_argument("--warmup", type=float, default=20, help="seconds of load before measuring (default 20)")
     parser.add_argument("--max-new-tokens", type=int, default=256)
-    parser.add_argument("--runs", default="local,slow-remote",
-                        help="comma-separated: local, slow-remote, before (needs --before)")
+    parser.add_argument(
+        "--runs", default="local,slow-remote", help="comma-separated: local, slow-remote, before (needs --before)"
+    )
     parser.add_argument("--before", type=Path, help="another checkout of this repository to measure as 'before'")
     parser.add_argument("--models-dir", type=Path, default=ROOT / "models")
     parser.add_argument("--model", default="smollm2-135m-instruct-int4", help="registry model for the local runs")
@@ -314,10 +379,14 @@ def main() -> int:
         root = args.before if name == "before" else ROOT
         proc, base = start_server(args.models_dir, data, env, root)
         try:
-            print(f"{name}: {args.users} users for {args.seconds:.0f} s (after {args.warmup:.0f} s warm-up)…",
-                  file=sys.stderr, flush=True)
-            results.append(run(name, base, proc.pid, model, args.users, args.seconds, args.max_new_tokens,
-                               args.warmup, workdir))
+            print(
+                f"{name}: {args.users} users for {args.seconds:.0f} s (after {args.warmup:.0f} s warm-up)…",
+                file=sys.stderr,
+                flush=True,
+            )
+            results.append(
+                run(name, base, proc.pid, model, args.users, args.seconds, args.max_new_tokens, args.warmup, workdir)
+            )
         finally:
             proc.terminate()
             try:

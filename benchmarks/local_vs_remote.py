@@ -52,8 +52,9 @@ def measure_llama_inprocess(gguf: Path, runs: int, max_new: int, offset: int) ->
     def one(text):
         t0 = time.perf_counter()
         first, n = None, 0
-        for chunk in llm.create_chat_completion(messages=[{"role": "user", "content": text}], max_tokens=max_new,
-                                                temperature=0.0, stream=True):
+        for chunk in llm.create_chat_completion(
+            messages=[{"role": "user", "content": text}], max_tokens=max_new, temperature=0.0, stream=True
+        ):
             if chunk["choices"][0]["delta"].get("content"):
                 n += 1
                 first = first or time.perf_counter()
@@ -62,8 +63,10 @@ def measure_llama_inprocess(gguf: Path, runs: int, max_new: int, offset: int) ->
 
     one(prompt(offset + 999))
     results = [one(prompt(offset + i)) for i in range(runs)]
-    return {"ttft_ms": statistics.mean(r[0] for r in results) * 1000,
-            "decode": statistics.mean(r[1] for r in results if r[1])}
+    return {
+        "ttft_ms": statistics.mean(r[0] for r in results) * 1000,
+        "decode": statistics.mean(r[1] for r in results if r[1]),
+    }
 
 
 def main() -> int:
@@ -87,28 +90,51 @@ def main() -> int:
     rows["llama.cpp Q4_1 (in-process)"] = measure_llama_inprocess(gguf, args.runs, args.max_new_tokens, 100)
 
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias",
-                               "smollm2", "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(gguf),
+            "--model_alias",
+            "smollm2",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            "4096",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_http(f"http://127.0.0.1:{port}/v1/models", timeout=120)
-        remote = RemoteChatBackend(RemoteServer(RemoteEndpoint(name="llama", base_url=f"http://127.0.0.1:{port}/v1")),
-                                   "smollm2")
+        remote = RemoteChatBackend(
+            RemoteServer(RemoteEndpoint(name="llama", base_url=f"http://127.0.0.1:{port}/v1")), "smollm2"
+        )
         rows["llama.cpp Q4_1 via HTTP (remote backend)"] = measure_backend(remote, args.runs, args.max_new_tokens, 200)
     finally:
         server.terminate()
         server.wait(timeout=20)
 
-    print(f"\n{args.runs} runs each after a warm-up; {args.max_new_tokens} new tokens max; greedy; ~390-token prompts\n")
+    print(
+        f"\n{args.runs} runs each after a warm-up; {args.max_new_tokens} new tokens max; greedy; ~390-token prompts\n"
+    )
     print(f"{'path':45s} {'TTFT ms':>9s} {'decode tok/s':>13s}")
     for name, r in rows.items():
         print(f"{name:45s} {r['ttft_ms']:9.0f} {r['decode']:13.1f}")
     names = list(rows)
     inproc, remote_row, ov = rows[names[1]], rows[names[2]], rows[names[0]]
-    print(f"\nremote path overhead (HTTP+SSE vs in-process llama.cpp): TTFT +{remote_row['ttft_ms'] - inproc['ttft_ms']:.0f} ms, "
-          f"decode x{remote_row['decode'] / inproc['decode']:.2f}")
-    print(f"local OpenVINO vs remote llama.cpp: TTFT x{remote_row['ttft_ms'] / ov['ttft_ms']:.2f} lower, "
-          f"decode x{ov['decode'] / remote_row['decode']:.2f}")
+    print(
+        f"\nremote path overhead (HTTP+SSE vs in-process llama.cpp): TTFT +{remote_row['ttft_ms'] - inproc['ttft_ms']:.0f} ms, "
+        f"decode x{remote_row['decode'] / inproc['decode']:.2f}"
+    )
+    print(
+        f"local OpenVINO vs remote llama.cpp: TTFT x{remote_row['ttft_ms'] / ov['ttft_ms']:.2f} lower, "
+        f"decode x{ov['decode'] / remote_row['decode']:.2f}"
+    )
     return 0
 
 

@@ -32,8 +32,11 @@ def normalise(text: str) -> str:
 
 def question_pages(limit: int) -> tuple[list[dict], list[tuple[str, int]]]:
     """The on-topic questions, and the first ``limit`` distinct (paper, page) pairs that answer them."""
-    questions = [q for q in json.loads((ROOT / "benchmarks" / "arxiv_questions.json").read_text())["questions"]
-                 if not q.get("off_topic")]
+    questions = [
+        q
+        for q in json.loads((ROOT / "benchmarks" / "arxiv_questions.json").read_text())["questions"]
+        if not q.get("off_topic")
+    ]
     chosen: list[tuple[str, int]] = []
     for q in questions:
         for page in q["pages"]:
@@ -47,9 +50,12 @@ def body_cer(reference: str, ocr: str) -> float:
     sentences = [s for s in re.split(r"(?<=[.!?])\s+", normalise(reference)) if len(s.split()) >= 10]
     total = errors = 0
     for s in sentences:
-        start = max(0, difflib.SequenceMatcher(None, s, target, autojunk=False)
-                    .find_longest_match(0, len(s), 0, len(target)).b - len(s))
-        window = target[start:start + 3 * len(s)]
+        start = max(
+            0,
+            difflib.SequenceMatcher(None, s, target, autojunk=False).find_longest_match(0, len(s), 0, len(target)).b
+            - len(s),
+        )
+        window = target[start : start + 3 * len(s)]
         matched = sum(b.size for b in difflib.SequenceMatcher(None, s, window, autojunk=False).get_matching_blocks())
         total, errors = total + len(s), errors + len(s) - matched
     return errors / max(1, total)
@@ -84,8 +90,10 @@ def main() -> int:
         text = read(image)
         seconds += time.perf_counter() - started
         errors.append(body_cer(reference, text))
-    print(f"{args.engine}: {len(errors)} pages, body-text CER mean {sum(errors) / len(errors):.2%} "
-          f"(max {max(errors):.2%}), {len(errors) / seconds:.2f} pages/s")
+    print(
+        f"{args.engine}: {len(errors)} pages, body-text CER mean {sum(errors) / len(errors):.2%} "
+        f"(max {max(errors):.2%}), {len(errors) / seconds:.2f} pages/s"
+    )
     return 0
 
 

@@ -29,8 +29,12 @@ sys.path.insert(0, str(ROOT))
 # Nothing heavy at the top: every sandboxed child (PDF reading, OCR) re-runs this module.
 from benchmarks.ocr_engines import normalise  # noqa: E402  (standard library only)
 
-VARIANTS = {"300 dpi": {"dpi": 300}, "150 dpi": {"dpi": 150}, "300 dpi, turned 1 deg": {"dpi": 300, "rotate": 1.0},
-            "300 dpi, noisy": {"dpi": 300, "noise": 0.002}}
+VARIANTS = {
+    "300 dpi": {"dpi": 300},
+    "150 dpi": {"dpi": 150},
+    "300 dpi, turned 1 deg": {"dpi": 300, "rotate": 1.0},
+    "300 dpi, noisy": {"dpi": 300, "noise": 0.002},
+}
 
 
 def cer(reference: str, ocr: str) -> float:
@@ -52,9 +56,10 @@ def body_cer(reference: str, ocr: str) -> float:
     for sentence in sentences:
         matcher = difflib.SequenceMatcher(None, sentence, target, autojunk=False)
         start = max(0, matcher.find_longest_match(0, len(sentence), 0, len(target)).b - len(sentence))
-        window = target[start:start + 3 * len(sentence)]
-        matched = sum(b.size for b in difflib.SequenceMatcher(None, sentence, window, autojunk=False)
-                      .get_matching_blocks())
+        window = target[start : start + 3 * len(sentence)]
+        matched = sum(
+            b.size for b in difflib.SequenceMatcher(None, sentence, window, autojunk=False).get_matching_blocks()
+        )
         total += len(sentence)
         errors += len(sentence) - matched
     return errors / max(1, total)
@@ -99,26 +104,46 @@ def main() -> int:
         for key, path in born.items():
             scan = scanned_copy(path, work / f"{path.stem}-{len(rows)}.pdf", **variant)
             started = time.perf_counter()
-            result = ocr_pages(scan, [1], dpi=settings.ocr_dpi, language=settings.ocr_language,
-                               timeout_s=settings.ocr_page_timeout_s, memory_mb=settings.pdf_memory_mb, nice=0)
+            result = ocr_pages(
+                scan,
+                [1],
+                dpi=settings.ocr_dpi,
+                language=settings.ocr_language,
+                timeout_s=settings.ocr_page_timeout_s,
+                memory_mb=settings.pdf_memory_mb,
+                nice=0,
+            )
             seconds += time.perf_counter() - started
             text = result.texts.get(1, "")
             errors.append(cer(reference[key], text) if 1 in result.texts else 1.0)
             body.append(body_cer(reference[key], text) if 1 in result.texts else 1.0)
-        rows[name] = {"cer_whole_page_mean": round(sum(errors) / len(errors), 4),
-                      "cer_body_text_mean": round(sum(body) / len(body), 4), "cer_body_text_max": round(max(body), 4),
-                      "pages_per_s": round(len(errors) / seconds, 3)}
-        print(f"{name:24s} body-text CER mean {rows[name]['cer_body_text_mean']:.2%} "
-              f"(max {rows[name]['cer_body_text_max']:.2%}), whole-page CER {rows[name]['cer_whole_page_mean']:.2%}, "
-              f"{rows[name]['pages_per_s']:.2f} pages/s", flush=True)
+        rows[name] = {
+            "cer_whole_page_mean": round(sum(errors) / len(errors), 4),
+            "cer_body_text_mean": round(sum(body) / len(body), 4),
+            "cer_body_text_max": round(max(body), 4),
+            "pages_per_s": round(len(errors) / seconds, 3),
+        }
+        print(
+            f"{name:24s} body-text CER mean {rows[name]['cer_body_text_mean']:.2%} "
+            f"(max {rows[name]['cer_body_text_max']:.2%}), whole-page CER {rows[name]['cer_whole_page_mean']:.2%}, "
+            f"{rows[name]['pages_per_s']:.2f} pages/s",
+            flush=True,
+        )
 
     # -- throughput on one multi-page scan (pages are read side by side, one per usable CPU) -------------------
     from tests.pdfgen import joined
 
     many = scanned_copy(joined(list(born.values()), work / "all-pages.pdf"), work / "all-pages-scan.pdf", dpi=300)
     started = time.perf_counter()
-    result = ocr_pages(many, list(range(1, len(born) + 1)), dpi=settings.ocr_dpi, language=settings.ocr_language,
-                       timeout_s=settings.ocr_page_timeout_s, memory_mb=settings.pdf_memory_mb, nice=0)
+    result = ocr_pages(
+        many,
+        list(range(1, len(born) + 1)),
+        dpi=settings.ocr_dpi,
+        language=settings.ocr_language,
+        timeout_s=settings.ocr_page_timeout_s,
+        memory_mb=settings.pdf_memory_mb,
+        nice=0,
+    )
     throughput = round(result.pages / (time.perf_counter() - started), 3)
     print(f"one {len(born)}-page scan at 300 dpi: {throughput:.2f} pages/s", flush=True)
 
@@ -140,13 +165,21 @@ def main() -> int:
             got = [p.document for p in docs.search(collection, q["q"], k=5)]
             h1 += bool(got[:1]) and got[0] in wanted
             h5 += any(g in wanted for g in got)
-        retrieval[collection] = {"questions": len(asked), "hit@1": round(h1 / max(1, len(asked)), 3),
-                                 "hit@5": round(h5 / max(1, len(asked)), 3)}
+        retrieval[collection] = {
+            "questions": len(asked),
+            "hit@1": round(h1 / max(1, len(asked)), 3),
+            "hit@5": round(h5 / max(1, len(asked)), 3),
+        }
         print(f"retrieval from {collection} pages: {retrieval[collection]}")
     docs.close()
-    summary = {"cpu": cpu_info(), "pages": len(chosen), "ocr": rows, "multi_page_pages_per_s": throughput,
-               "retrieval": retrieval,
-               "note": "retrieval over a collection of just these pages (one per page)"}
+    summary = {
+        "cpu": cpu_info(),
+        "pages": len(chosen),
+        "ocr": rows,
+        "multi_page_pages_per_s": throughput,
+        "retrieval": retrieval,
+        "note": "retrieval over a collection of just these pages (one per page)",
+    }
     if args.json:
         args.json.write_text(json.dumps(summary, indent=1) + "\n")
         print(f"wrote {args.json}")

@@ -60,8 +60,12 @@ def main() -> int:
     def chat(k):
         i = 0
         while not stop.is_set():
-            stream = services.chat.reply(settings.default_model, [], f"(user {k}, request {i}) Write a long story.",
-                                         GenerationParams(max_new_tokens=256))
+            stream = services.chat.reply(
+                settings.default_model,
+                [],
+                f"(user {k}, request {i}) Write a long story.",
+                GenerationParams(max_new_tokens=256),
+            )
             for _ in stream:
                 tokens[0] += 1
                 if stop.is_set():

@@ -31,18 +31,23 @@ def main() -> int:
     ap.add_argument("--models-dir", type=Path, default=ROOT / "models")
     ap.add_argument("--corpus", type=Path, default=ROOT.parent / "shared" / "corpus" / "arxiv")
     ap.add_argument("--collection", default="arxiv")
-    ap.add_argument("--embedding-model", default=None,
-                    help="registry name (default: the app's default embedder); the data folder gets a suffix")
+    ap.add_argument(
+        "--embedding-model",
+        default=None,
+        help="registry name (default: the app's default embedder); the data folder gets a suffix",
+    )
     ap.add_argument("--show-misses", action="store_true")
     args = ap.parse_args()
 
     from benchmarks.corpus import indexed_corpus
 
-    _, docs = indexed_corpus(args.models_dir, args.data_dir, args.corpus, args.collection,
-                             args.embedding_model)
+    _, docs = indexed_corpus(args.models_dir, args.data_dir, args.corpus, args.collection, args.embedding_model)
     coll = args.collection
-    questions = [q for q in json.loads((ROOT / "benchmarks" / "arxiv_questions.json").read_text())["questions"]
-                 if not q.get("off_topic")]  # off-topic ones have no page to hit (evidence_eval.py uses them)
+    questions = [
+        q
+        for q in json.loads((ROOT / "benchmarks" / "arxiv_questions.json").read_text())["questions"]
+        if not q.get("off_topic")
+    ]  # off-topic ones have no page to hit (evidence_eval.py uses them)
     print(f"\n{len(questions)} questions; hit = expected paper and page among the top k\n")
     print(f"{'mode':8s} {'hit@1':>6s} {'hit@5':>6s} {'paper@1':>8s}")
     for mode in ("dense", "keyword", "hybrid"):
@@ -64,12 +69,18 @@ def main() -> int:
 
 
 OFF_TOPIC = [
-    "What is a good recipe for banana bread?", "Who won the 2018 football World Cup?",
-    "How do I change a flat tyre on a bicycle?", "What is the capital of Australia?",
-    "How tall is Mount Everest?", "When does the Louvre open on Sundays?",
-    "How do I renew my passport?", "What is the weather like in Lisbon in March?",
-    "Who painted the Mona Lisa?", "How many calories are in a boiled egg?",
-    "What is the best way to learn the guitar?", "How long should I steep green tea?",
+    "What is a good recipe for banana bread?",
+    "Who won the 2018 football World Cup?",
+    "How do I change a flat tyre on a bicycle?",
+    "What is the capital of Australia?",
+    "How tall is Mount Everest?",
+    "When does the Louvre open on Sundays?",
+    "How do I renew my passport?",
+    "What is the weather like in Lisbon in March?",
+    "Who painted the Mona Lisa?",
+    "How many calories are in a boiled egg?",
+    "What is the best way to learn the guitar?",
+    "How long should I steep green tea?",
 ]
 
 
@@ -82,20 +93,34 @@ def calibrate_gate(docs, coll: str, questions: list[dict]) -> None:
         right = [h.similarity for h in hits if h.document == item["doc"] and h.page in item["pages"]]
         if right:
             on.append(max(right))
-    off = [max((h.similarity for h in docs.search(coll, q, k=5, mode="dense", min_similarity=-1.0)), default=0.0) for q in OFF_TOPIC]
+    off = [
+        max((h.similarity for h in docs.search(coll, q, k=5, mode="dense", min_similarity=-1.0)), default=0.0)
+        for q in OFF_TOPIC
+    ]
     on_a, off_a = np.array(on), np.array(off)
-    print(f"\nrelevance gate: best right-page cosine for {len(on)} on-topic questions: min {on_a.min():.3f}, "
-          f"10th pct {np.percentile(on_a, 10):.3f}, median {np.median(on_a):.3f}")
-    print(f"                best cosine for {len(off)} off-topic questions: median {np.median(off_a):.3f}, "
-          f"max {off_a.max():.3f}")
+    print(
+        f"\nrelevance gate: best right-page cosine for {len(on)} on-topic questions: min {on_a.min():.3f}, "
+        f"10th pct {np.percentile(on_a, 10):.3f}, median {np.median(on_a):.3f}"
+    )
+    print(
+        f"                best cosine for {len(off)} off-topic questions: median {np.median(off_a):.3f}, "
+        f"max {off_a.max():.3f}"
+    )
     print(f"                midpoint (max off-topic, min on-topic): {(off_a.max() + on_a.min()) / 2:.3f}")
     gate = docs.relevance_threshold
     for label, threshold in (("no gate", -1.0), (f"gate {gate:.2f} (this model's)", None)):
-        hit5 = sum(any(h.document == it["doc"] and h.page in it["pages"]
-                       for h in docs.search(coll, it["q"], k=5, min_similarity=threshold)) for it in questions)
+        hit5 = sum(
+            any(
+                h.document == it["doc"] and h.page in it["pages"]
+                for h in docs.search(coll, it["q"], k=5, min_similarity=threshold)
+            )
+            for it in questions
+        )
         refused = sum(not docs.search(coll, q, k=5, min_similarity=threshold) for q in OFF_TOPIC)
-        print(f"  hybrid with {label:28s}: on-topic hit@5 {hit5 / len(questions):.2f}, "
-              f"off-topic answered 'not found' {refused}/{len(OFF_TOPIC)}")
+        print(
+            f"  hybrid with {label:28s}: on-topic hit@5 {hit5 / len(questions):.2f}, "
+            f"off-topic answered 'not found' {refused}/{len(OFF_TOPIC)}"
+        )
 
 
 if __name__ == "__main__":

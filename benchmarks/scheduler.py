@@ -60,22 +60,38 @@ def main() -> int:
     unknown = [n for n in names if n not in VARIANTS]
     if unknown:
         ap.error(f"unknown variant(s) {unknown}; choose from {', '.join(VARIANTS)}")
-    targets = [Target(name, f"{name} ({', '.join(f'{k}={v}' for k, v in VARIANTS[name].items()) or 'as shipped'})",
-                      "openvino", (lambda o=replace(base, **VARIANTS[name]): OpenVINOLocalBackend(entry, o)))
-               for name in names]
+    targets = [
+        Target(
+            name,
+            f"{name} ({', '.join(f'{k}={v}' for k, v in VARIANTS[name].items()) or 'as shipped'})",
+            "openvino",
+            (lambda o=replace(base, **VARIANTS[name]): OpenVINOLocalBackend(entry, o)),
+        )
+        for name in names
+    ]
     users = tuple(int(u) for u in args.users.split(","))
-    print(f"CPU: {cpu_info()}; model {entry.name}; profile {args.profile}; prompt lookup "
-          f"{'on' if args.prompt_lookup else 'off'}; users {users}", flush=True)
-    report = run_benchmark(targets, BenchConfig(profile=args.profile, runs=args.runs,
-                                                max_new_tokens=args.max_new_tokens, users=users))
+    print(
+        f"CPU: {cpu_info()}; model {entry.name}; profile {args.profile}; prompt lookup "
+        f"{'on' if args.prompt_lookup else 'off'}; users {users}",
+        flush=True,
+    )
+    report = run_benchmark(
+        targets, BenchConfig(profile=args.profile, runs=args.runs, max_new_tokens=args.max_new_tokens, users=users)
+    )
     print(report.to_markdown())
     out = {"cpu": cpu_info(), "profile": args.profile, "prompt_lookup": args.prompt_lookup, "variants": {}}
     for r in report.results:
         s = r.summary()
         out["variants"][r.target_id] = {
-            "ttft_ms": s.get("ttft_ms"), "decode_tok_s": s.get("decode_tok_s"),
-            "sweep": {p.users: {"tok_s": round(p.aggregate_tok_s, 1), "ttft_p95_ms": round(p.p95_ttft_s * 1000)}
-                      for p in r.sweep}, "status": r.status, "error": r.error}
+            "ttft_ms": s.get("ttft_ms"),
+            "decode_tok_s": s.get("decode_tok_s"),
+            "sweep": {
+                p.users: {"tok_s": round(p.aggregate_tok_s, 1), "ttft_p95_ms": round(p.p95_ttft_s * 1000)}
+                for p in r.sweep
+            },
+            "status": r.status,
+            "error": r.error,
+        }
     print(json.dumps(out["variants"], indent=1))
     if args.json:
         args.json.write_text(json.dumps(out, indent=1) + "\n")

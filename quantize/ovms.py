@@ -72,10 +72,14 @@ node: {{
 """
 
 
-def graph_pbtxt(name: str, device: str = "CPU", cache_size_gb: int = 2, max_num_seqs: int = 64,
-                plugin_config: dict | None = None) -> str:
+def graph_pbtxt(
+    name: str, device: str = "CPU", cache_size_gb: int = 2, max_num_seqs: int = 64, plugin_config: dict | None = None
+) -> str:
     return GRAPH_TEMPLATE.format(
-        name=name, device=device, cache_size_gb=cache_size_gb, max_num_seqs=max_num_seqs,
+        name=name,
+        device=device,
+        cache_size_gb=cache_size_gb,
+        max_num_seqs=max_num_seqs,
         plugin_config=json.dumps(plugin_config or {}),
     )
 

@@ -33,9 +33,9 @@ import base64
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from webapp.errors import UserError
 from webapp.registry import MANIFEST_NAME, scan, verify_files
@@ -59,7 +59,7 @@ def parse_url(url: str) -> tuple[str, str]:
     """``gs://bucket/some/prefix`` -> ("bucket", "some/prefix")."""
     if not url.startswith("gs://"):
         raise UserError(f"{url!r} is not a Cloud Storage URL; use gs://BUCKET/PREFIX.")
-    bucket, _, prefix = url[len("gs://"):].partition("/")
+    bucket, _, prefix = url[len("gs://") :].partition("/")
     prefix = prefix.strip("/")
     if not bucket or any(part in ("", ".", "..") for part in prefix.split("/") if prefix):
         raise UserError(f"{url!r} is not a usable Cloud Storage URL; use gs://BUCKET/PREFIX.")
@@ -78,13 +78,16 @@ def default_client():
     try:
         from google.cloud import storage
     except ImportError:
-        raise UserError("Publishing to Cloud Storage needs google-cloud-storage: "
-                        "pip install -r requirements-quantize.txt.") from None
+        raise UserError(
+            "Publishing to Cloud Storage needs google-cloud-storage: pip install -r requirements-quantize.txt."
+        ) from None
     try:
         return storage.Client()
     except Exception as exc:  # no credentials, no project
-        raise UserError(f"Cannot reach Cloud Storage: {exc}. Sign in with `gcloud auth application-default "
-                        "login` (laptop) or run with Workload Identity (GKE).") from exc
+        raise UserError(
+            f"Cannot reach Cloud Storage: {exc}. Sign in with `gcloud auth application-default "
+            "login` (laptop) or run with Workload Identity (GKE)."
+        ) from exc
 
 
 class _Bucket:
@@ -126,8 +129,10 @@ class _Bucket:
             raise UserError(f"Uploading {path.name} to gs://{self.bucket.name}/{key} failed: {exc}") from exc
         size = path.stat().st_size
         if blob.md5_hash != _md5_b64(path) or blob.size != size:
-            raise UserError(f"gs://{self.bucket.name}/{key} does not match {path} after upload "
-                            f"(md5 {blob.md5_hash}, {blob.size} bytes); nothing refers to it yet - publish again.")
+            raise UserError(
+                f"gs://{self.bucket.name}/{key} does not match {path} after upload "
+                f"(md5 {blob.md5_hash}, {blob.size} bytes); nothing refers to it yet - publish again."
+            )
         return size
 
     def upload_bytes(self, key: str, data: bytes, content_type: str) -> None:
@@ -145,11 +150,10 @@ class _Bucket:
         prefix = self.key() + "/" if self.prefix else ""
         blobs = self.bucket.client.list_blobs(self.bucket, prefix=prefix, delimiter="/")
         list(blobs)  # the prefixes are known once the pages are read
-        return sorted(p[len(prefix):].rstrip("/") for p in blobs.prefixes)
+        return sorted(p[len(prefix) :].rstrip("/") for p in blobs.prefixes)
 
 
-def publish_registry(models_dir: Path, url: str, client=None,
-                     progress: Callable[[str], None] = print) -> PublishReport:
+def publish_registry(models_dir: Path, url: str, client=None, progress: Callable[[str], None] = print) -> PublishReport:
     """Upload the registry in ``models_dir`` to ``url`` (see the module docstring for the order)."""
     from quantize.ovms import ovms_config
 
@@ -175,9 +179,11 @@ def publish_registry(models_dir: Path, url: str, client=None,
             report.skipped.append(entry.name)
             progress(f"{entry.name}: already in {url}, same build; skipped")
         else:
-            raise UserError(f"{url}/{entry.path.name} already holds a different build of {entry.name}, so nothing "
-                            "was uploaded; publish this one under another name (quantize ... --name) or delete "
-                            "the old one first.")
+            raise UserError(
+                f"{url}/{entry.path.name} already holds a different build of {entry.name}, so nothing "
+                "was uploaded; publish this one under another name (quantize ... --name) or delete "
+                "the old one first."
+            )
     for entry in todo:
         folder = entry.path.name
         files = sorted(entry.manifest.get("files", {}))

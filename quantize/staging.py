@@ -22,7 +22,7 @@ class StagingArea:
         self.workdir = self.root / f"{name}-{uuid.uuid4().hex[:8]}"
         self.out = self.workdir / "out"
 
-    def __enter__(self) -> "StagingArea":
+    def __enter__(self) -> StagingArea:
         self.out.mkdir(parents=True)
         return self
 

@@ -23,8 +23,8 @@ vector, and normalisation removes scale.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -32,8 +32,7 @@ SIF_COEFFICIENT = 1e-4  # model2vec's default
 UNUSED_TOKEN = re.compile(r"\[unused\d+\]")
 
 
-def distil_table(teacher: Path, dims: int = 256, batch: int = 512,
-                 step: Callable[[str], None] = print) -> np.ndarray:
+def distil_table(teacher: Path, dims: int = 256, batch: int = 512, step: Callable[[str], None] = print) -> np.ndarray:
     """[vocabulary size, dims] float32; zero rows for special and unused tokens."""
     import torch
     from transformers import AutoModel, AutoTokenizer
@@ -48,9 +47,9 @@ def distil_table(teacher: Path, dims: int = 256, batch: int = 512,
     hidden = np.zeros((len(keep), model.config.hidden_size), np.float32)
     with torch.inference_mode():
         for start in range(0, len(keep), batch):
-            ids = torch.tensor([[*prefix, i, *suffix] for i in keep[start:start + batch]])
+            ids = torch.tensor([[*prefix, i, *suffix] for i in keep[start : start + batch]])
             out = model(input_ids=ids, attention_mask=torch.ones_like(ids)).last_hidden_state
-            hidden[start:start + len(ids)] = out.mean(1).numpy()
+            hidden[start : start + len(ids)] = out.mean(1).numpy()
             if (start // batch) % 10 == 0:
                 step(f"      teacher pass: {min(start + batch, len(keep)):,}/{len(keep):,} tokens")
     reduced = _pca(hidden, dims)
@@ -66,7 +65,7 @@ def _pca(x: np.ndarray, dims: int) -> np.ndarray:
     """Project onto the top ``dims`` principal components (eigh of the covariance; 384x384 is tiny)."""
     centred = x - x.mean(0)
     eigvals, eigvecs = np.linalg.eigh(centred.T @ centred / (len(x) - 1))
-    top = eigvecs[:, ::-1][:, :min(dims, x.shape[1])]
+    top = eigvecs[:, ::-1][:, : min(dims, x.shape[1])]
     projected = centred @ top
     # Fix each component's sign (eigh's is arbitrary) so rebuilding gives the same table.
     signs = np.sign(projected[np.abs(projected).argmax(0), np.arange(projected.shape[1])])
@@ -107,6 +106,7 @@ def reference_embeddings(teacher: Path, table: np.ndarray, texts: list[str]) -> 
 
 def similarity_agreement(a: np.ndarray, b: np.ndarray) -> float:
     """Spearman correlation of all pairwise cosine similarities: does the student rank pairs like the teacher?"""
+
     def pairwise(x):
         x = x / np.linalg.norm(x, axis=1, keepdims=True)
         s = x @ x.T

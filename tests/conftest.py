@@ -96,9 +96,23 @@ def running_app(registry_dir: Path, data: Path, extra_env: dict | None = None):
     env = {**os.environ, "DOCCHAT_MAX_NEW_TOKENS": "96", "GRADIO_ANALYTICS_ENABLED": "False", **(extra_env or {})}
     with open(log_path, "w") as log_file:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "webapp", "--models-dir", str(registry_dir), "--data-dir", str(data),
-             "serve", "--port", str(port)],
-            cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "webapp",
+                "--models-dir",
+                str(registry_dir),
+                "--data-dir",
+                str(data),
+                "serve",
+                "--port",
+                str(port),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         wait_http(base + "/readyz", timeout=180)
@@ -130,9 +144,27 @@ def llama_server(registry_dir, tmp_path_factory):
     log = tmp_path_factory.mktemp("llama") / "server.log"
     with open(log, "w") as fh:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", "smollm2",
-             "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096", "--api_key", API_KEY],
-            stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT)
+            [
+                sys.executable,
+                "-m",
+                "llama_cpp.server",
+                "--model",
+                str(gguf),
+                "--model_alias",
+                "smollm2",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--n_ctx",
+                "4096",
+                "--api_key",
+                API_KEY,
+            ],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         wait_http(base + "/v1/models", timeout=120, status=401)  # up, and guarding /v1 with the key

@@ -18,12 +18,20 @@ TOKEN = "test-token"
 
 
 def deployment(name: str, namespace: str, replicas: int, ready: int, annotations=None) -> dict:
-    return {"apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": name, "namespace": namespace, "annotations": annotations or {}},
-            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
-                     "template": {"metadata": {"labels": {"app.kubernetes.io/name": name}},
-                                  "spec": {"containers": [{"name": name, "image": name}]}}},
-            "status": {"replicas": replicas, "readyReplicas": ready}}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace, "annotations": annotations or {}},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
+            "template": {
+                "metadata": {"labels": {"app.kubernetes.io/name": name}},
+                "spec": {"containers": [{"name": name, "image": name}]},
+            },
+        },
+        "status": {"replicas": replicas, "readyReplicas": ready},
+    }
 
 
 class FakeKubeAPI(LoopbackServer):
@@ -36,16 +44,29 @@ class FakeKubeAPI(LoopbackServer):
         self.status_reads = 0
 
     def kubeconfig(self, path) -> None:
-        path.write_text(json.dumps({
-            "apiVersion": "v1", "kind": "Config", "current-context": "fake",
-            "clusters": [{"name": "fake", "cluster": {"server": self.url}}],
-            "users": [{"name": "me", "user": {"token": TOKEN}}],
-            "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "me"}}]}))
+        path.write_text(
+            json.dumps(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "current-context": "fake",
+                    "clusters": [{"name": "fake", "cluster": {"server": self.url}}],
+                    "users": [{"name": "me", "user": {"token": TOKEN}}],
+                    "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "me"}}],
+                }
+            )
+        )
 
 
 def status_error(code: int, reason: str, message: str) -> dict:
-    return {"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": message,
-            "reason": reason, "code": code}
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    }
 
 
 class Handler(JSONHandler):
@@ -76,34 +97,71 @@ class Handler(JSONHandler):
                 api.status_reads += 1
                 # pods become ready one status read after a scale-up, like a node starting
                 for d in api.deployments.values():
-                    d["status"]["readyReplicas"] = d["spec"]["replicas"] if api.status_reads > 1 else 0 \
-                        if d["status"]["readyReplicas"] < d["spec"]["replicas"] else d["spec"]["replicas"]
-                return self.send_json(200, {"apiVersion": "apps/v1", "kind": "DeploymentList", "metadata": {},
-                                       "items": list(api.deployments.values())})
+                    d["status"]["readyReplicas"] = (
+                        d["spec"]["replicas"]
+                        if api.status_reads > 1
+                        else 0
+                        if d["status"]["readyReplicas"] < d["spec"]["replicas"]
+                        else d["spec"]["replicas"]
+                    )
+                return self.send_json(
+                    200,
+                    {
+                        "apiVersion": "apps/v1",
+                        "kind": "DeploymentList",
+                        "metadata": {},
+                        "items": list(api.deployments.values()),
+                    },
+                )
             if path == f"/api/v1/namespaces/{ns}/pods":
-                items = [{"apiVersion": "v1", "kind": "Pod",
-                          "metadata": {"name": f"{d['metadata']['name']}-7d9f-{i}", "namespace": ns},
-                          "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}}
-                         for d in api.deployments.values() for i in range(d["status"]["readyReplicas"])]
+                items = [
+                    {
+                        "apiVersion": "v1",
+                        "kind": "Pod",
+                        "metadata": {"name": f"{d['metadata']['name']}-7d9f-{i}", "namespace": ns},
+                        "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]},
+                    }
+                    for d in api.deployments.values()
+                    for i in range(d["status"]["readyReplicas"])
+                ]
                 return self.send_json(200, {"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": items})
             if path == f"/api/v1/namespaces/{ns}/persistentvolumeclaims":
-                items = [{"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": n, "namespace": ns},
-                          "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "premium-rwo",
-                                   "resources": {"requests": {"storage": size}}},
-                          "status": {"phase": "Bound", "capacity": {"storage": size}}}
-                         for n, size in (("docchat-data", "300Gi"), ("docchat-models", "100Gi"))]
-                return self.send_json(200, {"apiVersion": "v1", "kind": "PersistentVolumeClaimList", "metadata": {},
-                                       "items": items})
+                items = [
+                    {
+                        "apiVersion": "v1",
+                        "kind": "PersistentVolumeClaim",
+                        "metadata": {"name": n, "namespace": ns},
+                        "spec": {
+                            "accessModes": ["ReadWriteOnce"],
+                            "storageClassName": "premium-rwo",
+                            "resources": {"requests": {"storage": size}},
+                        },
+                        "status": {"phase": "Bound", "capacity": {"storage": size}},
+                    }
+                    for n, size in (("docchat-data", "300Gi"), ("docchat-models", "100Gi"))
+                ]
+                return self.send_json(
+                    200, {"apiVersion": "v1", "kind": "PersistentVolumeClaimList", "metadata": {}, "items": items}
+                )
             if path == f"/api/v1/namespaces/{ns}/services":
                 from urllib.parse import parse_qs, urlsplit
 
                 selector = parse_qs(urlsplit(self.path).query).get("labelSelector", [""])[0]
                 if selector != "docchat.io/ovms=true":
                     return self.send_json(200, {"apiVersion": "v1", "kind": "ServiceList", "metadata": {}, "items": []})
-                items = [{"apiVersion": "v1", "kind": "Service",
-                          "metadata": {"name": "ovms", "namespace": ns, "labels": {"docchat.io/ovms": "true"},
-                                       "annotations": {"docchat.io/api-path": "/v3"}},
-                          "spec": {"ports": [{"name": "http", "port": 8000}]}}]
+                items = [
+                    {
+                        "apiVersion": "v1",
+                        "kind": "Service",
+                        "metadata": {
+                            "name": "ovms",
+                            "namespace": ns,
+                            "labels": {"docchat.io/ovms": "true"},
+                            "annotations": {"docchat.io/api-path": "/v3"},
+                        },
+                        "spec": {"ports": [{"name": "http", "port": 8000}]},
+                    }
+                ]
                 return self.send_json(200, {"apiVersion": "v1", "kind": "ServiceList", "metadata": {}, "items": items})
         self.send_json(404, status_error(404, "NotFound", "not found"))
 
@@ -121,9 +179,15 @@ class Handler(JSONHandler):
                 d["spec"]["replicas"] = body["spec"]["replicas"]
                 d["status"]["readyReplicas"] = min(d["status"]["readyReplicas"], d["spec"]["replicas"])
                 api.status_reads = 0
-                return self.send_json(200, {"apiVersion": "autoscaling/v1", "kind": "Scale",
-                                       "metadata": {"name": m.group(1), "namespace": api.namespace},
-                                       "spec": {"replicas": d["spec"]["replicas"]},
-                                       "status": {"replicas": d["spec"]["replicas"]}})
+                return self.send_json(
+                    200,
+                    {
+                        "apiVersion": "autoscaling/v1",
+                        "kind": "Scale",
+                        "metadata": {"name": m.group(1), "namespace": api.namespace},
+                        "spec": {"replicas": d["spec"]["replicas"]},
+                        "status": {"replicas": d["spec"]["replicas"]},
+                    },
+                )
             d["metadata"]["annotations"].update(body.get("metadata", {}).get("annotations", {}))
             return self.send_json(200, d)

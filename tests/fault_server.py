@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+
 from tests.json_http import JSONHandler, LoopbackServer
 
 MODELS = ["ok", "auth", "error500", "flaky", "stall-first", "stall-mid", "malformed", "cut", "slow"]
@@ -33,9 +34,15 @@ class FaultServer(LoopbackServer):
 
 
 def chunk(content=None, finish=None, usage=None) -> bytes:
-    body = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "m",
-            "choices": [] if usage else [{"index": 0, "delta": {"content": content} if content else {},
-                                          "finish_reason": finish}]}
+    body = {
+        "id": "x",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": "m",
+        "choices": []
+        if usage
+        else [{"index": 0, "delta": {"content": content} if content else {}, "finish_reason": finish}],
+    }
     if usage:
         body["usage"] = usage
     return b"data: " + json.dumps(body).encode() + b"\n\n"
@@ -84,8 +91,9 @@ class Handler(JSONHandler):
                 self.wfile.flush()
                 time.sleep(server.token_delay_s if model == "slow" else 0.02)
             self.wfile.write(chunk(finish="stop"))
-            self.wfile.write(chunk(usage={"prompt_tokens": 7, "completion_tokens": len(words),
-                                          "total_tokens": 7 + len(words)}))
+            self.wfile.write(
+                chunk(usage={"prompt_tokens": 7, "completion_tokens": len(words), "total_tokens": 7 + len(words)})
+            )
             self.wfile.write(b"data: [DONE]\n\n")
             self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):

@@ -11,8 +11,13 @@ import httpx
 def call_event(http: httpx.Client, api: str, data, timeout: float = 120) -> tuple[int, list[tuple[str, object]]]:
     """(status of the POST, [(event, data), ...]); ``data`` may be raw bytes (a malformed body)."""
     raw_body = isinstance(data, bytes)
-    r = http.post(f"/gradio_api/call/{api}", json=None if raw_body else {"data": data},
-                  content=data if raw_body else None, headers={"content-type": "application/json"}, timeout=30)
+    r = http.post(
+        f"/gradio_api/call/{api}",
+        json=None if raw_body else {"data": data},
+        content=data if raw_body else None,
+        headers={"content-type": "application/json"},
+        timeout=30,
+    )
     if r.status_code != 200:
         return r.status_code, []
     events, kind = [], None

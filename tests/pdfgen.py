@@ -14,8 +14,9 @@ def _escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
 
 
-def make_pdf(path: Path, pages: list[str | None], title: str = "test document",
-             figure: tuple[str, int] | None = None) -> Path:
+def make_pdf(
+    path: Path, pages: list[str | None], title: str = "test document", figure: tuple[str, int] | None = None
+) -> Path:
     """``pages``: text per page; None makes an image-only page.
 
     ``figure=(label, drawing_bytes)`` draws a vector figure (a form XObject) on every text
@@ -28,16 +29,22 @@ def make_pdf(path: Path, pages: list[str | None], title: str = "test document",
         return len(objects)
 
     font = add(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
-    image = add(b"<< /Type /XObject /Subtype /Image /Width 8 /Height 8 /ColorSpace /DeviceGray "
-                b"/BitsPerComponent 8 /Filter /FlateDecode /Length %d >>\nstream\n" % len(zlib.compress(bytes(64)))
-                + zlib.compress(bytes(range(64))) + b"\nendstream")
+    image = add(
+        b"<< /Type /XObject /Subtype /Image /Width 8 /Height 8 /ColorSpace /DeviceGray "
+        b"/BitsPerComponent 8 /Filter /FlateDecode /Length %d >>\nstream\n"
+        % len(zlib.compress(bytes(64)))
+        + zlib.compress(bytes(range(64)))
+        + b"\nendstream"
+    )
     form = None
     if figure is not None:
         label, size = figure
         drawing = b"0 0 m 100 100 l S\n" * (size // 18 + 1)
         body = drawing + f"BT /F1 9 Tf 10 10 Td ({_escape(label)}) Tj ET".encode("latin-1")
-        form = add(b"<< /Type /XObject /Subtype /Form /BBox [0 0 612 792] /Resources << /Font << /F1 %d 0 R >> >> "
-                   b"/Length %d >>\nstream\n" % (font, len(body)) + body + b"\nendstream")
+        form = add(
+            b"<< /Type /XObject /Subtype /Form /BBox [0 0 612 792] /Resources << /Font << /F1 %d 0 R >> >> "
+            b"/Length %d >>\nstream\n" % (font, len(body)) + body + b"\nendstream"
+        )
     pages_id = len(objects) + 2 * len(pages) + 1  # the Pages object comes right after the pages
     page_ids = []
     for text in pages:
@@ -51,10 +58,13 @@ def make_pdf(path: Path, pages: list[str | None], title: str = "test document",
             if form is not None:
                 content += b"\nq 0.5 0 0 0.5 50 50 cm /Fx1 Do Q"
         stream = add(b"<< /Length %d >>\nstream\n" % len(content) + content + b"\nendstream")
-        page_ids.append(add(
-            b"<< /Type /Page /Parent %d 0 R /MediaBox [0 0 612 792] /Contents %d 0 R "
-            b"/Resources << /Font << /F1 %d 0 R >> /XObject << /Im1 %d 0 R%s >> >> >>"
-            % (pages_id, stream, font, image, b" /Fx1 %d 0 R" % form if form else b"")))
+        page_ids.append(
+            add(
+                b"<< /Type /Page /Parent %d 0 R /MediaBox [0 0 612 792] /Contents %d 0 R "
+                b"/Resources << /Font << /F1 %d 0 R >> /XObject << /Im1 %d 0 R%s >> >> >>"
+                % (pages_id, stream, font, image, b" /Fx1 %d 0 R" % form if form else b"")
+            )
+        )
     kids = b" ".join(b"%d 0 R" % p for p in page_ids)
     assert add(b"<< /Type /Pages /Kids [%s] /Count %d >>" % (kids, len(page_ids))) == pages_id
     info = add(b"<< /Title (%s) >>" % _escape(title).encode("latin-1"))
@@ -68,7 +78,11 @@ def make_pdf(path: Path, pages: list[str | None], title: str = "test document",
     out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
     out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
     out += b"trailer\n<< /Size %d /Root %d 0 R /Info %d 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
-        len(objects) + 1, catalog, info, xref)
+        len(objects) + 1,
+        catalog,
+        info,
+        xref,
+    )
     Path(path).write_bytes(bytes(out))
     return Path(path)
 
@@ -85,25 +99,34 @@ def encrypt_pdf(src: Path, dst: Path, password: str) -> Path:
 
 TOPICS = {
     "volcano": "Volcanoes form where magma from the mantle reaches the surface. The basaltic lava of shield\n"
-               "volcanoes such as Mauna Loa flows far before it cools, building broad gentle slopes.",
+    "volcanoes such as Mauna Loa flows far before it cools, building broad gentle slopes.",
     "bees": "Honey bees communicate the direction of flowers with the waggle dance. The angle of the dance\n"
-            "relative to vertical encodes the angle between the food source and the sun.",
+    "relative to vertical encodes the angle between the food source and the sun.",
     "railway": "The Trans-Siberian Railway links Moscow with Vladivostok over 9,289 kilometres, the longest\n"
-               "railway line in the world, crossing eight time zones in about seven days.",
+    "railway line in the world, crossing eight time zones in about seven days.",
     "coffee": "Espresso is brewed by forcing hot water at about nine bars of pressure through finely ground\n"
-              "coffee, producing a concentrated shot topped with a layer called crema.",
+    "coffee, producing a concentrated shot topped with a layer called crema.",
 }
 
 
 def topic_pdf(path: Path, topic: str, pages: int = 3, marker: str = "") -> Path:
     body = TOPICS[topic]
-    texts = [f"{topic.title()} notes, page {n}. {marker}\n" + body + f"\nSection {n} repeats the key facts."
-             for n in range(1, pages + 1)]
+    texts = [
+        f"{topic.title()} notes, page {n}. {marker}\n" + body + f"\nSection {n} repeats the key facts."
+        for n in range(1, pages + 1)
+    ]
     return make_pdf(path, texts, title=f"{topic} notes")
 
 
-def scanned_copy(src: Path, dst: Path, dpi: int = 300, pages: list[int] | None = None, rotate: float = 0.0,
-                 noise: float = 0.0, seed: int = 0) -> Path:
+def scanned_copy(
+    src: Path,
+    dst: Path,
+    dpi: int = 300,
+    pages: list[int] | None = None,
+    rotate: float = 0.0,
+    noise: float = 0.0,
+    seed: int = 0,
+) -> Path:
     """An image-only copy of ``src`` (its pages drawn at ``dpi``, as a scanner would), optionally
     slightly rotated and with salt-and-pepper noise. ``pages``: 1-based pages to keep (default all)."""
     import random
@@ -142,4 +165,3 @@ def joined(parts: list[Path], dst: Path) -> Path:
     with open(dst, "wb") as fh:
         writer.write(fh)
     return dst
-

@@ -10,20 +10,24 @@ from webapp.auth.throttle import Throttle
 ADA, BOB, CY, VIC = Actor("ada", "admin"), Actor("bob", "member"), Actor("cy", "member"), Actor("vic", "viewer")
 
 
-@pytest.mark.parametrize("collection, readers, managers", [
-    (CollectionAccess("p", "bob", "private"), {ADA, BOB}, {ADA, BOB}),
-    (CollectionAccess("s", "bob", "shared", ("cy", "vic")), {ADA, BOB, CY, VIC}, {ADA, BOB, CY}),
-    (CollectionAccess("s2", "bob", "shared", ("CY",)), {ADA, BOB, CY}, {ADA, BOB, CY}),  # names ignore case
-    (CollectionAccess("e", "bob", "everyone"), {ADA, BOB, CY, VIC}, {ADA, BOB}),
-    (CollectionAccess("legacy", None, "everyone"), {ADA, BOB, CY, VIC}, {ADA}),  # made before users: the admins'
-    (CollectionAccess("v", "vic", "private"), {ADA, VIC}, {ADA}),  # a viewer never manages documents
-])
+@pytest.mark.parametrize(
+    "collection, readers, managers",
+    [
+        (CollectionAccess("p", "bob", "private"), {ADA, BOB}, {ADA, BOB}),
+        (CollectionAccess("s", "bob", "shared", ("cy", "vic")), {ADA, BOB, CY, VIC}, {ADA, BOB, CY}),
+        (CollectionAccess("s2", "bob", "shared", ("CY",)), {ADA, BOB, CY}, {ADA, BOB, CY}),  # names ignore case
+        (CollectionAccess("e", "bob", "everyone"), {ADA, BOB, CY, VIC}, {ADA, BOB}),
+        (CollectionAccess("legacy", None, "everyone"), {ADA, BOB, CY, VIC}, {ADA}),  # made before users: the admins'
+        (CollectionAccess("v", "vic", "private"), {ADA, VIC}, {ADA}),  # a viewer never manages documents
+    ],
+)
 def test_who_reads_and_who_manages(collection, readers, managers):
     everyone = {ADA, BOB, CY, VIC}
     assert {a for a in everyone if collection.can_read(a)} == readers
     assert {a for a in everyone if collection.can_manage_documents(a)} == managers
     assert {a for a in everyone if collection.can_change_sharing(a)} == (
-        {ADA} | ({a for a in everyone if a.name == collection.owner and a.can_upload}))
+        {ADA} | ({a for a in everyone if a.name == collection.owner and a.can_upload})
+    )
 
 
 def test_role_checks_say_what_is_refused():
@@ -65,9 +69,8 @@ def test_the_grafana_dashboard_only_uses_metrics_the_app_exports():
 
     from prometheus_client import generate_latest
 
-    from webapp.metrics import Metrics
-
     from webapp.llm.base import StreamStats
+    from webapp.metrics import Metrics
 
     metrics = Metrics()
     # Labelled series appear once used: one answer, one failure, one refusal, one indexing.
@@ -81,6 +84,10 @@ def test_the_grafana_dashboard_only_uses_metrics_the_app_exports():
     exported = set(re.findall(r"^(docchat_\w+)", generate_latest(metrics.registry).decode(), re.M))
     exported |= {name + "_total" for name in exported} | {name + "_bucket" for name in exported}
     dashboard = json.loads((Path(__file__).parent.parent / "k8s/monitoring/grafana-dashboard.json").read_text())
-    used = {name for panel in dashboard["panels"] for target in panel["targets"]
-            for name in re.findall(r"docchat_\w+", target["expr"])}
+    used = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"docchat_\w+", target["expr"])
+    }
     assert used and used <= exported, used - exported

@@ -20,8 +20,13 @@ from tests.conftest import ROOT, running_app
 from tests.gradio_events import call_event
 from tests.pdfgen import make_pdf
 
-PASSWORDS = {"ada": "ada-admin-pass", "bob": "bob-member-pass", "cy": "cy-member-pass", "vic": "vic-viewer-pass",
-             "dee": "dee-member-pass"}
+PASSWORDS = {
+    "ada": "ada-admin-pass",
+    "bob": "bob-member-pass",
+    "cy": "cy-member-pass",
+    "vic": "vic-viewer-pass",
+    "dee": "dee-member-pass",
+}
 ROLES = {"ada": "admin", "bob": "member", "cy": "member", "vic": "viewer", "dee": "member"}
 MODEL = "smollm2-135m-instruct-int4"
 
@@ -65,8 +70,10 @@ class Api:
         with open(pdf, "rb") as fh:
             r = self.http.post("/gradio_api/upload", files={"files": (pdf.name, fh, "application/pdf")})
         assert r.status_code == 200, r.text
-        return self.call("upload", [collection, [{"path": r.json()[0], "orig_name": pdf.name,
-                                                   "meta": {"_type": "gradio.FileData"}}], index])
+        return self.call(
+            "upload",
+            [collection, [{"path": r.json()[0], "orig_name": pdf.name, "meta": {"_type": "gradio.FileData"}}], index],
+        )
 
     def ask(self, question: str, collection: str | None, conversation=None) -> list:
         return self.result("respond", [question, conversation, MODEL, 16, 0, collection])
@@ -91,8 +98,12 @@ def server(registry_dir, tmp_path_factory):
 
 
 def sign_in(base: str, name: str, password: str) -> httpx.Response:
-    return httpx.post(base + "/auth/login", data={"username": name, "password": password, "next": "/"},
-                      follow_redirects=False, timeout=30)
+    return httpx.post(
+        base + "/auth/login",
+        data={"username": name, "password": password, "next": "/"},
+        follow_redirects=False,
+        timeout=30,
+    )
 
 
 def test_every_route_needs_a_signed_in_user(server):
@@ -103,21 +114,44 @@ def test_every_route_needs_a_signed_in_user(server):
     page = anonymous.get("/", headers={"Accept": "text/html"})
     assert page.status_code == 303 and page.headers["location"].endswith("/auth/login?next=/")
     assert anonymous.get("/auth/login").status_code == 200
-    for path in ("/", "/config", "/gradio_api/info", "/gradio_api/openapi.json", "/api/docs", "/api/openapi.json",
-                 "/gradio_api/file=/etc/passwd", "/gradio_api/heartbeat/abc", "/gradio_api/upload_progress",
-                 "/theme.css", "/gradio_api/startup-events", "/gradio_api/user", "/gradio_api/call/respond/x"):
+    for path in (
+        "/",
+        "/config",
+        "/gradio_api/info",
+        "/gradio_api/openapi.json",
+        "/api/docs",
+        "/api/openapi.json",
+        "/gradio_api/file=/etc/passwd",
+        "/gradio_api/heartbeat/abc",
+        "/gradio_api/upload_progress",
+        "/theme.css",
+        "/gradio_api/startup-events",
+        "/gradio_api/user",
+        "/gradio_api/call/respond/x",
+    ):
         r = anonymous.get(path)
         assert r.status_code == 401, (path, r.status_code)
         assert "root:" not in r.text
-    for path in ("/gradio_api/queue/join", "/gradio_api/call/respond", "/gradio_api/run/predict",
-                 "/gradio_api/upload", "/gradio_api/cancel", "/gradio_api/reset", "/gradio_api/api/respond"):
-        r = anonymous.post(path, json={"data": ["hi", None, MODEL, 16, 0, None], "fn_index": 0,
-                                       "session_hash": "x", "event_id": "y"})
+    for path in (
+        "/gradio_api/queue/join",
+        "/gradio_api/call/respond",
+        "/gradio_api/run/predict",
+        "/gradio_api/upload",
+        "/gradio_api/cancel",
+        "/gradio_api/reset",
+        "/gradio_api/api/respond",
+    ):
+        r = anonymous.post(
+            path, json={"data": ["hi", None, MODEL, 16, 0, None], "fn_index": 0, "session_hash": "x", "event_id": "y"}
+        )
         assert r.status_code == 401, (path, r.status_code)
     # A token that is not one, a forged session cookie, a bearer with a session-looking value.
-    for headers in ({"Authorization": "Bearer dct_" + secrets.token_urlsafe(32)},
-                    {"Cookie": "docchat_session=dcs_" + secrets.token_urlsafe(32)},
-                    {"Authorization": "Bearer dcs_forged"}, {"Cookie": "docchat_session=\x7f;;==\"x"}):
+    for headers in (
+        {"Authorization": "Bearer dct_" + secrets.token_urlsafe(32)},
+        {"Cookie": "docchat_session=dcs_" + secrets.token_urlsafe(32)},
+        {"Authorization": "Bearer dcs_forged"},
+        {"Cookie": 'docchat_session=\x7f;;=="x'},
+    ):
         assert anonymous.get("/config", headers=headers).status_code == 401, headers
 
 
@@ -140,8 +174,12 @@ def test_sign_in_sign_out_and_replayed_cookie(server):
     # The same cookie, replayed after sign-out, is refused: the session is gone on the server.
     assert httpx.get(base + "/config", cookies={"docchat_session": cookie}, timeout=30).status_code == 401
     # Only local paths are followed after sign-in.
-    evil = httpx.post(base + "/auth/login", data={"username": "bob", "password": PASSWORDS["bob"],
-                                                  "next": "//evil.example/x"}, follow_redirects=False, timeout=30)
+    evil = httpx.post(
+        base + "/auth/login",
+        data={"username": "bob", "password": PASSWORDS["bob"], "next": "//evil.example/x"},
+        follow_redirects=False,
+        timeout=30,
+    )
     assert evil.status_code == 303 and evil.headers["location"] == "/"
 
 
@@ -200,9 +238,13 @@ def test_private_collection_is_invisible_to_other_users(server, registry_dir, tm
     created = bob.result("create_collection", ["bob-private", "private", ""])
     assert "is ready" in text_of(created)
     marker = "Zanzibar-" + secrets.token_hex(3)
-    pdf = make_pdf(tmp_path / "bob-salaries.pdf", [
-        f"Salary review. The code word for the bonus pool is {marker}.\n"
-        f"The bonus pool code word {marker} must stay confidential."])
+    pdf = make_pdf(
+        tmp_path / "bob-salaries.pdf",
+        [
+            f"Salary review. The code word for the bonus pool is {marker}.\n"
+            f"The bonus pool code word {marker} must stay confidential."
+        ],
+    )
     status, events = bob.upload("bob-private", pdf)
     assert "Indexed 1 document" in text_of(events)
     # bob reads it; the answer cites it.
@@ -219,31 +261,64 @@ def test_private_collection_is_invisible_to_other_users(server, registry_dir, tm
         # Asked against a collection they may read, nothing of bob's leaks into the citations.
         general = other.ask(f"What is the code word {marker} for?", "default")
         assert "bob-salaries" not in text_of(general) and marker not in text_of(general).replace(
-            f"What is the code word {marker} for?", "")
+            f"What is the code word {marker} for?", ""
+        )
         deleted = other.call("delete_1", ["bob-private", 1])
         assert "There is no" in text_of(deleted)
     # An admin sees it (admins may do everything).
     assert "bob-private" in ada.choices()
     # The original PDF and its highlighted pages: bob's, never cy's or an anonymous client's.
     doc_id = bob.result("show_collection", ["bob-private"])[0]["data"][0][0]
-    for path, kind in ((f"/documents/{doc_id}.pdf", "application/pdf"),
-                       (f"/documents/{doc_id}/pages/1.png?highlight=bonus+pool", "image/png")):
+    for path, kind in (
+        (f"/documents/{doc_id}.pdf", "application/pdf"),
+        (f"/documents/{doc_id}/pages/1.png?highlight=bonus+pool", "image/png"),
+    ):
         mine = bob.http.get(path)
         assert mine.status_code == 200 and mine.headers["content-type"] == kind, (path, mine.status_code)
         theirs = cy.http.get(path)
         assert theirs.status_code == 404 and marker not in theirs.text and "salaries" not in theirs.text
         assert httpx.get(base + path, timeout=30).status_code == 401
     # The CLI obeys the same rules on behalf of a user.
-    cli = [sys.executable, "-m", "webapp", "--models-dir", str(registry_dir), "--data-dir", str(data), "search",
-           marker, "--collection", "bob-private", "--json"]
-    as_cy = subprocess.run(cli + ["--user", "cy"], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                           env={**__import__("os").environ, "DOCCHAT_AUTH": "password"})
+    cli = [
+        sys.executable,
+        "-m",
+        "webapp",
+        "--models-dir",
+        str(registry_dir),
+        "--data-dir",
+        str(data),
+        "search",
+        marker,
+        "--collection",
+        "bob-private",
+        "--json",
+    ]
+    as_cy = subprocess.run(
+        cli + ["--user", "cy"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**__import__("os").environ, "DOCCHAT_AUTH": "password"},
+    )
     assert as_cy.returncode == 2 and "There is no collection named 'bob-private'" in as_cy.stderr
-    as_bob = subprocess.run(cli + ["--user", "bob"], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                            env={**__import__("os").environ, "DOCCHAT_AUTH": "password"})
+    as_bob = subprocess.run(
+        cli + ["--user", "bob"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**__import__("os").environ, "DOCCHAT_AUTH": "password"},
+    )
     assert as_bob.returncode == 0 and "bob-salaries.pdf" in as_bob.stdout
-    nobody = subprocess.run(cli, cwd=ROOT, capture_output=True, text=True, timeout=120,
-                            env={**__import__("os").environ, "DOCCHAT_AUTH": "password"})
+    nobody = subprocess.run(
+        cli,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**__import__("os").environ, "DOCCHAT_AUTH": "password"},
+    )
     assert nobody.returncode == 2 and "--user" in nobody.stderr
 
 
@@ -275,8 +350,12 @@ def test_conversations_are_per_user(server):
     listing = text_of(bob.result("on_load", []))
     assert question in listing
     assert question not in text_of(cy.result("on_load", []))
-    for api, data in (("open_conversation", [conversation]), ("export", [conversation]),
-                      ("rename", [conversation, "stolen"]), ("delete", [conversation])):
+    for api, data in (
+        ("open_conversation", [conversation]),
+        ("export", [conversation]),
+        ("rename", [conversation, "stolen"]),
+        ("delete", [conversation]),
+    ):
         body = text_of(cy.result(api, data))
         assert "does not exist" in body and question not in body, api
     # cy cannot continue bob's conversation either (its history would reach the model).
@@ -296,23 +375,33 @@ def test_disabled_users_lose_tokens_and_sessions(server):
     assert httpx.get(base + "/config", cookies={"docchat_session": cookie}, timeout=30).status_code == 200
     assert "disabled" in text_of(ada.result("users_disable", ["cy", "member", ""]))
     try:
-        assert httpx.get(base + "/config", headers={"Authorization": f"Bearer {tokens['cy']}"},
-                         timeout=30).status_code == 401
+        assert (
+            httpx.get(base + "/config", headers={"Authorization": f"Bearer {tokens['cy']}"}, timeout=30).status_code
+            == 401
+        )
         assert httpx.get(base + "/config", cookies={"docchat_session": cookie}, timeout=30).status_code == 401
         assert sign_in(base, "cy", PASSWORDS["cy"]).status_code == 401
         # The last admin cannot be disabled or demoted from the UI.
         assert "only active admin" in text_of(ada.result("users_disable", ["ada", "admin", ""]))
     finally:
         ada.result("users_enable", ["cy", "member", ""])
-    assert httpx.get(base + "/config", headers={"Authorization": f"Bearer {tokens['cy']}"},
-                     timeout=30).status_code == 200
+    assert (
+        httpx.get(base + "/config", headers={"Authorization": f"Bearer {tokens['cy']}"}, timeout=30).status_code == 200
+    )
 
 
 def test_hostile_user_names_are_sentences(server):
     base, tokens = server["base"], server["tokens"]
     ada = Api(base, tokens["ada"])
-    hostile = ["evil\x00name", "tab\tname", "x" * 5000, "'; DROP TABLE users; --", "<script>alert(1)</script>",
-               "../../etc/passwd", "bob\nadmin"]
+    hostile = [
+        "evil\x00name",
+        "tab\tname",
+        "x" * 5000,
+        "'; DROP TABLE users; --",
+        "<script>alert(1)</script>",
+        "../../etc/passwd",
+        "bob\nadmin",
+    ]
     for name in hostile:
         body = text_of(ada.result("users_add", [name, "admin", "a-long-password"]))
         assert "A user name is 1 to 64 characters" in body, name
@@ -323,9 +412,28 @@ def test_hostile_user_names_are_sentences(server):
 
 
 def test_no_sign_in_on_an_open_address_is_refused(registry_dir, tmp_path):
-    run = subprocess.run([sys.executable, "-m", "webapp", "--models-dir", str(registry_dir), "--data-dir",
-                          str(tmp_path), "serve", "--host", "0.0.0.0", "--port", "1", "--auth", "none"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "webapp",
+            "--models-dir",
+            str(registry_dir),
+            "--data-dir",
+            str(tmp_path),
+            "serve",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "1",
+            "--auth",
+            "none",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 2 and "Refusing to listen on 0.0.0.0 without sign-in" in run.stderr
 
 
@@ -334,8 +442,11 @@ def test_identity_header_only_from_a_trusted_proxy(registry_dir, tmp_path):
     loopback network, as a pod next door would be) is refused, with or without X-Forwarded-For."""
     data = tmp_path / "header-data"
     make_users(data)
-    env = {"DOCCHAT_AUTH": "header", "DOCCHAT_TRUSTED_PROXIES": '["127.0.0.1/32"]',
-           "DOCCHAT_AUTH_HEADER": "X-Goog-Authenticated-User-Email"}
+    env = {
+        "DOCCHAT_AUTH": "header",
+        "DOCCHAT_TRUSTED_PROXIES": '["127.0.0.1/32"]',
+        "DOCCHAT_AUTH_HEADER": "X-Goog-Authenticated-User-Email",
+    }
     with running_app(registry_dir, data, extra_env=env) as base:
         iap = {"X-Goog-Authenticated-User-Email": "accounts.google.com:ada"}
         trusted = httpx.get(base + "/config", headers=iap, timeout=30)
@@ -358,8 +469,10 @@ def test_identity_header_only_from_a_trusted_proxy(registry_dir, tmp_path):
         store = UserStore(data)
         token = store.issue_token("bob")
         store.close()
-        assert httpx.get(base + "/config", headers={"Authorization": f"Bearer {token}"},
-                         timeout=30).json()["username"] == "bob"
+        assert (
+            httpx.get(base + "/config", headers={"Authorization": f"Bearer {token}"}, timeout=30).json()["username"]
+            == "bob"
+        )
 
 
 def test_conversations_survive_a_restart(registry_dir, tmp_path):

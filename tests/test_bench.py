@@ -21,12 +21,15 @@ def report(settings_factory):
     def broken():
         raise ModelNotAvailable("The model broken-model is not in the registry.")
 
-    chosen = [targets["openvino:smollm2-135m-instruct-int4"],
-              Target("openvino:broken-model", "broken-model · OpenVINO", "openvino", broken)]
+    chosen = [
+        targets["openvino:smollm2-135m-instruct-int4"],
+        Target("openvino:broken-model", "broken-model · OpenVINO", "openvino", broken),
+    ]
     texts = {}
     cfg = BenchConfig(profile="chat", runs=2, warmup=1, max_new_tokens=24, users=(1, 2, 4))
-    rep = run_benchmark(chosen, cfg, Hooks(on_text=lambda tid, t: texts.__setitem__(tid, t)),
-                        count_tokens=token_counter(settings))
+    rep = run_benchmark(
+        chosen, cfg, Hooks(on_text=lambda tid, t: texts.__setitem__(tid, t)), count_tokens=token_counter(settings)
+    )
     rep.streamed = texts
     return rep
 

@@ -7,8 +7,15 @@ import pytest
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +40,9 @@ def open_app(page, base: str, new_conversation: bool = True) -> None:
     wait_until_loaded(page)
     if new_conversation:
         page.locator("#new-chat").click()
-        page.wait_for_function("!document.querySelector('#chatbot [data-testid=\"bot\"], #chatbot .bot-row')",
-                               timeout=10_000)
+        page.wait_for_function(
+            "!document.querySelector('#chatbot [data-testid=\"bot\"], #chatbot .bot-row')", timeout=10_000
+        )
 
 
 def wait_until_loaded(page) -> None:
@@ -144,11 +152,14 @@ def ask_documents(page, collection: str, question: str) -> str:
 def test_upload_index_and_ask_with_citation(browser, live_server, tmp_path):
     from tests.pdfgen import make_pdf
 
-    pdf = make_pdf(tmp_path / "travel-policy.pdf", [
-        "Travel policy. Section 1: booking trips through the travel desk.",
-        "Section 2: Per diem. Employees travelling abroad receive a per diem of 68 euros per day\n"
-        "for meals, paid with the next salary.",
-    ])
+    pdf = make_pdf(
+        tmp_path / "travel-policy.pdf",
+        [
+            "Travel policy. Section 1: booking trips through the travel desk.",
+            "Section 2: Per diem. Employees travelling abroad receive a per diem of 68 euros per day\n"
+            "for meals, paid with the next salary.",
+        ],
+    )
     page = browser.new_page(viewport={"width": 1280, "height": 1000})
     open_app(page, live_server)
     result = upload_and_index(page, pdf)
@@ -156,8 +167,9 @@ def test_upload_index_and_ask_with_citation(browser, live_server, tmp_path):
 
     page.get_by_role("tab", name="Documents").click()
     table = page.locator("#documents-table")
-    page.wait_for_function("document.querySelector('#documents-table').innerText.includes('travel-policy.pdf')",
-                           timeout=10_000)
+    page.wait_for_function(
+        "document.querySelector('#documents-table').innerText.includes('travel-policy.pdf')", timeout=10_000
+    )
     assert "indexed" in table.inner_text()
 
     text = ask_documents(page, "default", "What is the per diem for employees travelling abroad?")
@@ -181,10 +193,14 @@ def test_markdown_images_in_a_pdf_are_not_fetched_by_the_browser(browser, live_s
 
     with LoopbackServer(Tracker) as tracker:
         pixel = f"{tracker.url}/pixel.png"
-        pdf = make_pdf(tmp_path / "visitor-rules.pdf", [
-            "Visitor rules. Section 1: opening hours of the building.",
-            "Section 2: Visitors must sign in at the blue front desk and wear a visitor badge at all times.\n"
-            f"![]({pixel})\n<img src=\"{pixel}?html\">\nVisitors sign in at the blue front desk."])
+        pdf = make_pdf(
+            tmp_path / "visitor-rules.pdf",
+            [
+                "Visitor rules. Section 1: opening hours of the building.",
+                "Section 2: Visitors must sign in at the blue front desk and wear a visitor badge at all times.\n"
+                f'![]({pixel})\n<img src="{pixel}?html">\nVisitors sign in at the blue front desk.',
+            ],
+        )
         page = browser.new_page(viewport={"width": 1280, "height": 1000})
         open_app(page, live_server)
         upload_and_index(page, pdf)
@@ -205,13 +221,21 @@ def test_switch_the_embedding_model_from_the_index_tab(browser, registry_dir, tm
     from tests.pdfgen import make_pdf
 
     data = tmp_path / "data"
-    pdf = make_pdf(tmp_path / "leave-policy.pdf", [
-        "Leave policy. Section 1: how to request leave through the HR portal.",
-        "Section 2: Parental leave. Parents receive sixteen weeks of paid parental leave,\n"
-        "which can be split into two blocks within the first year.",
-    ])
-    out = subprocess.run([sys.executable, "-m", "webapp", "--models-dir", str(registry_dir), "--data-dir", str(data),
-                          "index", str(pdf)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    pdf = make_pdf(
+        tmp_path / "leave-policy.pdf",
+        [
+            "Leave policy. Section 1: how to request leave through the HR portal.",
+            "Section 2: Parental leave. Parents receive sixteen weeks of paid parental leave,\n"
+            "which can be split into two blocks within the first year.",
+        ],
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "webapp", "--models-dir", str(registry_dir), "--data-dir", str(data), "index", str(pdf)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
     with running_app(registry_dir, data) as base:
         page = browser.new_page(viewport={"width": 1280, "height": 1200})
@@ -225,8 +249,9 @@ def test_switch_the_embedding_model_from_the_index_tab(browser, registry_dir, tm
         note.get_by_text("Re-embedded 2 chunks").wait_for(timeout=90_000)
         assert "embedded with all-minilm-l6-v2." in note.inner_text().replace("**", "")
         # Questions use the new model straight away, in the same app.
-        assert "leave-policy.pdf, p. 2" in ask_documents(page, "default",
-                                                          "How many weeks of paid parental leave do parents get?")
+        assert "leave-policy.pdf, p. 2" in ask_documents(
+            page, "default", "How many weeks of paid parental leave do parents get?"
+        )
         page.close()
 
 
@@ -252,7 +277,6 @@ def test_pick_the_remote_model_and_get_a_streamed_answer(browser, registry_dir, 
         page.close()
 
 
-
 def test_compare_two_targets_shows_table_and_plots(browser, live_server):
     page = browser.new_page(viewport={"width": 1400, "height": 1400})
     open_app(page, live_server)
@@ -268,8 +292,10 @@ def test_compare_two_targets_shows_table_and_plots(browser, live_server):
     page.locator("#compare-run").click()
     page.locator("#compare-status").get_by_text("Done").wait_for(timeout=180_000)
     # the status and the table arrive in one update, but the table renders a moment later
-    page.wait_for_function("document.querySelector('#compare-table').innerText"
-                           ".includes('SmolLM2-135M-Instruct.Q4_1 (GGUF)')", timeout=20_000)
+    page.wait_for_function(
+        "document.querySelector('#compare-table').innerText.includes('SmolLM2-135M-Instruct.Q4_1 (GGUF)')",
+        timeout=20_000,
+    )
     table = page.locator("#compare-table").inner_text()
     assert "smollm2-135m-instruct-int4" in table and "SmolLM2-135M-Instruct.Q4_1 (GGUF)" in table
     assert table.count("ok") >= 2
@@ -285,11 +311,14 @@ def test_compare_two_targets_shows_table_and_plots(browser, live_server):
 def test_click_an_evidence_sentence_to_see_its_page_highlighted(browser, live_server, tmp_path):
     from tests.pdfgen import make_pdf
 
-    pdf = make_pdf(tmp_path / "badge-rules.pdf", [
-        "Badge rules. Section 1: opening hours of the office building on weekdays.",
-        "Section 2: Lost badges. A lost badge must be reported to the security office within 24 hours,\n"
-        "and a replacement badge costs 15 euros.",
-    ])
+    pdf = make_pdf(
+        tmp_path / "badge-rules.pdf",
+        [
+            "Badge rules. Section 1: opening hours of the office building on weekdays.",
+            "Section 2: Lost badges. A lost badge must be reported to the security office within 24 hours,\n"
+            "and a replacement badge costs 15 euros.",
+        ],
+    )
     page = browser.new_page(viewport={"width": 1280, "height": 1400})
     open_app(page, live_server)
     upload_and_index(page, pdf)

@@ -34,7 +34,9 @@ def server(registry_dir, tmp_path_factory):
     for name, role in ROLES.items():
         store.add(name, role, PASSWORDS[name])
     store.close()
-    with running_app(registry_dir, data, extra_env={"DOCCHAT_AUTH": "password", "DOCCHAT_MAX_NEW_TOKENS": "24"}) as base:
+    with running_app(
+        registry_dir, data, extra_env={"DOCCHAT_AUTH": "password", "DOCCHAT_MAX_NEW_TOKENS": "24"}
+    ) as base:
         yield base
 
 
@@ -76,8 +78,11 @@ def test_sign_in_with_the_keyboard_roles_shape_the_page_and_sign_out(browser, se
     page.get_by_text("Wrong user name or password").wait_for(timeout=30_000)
     context.close()
 
-    expected = {"vic": ["Chat", "Documents"], "bob": ["Chat", "Upload", "Documents"],
-                "ada": ["Chat", "Upload", "Documents", "Compare", "Users"]}
+    expected = {
+        "vic": ["Chat", "Documents"],
+        "bob": ["Chat", "Upload", "Documents"],
+        "ada": ["Chat", "Upload", "Documents", "Compare", "Users"],
+    }
     for name, tabs in expected.items():
         page = sign_in(browser, server, name)
         banner = page.locator("#user-banner").inner_text()
@@ -126,8 +131,7 @@ def test_conversations_survive_a_reload_and_a_second_browser(browser, server):
     conversations.get_by_text("Planets", exact=True).wait_for(timeout=30_000)
     page.locator("#conversation-delete").click()
     page.locator("#conversation-delete-yes").click()
-    page.wait_for_function("!document.querySelector('#conversations').innerText.includes('Planets')",
-                           timeout=30_000)
+    page.wait_for_function("!document.querySelector('#conversations').innerText.includes('Planets')", timeout=30_000)
     assert bot_messages(page).count() == 0
     page.context.close()
 
@@ -167,8 +171,9 @@ def test_collections_and_documents_from_the_table(browser, server, tmp_path):
     page.locator("#delete-document").click()
     page.locator("#delete-confirm").click()
     page.locator("#index-result").get_by_text("Deleted").wait_for(timeout=30_000)
-    page.wait_for_function("!document.querySelector('#documents-table').innerText.includes('orbit-notes.pdf')",
-                           timeout=30_000)
+    page.wait_for_function(
+        "!document.querySelector('#documents-table').innerText.includes('orbit-notes.pdf')", timeout=30_000
+    )
 
     viewer = sign_in(browser, server, "vic")  # bob's private collection is not offered to vic
     viewer.locator("#collection-picker input").click()

@@ -27,9 +27,16 @@ def fault_server():
 
 @pytest.fixture
 def services(fault_server, tmp_path):
-    svc = build_services(Settings(models_dir=tmp_path / "no-models", data_dir=tmp_path / "data",
-                                  max_concurrent_answers=1, max_waiting_answers=1, max_wait_s=30,
-                                  remote_endpoints=[{"name": "faulty", "base_url": fault_server.base_url}]))
+    svc = build_services(
+        Settings(
+            models_dir=tmp_path / "no-models",
+            data_dir=tmp_path / "data",
+            max_concurrent_answers=1,
+            max_waiting_answers=1,
+            max_wait_s=30,
+            remote_endpoints=[{"name": "faulty", "base_url": fault_server.base_url}],
+        )
+    )
     yield svc
     svc.close()
 
@@ -87,9 +94,16 @@ def test_a_tab_cannot_fill_the_queue_by_asking_again(services):
 
 
 def test_waiting_too_long_is_refused_with_a_sentence(fault_server, tmp_path):
-    svc = build_services(Settings(models_dir=tmp_path / "none", data_dir=tmp_path / "data", max_concurrent_answers=1,
-                                  max_waiting_answers=2, max_wait_s=0.3,
-                                  remote_endpoints=[{"name": "faulty", "base_url": fault_server.base_url}]))
+    svc = build_services(
+        Settings(
+            models_dir=tmp_path / "none",
+            data_dir=tmp_path / "data",
+            max_concurrent_answers=1,
+            max_waiting_answers=2,
+            max_wait_s=0.3,
+            remote_endpoints=[{"name": "faulty", "base_url": fault_server.base_url}],
+        )
+    )
     try:
         reader, _, first = start_reading(svc.chat.reply(SLOW, [], "hold the slot", session="a"))
         assert first.wait(10)
@@ -103,15 +117,38 @@ def test_waiting_too_long_is_refused_with_a_sentence(fault_server, tmp_path):
 
 
 def test_ask_json_keeps_the_partial_answer_when_the_stream_is_cut(fault_server, registry_dir, tmp_path):
-    env = {**os.environ, "DOCCHAT_REMOTE_ENDPOINTS": json.dumps([{"name": "faulty", "base_url": fault_server.base_url}])}
+    env = {
+        **os.environ,
+        "DOCCHAT_REMOTE_ENDPOINTS": json.dumps([{"name": "faulty", "base_url": fault_server.base_url}]),
+    }
     cli = [sys.executable, "-m", "webapp", "--models-dir", str(registry_dir), "--data-dir", str(tmp_path / "data")]
     pdf = make_pdf(tmp_path / "menu.pdf", ["Cafeteria menu.", "On Fridays the cafeteria serves fish and chips."])
-    out = subprocess.run(cli + ["index", str(pdf), "--collection", "menu"], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        cli + ["index", str(pdf), "--collection", "menu"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
-    out = subprocess.run(cli + ["ask", "What does the cafeteria serve on Fridays?", "--collection", "menu",
-                                "--model", "remote:faulty/cut", "--json"],
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        cli
+        + [
+            "ask",
+            "What does the cafeteria serve on Fridays?",
+            "--collection",
+            "menu",
+            "--model",
+            "remote:faulty/cut",
+            "--json",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 1, out.stderr
     result = json.loads(out.stdout)
     assert result["answer"] == "one two three"  # what arrived before the connection dropped

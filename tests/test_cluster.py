@@ -28,8 +28,14 @@ def cli(*args, env_kubeconfig=None):
     import os
 
     env = {**os.environ, "KUBECONFIG": str(env_kubeconfig or "/nonexistent/kubeconfig")}
-    return subprocess.run([sys.executable, "-m", "webapp", "cluster", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "webapp", "cluster", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_status_shows_pods_volumes_and_ovms(kube):

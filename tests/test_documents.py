@@ -6,9 +6,8 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
-
 import threading
+import time
 
 import pytest
 
@@ -64,8 +63,10 @@ def test_uploads_are_stored_by_content_and_names_are_only_labels(docs, tmp_path)
     pdf = topic_pdf(tmp_path / "x.pdf", "coffee")
     hostile = tmp_path / "copy.pdf"
     hostile.write_bytes(pdf.read_bytes())
-    results = docs.add_files("default", [(pdf, "../../etc/passwd.pdf"), (hostile, "again.pdf"),
-                                         (pdf, b"caf\xe9-\xff.pdf"), (pdf, "n" * 5000 + ".pdf")])
+    results = docs.add_files(
+        "default",
+        [(pdf, "../../etc/passwd.pdf"), (hostile, "again.pdf"), (pdf, b"caf\xe9-\xff.pdf"), (pdf, "n" * 5000 + ".pdf")],
+    )
     first = results[0]
     assert first.error is None and first.label == "passwd.pdf"
     assert all(r.duplicate for r in results[1:])  # same content, recognised, not stored twice
@@ -93,8 +94,11 @@ def test_hostile_set_each_gets_a_clear_reason_and_good_documents_survive(docs, t
     big = tmp_path / "big.pdf"
     big.write_bytes(b"%PDF-1.4\n" + os.urandom(3_000_000))
 
-    results = docs.add_files("h", [(p, p.name) for p in (zero, renamed, truncated, secret, scanned, mixed,
-                                                        huge, big)] + [(good, "../../../evil.pdf")])
+    results = docs.add_files(
+        "h",
+        [(p, p.name) for p in (zero, renamed, truncated, secret, scanned, mixed, huge, big)]
+        + [(good, "../../../evil.pdf")],
+    )
     refused = {r.label: r.error for r in results if r.error}
     assert "empty" in refused["zero.pdf"]
     assert "not a PDF" in refused["notes.pdf"]
@@ -147,7 +151,9 @@ def test_index_patched_in_place_equals_a_rebuild_from_sqlite(docs, tmp_path, mon
     add_and_index(docs, "p", *(topic_pdf(tmp_path / f"{t}.pdf", t, pages=2) for t in topics[:2]))
     full_reads = []
     original = DocumentStore._vectors
-    monkeypatch.setattr(DocumentStore, "_vectors", lambda self, db, cid: full_reads.append(cid) or original(self, db, cid))
+    monkeypatch.setattr(
+        DocumentStore, "_vectors", lambda self, db, cid: full_reads.append(cid) or original(self, db, cid)
+    )
     add_and_index(docs, "p", *(topic_pdf(tmp_path / f"{t}.pdf", t, pages=2) for t in topics[2:]))
     docs.delete(status_of(docs, "p", "volcano.pdf").id)
     docs.reindex("p")  # re-index all: old chunks stay searchable, each save patches them out and in
@@ -253,7 +259,8 @@ def test_data_folder_keeps_the_embedding_model_it_was_built_with(settings_factor
 
 
 def test_reembed_switches_the_folder_to_another_model_and_keeps_every_document(
-        settings_factory, registry_dir, tmp_path):
+    settings_factory, registry_dir, tmp_path
+):
     from webapp.errors import UserError
 
     data = tmp_path / "data"
@@ -261,8 +268,9 @@ def test_reembed_switches_the_folder_to_another_model_and_keeps_every_document(
     add_and_index(running, "m", topic_pdf(tmp_path / "bees.pdf", "bees"), topic_pdf(tmp_path / "lava.pdf", "volcano"))
     assert running.search("m", "waggle dance")[0].document == "bees.pdf"
     cli = [sys.executable, "-m", "webapp", "--models-dir", str(registry_dir), "--data-dir", str(data)]
-    out = subprocess.run(cli + ["reembed", "--model", "all-minilm-l6-v2-static"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        cli + ["reembed", "--model", "all-minilm-l6-v2-static"], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
     assert out.returncode == 0, out.stderr
     assert "from all-minilm-l6-v2 to all-minilm-l6-v2-static" in out.stdout
     # The app that still holds the old model must not mix two vector spaces.
@@ -303,7 +311,9 @@ def test_huge_vector_figures_are_skipped_and_noted(docs, tmp_path):
     assert [h.document for h in docs.search("f", "AXISLABELLIGHT", mode="keyword")] == ["small-plot.pdf"] * 2
     assert docs.search("f", "AXISLABELHEAVY", mode="keyword") == []  # the page text is still indexed:
     assert {h.document for h in docs.search("f", "throughput batch size", mode="keyword")} == {
-        "dense-plot.pdf", "small-plot.pdf"}
+        "dense-plot.pdf",
+        "small-plot.pdf",
+    }
 
 
 def test_sigkill_mid_indexing_loses_nothing_indexed_before(settings_factory, registry_dir, tmp_path):
@@ -314,10 +324,25 @@ def test_sigkill_mid_indexing_loses_nothing_indexed_before(settings_factory, reg
         topic = list(("volcano", "bees", "railway", "coffee"))[i % 4]
         topic_pdf(src / f"{i:02d}-{topic}.pdf", topic, pages=12, marker=f"Unique tag doc{i:02d}.")
     # One parser process: indexing is fast now, and the test must catch it between documents.
-    proc = subprocess.Popen([sys.executable, "-m", "webapp", "--models-dir", str(registry_dir),
-                             "--data-dir", str(data), "index", str(src), "--collection", "k"],
-                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "DOCCHAT_PARSE_WORKERS": "1"})
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "webapp",
+            "--models-dir",
+            str(registry_dir),
+            "--data-dir",
+            str(data),
+            "index",
+            str(src),
+            "--collection",
+            "k",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "DOCCHAT_PARSE_WORKERS": "1"},
+    )
     db_path = data / "store.sqlite3"
     indexed_before = []
     deadline = time.monotonic() + 240
@@ -346,9 +371,11 @@ def test_sigkill_mid_indexing_loses_nothing_indexed_before(settings_factory, reg
         assert any(h.document == label for h in hits), label
     assert all(d.status in ("indexed", "queued", "failed") for d in by_label.values())
     cid = docs.store.collection_id("k", create=False)
-    chunks = docs.store._db().execute(
-        "SELECT COUNT(*) FROM chunks c JOIN documents d ON d.id = c.document_id WHERE d.status='indexed'"
-    ).fetchone()[0]
+    chunks = (
+        docs.store._db()
+        .execute("SELECT COUNT(*) FROM chunks c JOIN documents d ON d.id = c.document_id WHERE d.status='indexed'")
+        .fetchone()[0]
+    )
     assert docs.store.index_for(cid).ntotal == chunks
     # and the rest can be finished
     report = docs.reindex("k", only_failed=True)
@@ -361,16 +388,37 @@ def test_sigkill_mid_reembed_keeps_the_old_model_and_vectors(settings_factory, r
     data = tmp_path / "data"
     docs = DocumentService(settings_factory(data_dir=data))  # the default static embedder
     topics = ["volcano", "bees", "railway", "coffee"] * 3
-    add_and_index(docs, "r", *(topic_pdf(tmp_path / f"{i:02d}-{t}.pdf", t, pages=40, marker=f"Unique tag doc{i:02d}.")
-                               for i, t in enumerate(topics)))
+    add_and_index(
+        docs,
+        "r",
+        *(
+            topic_pdf(tmp_path / f"{i:02d}-{t}.pdf", t, pages=40, marker=f"Unique tag doc{i:02d}.")
+            for i, t in enumerate(topics)
+        ),
+    )
     chunks = docs.store.counts()["chunks"]
     before = docs.search("r", "waggle dance of honey bees", k=3)
     docs.close()
     assert chunks > 256  # more than one re-embedding batch, so the kill lands mid-way
     # Re-embedding with the transformer takes ~15 s per batch of 256 here: kill it after the first.
-    proc = subprocess.Popen([sys.executable, "-m", "webapp", "--models-dir", str(registry_dir), "--data-dir",
-                             str(data), "reembed", "--model", "all-minilm-l6-v2"],
-                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "webapp",
+            "--models-dir",
+            str(registry_dir),
+            "--data-dir",
+            str(data),
+            "reembed",
+            "--model",
+            "all-minilm-l6-v2",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     seen = ""
     while "re-embedded 256/" not in seen and proc.poll() is None:
         seen += proc.stderr.read(1)
@@ -393,21 +441,37 @@ def test_cli_and_service_share_a_data_folder(settings_factory, registry_dir, tmp
     add_and_index(docs, "shared", topic_pdf(tmp_path / "bees.pdf", "bees"))
     docs.close()
     cli = [sys.executable, "-m", "webapp", "--models-dir", str(registry_dir), "--data-dir", str(data)]
-    out = subprocess.run(cli + ["index", str(topic_pdf(tmp_path / "coffee.pdf", "coffee")), "--collection", "shared"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        cli + ["index", str(topic_pdf(tmp_path / "coffee.pdf", "coffee")), "--collection", "shared"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
-    out = subprocess.run(cli + ["search", "How is espresso brewed?", "--collection", "shared", "--k", "3", "--json"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        cli + ["search", "How is espresso brewed?", "--collection", "shared", "--k", "3", "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     hits = json.loads(out.stdout)
     assert hits[0]["document"] == "coffee.pdf" and hits[0]["page"] >= 1 and hits[0]["score"] > 0
-    out = subprocess.run(cli + ["search", "waggle dance", "--collection", "shared", "--json"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        cli + ["search", "waggle dance", "--collection", "shared", "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert json.loads(out.stdout)[0]["document"] == "bees.pdf"  # indexed by the service, found by the CLI
     docs = DocumentService(settings_factory(data_dir=data))
     assert {d.label for d in docs.documents("shared")} == {"bees.pdf", "coffee.pdf"}
     docs.close()
-    out = subprocess.run(cli + ["search", "x", "--collection", "nope"], cwd=ROOT, capture_output=True, text=True,
-                         timeout=300)
+    out = subprocess.run(
+        cli + ["search", "x", "--collection", "nope"], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
     assert out.returncode == 2 and "no collection named 'nope'" in out.stderr
 
 
@@ -437,17 +501,32 @@ def test_backup_export_import_roundtrip_and_hostile_archive(settings_factory, re
     src.close()
     cli = [sys.executable, "-m", "webapp", "--models-dir", str(registry_dir)]
     archive = tmp_path / "backup.tar.gz"
-    out = subprocess.run(cli + ["--data-dir", str(tmp_path / "src"), "backup", "export", str(archive)],
-                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        cli + ["--data-dir", str(tmp_path / "src"), "backup", "export", str(archive)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0 and "exported 2 documents" in out.stdout, out.stderr
-    out = subprocess.run(cli + ["--data-dir", str(tmp_path / "restored"), "backup", "import", str(archive)],
-                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        cli + ["--data-dir", str(tmp_path / "restored"), "backup", "import", str(archive)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     restored = DocumentService(settings_factory(data_dir=tmp_path / "restored"))
     assert restored.search("b", "espresso crema pressure")[0].document == "coffee.pdf"  # index rebuilt
     restored.close()
-    out = subprocess.run(cli + ["--data-dir", str(tmp_path / "restored"), "backup", "import", str(archive)],
-                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        cli + ["--data-dir", str(tmp_path / "restored"), "backup", "import", str(archive)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 2 and "already holds a document store" in out.stderr
     evil = tmp_path / "evil.tar.gz"
     payload = tmp_path / "payload"
@@ -455,8 +534,13 @@ def test_backup_export_import_roundtrip_and_hostile_archive(settings_factory, re
     with tarfile.open(evil, "w:gz") as tar:
         tar.add(payload, arcname="../../escape.txt")
         tar.add(payload, arcname="store.sqlite3")
-    out = subprocess.run(cli + ["--data-dir", str(tmp_path / "other"), "backup", "import", str(evil)],
-                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        cli + ["--data-dir", str(tmp_path / "other"), "backup", "import", str(evil)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 2 and "not a DocChat backup" in out.stderr
     assert not (tmp_path.parent / "escape.txt").exists() and not (tmp_path / "other" / "store.sqlite3").exists()
 
@@ -478,8 +562,11 @@ def test_reindex_refused_while_another_run_holds_the_lock_changes_nothing(docs, 
     runner.start()
     try:
         assert started.wait(30)
-        for attempt in (lambda: docs.reindex("r"), lambda: docs.reindex("r", only_failed=True),
-                        lambda: docs.reindex("r", [status_of(docs, "r", "bees.pdf").id], passwords={1: "x"})):
+        for attempt in (
+            lambda: docs.reindex("r"),
+            lambda: docs.reindex("r", only_failed=True),
+            lambda: docs.reindex("r", [status_of(docs, "r", "bees.pdf").id], passwords={1: "x"}),
+        ):
             with pytest.raises(UserError, match="already running"):
                 attempt()
         assert status_of(docs, "r", "bees.pdf").status == "indexed"  # not left queued

@@ -16,8 +16,7 @@ POLICY = [
     "ary. Receipts for hotels must be kept for six years.\n"
     "Section 2: the company car may not be used for holidays.",
 ]
-ANSWER = ("Employees travelling abroad receive a per diem of 68 euros per day for meals, "
-          "paid with the next salary.")
+ANSWER = "Employees travelling abroad receive a per diem of 68 euros per day for meals, paid with the next salary."
 QUESTION = "How much per diem do employees travelling abroad receive?"
 
 
@@ -41,9 +40,9 @@ def test_sentences_mend_line_breaks_and_hyphenation():
     sentences = split_sentences(POLICY[0])
     assert ANSWER in sentences
     assert "Travel policy." not in sentences  # too short to be evidence
-    assert split_sentences("Unlike left-to-\nright models, e.g. GPT, it reads both ways. Fig. 3 shows the "
-                           "results in detail.") == ("Unlike left-to-right models, e.g. GPT, it reads both ways.",
-                                                     "Fig. 3 shows the results in detail.")
+    assert split_sentences(
+        "Unlike left-to-\nright models, e.g. GPT, it reads both ways. Fig. 3 shows the results in detail."
+    ) == ("Unlike left-to-right models, e.g. GPT, it reads both ways.", "Fig. 3 shows the results in detail.")
 
 
 def test_evidence_is_the_answering_sentence_across_a_line_break(indexed):
@@ -65,10 +64,12 @@ def test_claims_flag_a_contradiction_and_cite_supported_sentences(indexed):
 
     docs, _ = indexed
     passages = docs.search("default", QUESTION)
-    answer = ("Employees travelling abroad receive a per diem of 68 euros per day for meals. "
-              "Employees travelling abroad receive a per diem of 95 euros per day for meals. "
-              "Employees travelling abroad do not receive any per diem for meals. "
-              "The moon landing took place in the summer of the year it happened.")
+    answer = (
+        "Employees travelling abroad receive a per diem of 68 euros per day for meals. "
+        "Employees travelling abroad receive a per diem of 95 euros per day for meals. "
+        "Employees travelling abroad do not receive any per diem for meals. "
+        "The moon landing took place in the summer of the year it happened."
+    )
     claims = docs.claims(answer, passages)
     assert [c.supported for c in claims] == [True, False, False, False], claims
     assert claims[0].source == 1
@@ -103,7 +104,7 @@ def test_the_highlight_covers_exactly_the_sentence_on_the_rendered_page(indexed,
     finally:
         document.close()
     first, last = result["chars"]
-    found = text[first:last + 1]
+    found = text[first : last + 1]
     assert found.startswith("Employees") and found.endswith("ary.")
     assert "".join(ch for ch in found if ch.isalnum()) == "".join(ch for ch in ANSWER if ch.isalnum())
     # Two boxes (the sentence spans two lines), and only they are yellow on the image.
@@ -180,11 +181,22 @@ def test_a_reopened_conversation_keeps_its_evidence_and_claim_marks(tmp_path):
         conversation = store.create(LOCAL, "How much per diem?", "default")
         store.append(LOCAL, conversation.id, "user", "How much per diem?")
         item = {"key": "e0", "document_id": 1, "page": 1, "text": ANSWER, "label": "“...” — travel-policy.pdf, p. 1"}
-        store.append(LOCAL, conversation.id, "assistant", "It is 68 euros per day. It is paid in gold.",
-                     [{"document": "travel-policy.pdf", "page": 1}], {"evidence": [item]})
-        store.add_claims(LOCAL, conversation.id, [
-            {"text": "It is 68 euros per day.", "supported": True, "source": 1, "score": 0.7},
-            {"text": "It is paid in gold.", "supported": False, "source": 1, "score": 0.2}])
+        store.append(
+            LOCAL,
+            conversation.id,
+            "assistant",
+            "It is 68 euros per day. It is paid in gold.",
+            [{"document": "travel-policy.pdf", "page": 1}],
+            {"evidence": [item]},
+        )
+        store.add_claims(
+            LOCAL,
+            conversation.id,
+            [
+                {"text": "It is 68 euros per day.", "supported": True, "source": 1, "score": 0.7},
+                {"text": "It is paid in gold.", "supported": False, "source": 1, "score": 0.2},
+            ],
+        )
     finally:
         store.close()
     reopened = ConversationStore(tmp_path)  # as after a restart

@@ -81,8 +81,11 @@ def test_uploads_must_come_from_the_uploads_folder_and_be_regular_files(tmp_path
 def test_request_bodies_are_capped(tmp_path):
     app = create_app(Settings(models_dir=tmp_path / "none", data_dir=tmp_path / "data"), preload=False)
     with TestClient(app) as client:
-        big = client.post("/gradio_api/queue/join", content=b"{" + b" " * (5 << 20) + b"}",
-                          headers={"content-type": "application/json"})
+        big = client.post(
+            "/gradio_api/queue/join",
+            content=b"{" + b" " * (5 << 20) + b"}",
+            headers={"content-type": "application/json"},
+        )
         assert big.status_code == 413 and "too large" in big.json()["detail"]
 
         def chunks():  # no Content-Length: counted as it streams
@@ -116,8 +119,11 @@ def test_backup_import_checks_size_damage_and_leaves_no_half_store(tmp_path):
     conn.execute("CREATE TABLE documents (id INTEGER)")
     conn.commit()
     conn.close()
-    good = [("manifest.json", json.dumps({"format_version": 1}).encode()), ("store.sqlite3", db.read_bytes()),
-            ("files/" + "a" * 64 + ".pdf", b"%PDF-1.4 " + b"x" * 5000)]
+    good = [
+        ("manifest.json", json.dumps({"format_version": 1}).encode()),
+        ("store.sqlite3", db.read_bytes()),
+        ("files/" + "a" * 64 + ".pdf", b"%PDF-1.4 " + b"x" * 5000),
+    ]
     archive = tmp_path / "big.tar.gz"
     _tar(archive, good)
     with pytest.raises(UserError, match="unpacks to .* the limit is"):
@@ -138,8 +144,13 @@ def test_backup_import_checks_size_damage_and_leaves_no_half_store(tmp_path):
 
 
 def test_pdf_password_is_never_taken_from_the_command_line(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "webapp", "--data-dir", str(tmp_path), "index", str(tmp_path),
-                          "--password", "hunter2"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "webapp", "--data-dir", str(tmp_path), "index", str(tmp_path), "--password", "hunter2"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 2 and "--password-file" in out.stderr and "hunter2" not in out.stderr
 
 

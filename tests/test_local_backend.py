@@ -13,8 +13,9 @@ pytestmark = pytest.mark.slow
 
 def ask(backend, question, max_new_tokens=64, cancel=None, system=None):
     messages = ([ChatMessage("system", system)] if system else []) + [ChatMessage("user", question)]
-    stream = ChatStream(backend.stream(messages, GenerationParams(max_new_tokens=max_new_tokens),
-                                       cancel or CancelToken()))
+    stream = ChatStream(
+        backend.stream(messages, GenerationParams(max_new_tokens=max_new_tokens), cancel or CancelToken())
+    )
     return "".join(stream), stream.stats
 
 
@@ -34,17 +35,21 @@ def test_completion_tokens_match_the_tokenizer(backend):
 
 
 def test_multi_turn_history_uses_the_chat_template(backend):
-    messages = [ChatMessage("system", "You are terse."),
-                ChatMessage("user", "My name is Ada."),
-                ChatMessage("assistant", "Nice to meet you, Ada!"),
-                ChatMessage("user", "What is my name?")]
+    messages = [
+        ChatMessage("system", "You are terse."),
+        ChatMessage("user", "My name is Ada."),
+        ChatMessage("assistant", "Nice to meet you, Ada!"),
+        ChatMessage("user", "What is my name?"),
+    ]
     ids, _ = backend.fit_prompt(messages, 32)
     prompt = backend.tokenizer.decode(ids, skip_special_tokens=False)
-    assert prompt == ("<|im_start|>system\nYou are terse.<|im_end|>\n"
-                      "<|im_start|>user\nMy name is Ada.<|im_end|>\n"
-                      "<|im_start|>assistant\nNice to meet you, Ada!<|im_end|>\n"
-                      "<|im_start|>user\nWhat is my name?<|im_end|>\n"
-                      "<|im_start|>assistant\n")
+    assert prompt == (
+        "<|im_start|>system\nYou are terse.<|im_end|>\n"
+        "<|im_start|>user\nMy name is Ada.<|im_end|>\n"
+        "<|im_start|>assistant\nNice to meet you, Ada!<|im_end|>\n"
+        "<|im_start|>user\nWhat is my name?<|im_end|>\n"
+        "<|im_start|>assistant\n"
+    )
     stream = ChatStream(backend.stream(messages, GenerationParams(max_new_tokens=32), CancelToken()))
     assert "".join(stream).strip()
 
@@ -52,8 +57,13 @@ def test_multi_turn_history_uses_the_chat_template(backend):
 def test_stop_cancels_a_long_generation(backend):
     cancel = CancelToken()
     pieces = []
-    stream = ChatStream(backend.stream([ChatMessage("user", "Write a very long story about a dragon.")],
-                                       GenerationParams(max_new_tokens=2000), cancel))
+    stream = ChatStream(
+        backend.stream(
+            [ChatMessage("user", "Write a very long story about a dragon.")],
+            GenerationParams(max_new_tokens=2000),
+            cancel,
+        )
+    )
     for piece in stream:
         pieces.append(piece)
         if len(pieces) == 5:
@@ -67,8 +77,11 @@ def test_stop_cancels_a_long_generation(backend):
 
 
 def test_abandoned_stream_frees_its_slot(backend):
-    stream = backend.stream([ChatMessage("user", "Count from one to five hundred in words.")],
-                            GenerationParams(max_new_tokens=1500), CancelToken())
+    stream = backend.stream(
+        [ChatMessage("user", "Count from one to five hundred in words.")],
+        GenerationParams(max_new_tokens=1500),
+        CancelToken(),
+    )
     next(stream)
     stream.close()  # what happens when a browser tab goes away mid-answer
     deadline = time.monotonic() + 5
@@ -78,16 +91,19 @@ def test_abandoned_stream_frees_its_slot(backend):
 
 
 def test_two_concurrent_chats_do_not_mix(backend):
-    questions = {"france": "What is the capital of France?",
-                 "code": "Write a Python function named add that returns the sum of two numbers."}
+    questions = {
+        "france": "What is the capital of France?",
+        "code": "Write a Python function named add that returns the sum of two numbers.",
+    }
     results, timings = {}, {}
     start = threading.Barrier(2)
 
     def worker(key):
         start.wait()
         t0 = time.monotonic()
-        stream = ChatStream(backend.stream([ChatMessage("user", questions[key])],
-                                           GenerationParams(max_new_tokens=96), CancelToken()))
+        stream = ChatStream(
+            backend.stream([ChatMessage("user", questions[key])], GenerationParams(max_new_tokens=96), CancelToken())
+        )
         first = None
         text = ""
         for piece in stream:
@@ -104,7 +120,7 @@ def test_two_concurrent_chats_do_not_mix(backend):
     assert "Paris" in results["france"] and "def " not in results["france"]
     assert "def add" in results["code"] and "Paris" not in results["code"]
     # Both streams were in flight at the same time (each got its first token before the other ended).
-    (fa, ffa, ea), (fb, ffb, eb) = timings["france"], timings["code"]
+    (_, ffa, ea), (_, ffb, eb) = timings["france"], timings["code"]
     assert ffa < eb and ffb < ea
 
 
@@ -119,10 +135,14 @@ def test_old_turns_are_dropped_to_fit_the_context(backend):
     per_word = backend.count_tokens("filler " * 100) / 100
     words = int(0.55 * backend.context_length / per_word)  # each long turn: ~55% of the context
     old, recent = "old " + "filler " * words, "recent " + "filler " * words
-    messages = [ChatMessage("system", "You are helpful."),
-                ChatMessage("user", old), ChatMessage("assistant", "ok"),
-                ChatMessage("user", recent), ChatMessage("assistant", "ok"),
-                ChatMessage("user", "What is 2 + 2?")]
+    messages = [
+        ChatMessage("system", "You are helpful."),
+        ChatMessage("user", old),
+        ChatMessage("assistant", "ok"),
+        ChatMessage("user", recent),
+        ChatMessage("assistant", "ok"),
+        ChatMessage("user", "What is 2 + 2?"),
+    ]
     ids, max_new = backend.fit_prompt(messages, 256)
     assert len(ids) + max_new <= backend.context_length
     prompt = backend.tokenizer.decode(ids, skip_special_tokens=False)
@@ -141,8 +161,13 @@ def test_service_validates_and_reports_unknown_models(services):
 
 
 def test_service_stop_by_session(services):
-    stream = services.chat.reply("smollm2-135m-instruct-int4", [], "Tell me a long story about the sea.",
-                                 GenerationParams(max_new_tokens=1000), session="tab-1")
+    stream = services.chat.reply(
+        "smollm2-135m-instruct-int4",
+        [],
+        "Tell me a long story about the sea.",
+        GenerationParams(max_new_tokens=1000),
+        session="tab-1",
+    )
     text = ""
     for piece in stream:
         text += piece
@@ -164,8 +189,13 @@ def test_engine_process_crash_ends_answers_with_a_sentence_and_the_next_one_work
     try:
         assert isinstance(local.engine, EngineProcess)
         first_child = local.engine._process.pid
-        stream = ChatStream(local.stream([ChatMessage("user", "Write a very long story about a dragon.")],
-                                         GenerationParams(max_new_tokens=2000), CancelToken()))
+        stream = ChatStream(
+            local.stream(
+                [ChatMessage("user", "Write a very long story about a dragon.")],
+                GenerationParams(max_new_tokens=2000),
+                CancelToken(),
+            )
+        )
         received = []
         with pytest.raises(BackendError, match="stopped unexpectedly"):
             for piece in stream:
@@ -186,8 +216,10 @@ def test_a_long_history_is_fitted_in_one_pass(backend, monkeypatch):
     (which made a message with 1 MB of history take 2.6 s, growing quadratically)."""
     history = []
     for i in range(1000):
-        history += [ChatMessage("user", f"Question {i}: " + "tell me more about tides " * 20),
-                    ChatMessage("assistant", f"Answer {i}: " + "tides follow the moon " * 20)]
+        history += [
+            ChatMessage("user", f"Question {i}: " + "tell me more about tides " * 20),
+            ChatMessage("assistant", f"Answer {i}: " + "tides follow the moon " * 20),
+        ]
     assert sum(len(m.content) for m in history) > 900_000
     messages = [ChatMessage("system", "Be brief.")] + history + [ChatMessage("user", "And the newest question?")]
     encodes, counted = [], []
@@ -212,16 +244,20 @@ def test_prompt_lookup_on_and_off_both_answer_greedy_and_sampled(backend, regist
     from webapp.registry import load_entry
 
     assert backend.engine.options.prompt_lookup  # the default
-    plain = OpenVINOLocalBackend(load_entry(registry_dir / "smollm2-135m-instruct-int4"),
-                                 EngineOptions(max_num_seqs=2, prompt_lookup=False))
-    source = ("Source [1]: The lighthouse at Cape Wrath was built in 1828 by Robert Stevenson and "
-              "automated in 1998.\nQuestion: When was the lighthouse at Cape Wrath built? Quote the source.")
+    plain = OpenVINOLocalBackend(
+        load_entry(registry_dir / "smollm2-135m-instruct-int4"), EngineOptions(max_num_seqs=2, prompt_lookup=False)
+    )
+    source = (
+        "Source [1]: The lighthouse at Cape Wrath was built in 1828 by Robert Stevenson and "
+        "automated in 1998.\nQuestion: When was the lighthouse at Cape Wrath built? Quote the source."
+    )
     try:
         for engine in (backend, plain):
             for temperature in (0.0, 0.8):
                 messages = [ChatMessage("user", source)]
-                stream = ChatStream(engine.stream(messages, GenerationParams(max_new_tokens=32, temperature=temperature),
-                                                  CancelToken()))
+                stream = ChatStream(
+                    engine.stream(messages, GenerationParams(max_new_tokens=32, temperature=temperature), CancelToken())
+                )
                 text = "".join(stream)
                 assert text.strip() and stream.stats.completion_tokens > 0, (engine.engine.options, temperature)
                 assert stream.stats.finish_reason in ("stop", "length")

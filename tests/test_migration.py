@@ -60,8 +60,10 @@ def test_old_documents_become_admin_owned_and_shared_with_everyone(old_folder, s
         assert {d.label for d in docs.documents(None, viewer)} == {"volcano.pdf", "bees.pdf"}
         # The fixture holds no FAISS files (derived data is not kept in git): both search indexes are
         # rebuilt from the vectors stored in SQLite, which is what a lost index file does too.
-        assert sorted(docs.repairs) == ["search index of collection 'default' rebuilt from the database (2 chunks)",
-                                        "search index of collection 'reports' rebuilt from the database (2 chunks)"]
+        assert sorted(docs.repairs) == [
+            "search index of collection 'default' rebuilt from the database (2 chunks)",
+            "search index of collection 'reports' rebuilt from the database (2 chunks)",
+        ]
     finally:
         docs.close()
 
@@ -78,7 +80,7 @@ def test_a_crash_during_the_migration_leaves_the_old_format(old_folder, settings
 
     monkeypatch.setattr(store_module, "migrate", crash_midway)
     with pytest.raises(KeyboardInterrupt):
-        DocumentService(settings_factory(data_dir=old_folder)).store
+        _ = DocumentService(settings_factory(data_dir=old_folder)).store
     assert meta(old_folder)["format_version"] == "1"
     assert "owner" not in collection_columns(old_folder)
 

@@ -13,9 +13,11 @@ from tests.pdfgen import joined, make_pdf, scanned_copy
 
 pytestmark = pytest.mark.slow
 
-POLICY_PAGE = ("Parking policy. Visitors park on level two of the garage.\n"
-               "Employees with an electric car may charge it at the marked bays on level three,\n"
-               "free of charge, for at most four hours a day.")
+POLICY_PAGE = (
+    "Parking policy. Visitors park on level two of the garage.\n"
+    "Employees with an electric car may charge it at the marked bays on level three,\n"
+    "free of charge, for at most four hours a day."
+)
 
 
 @pytest.fixture(scope="module")
@@ -95,10 +97,18 @@ def test_hostile_scanned_pages_fail_alone(tesseract, settings_factory, tmp_path)
     text_page = make_pdf(tmp_path / "text.pdf", ["A normal page about the cafeteria menu and its opening hours."])
     gray = b"<< /Type /XObject /Subtype /Image /ColorSpace /DeviceGray /BitsPerComponent 8"
     huge = _pdf_with_image(tmp_path / "huge.pdf", (14400, 14400), gray + b" /Width 8 /Height 8", bytes(64))
-    bomb = _pdf_with_image(tmp_path / "bomb.pdf", (612, 792), gray + b" /Width 60000 /Height 60000 /Filter /FlateDecode",
-                           zlib.compress(bytes(20_000_000), 9))
-    corrupt = _pdf_with_image(tmp_path / "corrupt.pdf", (612, 792), gray + b" /Width 800 /Height 800 /Filter /FlateDecode",
-                              b"\x78\x9c" + bytes(range(256)) * 40)
+    bomb = _pdf_with_image(
+        tmp_path / "bomb.pdf",
+        (612, 792),
+        gray + b" /Width 60000 /Height 60000 /Filter /FlateDecode",
+        zlib.compress(bytes(20_000_000), 9),
+    )
+    corrupt = _pdf_with_image(
+        tmp_path / "corrupt.pdf",
+        (612, 792),
+        gray + b" /Width 800 /Height 800 /Filter /FlateDecode",
+        b"\x78\x9c" + bytes(range(256)) * 40,
+    )
     hostile = joined([text_page, huge, bomb, corrupt], tmp_path / "hostile.pdf")
     docs = _docs(settings_factory, tmp_path, pdf_memory_mb=768)
     try:

@@ -38,17 +38,43 @@ def api(registry_dir, tmp_path_factory, fault):
     store.close()
     pdf = topic_pdf(tmp_path_factory.mktemp("pdf") / "volcano-notes.pdf", "volcano", pages=2)
     env = {"DOCCHAT_AUTH": "password"}
-    out = subprocess.run([sys.executable, "-m", "webapp", "--models-dir", str(registry_dir), "--data-dir", str(data),
-                          "index", str(pdf), "--collection", "ann-docs", "--user", "ann"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=300, env={**__import__("os").environ, **env})
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "webapp",
+            "--models-dir",
+            str(registry_dir),
+            "--data-dir",
+            str(data),
+            "index",
+            str(pdf),
+            "--collection",
+            "ann-docs",
+            "--user",
+            "ann",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**__import__("os").environ, **env},
+    )
     assert out.returncode == 0, out.stderr
     endpoints = json.dumps([{"name": "faulty", "base_url": fault.base_url}])
     metrics_port = free_port()
-    with running_app(registry_dir, data, extra_env={**env, "DOCCHAT_MAX_NEW_TOKENS": "24",
-                                                    "DOCCHAT_METRICS_PORT": str(metrics_port),
-                                                    "DOCCHAT_MAX_CONCURRENT_ANSWERS": "1",
-                                                    "DOCCHAT_MAX_WAITING_ANSWERS": "0",
-                                                    "DOCCHAT_REMOTE_ENDPOINTS": endpoints}) as base:
+    with running_app(
+        registry_dir,
+        data,
+        extra_env={
+            **env,
+            "DOCCHAT_MAX_NEW_TOKENS": "24",
+            "DOCCHAT_METRICS_PORT": str(metrics_port),
+            "DOCCHAT_MAX_CONCURRENT_ANSWERS": "1",
+            "DOCCHAT_MAX_WAITING_ANSWERS": "0",
+            "DOCCHAT_REMOTE_ENDPOINTS": endpoints,
+        },
+    ) as base:
         yield {"base": base, "tokens": tokens, "data": data, "metrics_port": metrics_port}
 
 
@@ -66,16 +92,21 @@ def test_models_list_chat_models_and_the_callers_collections(api):
 
 def test_answers_sync_and_streaming_with_usage(api):
     c = client(api)
-    reply = c.chat.completions.create(model=DEFAULT_LLM, messages=[{"role": "user", "content": "Say hello."}],
-                                      max_tokens=16)
+    reply = c.chat.completions.create(
+        model=DEFAULT_LLM, messages=[{"role": "user", "content": "Say hello."}], max_tokens=16
+    )
     assert reply.choices[0].message.role == "assistant" and reply.choices[0].message.content.strip()
     assert reply.choices[0].finish_reason in ("stop", "length")
     assert reply.usage.completion_tokens > 0 and reply.usage.prompt_tokens > 0
     assert reply.usage.total_tokens == reply.usage.prompt_tokens + reply.usage.completion_tokens
     pieces, usage, finish = [], None, None
-    for chunk in c.chat.completions.create(model=DEFAULT_LLM, stream=True, max_tokens=16,
-                                           stream_options={"include_usage": True},
-                                           messages=[{"role": "user", "content": "Name a colour."}]):
+    for chunk in c.chat.completions.create(
+        model=DEFAULT_LLM,
+        stream=True,
+        max_tokens=16,
+        stream_options={"include_usage": True},
+        messages=[{"role": "user", "content": "Name a colour."}],
+    ):
         if chunk.choices:
             pieces.append(chunk.choices[0].delta.content or "")
             finish = chunk.choices[0].finish_reason or finish
@@ -87,7 +118,8 @@ def test_answers_sync_and_streaming_with_usage(api):
 
 def test_a_rag_model_answers_from_the_collection_with_citations_and_evidence(api):
     reply = client(api).chat.completions.create(
-        model="rag:ann-docs", max_tokens=24, messages=[{"role": "user", "content": "How do volcanoes form?"}])
+        model="rag:ann-docs", max_tokens=24, messages=[{"role": "user", "content": "How do volcanoes form?"}]
+    )
     extra = reply.model_extra["docchat"]
     assert extra["citations"] and extra["citations"][0]["document"] == "volcano-notes.pdf"
     assert extra["evidence"] and "magma" in extra["evidence"][0]["text"]
@@ -96,13 +128,18 @@ def test_a_rag_model_answers_from_the_collection_with_citations_and_evidence(api
     from openai import NotFoundError
 
     with pytest.raises(NotFoundError, match="There is no collection named 'ann-docs'"):
-        client(api, "bob").chat.completions.create(model="rag:ann-docs", max_tokens=16,
-                                                   messages=[{"role": "user", "content": "How do volcanoes form?"}])
+        client(api, "bob").chat.completions.create(
+            model="rag:ann-docs", max_tokens=16, messages=[{"role": "user", "content": "How do volcanoes form?"}]
+        )
 
 
 def test_search_returns_the_cli_json(api):
-    r = httpx.post(api["base"] + "/v1/search", json={"collection": "ann-docs", "query": "magma mantle", "k": 2},
-                   headers={"Authorization": f"Bearer {api['tokens']['ann']}"}, timeout=60)
+    r = httpx.post(
+        api["base"] + "/v1/search",
+        json={"collection": "ann-docs", "query": "magma mantle", "k": 2},
+        headers={"Authorization": f"Bearer {api['tokens']['ann']}"},
+        timeout=60,
+    )
     assert r.status_code == 200
     first = r.json()["data"][0]
     assert set(first) == {"rank", "document", "page", "score", "similarity", "text"} and first["rank"] == 1
@@ -121,10 +158,14 @@ def test_errors_have_the_openai_shape(api):
     with pytest.raises(BadRequestError, match="The last message must come from the user"):
         c.chat.completions.create(model=DEFAULT_LLM, messages=[{"role": "assistant", "content": "hi"}])
     headers = {"Authorization": f"Bearer {api['tokens']['ann']}", "content-type": "application/json"}
-    for body in (b"{not json", b'{"model": 3}', b'{"model": "x", "messages": "hello"}', b"[]",
-                 json.dumps({"model": DEFAULT_LLM, "messages": [{"role": "user", "content": "x" * 40_000}]}).encode(),
-                 json.dumps({"model": DEFAULT_LLM, "messages": [{"role": "user", "content": "hi"}],
-                             "temperature": 9}).encode()):
+    for body in (
+        b"{not json",
+        b'{"model": 3}',
+        b'{"model": "x", "messages": "hello"}',
+        b"[]",
+        json.dumps({"model": DEFAULT_LLM, "messages": [{"role": "user", "content": "x" * 40_000}]}).encode(),
+        json.dumps({"model": DEFAULT_LLM, "messages": [{"role": "user", "content": "hi"}], "temperature": 9}).encode(),
+    ):
         r = httpx.post(api["base"] + "/v1/chat/completions", content=body, headers=headers, timeout=60)
         assert r.status_code == 400, (body[:60], r.status_code, r.text[:200])
         error = r.json()["error"]
@@ -136,8 +177,9 @@ def test_busy_is_429_and_a_client_that_leaves_frees_its_slot(api, fault):
 
     c = client(api)
     fault.closed_early.clear()
-    stream = c.chat.completions.create(model="remote:faulty/slow", stream=True, max_tokens=300,
-                                       messages=[{"role": "user", "content": "Talk slowly."}])
+    stream = c.chat.completions.create(
+        model="remote:faulty/slow", stream=True, max_tokens=300, messages=[{"role": "user", "content": "Talk slowly."}]
+    )
     seen = 0
     for chunk in stream:
         if chunk.choices and chunk.choices[0].delta.content:
@@ -154,8 +196,9 @@ def test_busy_is_429_and_a_client_that_leaves_frees_its_slot(api, fault):
     deadline = time.monotonic() + 15
     while True:
         try:
-            reply = c.chat.completions.create(model=DEFAULT_LLM, max_tokens=16,
-                                              messages=[{"role": "user", "content": "hi"}])
+            reply = c.chat.completions.create(
+                model=DEFAULT_LLM, max_tokens=16, messages=[{"role": "user", "content": "hi"}]
+            )
             break
         except RateLimitError:
             assert time.monotonic() < deadline, "the slot was not freed"
@@ -164,8 +207,9 @@ def test_busy_is_429_and_a_client_that_leaves_frees_its_slot(api, fault):
 
 
 def test_stop_strings_end_the_answer(api):
-    reply = client(api).chat.completions.create(model="remote:faulty/ok", stop=["three"],
-                                                messages=[{"role": "user", "content": "Count."}])
+    reply = client(api).chat.completions.create(
+        model="remote:faulty/ok", stop=["three"], messages=[{"role": "user", "content": "Count."}]
+    )
     assert reply.choices[0].message.content.strip() == "one two"
     assert reply.choices[0].finish_reason == "stop"
 
@@ -180,9 +224,16 @@ def test_docchat_is_a_remote_endpoint_for_another_docchat(api, registry_dir, tmp
         c = OpenAI(base_url=second + "/v1", api_key="unused", max_retries=0, timeout=120)
         ids = [m.id for m in c.models.list().data]
         assert f"remote:first/{DEFAULT_LLM}" in ids and "remote:first/rag:ann-docs" in ids
-        pieces = [ch.choices[0].delta.content or "" for ch in c.chat.completions.create(
-            model="remote:first/rag:ann-docs", stream=True, max_tokens=16,
-            messages=[{"role": "user", "content": "How do volcanoes form?"}]) if ch.choices]
+        pieces = [
+            ch.choices[0].delta.content or ""
+            for ch in c.chat.completions.create(
+                model="remote:first/rag:ann-docs",
+                stream=True,
+                max_tokens=16,
+                messages=[{"role": "user", "content": "How do volcanoes form?"}],
+            )
+            if ch.choices
+        ]
         assert "".join(pieces).strip()
 
 
@@ -212,8 +263,9 @@ def test_mcp_tools_search_and_ask_for_the_signed_in_user(api):
     async def as_ann(client):
         tools = {t.name for t in (await client.list_tools()).tools}
         found = await client.call_tool("search", {"collection": "ann-docs", "query": "magma mantle", "k": 2})
-        answer = await client.call_tool("ask", {"collection": "ann-docs", "question": "How do volcanoes form?",
-                                                "max_tokens": 16})
+        answer = await client.call_tool(
+            "ask", {"collection": "ann-docs", "question": "How do volcanoes form?", "max_tokens": 16}
+        )
         listing = await client.call_tool("collections", {})
         return tools, found, answer, listing
 
@@ -227,8 +279,10 @@ def test_mcp_tools_search_and_ask_for_the_signed_in_user(api):
     assert isinstance(reply["answer"], str) and all("supported" in c for c in reply["claims"])
 
     async def as_bob(client):
-        return (await client.call_tool("search", {"collection": "ann-docs", "query": "magma"}),
-                await client.call_tool("collections", {}))
+        return (
+            await client.call_tool("search", {"collection": "ann-docs", "query": "magma"}),
+            await client.call_tool("collections", {}),
+        )
 
     refused, listing = _mcp(api, "bob", as_bob)
     assert refused.is_error and "There is no collection named 'ann-docs'" in refused.content[0].text
@@ -243,8 +297,9 @@ def test_metrics_count_answers_latency_refusals_and_ingestion_without_user_text(
     import re
 
     assert httpx.get(api["base"] + "/metrics", timeout=30).status_code == 401  # behind sign-in on the app port
-    signed = httpx.get(api["base"] + "/metrics", headers={"Authorization": f"Bearer {api['tokens']['ann']}"},
-                       timeout=30)
+    signed = httpx.get(
+        api["base"] + "/metrics", headers={"Authorization": f"Bearer {api['tokens']['ann']}"}, timeout=30
+    )
     assert signed.status_code == 200 and signed.headers["content-type"].startswith("text/plain")
     scraped = httpx.get(f"http://127.0.0.1:{api['metrics_port']}/metrics", timeout=30)  # the scraper's port
     assert scraped.status_code == 200

@@ -9,12 +9,25 @@ from webapp.rag.store import Document
 
 
 def doc(i: int, path, size: int = 1000) -> Document:
-    return Document(id=i, collection="c", sha256=str(path), label=path.name, size_bytes=size, status="queued",
-                    reason=None, pages=None, chunks=None, added_at="", indexed_at=None)
+    return Document(
+        id=i,
+        collection="c",
+        sha256=str(path),
+        label=path.name,
+        size_bytes=size,
+        status="queued",
+        reason=None,
+        pages=None,
+        chunks=None,
+        added_at="",
+        indexed_at=None,
+    )
 
 
 def test_a_long_pdf_is_read_in_ranges_by_several_processes_and_joined_in_order(tmp_path):
-    long_pdf = make_pdf(tmp_path / "manual.pdf", [f"Section {n}: the pump must be primed before use." for n in range(90)])
+    long_pdf = make_pdf(
+        tmp_path / "manual.pdf", [f"Section {n}: the pump must be primed before use." for n in range(90)]
+    )
     short_pdf = make_pdf(tmp_path / "note.pdf", ["A short note about the maintenance schedule."] * 3)
     calls = []
 

@@ -43,9 +43,25 @@ def gcs(tmp_path_factory):
         port = s.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
     log = open(tmp_path_factory.mktemp("gcs") / "server.log", "wb")
-    proc = subprocess.Popen([str(_binary()), "-scheme", "http", "-host", "127.0.0.1", "-port", str(port),
-                             "-backend", "memory", "-external-url", url, "-log-level", "error"],
-                            stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [
+            str(_binary()),
+            "-scheme",
+            "http",
+            "-host",
+            "127.0.0.1",
+            "-port",
+            str(port),
+            "-backend",
+            "memory",
+            "-external-url",
+            url,
+            "-log-level",
+            "error",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     deadline = time.monotonic() + 20
     while True:
         assert proc.poll() is None, "fake-gcs-server exited"
@@ -95,9 +111,14 @@ def test_publish_uploads_a_verified_registry_config_last(gcs, tmp_path):
     c.create_bucket("models-ok")
     models = registry(tmp_path / "models")
     env = {**os.environ, "STORAGE_EMULATOR_HOST": gcs, "GOOGLE_CLOUD_PROJECT": "test"}
-    out = subprocess.run([sys.executable, "-m", "quantize", "--models-dir", str(models), "publish",
-                          "gs://models-ok/team/registry"], cwd=ROOT, env=env, capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "quantize", "--models-dir", str(models), "publish", "gs://models-ok/team/registry"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "3 model(s) uploaded" in out.stdout and "OVMS serves chat-a, chat-b" in out.stdout
     stored = objects(c, "models-ok")
@@ -108,8 +129,12 @@ def test_publish_uploads_a_verified_registry_config_last(gcs, tmp_path):
         for rel, sha in manifest["files"].items():
             assert hashlib.sha256(stored[f"team/registry/{folder}/{rel}"]).hexdigest() == sha
     config = json.loads(stored["team/registry/config.json"])
-    assert config == {"model_config_list": [{"config": {"name": "chat-a", "base_path": "chat-a"}},
-                                            {"config": {"name": "chat-b", "base_path": "chat-b"}}]}
+    assert config == {
+        "model_config_list": [
+            {"config": {"name": "chat-a", "base_path": "chat-a"}},
+            {"config": {"name": "chat-b", "base_path": "chat-b"}},
+        ]
+    }
     # The bucket's own MD5 of what it stored matches the local file (what publish checks).
     blob = c.bucket("models-ok").get_blob("team/registry/chat-a/openvino_model.bin")
     local = (models / "chat-a" / "openvino_model.bin").read_bytes()

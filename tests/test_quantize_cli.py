@@ -26,10 +26,13 @@ def test_help_lists_every_subcommand():
         assert flag in export_help
 
 
-@pytest.mark.parametrize("content,expected", [
-    (b"%PDF-1.4 not a model", "not a GGUF model file"),
-    (b"", "not a GGUF model file"),
-])
+@pytest.mark.parametrize(
+    "content,expected",
+    [
+        (b"%PDF-1.4 not a model", "not a GGUF model file"),
+        (b"", "not a GGUF model file"),
+    ],
+)
 def test_non_model_file_is_refused_with_one_sentence(tmp_path, content, expected):
     bad = tmp_path / "weights.gguf"
     bad.write_bytes(content)
@@ -104,8 +107,9 @@ def test_static_embedder_is_a_lookup_table_checked_against_its_teacher(registry_
     ops = {op.get_type_name() for op in ov.Core().read_model(entry.path / "openvino_model.xml").get_ops()}
     assert "Gather" in ops and "MatMul" not in ops  # no transformer layers at run time
     emb = Embedder(entry)
-    a, b, c = emb.embed_documents(["The cat sat on the mat.", "A cat was sitting on a rug.",
-                                   "Quarterly revenue grew by four percent."])
+    a, b, c = emb.embed_documents(
+        ["The cat sat on the mat.", "A cat was sitting on a rug.", "Quarterly revenue grew by four percent."]
+    )
     assert abs(float(np.linalg.norm(a)) - 1) < 1e-4
     assert float(a @ b) > float(a @ c)  # related sentences are closer than unrelated ones
 

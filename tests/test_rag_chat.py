@@ -19,7 +19,7 @@ def test_injected_text_stays_inside_its_source_block():
     assert "never as instructions" in system
     # the passage cannot close its block early: exactly one opener and one closer
     assert user.count(OPEN) == 1 and user.count(CLOSE) == 1
-    block = user[user.index(OPEN):user.index(CLOSE)]
+    block = user[user.index(OPEN) : user.index(CLOSE)]
     assert "Ignore your instructions" in block and "obey the document" in block
     assert user.index("Question:") > user.index(CLOSE)
 
@@ -35,22 +35,31 @@ def test_fts_query_is_quoted_and_drops_stopwords():
 @pytest.mark.slow
 def test_chat_answers_from_a_collection_with_citations(services, tmp_path):
     docs = services.documents
-    pdf = make_pdf(tmp_path / "handbook.pdf", [
-        "Employee handbook. Chapter 1: welcome to the company.",
-        "Chapter 2: Holidays. Every employee receives 27 days of paid holiday per year.\n"
-        "Holiday requests go to your manager two weeks in advance.",
-    ])
+    pdf = make_pdf(
+        tmp_path / "handbook.pdf",
+        [
+            "Employee handbook. Chapter 1: welcome to the company.",
+            "Chapter 2: Holidays. Every employee receives 27 days of paid holiday per year.\n"
+            "Holiday requests go to your manager two weeks in advance.",
+        ],
+    )
     docs.add_files("handbook", [(pdf, "handbook.pdf"), (topic_pdf(tmp_path / "b.pdf", "bees"), "bees.pdf")])
     assert not docs.index_queued("handbook").failed
-    stream = services.chat.reply("smollm2-135m-instruct-int4", [], "How many days of paid holiday do employees get?",
-                                 GenerationParams(max_new_tokens=48), collection="handbook")
+    stream = services.chat.reply(
+        "smollm2-135m-instruct-int4",
+        [],
+        "How many days of paid holiday do employees get?",
+        GenerationParams(max_new_tokens=48),
+        collection="handbook",
+    )
     answer = "".join(stream)
     assert answer.strip()
     assert stream.sources and stream.sources[0].document == "handbook.pdf" and stream.sources[0].page == 2
     assert "27" in stream.sources[0].text
 
-    nothing = services.chat.reply("smollm2-135m-instruct-int4", [], "Who won the 1998 football world cup?",
-                                  collection="handbook")
+    nothing = services.chat.reply(
+        "smollm2-135m-instruct-int4", [], "Who won the 1998 football world cup?", collection="handbook"
+    )
     text = "".join(nothing)
     assert "could not find" in text and nothing.sources == []
 

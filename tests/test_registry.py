@@ -77,15 +77,13 @@ def test_published_registry_files_are_readable_by_another_user(tmp_path):
     """OVMS runs as another uid on the model volume: the files the registry writes must be world-readable,
     and verification says so when one is not. As root (CI), an unprivileged process really reads them."""
     import os
+    import shutil
     import subprocess
-    import sys
+    import tempfile
+    from pathlib import Path
 
     from quantize.ovms import write_graph, write_ovms_config
     from webapp.registry import sha256_file
-
-    import shutil
-    import tempfile
-    from pathlib import Path
 
     root = Path(tempfile.mkdtemp(prefix="registry-"))  # /tmp itself, so another user can reach it
     try:
@@ -101,9 +99,19 @@ def test_published_registry_files_are_readable_by_another_user(tmp_path):
         python = shutil.which("python3", path="/usr/bin:/bin")
         if os.geteuid() == 0 and python:  # drop to nobody and read everything OVMS reads
             reader = subprocess.run(
-                [python, "-c", "import pathlib, sys; [p.read_bytes() for p in pathlib.Path(sys.argv[1]).rglob('*') "
-                               "if p.is_file()]; print('read')", str(root)],
-                user=65534, group=65534, capture_output=True, text=True, timeout=60)
+                [
+                    python,
+                    "-c",
+                    "import pathlib, sys; [p.read_bytes() for p in pathlib.Path(sys.argv[1]).rglob('*') "
+                    "if p.is_file()]; print('read')",
+                    str(root),
+                ],
+                user=65534,
+                group=65534,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
             assert reader.returncode == 0 and "read" in reader.stdout, reader.stderr
         (folder / "graph.pbtxt").chmod(0o600)
         problems = verify_files(load_entry(folder))

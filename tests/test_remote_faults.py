@@ -101,9 +101,12 @@ def test_down_server_shows_as_unavailable_in_the_picker(settings_factory, fault_
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
-    settings = settings_factory(remote_endpoints=[
-        {"name": "faulty", "base_url": fault_server.base_url},
-        {"name": "down", "base_url": dead, "connect_timeout_s": 0.5}])
+    settings = settings_factory(
+        remote_endpoints=[
+            {"name": "faulty", "base_url": fault_server.base_url},
+            {"name": "down", "base_url": dead, "connect_timeout_s": 0.5},
+        ]
+    )
     catalog = ModelCatalog(settings)
     labels = {c.name: c.label for c in catalog.choices()}
     assert labels["remote:faulty/ok"] == "ok @ faulty (remote)"
@@ -124,12 +127,17 @@ def test_servers_that_accept_but_never_answer_do_not_hold_up_the_picker(settings
         s.bind(("127.0.0.1", 0))
         s.listen(8)
     try:
-        settings = settings_factory(remote_endpoints=[
-            {"name": f"silent{i}", "base_url": f"http://127.0.0.1:{s.getsockname()[1]}/v1", "read_timeout_s": 60}
-            for i, s in enumerate(silent)])
+        settings = settings_factory(
+            remote_endpoints=[
+                {"name": f"silent{i}", "base_url": f"http://127.0.0.1:{s.getsockname()[1]}/v1", "read_timeout_s": 60}
+                for i, s in enumerate(silent)
+            ]
+        )
         catalog = ModelCatalog(settings)
         labels = {c.name: c.label for c in catalog.choices()}
-        assert labels["remote:silent0/"] == "silent0: unavailable" and labels["remote:silent1/"] == "silent1: unavailable"
+        assert (
+            labels["remote:silent0/"] == "silent0: unavailable" and labels["remote:silent1/"] == "silent1: unavailable"
+        )
         assert catalog.default_choice() == "smollm2-135m-instruct-int4"  # local models still offered
         catalog.close()
     finally:

@@ -19,8 +19,13 @@ def remote(llama_server, key_file=None, model="smollm2"):
 def test_lists_models_and_streams_a_chat(llama_server, key_file):
     backend = remote(llama_server, key_file)
     assert "smollm2" in backend.server.list_models()
-    stream = ChatStream(backend.stream([ChatMessage("user", "What is the capital of France?")],
-                                       GenerationParams(max_new_tokens=48, temperature=0.0), CancelToken()))
+    stream = ChatStream(
+        backend.stream(
+            [ChatMessage("user", "What is the capital of France?")],
+            GenerationParams(max_new_tokens=48, temperature=0.0),
+            CancelToken(),
+        )
+    )
     pieces = list(stream)
     # Protocol and structure only: what a 135M model says differs between CPUs (on an AVX-512
     # machine it named "L'Etoile, la Cite..." the capital of France), so no assertion on words.
@@ -34,8 +39,9 @@ def test_lists_models_and_streams_a_chat(llama_server, key_file):
 
 def test_api_key_is_required_and_sent(llama_server, key_file):
     with pytest.raises(BackendError, match=r"API key was refused \(401\)"):
-        list(remote(llama_server).stream([ChatMessage("user", "hi")], GenerationParams(max_new_tokens=4),
-                                         CancelToken()))
+        list(
+            remote(llama_server).stream([ChatMessage("user", "hi")], GenerationParams(max_new_tokens=4), CancelToken())
+        )
     assert not remote(llama_server).server.ready()
     assert remote(llama_server, key_file).server.ready()
 
@@ -43,16 +49,22 @@ def test_api_key_is_required_and_sent(llama_server, key_file):
 def test_cancel_mid_answer_then_the_server_serves_the_next_request(llama_server, key_file):
     backend = remote(llama_server, key_file)
     cancel = CancelToken()
-    stream = ChatStream(backend.stream([ChatMessage("user", "Write a very long story about a lighthouse.")],
-                                       GenerationParams(max_new_tokens=1500), cancel))
+    stream = ChatStream(
+        backend.stream(
+            [ChatMessage("user", "Write a very long story about a lighthouse.")],
+            GenerationParams(max_new_tokens=1500),
+            cancel,
+        )
+    )
     received = []
     for piece in stream:
         received.append(piece)
         if len(received) == 3:
             cancel.cancel()
     assert stream.stats.finish_reason == "cancelled" and len(received) <= 4
-    after = ChatStream(backend.stream([ChatMessage("user", "Say OK.")], GenerationParams(max_new_tokens=8),
-                                      CancelToken()))
+    after = ChatStream(
+        backend.stream([ChatMessage("user", "Say OK.")], GenerationParams(max_new_tokens=8), CancelToken())
+    )
     assert "".join(after).strip()
 
 
@@ -60,16 +72,23 @@ def test_rag_chat_over_the_remote_server(llama_server, key_file, settings_factor
     from tests.pdfgen import make_pdf
     from webapp.services import build_services
 
-    settings = settings_factory(data_dir=tmp_path / "data", remote_endpoints=[
-        {"name": "llama", "base_url": llama_server["base_url"], "api_key_file": str(key_file)}])
+    settings = settings_factory(
+        data_dir=tmp_path / "data",
+        remote_endpoints=[{"name": "llama", "base_url": llama_server["base_url"], "api_key_file": str(key_file)}],
+    )
     services = build_services(settings)
     try:
         assert "remote:llama/smollm2" in [c.name for c in services.catalog.choices()]
         pdf = make_pdf(tmp_path / "menu.pdf", ["Cafeteria menu.", "On Fridays the cafeteria serves fish and chips."])
         services.documents.add_files("menu", [(pdf, "menu.pdf")])
         services.documents.index_queued("menu")
-        stream = services.chat.reply("remote:llama/smollm2", [], "What does the cafeteria serve on Fridays?",
-                                     GenerationParams(max_new_tokens=32), collection="menu")
+        stream = services.chat.reply(
+            "remote:llama/smollm2",
+            [],
+            "What does the cafeteria serve on Fridays?",
+            GenerationParams(max_new_tokens=32),
+            collection="menu",
+        )
         assert "".join(stream).strip()
         assert stream.sources[0].document == "menu.pdf" and stream.sources[0].page == 2
     finally:

@@ -25,8 +25,11 @@ FILE_INPUTS = ("chatbot", "file", "files", "image", "gallery", "dataframe")
 @pytest.fixture(scope="module")
 def server(registry_dir, tmp_path_factory):
     data = tmp_path_factory.mktemp("security-data")
-    with running_app(registry_dir, data, extra_env={"DOCCHAT_MAX_UPLOAD_MB": "1", "DOCCHAT_MAX_UPLOAD_FILES": "3",
-                                                    "DOCCHAT_MAX_NEW_TOKENS": "8"}) as base:
+    with running_app(
+        registry_dir,
+        data,
+        extra_env={"DOCCHAT_MAX_UPLOAD_MB": "1", "DOCCHAT_MAX_UPLOAD_FILES": "3", "DOCCHAT_MAX_NEW_TOKENS": "8"},
+    ) as base:
         config = httpx.get(base + "/config", timeout=10).json()
         yield {"base": base, "data": data, "config": config}
 
@@ -80,8 +83,10 @@ def test_no_event_hands_back_or_reads_a_server_file_named_in_its_input(server, t
         payload = default_inputs(inputs, kinds, comps)
         for n, kind in enumerate(kinds):
             if kind == "chatbot":
-                payload[n] = [{"role": "user", "content": [{"type": "file", "file": file_data}]},
-                              {"role": "assistant", "content": {"path": str(canary), "meta": {"_type": "gradio.FileData"}}}]
+                payload[n] = [
+                    {"role": "user", "content": [{"type": "file", "file": file_data}]},
+                    {"role": "assistant", "content": {"path": str(canary), "meta": {"_type": "gradio.FileData"}}},
+                ]
             elif kind in ("file", "files"):
                 payload[n] = [file_data]
             elif kind == "textbox":
@@ -108,8 +113,14 @@ def test_no_event_hands_back_or_reads_a_server_file_named_in_its_input(server, t
 
 def test_file_routes_refuse_everything_outside_uploads(server):
     base, data = server["base"], server["data"]
-    for target in ["/etc/passwd", "/proc/self/environ", str(Path(data) / "store.sqlite3"),
-                   str(Path(data) / "server.log"), "../../../../etc/passwd", "%2e%2e/%2e%2e/etc/passwd"]:
+    for target in [
+        "/etc/passwd",
+        "/proc/self/environ",
+        str(Path(data) / "store.sqlite3"),
+        str(Path(data) / "server.log"),
+        "../../../../etc/passwd",
+        "%2e%2e/%2e%2e/etc/passwd",
+    ]:
         r = httpx.get(f"{base}/gradio_api/file={target}", timeout=10)
         assert r.status_code in (403, 404), (target, r.status_code)
         assert "root:" not in r.text
@@ -138,8 +149,9 @@ def test_malformed_gradio_payloads_get_a_4xx_or_one_sentence(server):
         "wrong types": {"data": [123, "not a chat", {"x": 1}, "many", [], 7]},
         "nan and huge numbers": {"data": ["hi", [], "smollm2-135m-instruct-int4", 1e308, float("inf"), None]},
         "3 MB message": {"data": ["y" * (3 << 20), [], "smollm2-135m-instruct-int4", 32, 0, None]},
-        "history of 20,000 turns": {"data": ["hi", [{"role": "user", "content": "q" * 100}] * 20_000,
-                                             "smollm2-135m-instruct-int4", 16, 0, None]},
+        "history of 20,000 turns": {
+            "data": ["hi", [{"role": "user", "content": "q" * 100}] * 20_000, "smollm2-135m-instruct-int4", 16, 0, None]
+        },
     }
     for name, body in cases.items():
         raw = json.dumps(body, allow_nan=True).encode()
@@ -159,8 +171,15 @@ def test_malformed_gradio_payloads_get_a_4xx_or_one_sentence(server):
 
 def test_traversal_and_hostile_names_stay_labels(server, tmp_path):
     base, data = server["base"], server["data"]
-    hostile = ["../../../tmp/escape-" + secrets.token_hex(4), "..", "/etc/passwd", "a\x00b", "<img src=x onerror=1>",
-               "'; DROP TABLE documents; --", "x" * 5000]
+    hostile = [
+        "../../../tmp/escape-" + secrets.token_hex(4),
+        "..",
+        "/etc/passwd",
+        "a\x00b",
+        "<img src=x onerror=1>",
+        "'; DROP TABLE documents; --",
+        "x" * 5000,
+    ]
     for name in hostile:
         status, events = call(base, "create_collection", [name, "private", ""])
         assert one_sentence_or_refused(status, events), (name, events[-1:])
@@ -177,8 +196,11 @@ def test_traversal_and_hostile_names_stay_labels(server, tmp_path):
         r = httpx.post(base + "/gradio_api/upload", files={"files": (evil_name, fh, "application/pdf")}, timeout=60)
     assert r.status_code == 200, r.text
     uploaded = r.json()[0]
-    status, events = call(base, "upload", ["default", [{"path": uploaded, "orig_name": evil_name,
-                                                        "meta": {"_type": "gradio.FileData"}}], False])
+    status, events = call(
+        base,
+        "upload",
+        ["default", [{"path": uploaded, "orig_name": evil_name, "meta": {"_type": "gradio.FileData"}}], False],
+    )
     assert status == 200 and events[-1][0] == "complete", events[-1:]
     assert "evil-" in json.dumps(events) and not list(Path("/tmp").glob("evil-*"))
     assert not Path(uploaded).exists()  # Gradio's temp copy is gone once stored
@@ -195,8 +217,15 @@ def test_too_many_files_in_one_upload_is_one_sentence(server, tmp_path):
         with open(pdf, "rb") as fh:
             r = httpx.post(base + "/gradio_api/upload", files={"files": (pdf.name, fh, "application/pdf")}, timeout=60)
         paths.append(r.json()[0])
-    status, events = call(base, "upload", ["default", [{"path": p, "orig_name": Path(p).name,
-                                                        "meta": {"_type": "gradio.FileData"}} for p in paths], False])
+    status, events = call(
+        base,
+        "upload",
+        [
+            "default",
+            [{"path": p, "orig_name": Path(p).name, "meta": {"_type": "gradio.FileData"}} for p in paths],
+            False,
+        ],
+    )
     assert "the limit is 3" in json.dumps(events)
     assert not any(Path(p).exists() for p in paths)  # refused uploads do not pile up either
     alive(base)

@@ -55,8 +55,10 @@ def test_only_hashes_are_stored(users, tmp_path):
     assert digest.startswith("$argon2id$")
 
 
-@pytest.mark.parametrize("name", ["", "a" * 65, "x\x00y", "tab\tname", "<img src=x>", "'; DROP TABLE users; --",
-                                  "../../etc", ".hidden", "a b"])
+@pytest.mark.parametrize(
+    "name",
+    ["", "a" * 65, "x\x00y", "tab\tname", "<img src=x>", "'; DROP TABLE users; --", "../../etc", ".hidden", "a b"],
+)
 def test_hostile_names_are_refused_with_a_sentence(users, name):
     with pytest.raises(UserError, match="A user name is 1 to 64 characters"):
         users.add(name, "member", "a good password")
@@ -75,8 +77,14 @@ def test_roles_and_password_rules(users):
 
 def test_cli_reads_passwords_from_stdin_never_argv(tmp_path):
     cli = [sys.executable, "-m", "webapp", "--data-dir", str(tmp_path), "users"]
-    run = lambda *a, stdin="": subprocess.run(cli + list(a), input=stdin, cwd=ROOT, capture_output=True,  # noqa: E731
-                                              text=True, timeout=60)
+    run = lambda *a, stdin="": subprocess.run(  # noqa: E731
+        cli + list(a),
+        input=stdin,
+        cwd=ROOT,
+        capture_output=True,  # noqa: E731
+        text=True,
+        timeout=60,
+    )
     out = run("add", "erin", "--role", "admin", stdin="erin's password\n")
     assert out.returncode == 0 and "added erin (admin)" in out.stdout
     assert run("add", "erin", "--password", "x").returncode == 2  # there is no such option

@@ -30,8 +30,7 @@ from webapp.settings import Settings
 
 
 def _settings_from(args) -> Settings:
-    overrides = {k: v for k, v in vars(args).items()
-                 if k in Settings.model_fields and v is not None}
+    overrides = {k: v for k, v in vars(args).items() if k in Settings.model_fields and v is not None}
     return Settings(**overrides)
 
 
@@ -42,13 +41,18 @@ def cmd_serve(args) -> int:
 
     settings = _settings_from(args)
     app = create_app(settings)
-    print(f"DocChat on http://{settings.host}:{settings.port}/  (models: {settings.models_dir.resolve()})",
-          flush=True)
+    print(f"DocChat on http://{settings.host}:{settings.port}/  (models: {settings.models_dir.resolve()})", flush=True)
     # proxy_headers off: uvicorn would rewrite the client address from X-Forwarded-For sent through
     # any local connection (kubectl port-forward arrives from 127.0.0.1), letting a client pose as
     # a trusted proxy; the auth gate reads forwarded headers only from DOCCHAT_TRUSTED_PROXIES.
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
-                proxy_headers=False, timeout_graceful_shutdown=5)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        proxy_headers=False,
+        timeout_graceful_shutdown=5,
+    )
     return 0
 
 
@@ -78,8 +82,10 @@ def _actor(args, settings: Settings):
             raise UserError(f"User {user.name} is disabled.")
         return Actor(user.name, user.role)
     if settings.auth_mode != "none":
-        raise UserError(f"This data folder's server signs users in (auth {settings.auth_mode}); say whom this "
-                        "command acts for with --user NAME, --token-file FILE or DOCCHAT_API_TOKEN.")
+        raise UserError(
+            f"This data folder's server signs users in (auth {settings.auth_mode}); say whom this "
+            "command acts for with --user NAME, --token-file FILE or DOCCHAT_API_TOKEN."
+        )
     return LOCAL
 
 
@@ -116,13 +122,20 @@ def cmd_index(args) -> int:
     password = _pdf_password(args)
     results = docs.add_files(collection, [(f, f.name) for f in files], actor)
     for r in results:
-        print(f"{'refused' if r.error else 'duplicate' if r.duplicate else 'added':9s} {r.label}"
-              + (f": {r.error}" if r.error else ""))
+        print(
+            f"{'refused' if r.error else 'duplicate' if r.duplicate else 'added':9s} {r.label}"
+            + (f": {r.error}" if r.error else "")
+        )
     ids = [r.document.id for r in results if r.document]
     # With a password the given files are indexed again even if they were added before
     # (typically: they failed as encrypted); without one, only what is queued.
-    report = docs.reindex(collection, ids if password is not None else [], progress=_stderr_progress(),
-                          passwords={i: password for i in ids} if password is not None else None, actor=actor)
+    report = docs.reindex(
+        collection,
+        ids if password is not None else [],
+        progress=_stderr_progress(),
+        passwords={i: password for i in ids} if password is not None else None,
+        actor=actor,
+    )
     print(file=sys.stderr)
     for d in report.indexed:
         if d.reason:  # OCR'd pages, pages without text, skipped figures
@@ -138,8 +151,10 @@ def _pdf_password(args) -> str | None:
     import os
 
     if args.password is not None:
-        raise UserError("--password would show the password to every user of this machine (ps); use "
-                        "--password-file FILE, --password-file - (stdin) or DOCCHAT_PDF_PASSWORD.")
+        raise UserError(
+            "--password would show the password to every user of this machine (ps); use "
+            "--password-file FILE, --password-file - (stdin) or DOCCHAT_PDF_PASSWORD."
+        )
     if args.password_file:
         try:
             text = sys.stdin.read() if str(args.password_file) == "-" else Path(args.password_file).read_text()
@@ -163,8 +178,14 @@ def cmd_reembed(args) -> int:
 
 
 def _passage_json(n, p) -> dict:
-    return {"rank": n, "document": p.document, "page": p.page, "score": round(p.score, 6),
-            "similarity": round(p.similarity, 4), "text": p.text}
+    return {
+        "rank": n,
+        "document": p.document,
+        "page": p.page,
+        "score": round(p.score, 6),
+        "similarity": round(p.similarity, 4),
+        "text": p.text,
+    }
 
 
 def cmd_search(args) -> int:
@@ -173,8 +194,9 @@ def cmd_search(args) -> int:
     settings = _settings_from(args)
     actor = _actor(args, settings)
     docs = DocumentService(settings)
-    passages = docs.search(args.collection or settings.default_collection, args.question, k=args.k, mode=args.mode,
-                           actor=actor)
+    passages = docs.search(
+        args.collection or settings.default_collection, args.question, k=args.k, mode=args.mode, actor=actor
+    )
     if args.json:
         _print_json([_passage_json(n, p) for n, p in enumerate(passages, start=1)])
     else:
@@ -196,9 +218,14 @@ def cmd_ask(args) -> int:
     services = build_services(settings)
     answer, error, stream, claims = "", None, None, []
     try:
-        stream = services.chat.reply(args.model or services.catalog.default_choice(), [], args.question,
-                                     services.chat.params(args.max_new_tokens, None),
-                                     collection=args.collection or settings.default_collection, actor=actor)
+        stream = services.chat.reply(
+            args.model or services.catalog.default_choice(),
+            [],
+            args.question,
+            services.chat.params(args.max_new_tokens, None),
+            collection=args.collection or settings.default_collection,
+            actor=actor,
+        )
         for piece in stream:
             answer += piece
             if not args.json:
@@ -213,13 +240,16 @@ def cmd_ask(args) -> int:
     sources = stream.sources if stream else []
     evidence = stream.evidence if stream else []
     if args.json:
-        out = {"answer": answer.strip(),
-               "citations": [{"source": n, "document": p.document, "page": p.page}
-                             for n, p in enumerate(sources, start=1)],
-               "evidence": [e.as_json() for e in evidence],
-               "claims": [c.as_json() for c in claims],
-               "passages": [_passage_json(n, p) for n, p in enumerate(sources, start=1)],
-               "tokens": stream.stats.completion_tokens if stream else 0}
+        out = {
+            "answer": answer.strip(),
+            "citations": [
+                {"source": n, "document": p.document, "page": p.page} for n, p in enumerate(sources, start=1)
+            ],
+            "evidence": [e.as_json() for e in evidence],
+            "claims": [c.as_json() for c in claims],
+            "passages": [_passage_json(n, p) for n, p in enumerate(sources, start=1)],
+            "tokens": stream.stats.completion_tokens if stream else 0,
+        }
         if error:
             out["error"] = error
         _print_json(out)
@@ -259,8 +289,13 @@ def cmd_bench(args) -> int:
     if args.quick:
         cfg = BenchConfig(profile=args.profile or "chat", runs=2, warmup=1, max_new_tokens=32, users=(1, 2))
     else:
-        cfg = BenchConfig(profile=args.profile or "chat", runs=args.runs, warmup=1,
-                          max_new_tokens=args.max_new_tokens, users=tuple(int(u) for u in args.users.split(",")))
+        cfg = BenchConfig(
+            profile=args.profile or "chat",
+            runs=args.runs,
+            warmup=1,
+            max_new_tokens=args.max_new_tokens,
+            users=tuple(int(u) for u in args.users.split(",")),
+        )
     count = token_counter(settings)
     report = run_benchmark(targets, cfg, Hooks(progress=_stderr_progress()), count_tokens=count)
     print(file=sys.stderr)
@@ -279,11 +314,15 @@ def cmd_backup(args) -> int:
     settings = _settings_from(args)
     if args.action == "export":
         info = export_store(settings.data_dir, args.archive)
-        print(f"exported {info['documents']} documents, {info['chunks']} chunks, {info['files']} files to {args.archive}")
+        print(
+            f"exported {info['documents']} documents, {info['chunks']} chunks, {info['files']} files to {args.archive}"
+        )
     else:
         info = import_store(args.archive, settings.data_dir)
-        print(f"imported {info.get('documents', '?')} documents into {settings.data_dir}; "
-              "search indexes are rebuilt when the app or CLI next opens the store")
+        print(
+            f"imported {info.get('documents', '?')} documents into {settings.data_dir}; "
+            "search indexes are rebuilt when the app or CLI next opens the store"
+        )
     return 0
 
 
@@ -312,8 +351,10 @@ def cmd_users(args) -> int:
                 print("No users yet: `python -m webapp users add NAME --role admin` creates the first admin.")
             for u in users:
                 state = "disabled" if u.disabled else "active"
-                print(f"{u.name:32s} {u.role:7s} {state:8s} tokens {u.tokens:<3d} created {u.created_at[:16]}  "
-                      f"last sign-in {(u.last_login_at or 'never')[:16]}")
+                print(
+                    f"{u.name:32s} {u.role:7s} {state:8s} tokens {u.tokens:<3d} created {u.created_at[:16]}  "
+                    f"last sign-in {(u.last_login_at or 'never')[:16]}"
+                )
             return 0
         if not args.name:
             raise UserError(f"`users {args.action}` needs a user name.")
@@ -363,13 +404,18 @@ def cmd_cluster(args) -> int:
 
 def _add_identity(p: argparse.ArgumentParser) -> None:
     p.add_argument("--user", help="act as this user, with their role and collections (needed when sign-in is on)")
-    p.add_argument("--token-file", type=Path, metavar="FILE",
-                   help="act as the owner of the API token in FILE (or set DOCCHAT_API_TOKEN)")
+    p.add_argument(
+        "--token-file",
+        type=Path,
+        metavar="FILE",
+        help="act as the owner of the API token in FILE (or set DOCCHAT_API_TOKEN)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m webapp", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m webapp", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--models-dir", type=Path, help="model registry folder (default ./models)")
     parser.add_argument("--data-dir", type=Path, help="documents and index folder (default ./data)")
     parser.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
@@ -381,27 +427,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--default-model", help="registry name of the chat model to preload")
     p.add_argument("--max-new-tokens", type=int, help="default answer length cap (default 512)")
     p.add_argument("--device", help="OpenVINO device (default CPU)")
-    p.add_argument("--auth", choices=["none", "password", "header"],
-                   help="sign-in: none (default on 127.0.0.1 only), password (users of `users add`; default "
-                        "elsewhere), header (an identity-aware proxy names the user; set DOCCHAT_TRUSTED_PROXIES)")
-    p.add_argument("--insecure-no-auth", action="store_true", default=None,
-                   help="allow --auth none on a non-loopback address: everyone who reaches the port is an admin")
+    p.add_argument(
+        "--auth",
+        choices=["none", "password", "header"],
+        help="sign-in: none (default on 127.0.0.1 only), password (users of `users add`; default "
+        "elsewhere), header (an identity-aware proxy names the user; set DOCCHAT_TRUSTED_PROXIES)",
+    )
+    p.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        default=None,
+        help="allow --auth none on a non-loopback address: everyone who reaches the port is an admin",
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("index", help="add PDFs (files or folders) to a collection and index them")
     p.add_argument("paths", nargs="+", help="PDF files or folders (searched recursively for *.pdf)")
     p.add_argument("--collection", help="collection name (default: DOCCHAT_DEFAULT_COLLECTION or 'default')")
-    p.add_argument("--password-file", type=Path, metavar="FILE",
-                   help="file holding the password for encrypted PDFs among the given files ('-' reads stdin; "
-                        "or set DOCCHAT_PDF_PASSWORD). Never on the command line: `ps` shows it to everyone")
+    p.add_argument(
+        "--password-file",
+        type=Path,
+        metavar="FILE",
+        help="file holding the password for encrypted PDFs among the given files ('-' reads stdin; "
+        "or set DOCCHAT_PDF_PASSWORD). Never on the command line: `ps` shows it to everyone",
+    )
     p.add_argument("--password", help=argparse.SUPPRESS)  # refused with an explanation
     _add_identity(p)
     p.set_defaults(func=cmd_index)
 
-    p = sub.add_parser("reembed", help="switch the data folder to another embedding model (re-embeds stored chunks)",
-                       description="Re-embed every stored chunk with another registered embedding model, "
-                                   "without re-reading the PDFs. Stop the app first (it keeps the old model "
-                                   "loaded and will ask to be restarted).")
+    p = sub.add_parser(
+        "reembed",
+        help="switch the data folder to another embedding model (re-embeds stored chunks)",
+        description="Re-embed every stored chunk with another registered embedding model, "
+        "without re-reading the PDFs. Stop the app first (it keeps the old model "
+        "loaded and will ask to be restarted).",
+    )
     p.add_argument("--model", required=True, help="registry name of the embedding model, e.g. all-minilm-l6-v2")
     _add_identity(p)
     p.set_defaults(func=cmd_reembed)
@@ -424,9 +484,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_identity(p)
     p.set_defaults(func=cmd_ask)
 
-    p = sub.add_parser("bench", help="measure TTFT, TPOT, throughput of models and backends side by side",
-                       description="Loads each target, warms it up, times N runs with a different prompt each, "
-                                   "then runs 1/2/4 concurrent users; prints a Markdown table.")
+    p = sub.add_parser(
+        "bench",
+        help="measure TTFT, TPOT, throughput of models and backends side by side",
+        description="Loads each target, warms it up, times N runs with a different prompt each, "
+        "then runs 1/2/4 concurrent users; prints a Markdown table.",
+    )
     p.add_argument("--list", action="store_true", help="list the available targets and exit")
     p.add_argument("--targets", help="comma-separated target ids (default: the default model on OpenVINO)")
     p.add_argument("--profile", choices=["chat", "rag"], help="prompt profile (default chat)")
@@ -437,28 +500,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", type=Path, help="also write the full report as JSON")
     p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("backup", help="export the documents + index to a .tar.gz, or import one",
-                       description="export: a consistent copy while the app runs (SQLite online backup + "
-                                   "uploaded files). import: into an empty data folder; FAISS indexes are "
-                                   "rebuilt from SQLite on next start.")
+    p = sub.add_parser(
+        "backup",
+        help="export the documents + index to a .tar.gz, or import one",
+        description="export: a consistent copy while the app runs (SQLite online backup + "
+        "uploaded files). import: into an empty data folder; FAISS indexes are "
+        "rebuilt from SQLite on next start.",
+    )
     p.add_argument("action", choices=["export", "import"])
     p.add_argument("archive", type=Path)
     p.set_defaults(func=cmd_backup)
 
-    p = sub.add_parser("users", help="manage the users who may sign in (names, roles, passwords, API tokens)",
-                       description="Users live in the data folder's SQLite; passwords are hashed with argon2id and "
-                                   "read from a prompt (or the first line of stdin), never from the command line. "
-                                   "Roles: admin (everything), member (own collections), viewer (chat with shared "
-                                   "collections).")
+    p = sub.add_parser(
+        "users",
+        help="manage the users who may sign in (names, roles, passwords, API tokens)",
+        description="Users live in the data folder's SQLite; passwords are hashed with argon2id and "
+        "read from a prompt (or the first line of stdin), never from the command line. "
+        "Roles: admin (everything), member (own collections), viewer (chat with shared "
+        "collections).",
+    )
     p.add_argument("action", choices=["add", "list", "passwd", "role", "disable", "enable", "remove", "token"])
     p.add_argument("name", nargs="?", help="user name (1-64 letters, digits, . _ @ -)")
     p.add_argument("--role", choices=["admin", "member", "viewer"], help="for add (default member) and role")
     p.set_defaults(func=cmd_users)
 
-    p = sub.add_parser("cluster", help="status / up / down of the deployment on Kubernetes",
-                       description="down scales the app and OVMS to zero (stop paying for the spot node; "
-                                   "volumes stay), up restores them and waits until ready, status shows "
-                                   "deployments, pods, volumes and OVMS readiness.")
+    p = sub.add_parser(
+        "cluster",
+        help="status / up / down of the deployment on Kubernetes",
+        description="down scales the app and OVMS to zero (stop paying for the spot node; "
+        "volumes stay), up restores them and waits until ready, status shows "
+        "deployments, pods, volumes and OVMS readiness.",
+    )
     p.add_argument("action", choices=["status", "up", "down"])
     p.add_argument("--namespace", help="namespace (default: DOCCHAT_NAMESPACE or docchat)")
     p.add_argument("--kubeconfig", type=Path, help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")

@@ -49,8 +49,10 @@ def api_client(kubeconfig: Path | None = None, context: str | None = None):
         return client.ApiClient()
     except (ConfigException, FileNotFoundError, OSError) as exc:
         log.debug("kubeconfig problem: %s", exc)
-        raise ClusterError("No Kubernetes configuration was found: set KUBECONFIG (or pass --kubeconfig), "
-                           "e.g. after `gcloud container clusters get-credentials <cluster>`.") from exc
+        raise ClusterError(
+            "No Kubernetes configuration was found: set KUBECONFIG (or pass --kubeconfig), "
+            "e.g. after `gcloud container clusters get-credentials <cluster>`."
+        ) from exc
 
 
 def explain(exc: Exception, namespace: str, doing: str) -> ClusterError:
@@ -62,10 +64,14 @@ def explain(exc: Exception, namespace: str, doing: str) -> ClusterError:
         if exc.status in (401,):
             return ClusterError("The Kubernetes API rejected your credentials (401); refresh them and retry.")
         if exc.status == 403:
-            return ClusterError(f"Your Kubernetes credentials are not allowed to {doing} in namespace {namespace} (403).")
+            return ClusterError(
+                f"Your Kubernetes credentials are not allowed to {doing} in namespace {namespace} (403)."
+            )
         if exc.status == 404:
-            return ClusterError(f"Namespace {namespace} or its DocChat objects do not exist; deploy first with "
-                                "`kubectl apply -k k8s/overlays/gke` (or overlays/local).")
+            return ClusterError(
+                f"Namespace {namespace} or its DocChat objects do not exist; deploy first with "
+                "`kubectl apply -k k8s/overlays/gke` (or overlays/local)."
+            )
         return ClusterError(f"The Kubernetes API failed to {doing} ({exc.status} {exc.reason}).")
     if isinstance(exc, (Urllib3Error, ConnectionError, OSError)):
         return ClusterError("The Kubernetes API cannot be reached; check your network, VPN or cluster.")
@@ -87,11 +93,14 @@ class ClusterStatus:
         lines = [f"namespace {self.namespace}", "deployments:"]
         lines += [f"  {d['name']:12s} {d['ready']}/{d['desired']} ready" for d in self.deployments] or ["  (none)"]
         lines.append("pods:")
-        lines += [f"  {p['name']:40s} {p['phase']:10s} {'ready' if p['ready'] else 'not ready'}"
-                  for p in self.pods] or ["  (none)"]
+        lines += [
+            f"  {p['name']:40s} {p['phase']:10s} {'ready' if p['ready'] else 'not ready'}" for p in self.pods
+        ] or ["  (none)"]
         lines.append("volumes:")
-        lines += [f"  {v['name']:20s} {v['phase']:8s} {v['capacity'] or v['requested']:>8s} {v['storage_class'] or ''}"
-                  for v in self.pvcs] or ["  (none)"]
+        lines += [
+            f"  {v['name']:20s} {v['phase']:8s} {v['capacity'] or v['requested']:>8s} {v['storage_class'] or ''}"
+            for v in self.pvcs
+        ] or ["  (none)"]
         lines.append(f"OVMS ready: {'yes' if self.ovms_ready else 'no'}")
         return "\n".join(lines)
 
@@ -119,17 +128,28 @@ class Cluster:
         self._call("read the namespace", self.core.read_namespace, self.namespace)
         st = ClusterStatus(self.namespace)
         for d in self._managed():
-            st.deployments.append({"name": d.metadata.name, "desired": d.spec.replicas or 0,
-                                   "ready": (d.status.ready_replicas or 0) if d.status else 0})
+            st.deployments.append(
+                {
+                    "name": d.metadata.name,
+                    "desired": d.spec.replicas or 0,
+                    "ready": (d.status.ready_replicas or 0) if d.status else 0,
+                }
+            )
         for p in self._call("list pods", self.core.list_namespaced_pod, self.namespace).items:
             ready = any(c.type == "Ready" and c.status == "True" for c in (p.status.conditions or []))
             st.pods.append({"name": p.metadata.name, "phase": p.status.phase or "?", "ready": ready})
-        for v in self._call("list volume claims", self.core.list_namespaced_persistent_volume_claim,
-                            self.namespace).items:
-            st.pvcs.append({"name": v.metadata.name, "phase": v.status.phase if v.status else "?",
-                            "capacity": ((v.status.capacity or {}).get("storage", "") if v.status else ""),
-                            "requested": v.spec.resources.requests.get("storage", ""),
-                            "storage_class": v.spec.storage_class_name})
+        for v in self._call(
+            "list volume claims", self.core.list_namespaced_persistent_volume_claim, self.namespace
+        ).items:
+            st.pvcs.append(
+                {
+                    "name": v.metadata.name,
+                    "phase": v.status.phase if v.status else "?",
+                    "capacity": ((v.status.capacity or {}).get("storage", "") if v.status else ""),
+                    "requested": v.spec.resources.requests.get("storage", ""),
+                    "storage_class": v.spec.storage_class_name,
+                }
+            )
         return st
 
     def down(self) -> list[str]:
@@ -139,10 +159,20 @@ class Cluster:
             replicas = d.spec.replicas or 0
             if replicas == 0:
                 continue
-            self._call("annotate deployments", self.apps.patch_namespaced_deployment, d.metadata.name,
-                       self.namespace, {"metadata": {"annotations": {REPLICAS_ANNOTATION: str(replicas)}}})
-            self._call("scale deployments", self.apps.patch_namespaced_deployment_scale, d.metadata.name,
-                       self.namespace, {"spec": {"replicas": 0}})
+            self._call(
+                "annotate deployments",
+                self.apps.patch_namespaced_deployment,
+                d.metadata.name,
+                self.namespace,
+                {"metadata": {"annotations": {REPLICAS_ANNOTATION: str(replicas)}}},
+            )
+            self._call(
+                "scale deployments",
+                self.apps.patch_namespaced_deployment_scale,
+                d.metadata.name,
+                self.namespace,
+                {"spec": {"replicas": 0}},
+            )
             done.append(f"{d.metadata.name}: {replicas} -> 0")
         return done
 
@@ -151,8 +181,13 @@ class Cluster:
         for d in self._managed():
             want = int((d.metadata.annotations or {}).get(REPLICAS_ANNOTATION, "1") or 1)
             if (d.spec.replicas or 0) < want:
-                self._call("scale deployments", self.apps.patch_namespaced_deployment_scale, d.metadata.name,
-                           self.namespace, {"spec": {"replicas": want}})
+                self._call(
+                    "scale deployments",
+                    self.apps.patch_namespaced_deployment_scale,
+                    d.metadata.name,
+                    self.namespace,
+                    {"spec": {"replicas": want}},
+                )
                 done.append(f"{d.metadata.name}: {d.spec.replicas or 0} -> {want}")
         if wait:
             deadline = time.monotonic() + timeout_s
@@ -161,21 +196,29 @@ class Cluster:
                 if not pending:
                     break
                 if time.monotonic() > deadline:
-                    raise ClusterError(f"Not ready after {timeout_s:.0f} s: {', '.join(pending)} "
-                                       "(a spot node may still be starting; run `cluster status`).")
+                    raise ClusterError(
+                        f"Not ready after {timeout_s:.0f} s: {', '.join(pending)} "
+                        "(a spot node may still be starting; run `cluster status`)."
+                    )
                 time.sleep(poll_s)
         return done
 
     def discover_ovms(self, api_key_file: Path | None = None) -> list[RemoteEndpoint]:
-        services = self._call("list services", self.core.list_namespaced_service, self.namespace,
-                              label_selector=OVMS_LABEL).items
+        services = self._call(
+            "list services", self.core.list_namespaced_service, self.namespace, label_selector=OVMS_LABEL
+        ).items
         endpoints = []
         for svc in services:
-            port = next((p.port for p in svc.spec.ports or [] if p.name in ("http", "rest")),
-                        (svc.spec.ports or [None])[0] and svc.spec.ports[0].port)
+            port = next(
+                (p.port for p in svc.spec.ports or [] if p.name in ("http", "rest")),
+                (svc.spec.ports or [None])[0] and svc.spec.ports[0].port,
+            )
             path = (svc.metadata.annotations or {}).get(API_PATH_ANNOTATION, "/v3")
-            endpoints.append(RemoteEndpoint(
-                name=svc.metadata.name,
-                base_url=f"http://{svc.metadata.name}.{self.namespace}.svc:{port}{path}",
-                api_key_file=api_key_file))
+            endpoints.append(
+                RemoteEndpoint(
+                    name=svc.metadata.name,
+                    base_url=f"http://{svc.metadata.name}.{self.namespace}.svc:{port}{path}",
+                    api_key_file=api_key_file,
+                )
+            )
         return endpoints

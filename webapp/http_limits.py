@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +35,13 @@ class BodySizeLimit:
             except ValueError:
                 too_big = True
             if too_big:
-                log.warning("refused %s %s: body of %s bytes over the %d-byte cap",
-                            scope.get("method"), path, declared[:20].decode(errors='replace'), self.max_bytes)
+                log.warning(
+                    "refused %s %s: body of %s bytes over the %d-byte cap",
+                    scope.get("method"),
+                    path,
+                    declared[:20].decode(errors="replace"),
+                    self.max_bytes,
+                )
                 return await self._refuse(send)
             return await self.app(scope, receive, send)
         # No declared length (chunked): read up to the cap here, then hand the body on.
@@ -50,8 +55,9 @@ class BodySizeLimit:
             size += len(body[-1])
             more = message.get("more_body", False)
             if size > self.max_bytes:
-                log.warning("refused %s %s: streamed body over the %d-byte cap", scope.get("method"), path,
-                            self.max_bytes)
+                log.warning(
+                    "refused %s %s: streamed body over the %d-byte cap", scope.get("method"), path, self.max_bytes
+                )
                 return await self._refuse(send)
         replayed = False
 
@@ -66,8 +72,13 @@ class BodySizeLimit:
 
     async def _refuse(self, send) -> None:
         body = json.dumps({"detail": f"The request is too large (limit {self.max_bytes // 1024} KB)."}).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
 
@@ -90,13 +101,20 @@ class UnknownEventIs404:
             for prefix in self.PREFIXES:
                 at = path.find(prefix)
                 if at >= 0:
-                    api = path[at + len(prefix):].strip("/")
+                    api = path[at + len(prefix) :].strip("/")
                     if api not in self.known():
                         log.info("unknown event requested: %r", api[:100])
                         body = b'{"detail": "There is no API endpoint with that name."}'
-                        await send({"type": "http.response.start", "status": 404,
-                                    "headers": [(b"content-type", b"application/json"),
-                                                (b"content-length", str(len(body)).encode())]})
+                        await send(
+                            {
+                                "type": "http.response.start",
+                                "status": 404,
+                                "headers": [
+                                    (b"content-type", b"application/json"),
+                                    (b"content-length", str(len(body)).encode()),
+                                ],
+                            }
+                        )
                         await send({"type": "http.response.body", "body": body})
                         return
                     break

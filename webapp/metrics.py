@@ -27,23 +27,35 @@ class Metrics:
         r = self.registry = CollectorRegistry()
         labels = ["model", "backend"]
         self.started = Counter("docchat_answers_started", "Answers that started generating", labels, registry=r)
-        self.finished = Counter("docchat_answers_finished", "Answers that ended normally", labels + ["reason"],
-                                registry=r)
+        self.finished = Counter(
+            "docchat_answers_finished", "Answers that ended normally", labels + ["reason"], registry=r
+        )
         self.failed = Counter("docchat_answers_failed", "Answers that ended with an error", labels, registry=r)
-        self.refused = Counter("docchat_answers_refused", "Questions refused before generating", ["reason"],
-                               registry=r)
-        self.not_found = Counter("docchat_answers_not_in_documents",
-                                 "Grounded questions the documents did not answer (the model was not asked)",
-                                 registry=r)
-        self.ttft = Histogram("docchat_time_to_first_token_seconds", "Time to the first token of an answer",
-                              labels, buckets=LATENCY_BUCKETS, registry=r)
-        self.tpot = Histogram("docchat_time_per_output_token_seconds", "Mean time per token after the first",
-                              labels, buckets=TOKEN_BUCKETS, registry=r)
+        self.refused = Counter("docchat_answers_refused", "Questions refused before generating", ["reason"], registry=r)
+        self.not_found = Counter(
+            "docchat_answers_not_in_documents",
+            "Grounded questions the documents did not answer (the model was not asked)",
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "docchat_time_to_first_token_seconds",
+            "Time to the first token of an answer",
+            labels,
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.tpot = Histogram(
+            "docchat_time_per_output_token_seconds",
+            "Mean time per token after the first",
+            labels,
+            buckets=TOKEN_BUCKETS,
+            registry=r,
+        )
         self.tokens = Counter("docchat_generated_tokens", "Tokens generated", labels, registry=r)
-        self.retrieval = Histogram("docchat_retrieval_seconds", "Search time of a grounded question",
-                                   buckets=LATENCY_BUCKETS, registry=r)
-        self.documents = Counter("docchat_documents_indexed", "Documents indexed, by outcome", ["outcome"],
-                                 registry=r)
+        self.retrieval = Histogram(
+            "docchat_retrieval_seconds", "Search time of a grounded question", buckets=LATENCY_BUCKETS, registry=r
+        )
+        self.documents = Counter("docchat_documents_indexed", "Documents indexed, by outcome", ["outcome"], registry=r)
         self.pages = Counter("docchat_pages_indexed", "Pages indexed", registry=r)
         self.ocr_pages = Counter("docchat_ocr_pages", "Scanned pages read by OCR", registry=r)
         self.in_flight = Gauge("docchat_answers_in_flight", "Answers generating now", registry=r)
@@ -85,12 +97,17 @@ class _EngineCollector:
         self.catalog = catalog
 
     def collect(self):
-        usage = GaugeMetricFamily("docchat_engine_kv_cache_usage_ratio",
-                                  "Share of the KV cache in use (0-1), per loaded local model", labels=["model"])
-        size = GaugeMetricFamily("docchat_engine_kv_cache_bytes", "KV-cache size, per loaded local model",
-                                 labels=["model"])
-        running = GaugeMetricFamily("docchat_engine_requests", "Requests in the engine, per loaded local model",
-                                    labels=["model", "state"])
+        usage = GaugeMetricFamily(
+            "docchat_engine_kv_cache_usage_ratio",
+            "Share of the KV cache in use (0-1), per loaded local model",
+            labels=["model"],
+        )
+        size = GaugeMetricFamily(
+            "docchat_engine_kv_cache_bytes", "KV-cache size, per loaded local model", labels=["model"]
+        )
+        running = GaugeMetricFamily(
+            "docchat_engine_requests", "Requests in the engine, per loaded local model", labels=["model", "state"]
+        )
         try:
             engines = self.catalog.engine_stats()
         except Exception:  # a scrape must never fail because a model is loading or closing

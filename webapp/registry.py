@@ -192,6 +192,8 @@ def verify_files(entry: ModelEntry) -> list[str]:
         needed = 0o005 if path.is_dir() else 0o004
         if path.name.startswith(".") or path.stat().st_mode & needed == needed:
             continue
-        problems.append(f"{entry.name}: {path.name} is not readable by other users (mode "
-                        f"{oct(path.stat().st_mode & 0o777)}), so OVMS cannot load it; `chmod -R a+rX` the registry.")
+        problems.append(
+            f"{entry.name}: {path.name} is not readable by other users (mode "
+            f"{oct(path.stat().st_mode & 0o777)}), so OVMS cannot load it; `chmod -R a+rX` the registry."
+        )
     return problems

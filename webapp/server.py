@@ -17,9 +17,9 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from webapp import __version__
-from webapp.auth.gate import AuthGate, request_user
 from webapp.api.mcp_tools import build_mcp
 from webapp.api.openai_api import APIError, openai_router, validation_error_handler
+from webapp.auth.gate import AuthGate, request_user
 from webapp.auth.signin import signin_router
 from webapp.documents.routes import document_router
 from webapp.errors import UserError
@@ -66,9 +66,11 @@ def _fresh_upload_folder(settings: Settings) -> Path:
 def check_auth_settings(settings: Settings) -> None:
     """Refuse to serve everyone as an admin by accident (a pod binds 0.0.0.0)."""
     if settings.auth_mode == "none" and not is_loopback(settings.host) and not settings.insecure_no_auth:
-        raise UserError(f"Refusing to listen on {settings.host} without sign-in: anyone who reaches the port would "
-                        "be an admin. Use --auth password (users from `python -m webapp users`) or --auth header "
-                        "(an identity-aware proxy), or --insecure-no-auth if this network is yours alone.")
+        raise UserError(
+            f"Refusing to listen on {settings.host} without sign-in: anyone who reaches the port would "
+            "be an admin. Use --auth password (users from `python -m webapp users`) or --auth header "
+            "(an identity-aware proxy), or --insecure-no-auth if this network is yours alone."
+        )
 
 
 def create_app(settings: Settings, services: Services | None = None, preload: bool = True) -> FastAPI:
@@ -77,8 +79,10 @@ def create_app(settings: Settings, services: Services | None = None, preload: bo
     uploads = _fresh_upload_folder(settings)
     auth = services.auth
     if auth.mode == "password" and not services.users.count_admins():
-        log.warning("sign-in is on but there is no active admin: create one with "
-                    "`python -m webapp users add NAME --role admin` (docs/users.md)")
+        log.warning(
+            "sign-in is on but there is no active admin: create one with "
+            "`python -m webapp users add NAME --role admin` (docs/users.md)"
+        )
     log.info("sign-in mode: %s", auth.mode)
 
     mcp_server, mcp_routes = build_mcp(services)
@@ -93,8 +97,14 @@ def create_app(settings: Settings, services: Services | None = None, preload: bo
             yield
         services.close()
 
-    app = FastAPI(title="DocChat", version=__version__, lifespan=lifespan, docs_url="/api/docs",
-                  redoc_url=None, openapi_url="/api/openapi.json")
+    app = FastAPI(
+        title="DocChat",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url="/api/docs",
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+    )
     app.state.services = services
     app.add_middleware(BodySizeLimit, max_bytes=MAX_JSON_BODY, upload_paths=("/gradio_api/upload",))
 
@@ -116,8 +126,11 @@ def create_app(settings: Settings, services: Services | None = None, preload: bo
         name = catalog.default_choice()
         if name and catalog.has_loaded(name):
             return {"ready": True, "model": name}
-        reason = (catalog.load_error(name or "") or "; ".join(catalog.problems())
-                  or (f"loading {name}" if name else "no chat model in the registry"))
+        reason = (
+            catalog.load_error(name or "")
+            or "; ".join(catalog.problems())
+            or (f"loading {name}" if name else "no chat model in the registry")
+        )
         return JSONResponse({"ready": False, "model": name, "reason": reason}, status_code=503)
 
     @app.get("/metrics", tags=["ops"], include_in_schema=False)
@@ -151,10 +164,14 @@ def create_app(settings: Settings, services: Services | None = None, preload: bo
     blocks.queue(default_concurrency_limit=None, max_size=max(64, 4 * (settings.answer_slots + settings.answer_queue)))
     data = Path(settings.data_dir).resolve()
     mounted = gr.mount_gradio_app(
-        app, blocks, path="/", root_path=settings.root_path or None,
+        app,
+        blocks,
+        path="/",
+        root_path=settings.root_path or None,
         max_file_size=int(settings.max_upload_mb * 1_000_000),
         # Runs would keep chats and PDF passwords in the browser's localStorage.
-        run_history=False, footer_links=["api", "settings"],
+        run_history=False,
+        footer_links=["api", "settings"],
         # Gradio's own exceptions (bad payloads from hostile clients) carry object reprs and echo
         # the input; clients get a bare error, the log gets the detail. Our handlers report user
         # errors as sentences themselves, and gr.Error / gr.Warning are still shown.
@@ -162,8 +179,13 @@ def create_app(settings: Settings, services: Services | None = None, preload: bo
         # The gate (below) has already found the user; Gradio only needs the name, which it hands
         # to every handler as gr.Request.username, and it refuses its own routes without one.
         auth_dependency=(lambda request: getattr(request_user(request), "name", None)) if auth.enabled else None,
-        blocked_paths=[str(data / "store.sqlite3"), str(data / "files"), str(data / "index"),
-                       str(Path(settings.models_dir).resolve())])
+        blocked_paths=[
+            str(data / "store.sqlite3"),
+            str(data / "files"),
+            str(data / "index"),
+            str(Path(settings.models_dir).resolve()),
+        ],
+    )
     # Gradio refuses client-named server files (a chat history entry {"type": "file", "path":
     # "/etc/passwd"}) only in apps it has launched itself; mount_gradio_app never sets the flag,
     # so without this line any file the process can read is copied to the cache and served.

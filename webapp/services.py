@@ -39,7 +39,14 @@ def build_services(settings: Settings) -> Services:
     users = UserStore(settings.data_dir)
     metrics = Metrics()
     documents = DocumentService(settings, users, metrics)
-    return Services(settings=settings, catalog=catalog, documents=documents,
-                    chat=ChatService(catalog, settings, documents, metrics), bench=BenchService(settings, catalog),
-                    users=users, conversations=ConversationStore(settings.data_dir),
-                    auth=Authenticator(settings, users), metrics=metrics)
+    return Services(
+        settings=settings,
+        catalog=catalog,
+        documents=documents,
+        chat=ChatService(catalog, settings, documents, metrics),
+        bench=BenchService(settings, catalog),
+        users=users,
+        conversations=ConversationStore(settings.data_dir),
+        auth=Authenticator(settings, users),
+        metrics=metrics,
+    )

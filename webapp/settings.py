@@ -44,46 +44,86 @@ class Settings(BaseSettings):
     root_path: str = Field("", description="URL prefix when served behind a proxy")
 
     # Sign-in (docs/users.md)
-    auth: Literal["none", "password", "header"] | None = Field(None, description=(
-        "none: everyone who reaches the port is an admin (default only on a loopback address); "
-        "password: users of `python -m webapp users` sign in (default otherwise); "
-        "header: an identity-aware proxy (oauth2-proxy, Google IAP) names the user in auth_header"))
-    insecure_no_auth: bool = Field(False, description=(
-        "allow auth none on a non-loopback address (anyone who reaches the port is an admin)"))
-    auth_header: str = Field("X-Forwarded-User", description=(
-        "header holding the user name in header mode (Google IAP: X-Goog-Authenticated-User-Email)"))
-    trusted_proxies: list[str] = Field(default_factory=list, description=(
-        'addresses or networks whose identity header is believed, as JSON, e.g. ["10.0.0.5", "35.191.0.0/16"]'))
-    header_new_user_role: Literal["member", "viewer", ""] = Field("viewer", description=(
-        "role given to a user the proxy names for the first time ('' = refuse users not created by an admin)"))
+    auth: Literal["none", "password", "header"] | None = Field(
+        None,
+        description=(
+            "none: everyone who reaches the port is an admin (default only on a loopback address); "
+            "password: users of `python -m webapp users` sign in (default otherwise); "
+            "header: an identity-aware proxy (oauth2-proxy, Google IAP) names the user in auth_header"
+        ),
+    )
+    insecure_no_auth: bool = Field(
+        False, description=("allow auth none on a non-loopback address (anyone who reaches the port is an admin)")
+    )
+    auth_header: str = Field(
+        "X-Forwarded-User",
+        description=("header holding the user name in header mode (Google IAP: X-Goog-Authenticated-User-Email)"),
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description=(
+            'addresses or networks whose identity header is believed, as JSON, e.g. ["10.0.0.5", "35.191.0.0/16"]'
+        ),
+    )
+    header_new_user_role: Literal["member", "viewer", ""] = Field(
+        "viewer",
+        description=(
+            "role given to a user the proxy names for the first time ('' = refuse users not created by an admin)"
+        ),
+    )
     session_hours: float = Field(168.0, gt=0, le=24 * 90, description="how long a browser stays signed in")
-    signin_max_failures: int = Field(5, ge=1, description=(
-        "failed sign-ins allowed per user name in 15 minutes (four times as many per client address)"))
+    signin_max_failures: int = Field(
+        5,
+        ge=1,
+        description=("failed sign-ins allowed per user name in 15 minutes (four times as many per client address)"),
+    )
 
     # Chat defaults
     default_model: str = Field("smollm2-135m-instruct-int4", description="registry name of the model to preload")
     system_prompt: str = Field(
         "You are a helpful, concise assistant. Answer in plain language.",
-        description="system message put in front of every conversation")
+        description="system message put in front of every conversation",
+    )
     max_new_tokens: int = Field(512, ge=1, le=8192, description="default answer length cap")
     temperature: float = Field(0.0, ge=0.0, le=2.0, description="0 = greedy (deterministic)")
     max_message_chars: int = Field(32_000, ge=1, description="longest message accepted from a user")
-    max_history_chars: int = Field(200_000, ge=1_000, description=(
-        "longest conversation (all earlier turns together) accepted with a message; the browser sends "
-        "the whole history with every message, so this bounds the work one request can cause"))
-    max_new_tokens_limit: int = Field(2048, ge=16, le=8192, description=(
-        "largest answer length a client may ask for (the slider and the API are clamped to it)"))
+    max_history_chars: int = Field(
+        200_000,
+        ge=1_000,
+        description=(
+            "longest conversation (all earlier turns together) accepted with a message; the browser sends "
+            "the whole history with every message, so this bounds the work one request can cause"
+        ),
+    )
+    max_new_tokens_limit: int = Field(
+        2048,
+        ge=16,
+        le=8192,
+        description=("largest answer length a client may ask for (the slider and the API are clamped to it)"),
+    )
 
     # Admission control: answers are generated together by the engine, the rest wait in a short
     # queue; beyond it a user is told at once that the server is busy instead of hanging.
-    max_concurrent_answers: int = Field(0, ge=0, le=256, description=(
-        "answers generated at once (0 = the engine's max_num_seqs)"))
-    max_waiting_answers: int = Field(-1, ge=-1, le=1024, description=(
-        "answers allowed to wait for a free slot (-1 = twice max_concurrent_answers); "
-        "beyond it the user is told the server is busy"))
-    max_sessions: int = Field(500, ge=10, description=(
-        "browser/API sessions whose UI state is kept in memory (the least recently used go first); "
-        "Gradio's default of 10,000 costs ~1.5 GB"))
+    max_concurrent_answers: int = Field(
+        0, ge=0, le=256, description=("answers generated at once (0 = the engine's max_num_seqs)")
+    )
+    max_waiting_answers: int = Field(
+        -1,
+        ge=-1,
+        le=1024,
+        description=(
+            "answers allowed to wait for a free slot (-1 = twice max_concurrent_answers); "
+            "beyond it the user is told the server is busy"
+        ),
+    )
+    max_sessions: int = Field(
+        500,
+        ge=10,
+        description=(
+            "browser/API sessions whose UI state is kept in memory (the least recently used go first); "
+            "Gradio's default of 10,000 costs ~1.5 GB"
+        ),
+    )
     max_wait_s: float = Field(120.0, gt=0, description="longest a queued answer waits before being refused")
 
     # OpenVINO engine
@@ -92,18 +132,32 @@ class Settings(BaseSettings):
     max_num_seqs: int = Field(8, ge=1, description="requests decoded together by the batching scheduler")
     max_num_batched_tokens: int = Field(2048, ge=64, description="tokens processed per scheduler step")
     num_threads: int = Field(0, ge=0, description="inference threads (0 = OpenVINO decides)")
-    engine_nice: int = Field(5, ge=0, le=19, description=(
-        "niceness of the engine process: when the cores are saturated, HTTP requests and health "
-        "probes get a core first (they need milliseconds; generation barely slows)"))
-    prompt_lookup: bool = Field(True, description=(
-        "prompt-lookup decoding for local models: draft the next tokens by copying from the prompt "
-        "(grounded answers quote their sources) and verify them in one pass. It pays while one or two "
-        "answers run at once and costs throughput beyond that, so the k8s manifests turn it off "
-        "(docs/capacity.md)"))
+    engine_nice: int = Field(
+        5,
+        ge=0,
+        le=19,
+        description=(
+            "niceness of the engine process: when the cores are saturated, HTTP requests and health "
+            "probes get a core first (they need milliseconds; generation barely slows)"
+        ),
+    )
+    prompt_lookup: bool = Field(
+        True,
+        description=(
+            "prompt-lookup decoding for local models: draft the next tokens by copying from the prompt "
+            "(grounded answers quote their sources) and verify them in one pass. It pays while one or two "
+            "answers run at once and costs throughput beyond that, so the k8s manifests turn it off "
+            "(docs/capacity.md)"
+        ),
+    )
     max_loaded_models: int = Field(2, ge=1, description="models kept in memory at once (least recently used goes)")
-    ov_properties: dict[str, str] = Field(default_factory=dict, description=(
-        'extra OpenVINO CPU properties as JSON, e.g. {"KV_CACHE_PRECISION": "u8", '
-        '"DYNAMIC_QUANTIZATION_GROUP_SIZE": "32"} (docs/benchmarks.md lists what each changed)'))
+    ov_properties: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            'extra OpenVINO CPU properties as JSON, e.g. {"KV_CACHE_PRECISION": "u8", '
+            '"DYNAMIC_QUANTIZATION_GROUP_SIZE": "32"} (docs/benchmarks.md lists what each changed)'
+        ),
+    )
 
     # Remote servers, as JSON: [{"name": "ovms", "base_url": "http://ovms:8000/v3", "api_key_file": "/secrets/key"}]
     remote_endpoints: list[RemoteEndpoint] = Field(default_factory=list)
@@ -113,52 +167,104 @@ class Settings(BaseSettings):
     ovms_api_key_file: Path | None = Field(None, description="API key file for discovered OVMS endpoints")
 
     # Documents
-    embedding_model: str = Field("all-minilm-l6-v2-static", description=(
-        "registry name of the embedding model for a new data folder (a folder keeps the model it was "
-        "built with; `python -m webapp reembed` switches it)"))
+    embedding_model: str = Field(
+        "all-minilm-l6-v2-static",
+        description=(
+            "registry name of the embedding model for a new data folder (a folder keeps the model it was "
+            "built with; `python -m webapp reembed` switches it)"
+        ),
+    )
     default_collection: str = Field("default", description="collection used when none is chosen")
     max_upload_mb: float = Field(100.0, gt=0, description="largest PDF accepted, in MB")
     max_upload_files: int = Field(50, ge=1, description="most files accepted in one upload")
     max_pages: int = Field(3000, ge=1, description="most pages indexed from one document")
     pdf_timeout_s: float = Field(120.0, gt=0, description="time limit for reading one PDF")
     pdf_memory_mb: int = Field(1536, ge=128, description="memory limit of each PDF reader process")
-    pdf_max_figure_kb: int = Field(256, ge=0, description=(
-        "skip the text inside vector figures whose drawing code is larger than this (0 = read all); "
-        "huge plots cost pypdf seconds for a few tick labels"))
-    pdf_parser_nice: int = Field(10, ge=0, le=19, description=(
-        "niceness of the PDF reader processes (0 = same priority as the app): indexing yields the "
-        "CPU to chats instead of slowing them down"))
-    parse_workers: int = Field(0, ge=0, le=32, description=(
-        "PDF reader processes running at once (0 = one per usable CPU: the affinity mask and the "
-        "cgroup quota, not the node's core count); pypdf is pure Python, so parsing is most of the "
-        "indexing time and scales with cores"))
-    ocr_enabled: bool = Field(True, description=(
-        "read pages without a text layer (scans) with Tesseract; born-digital pages never go through OCR"))
-    ocr_language: str = Field("eng", pattern=r"^[A-Za-z_]{3,8}(\+[A-Za-z_]{3,8})*$", description=(
-        "Tesseract language(s), e.g. eng or deu+eng (each needs its tesseract-ocr-<lang> package)"))
+    pdf_max_figure_kb: int = Field(
+        256,
+        ge=0,
+        description=(
+            "skip the text inside vector figures whose drawing code is larger than this (0 = read all); "
+            "huge plots cost pypdf seconds for a few tick labels"
+        ),
+    )
+    pdf_parser_nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description=(
+            "niceness of the PDF reader processes (0 = same priority as the app): indexing yields the "
+            "CPU to chats instead of slowing them down"
+        ),
+    )
+    parse_workers: int = Field(
+        0,
+        ge=0,
+        le=32,
+        description=(
+            "PDF reader processes running at once (0 = one per usable CPU: the affinity mask and the "
+            "cgroup quota, not the node's core count); pypdf is pure Python, so parsing is most of the "
+            "indexing time and scales with cores"
+        ),
+    )
+    ocr_enabled: bool = Field(
+        True,
+        description=("read pages without a text layer (scans) with Tesseract; born-digital pages never go through OCR"),
+    )
+    ocr_language: str = Field(
+        "eng",
+        pattern=r"^[A-Za-z_]{3,8}(\+[A-Za-z_]{3,8})*$",
+        description=("Tesseract language(s), e.g. eng or deu+eng (each needs its tesseract-ocr-<lang> package)"),
+    )
     ocr_dpi: int = Field(300, ge=100, le=600, description="resolution scanned pages are drawn at for OCR")
     ocr_page_timeout_s: float = Field(90.0, gt=0, description="time limit for reading one page by OCR")
     ocr_command: str = Field("tesseract", description="the Tesseract program (a name on PATH or a path)")
     chunk_size: int = Field(1000, ge=100, description="characters per chunk")
     chunk_overlap: int = Field(150, ge=0, description="characters shared by neighbouring chunks")
     retrieval_k: int = Field(4, ge=1, le=20, description="passages given to the model per question")
-    evidence_sentences: int = Field(3, ge=1, le=10, description=(
-        "sentences of the sources shown as evidence under each grounded answer"))
-    page_cache_mb: float = Field(200.0, gt=0, description=(
-        "disk for rendered, highlighted PDF pages under <data_dir>/pages (oldest removed first)"))
-    min_similarity: float | None = Field(None, ge=-1, le=1, description=(
-        "cosine below which a passage is irrelevant (default: the embedding model's calibrated value)"))
+    evidence_sentences: int = Field(
+        3, ge=1, le=10, description=("sentences of the sources shown as evidence under each grounded answer")
+    )
+    page_cache_mb: float = Field(
+        200.0,
+        gt=0,
+        description=("disk for rendered, highlighted PDF pages under <data_dir>/pages (oldest removed first)"),
+    )
+    min_similarity: float | None = Field(
+        None,
+        ge=-1,
+        le=1,
+        description=("cosine below which a passage is irrelevant (default: the embedding model's calibrated value)"),
+    )
 
     # Benchmarks load extra model copies and take every core from the chats: an operator's tool.
-    enable_bench: bool = Field(True, description=(
-        "allow benchmarks from the Compare tab (the k8s overlays turn this off on shared pods)"))
+    bench_providers: list[str] = Field(
+        default_factory=lambda: ["benchmarks.baselines:targets"],
+        description=(
+            'more Compare targets: "module:function" names called with the settings, returning targets '
+            "(default: the llama.cpp / PyTorch baselines of this repository, when installed)"
+        ),
+    )
+    enable_bench: bool = Field(
+        True, description=("allow benchmarks from the Compare tab (the k8s overlays turn this off on shared pods)")
+    )
     # Where Gradio keeps uploads until they are stored; emptied at start and after every upload.
-    upload_tmp_dir: Path | None = Field(None, description=(
-        "folder for uploads in transit (default: <data_dir>/.uploads, on the data volume rather than /tmp)"))
+    upload_tmp_dir: Path | None = Field(
+        None,
+        description=(
+            "folder for uploads in transit (default: <data_dir>/.uploads, on the data volume rather than /tmp)"
+        ),
+    )
 
-    metrics_port: int = Field(0, ge=0, le=65535, description=(
-        "also serve /metrics without sign-in on this port (0 = only at /metrics of the app, behind sign-in); "
-        "the cluster opens it to the monitoring namespace only"))
+    metrics_port: int = Field(
+        0,
+        ge=0,
+        le=65535,
+        description=(
+            "also serve /metrics without sign-in on this port (0 = only at /metrics of the app, behind sign-in); "
+            "the cluster opens it to the monitoring namespace only"
+        ),
+    )
 
     log_level: str = Field("INFO")
 

@@ -30,9 +30,13 @@ MCP_PATH = "/mcp"
 def build_mcp(services):
     """(MCPServer, its Starlette routes); run ``server.session_manager.run()`` in the app's lifespan."""
     chat, documents, auth = services.chat, services.documents, services.auth
-    server = MCPServer(name="DocChat", instructions=(
-        "Search the user's document collections and answer questions from them with page citations. "
-        "Call `collections` first to see what can be searched."))
+    server = MCPServer(
+        name="DocChat",
+        instructions=(
+            "Search the user's document collections and answer questions from them with page citations. "
+            "Call `collections` first to see what can be searched."
+        ),
+    )
 
     def actor_of(ctx: Context):
         request = ctx.request_context.request
@@ -50,38 +54,53 @@ def build_mcp(services):
         actor = actor_of(ctx)
         return await in_thread(lambda: documents.collections(actor) if documents.available() is None else [])
 
-    @server.tool(description="Ranked passages from one collection for a query (no language model involved): "
-                             "document, page, scores and text of each.")
+    @server.tool(
+        description="Ranked passages from one collection for a query (no language model involved): "
+        "document, page, scores and text of each."
+    )
     async def search(collection: str, query: str, k: int = 5, ctx: Context = None) -> list[dict]:
         actor = actor_of(ctx)
         k = max(1, min(int(k), 50))
         passages = await in_thread(lambda: documents.search(collection, query, k=k, actor=actor))
         return [passage_json(n, p) for n, p in enumerate(passages, start=1)]
 
-    @server.tool(description="Answer a question from one collection. Returns the answer, the cited pages, "
-                             "the evidence sentences of the documents (best first) and which sentences of the "
-                             "answer the documents support.")
+    @server.tool(
+        description="Answer a question from one collection. Returns the answer, the cited pages, "
+        "the evidence sentences of the documents (best first) and which sentences of the "
+        "answer the documents support."
+    )
     async def ask(collection: str, question: str, max_tokens: int = 256, ctx: Context = None) -> dict:
         actor = actor_of(ctx)
 
         def answer() -> dict:
-            stream = chat.reply(chat.catalog.default_choice(), [], question, chat.params(max_tokens, None),
-                                collection=collection, actor=actor)
+            stream = chat.reply(
+                chat.catalog.default_choice(),
+                [],
+                question,
+                chat.params(max_tokens, None),
+                collection=collection,
+                actor=actor,
+            )
             text = "".join(stream)
-            return {"answer": text.strip(),
-                    "citations": [{"source": n, "document": p.document, "page": p.page}
-                                  for n, p in enumerate(stream.sources, start=1)],
-                    "evidence": [e.as_json() for e in stream.evidence],
-                    "claims": [c.as_json() for c in chat.claims(text, stream)]}
+            return {
+                "answer": text.strip(),
+                "citations": [
+                    {"source": n, "document": p.document, "page": p.page} for n, p in enumerate(stream.sources, start=1)
+                ],
+                "evidence": [e.as_json() for e in stream.evidence],
+                "claims": [c.as_json() for c in chat.claims(text, stream)],
+            }
 
         return await in_thread(answer)
 
     # With sign-in on, the gate is the protection; without it (loopback only) the SDK's DNS
     # rebinding guard keeps a web page from reaching the tools through a rebound host name.
-    security = TransportSecuritySettings(enable_dns_rebinding_protection=not auth.enabled,
-                                         allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*"],
-                                         allowed_origins=["http://127.0.0.1:*", "http://localhost:*",
-                                                          "http://[::1]:*"])
-    app = server.streamable_http_app(streamable_http_path=MCP_PATH, stateless_http=True, json_response=True,
-                                     transport_security=security)
+    security = TransportSecuritySettings(
+        enable_dns_rebinding_protection=not auth.enabled,
+        allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*"],
+        allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"],
+    )
+    app = server.streamable_http_app(
+        streamable_http_path=MCP_PATH, stateless_http=True, json_response=True, transport_security=security
+    )
     return server, list(app.routes)

@@ -39,14 +39,22 @@ RAG_PREFIX = "rag:"
 
 
 class APIError(Exception):
-    def __init__(self, status: int, message: str, type_: str = "invalid_request_error", code: str | None = None,
-                 param: str | None = None):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        type_: str = "invalid_request_error",
+        code: str | None = None,
+        param: str | None = None,
+    ):
         super().__init__(message)
         self.status, self.message, self.type, self.code, self.param = status, message, type_, code, param
 
     def response(self) -> JSONResponse:
-        return JSONResponse({"error": {"message": self.message, "type": self.type, "param": self.param,
-                                       "code": self.code}}, status_code=self.status)
+        return JSONResponse(
+            {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}},
+            status_code=self.status,
+        )
 
 
 class Message(BaseModel):
@@ -85,8 +93,14 @@ class SearchRequest(BaseModel):
 
 
 def passage_json(rank: int, p) -> dict:
-    return {"rank": rank, "document": p.document, "page": p.page, "score": round(p.score, 6),
-            "similarity": round(p.similarity, 4), "text": p.text}
+    return {
+        "rank": rank,
+        "document": p.document,
+        "page": p.page,
+        "score": round(p.score, 6),
+        "similarity": round(p.similarity, 4),
+        "text": p.text,
+    }
 
 
 class _Cut:
@@ -103,7 +117,7 @@ class _Cut:
         self.pending += piece
         hits = [i for i in (self.pending.find(s) for s in self.stops) if i >= 0]
         if hits:
-            out, self.pending, self.stopped = self.pending[:min(hits)], "", True
+            out, self.pending, self.stopped = self.pending[: min(hits)], "", True
             return out
         keep = max(len(s) - 1 for s in self.stops)
         out, self.pending = self.pending[:-keep] if keep else self.pending, self.pending[-keep:] if keep else ""
@@ -129,18 +143,22 @@ def openai_router(services) -> APIRouter:
     def models(request: Request):
         """Chat models and one ``rag:<collection>`` per collection the caller may read."""
         actor = actor_of(request)
-        data = [{"id": c.name, "object": "model", "created": 0, "owned_by": "docchat"}
-                for c in catalog.choices() if not c.name.endswith("/")]
-        data += [{"id": RAG_PREFIX + name, "object": "model", "created": 0, "owned_by": "docchat"}
-                 for name in readable_collections(actor)]
+        data = [
+            {"id": c.name, "object": "model", "created": 0, "owned_by": "docchat"}
+            for c in catalog.choices()
+            if not c.name.endswith("/")
+        ]
+        data += [
+            {"id": RAG_PREFIX + name, "object": "model", "created": 0, "owned_by": "docchat"}
+            for name in readable_collections(actor)
+        ]
         return {"object": "list", "data": data}
 
     @router.post("/search")
     def search(body: SearchRequest, request: Request):
         """Ranked passages from one collection (no model involved)."""
         try:
-            passages = documents.search(body.collection, body.query, k=body.k, mode=body.mode,
-                                        actor=actor_of(request))
+            passages = documents.search(body.collection, body.query, k=body.k, mode=body.mode, actor=actor_of(request))
         except UserError as exc:
             raise APIError(404 if "no collection" in exc.user_message else 400, exc.user_message) from exc
         return {"object": "list", "data": [passage_json(n, p) for n, p in enumerate(passages, start=1)]}
@@ -150,11 +168,15 @@ def openai_router(services) -> APIRouter:
         actor = actor_of(request)
         model, collection = body.model, None
         if model.startswith(RAG_PREFIX):
-            collection = model[len(RAG_PREFIX):]
+            collection = model[len(RAG_PREFIX) :]
             model = str((body.docchat or {}).get("model") or catalog.default_choice() or "")
         elif model not in {c.name for c in catalog.choices()}:
-            raise APIError(404, f"The model {body.model!r} does not exist; GET /v1/models lists them.",
-                           code="model_not_found", param="model")
+            raise APIError(
+                404,
+                f"The model {body.model!r} does not exist; GET /v1/models lists them.",
+                code="model_not_found",
+                param="model",
+            )
         turns = [m for m in body.messages if m.role in ("user", "assistant")]
         if not turns or turns[-1].role != "user":
             raise APIError(400, "The last message must come from the user.", param="messages")
@@ -175,8 +197,9 @@ def openai_router(services) -> APIRouter:
         def start():
             for _ in chat.wait_for_slot(ticket):
                 pass
-            return chat.reply(model, history, text, params, session=session, collection=collection,
-                              ticket=ticket, actor=actor)
+            return chat.reply(
+                model, history, text, params, session=session, collection=collection, ticket=ticket, actor=actor
+            )
 
         try:
             stream = await asyncio.to_thread(start)
@@ -195,10 +218,13 @@ def openai_router(services) -> APIRouter:
             if not stream.sources and not stream.evidence:
                 return None
             claims = chat.claims(answer, stream)
-            return {"citations": [{"source": n, "document": p.document, "page": p.page}
-                                  for n, p in enumerate(stream.sources, start=1)],
-                    "evidence": [e.as_json() for e in stream.evidence],
-                    "claims": [c.as_json() for c in claims]}
+            return {
+                "citations": [
+                    {"source": n, "document": p.document, "page": p.page} for n, p in enumerate(stream.sources, start=1)
+                ],
+                "evidence": [e.as_json() for e in stream.evidence],
+                "claims": [c.as_json() for c in claims],
+            }
 
         def usage() -> dict:
             prompt, completion = stream.stats.prompt_tokens or 0, stream.stats.completion_tokens or 0
@@ -215,17 +241,28 @@ def openai_router(services) -> APIRouter:
             finally:
                 await pieces.aclose()
             message = {"role": "assistant", "content": answer}
-            result = {"id": completion_id, "object": "chat.completion", "created": created, "model": shown_model,
-                      "choices": [{"index": 0, "message": message, "finish_reason": reason}], "usage": usage()}
+            result = {
+                "id": completion_id,
+                "object": "chat.completion",
+                "created": created,
+                "model": shown_model,
+                "choices": [{"index": 0, "message": message, "finish_reason": reason}],
+                "usage": usage(),
+            }
             found = await asyncio.to_thread(extra, answer)
             if found:
                 result["docchat"] = found
             return result
 
         def chunk(delta: dict, finish: str | None = None, **more) -> str:
-            payload = {"id": completion_id, "object": "chat.completion.chunk", "created": created,
-                       "model": shown_model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-                       **more}
+            payload = {
+                "id": completion_id,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": shown_model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                **more,
+            }
             return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
 
         async def events():
@@ -243,7 +280,9 @@ def openai_router(services) -> APIRouter:
                 found = await asyncio.to_thread(extra, answer)
                 yield chunk({}, reason, **({"docchat": found} if found else {}))
                 if body.stream_options and body.stream_options.include_usage:
-                    yield (f"data: {json.dumps({'id': completion_id, 'object': 'chat.completion.chunk', 'created': created, 'model': shown_model, 'choices': [], 'usage': usage()})}\n\n")
+                    yield (
+                        f"data: {json.dumps({'id': completion_id, 'object': 'chat.completion.chunk', 'created': created, 'model': shown_model, 'choices': [], 'usage': usage()})}\n\n"
+                    )
                 yield "data: [DONE]\n\n"
             except UserError as exc:  # the engine died or the remote server broke off mid-answer
                 error = {"error": {"message": exc.user_message, "type": "server_error", "param": None, "code": None}}
@@ -251,8 +290,9 @@ def openai_router(services) -> APIRouter:
             finally:
                 await pieces.aclose()
 
-        return StreamingResponse(events(), media_type="text/event-stream",
-                                 headers={"cache-control": "no-store", "x-accel-buffering": "no"})
+        return StreamingResponse(
+            events(), media_type="text/event-stream", headers={"cache-control": "no-store", "x-accel-buffering": "no"}
+        )
 
     return router
 

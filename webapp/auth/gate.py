@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import ipaddress
 import json
-
-import anyio
 import logging
 from http.cookies import SimpleCookie
 from urllib.parse import quote
+
+import anyio
 
 from webapp.auth.access import LOCAL, Actor
 from webapp.auth.users import User, UserStore, valid_name
@@ -46,8 +46,10 @@ class Authenticator:
         self.header = settings.auth_header.lower().encode()
         self.proxies = [ipaddress.ip_network(p, strict=False) for p in settings.trusted_proxies]
         if self.mode == "header" and not self.proxies:
-            raise UserError("Header sign-in needs DOCCHAT_TRUSTED_PROXIES: the addresses of the proxy that sets "
-                            f"{settings.auth_header}; without it anyone could claim to be anyone.")
+            raise UserError(
+                "Header sign-in needs DOCCHAT_TRUSTED_PROXIES: the addresses of the proxy that sets "
+                f"{settings.auth_header}; without it anyone could claim to be anyone."
+            )
 
     @property
     def enabled(self) -> bool:
@@ -108,7 +110,6 @@ class Authenticator:
             raise UserError("This account is disabled.")
         return Actor(user.name, user.role)
 
-
     def actor_of(self, request) -> Actor:
         """The Actor of a Gradio event: its gr.Request carries the signed-in user's name."""
         return self.actor_for(getattr(request, "username", None) if request is not None else None)
@@ -130,7 +131,7 @@ class AuthGate:
         if scope["type"] not in ("http", "websocket"):
             return await self.app(scope, receive, send)
         root = scope.get("root_path", "")
-        path = scope["path"][len(root):] if root and scope["path"].startswith(root) else scope["path"]
+        path = scope["path"][len(root) :] if root and scope["path"].startswith(root) else scope["path"]
         if path in OPEN_PATHS:
             return await self.app(scope, receive, send)
         headers = dict(scope.get("headers") or [])
@@ -147,14 +148,23 @@ class AuthGate:
         if wants_page and self.auth.mode == "password":
             target = root + "/auth/login?next=" + quote(root + path, safe="/")
             return await _respond(send, 303, b"", [(b"location", target.encode())])
-        sentence = ("Sign in through the identity proxy in front of this server." if self.auth.mode == "header"
-                    else "Sign in first: open the app in a browser, or send an API token as 'Authorization: Bearer'.")
+        sentence = (
+            "Sign in through the identity proxy in front of this server."
+            if self.auth.mode == "header"
+            else "Sign in first: open the app in a browser, or send an API token as 'Authorization: Bearer'."
+        )
         body = json.dumps({"detail": sentence}).encode()
-        return await _respond(send, 401, body, [(b"content-type", b"application/json"),
-                                                (b"www-authenticate", b'Bearer realm="docchat"')])
+        return await _respond(
+            send, 401, body, [(b"content-type", b"application/json"), (b"www-authenticate", b'Bearer realm="docchat"')]
+        )
 
 
 async def _respond(send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": headers + [(b"content-length", str(len(body)).encode()), (b"cache-control", b"no-store")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": headers + [(b"content-length", str(len(body)).encode()), (b"cache-control", b"no-store")],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

@@ -66,12 +66,16 @@ def signin_router(authenticator: Authenticator, throttle: Throttle | None = None
     per_user = settings.signin_max_failures
     per_address = 4 * settings.signin_max_failures
 
-    def page(request: Request, status: int = 200, message: str = "", username: str = "",
-             next_url: str | None = None) -> HTMLResponse:
+    def page(
+        request: Request, status: int = 200, message: str = "", username: str = "", next_url: str | None = None
+    ) -> HTMLResponse:
         root = request.scope.get("root_path", "")
-        text = PAGE.format(message=f'<p class="error" role="alert">{html.escape(message)}</p>' if message else "",
-                           action=html.escape(root + "/auth/login"), username=html.escape(username[:64]),
-                           next=html.escape(safe_next(next_url or request.query_params.get("next"), root)))
+        text = PAGE.format(
+            message=f'<p class="error" role="alert">{html.escape(message)}</p>' if message else "",
+            action=html.escape(root + "/auth/login"),
+            username=html.escape(username[:64]),
+            next=html.escape(safe_next(next_url or request.query_params.get("next"), root)),
+        )
         return HTMLResponse(text, status_code=status, headers={"cache-control": "no-store"})
 
     @router.get("/login")
@@ -79,8 +83,9 @@ def signin_router(authenticator: Authenticator, throttle: Throttle | None = None
         if authenticator.mode == "none":
             return RedirectResponse((request.scope.get("root_path", "") or "") + "/", status_code=303)
         if authenticator.mode == "header":
-            return HTMLResponse("<p>This server signs you in through the identity proxy in front of it.</p>",
-                                status_code=401)
+            return HTMLResponse(
+                "<p>This server signs you in through the identity proxy in front of it.</p>", status_code=401
+            )
         return page(request)
 
     @router.post("/login")
@@ -97,10 +102,16 @@ def signin_router(authenticator: Authenticator, throttle: Throttle | None = None
         if wait > 0:
             log.warning("sign-in refused (too many failures) for user %r from %s", name, address)
             minutes = max(1, math.ceil(wait / 60))
-            return page(request, 429, f"Too many failed sign-ins; try again in {minutes} minute"
-                        f"{'s' if minutes > 1 else ''}.", name, next)
-        user = (authenticator.users.verify_password(name, password)
-                if name and 0 < len(password) <= MAX_PASSWORD else None)
+            return page(
+                request,
+                429,
+                f"Too many failed sign-ins; try again in {minutes} minute{'s' if minutes > 1 else ''}.",
+                name,
+                next,
+            )
+        user = (
+            authenticator.users.verify_password(name, password) if name and 0 < len(password) <= MAX_PASSWORD else None
+        )
         if user is None:
             throttle.failed(*keys)
             log.warning("sign-in failed for user %r from %s", name, address)
@@ -110,8 +121,15 @@ def signin_router(authenticator: Authenticator, throttle: Throttle | None = None
         token = authenticator.users.start_session(user, settings.session_hours * 3600)
         response = RedirectResponse(safe_next(next, root), status_code=303)
         secure = request.url.scheme == "https" or request.headers.get("x-forwarded-proto") == "https"
-        response.set_cookie(SESSION_COOKIE, token, max_age=int(settings.session_hours * 3600), httponly=True,
-                            samesite="lax", secure=secure, path=(root or "/"))
+        response.set_cookie(
+            SESSION_COOKIE,
+            token,
+            max_age=int(settings.session_hours * 3600),
+            httponly=True,
+            samesite="lax",
+            secure=secure,
+            path=(root or "/"),
+        )
         return response
 
     @router.post("/logout")
@@ -120,8 +138,9 @@ def signin_router(authenticator: Authenticator, throttle: Throttle | None = None
         token = request.cookies.get(SESSION_COOKIE)
         if token:
             authenticator.users.end_session(token)
-        response = RedirectResponse(root + ("/auth/login" if authenticator.mode == "password" else "/"),
-                                    status_code=303)
+        response = RedirectResponse(
+            root + ("/auth/login" if authenticator.mode == "password" else "/"), status_code=303
+        )
         response.delete_cookie(SESSION_COOKIE, path=(root or "/"))
         return response
 

@@ -18,13 +18,12 @@ import re
 import secrets
 import sqlite3
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from webapp.auth.access import ROLES
 from webapp.errors import UserError
 from webapp.sqlite_db import ThreadConnections, transaction
-
-from webapp.auth.access import ROLES
 
 SESSION_PREFIX = "dcs_"
 MIN_PASSWORD = 8
@@ -56,7 +55,7 @@ CREATE TABLE IF NOT EXISTS sessions (
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _sha256(token: str) -> str:
@@ -77,8 +76,9 @@ class User:
 def valid_name(name: str) -> str:
     name = (name or "").strip()
     if not _NAME.match(name):
-        raise UserError("A user name is 1 to 64 characters: letters, digits and . _ @ - "
-                        "(starting with a letter or digit).")
+        raise UserError(
+            "A user name is 1 to 64 characters: letters, digits and . _ @ - (starting with a letter or digit)."
+        )
     return name
 
 
@@ -117,8 +117,10 @@ class UserStore:
         name, role = valid_name(name), valid_role(role)
         digest = self._hasher.hash(valid_password(password))
         try:
-            self._db().execute("INSERT INTO users(name, role, password_hash, created_at) VALUES (?, ?, ?, ?)",
-                               (name, role, digest, _now()))
+            self._db().execute(
+                "INSERT INTO users(name, role, password_hash, created_at) VALUES (?, ?, ?, ?)",
+                (name, role, digest, _now()),
+            )
         except sqlite3.IntegrityError as exc:
             raise UserError(f"There is already a user named {name}.") from exc
         return self.get(name)
@@ -132,8 +134,7 @@ class UserStore:
     def touch_login(self, user: User) -> None:
         self._db().execute("UPDATE users SET last_login_at = ? WHERE id = ?", (_now(), user.id))
 
-    _USER_SQL = ("SELECT u.*, (SELECT COUNT(*) FROM api_tokens t WHERE t.user_id = u.id) AS tokens "
-                 "FROM users u")
+    _USER_SQL = "SELECT u.*, (SELECT COUNT(*) FROM api_tokens t WHERE t.user_id = u.id) AS tokens FROM users u"
 
     def get(self, name: str) -> User:
         row = self._db().execute(self._USER_SQL + " WHERE u.name = ?", ((name or "").strip(),)).fetchone()
@@ -144,8 +145,15 @@ class UserStore:
 
     @staticmethod
     def _user(row) -> User:
-        return User(id=row["id"], name=row["name"], role=row["role"], created_at=row["created_at"],
-                    last_login_at=row["last_login_at"], disabled=bool(row["disabled"]), tokens=row["tokens"])
+        return User(
+            id=row["id"],
+            name=row["name"],
+            role=row["role"],
+            created_at=row["created_at"],
+            last_login_at=row["last_login_at"],
+            disabled=bool(row["disabled"]),
+            tokens=row["tokens"],
+        )
 
     def list(self) -> list[User]:
         rows = self._db().execute(self._USER_SQL + " ORDER BY u.name")
@@ -153,8 +161,9 @@ class UserStore:
 
     def set_password(self, name: str, password: str) -> None:
         user = self.get(name)
-        self._db().execute("UPDATE users SET password_hash = ? WHERE id = ?",
-                           (self._hasher.hash(valid_password(password)), user.id))
+        self._db().execute(
+            "UPDATE users SET password_hash = ? WHERE id = ?", (self._hasher.hash(valid_password(password)), user.id)
+        )
 
     def set_role(self, name: str, role: str) -> User:
         user = self.get(name)
@@ -193,8 +202,11 @@ class UserStore:
         """The user if the name and password match and the account is enabled, else None."""
         from argon2.exceptions import InvalidHashError, VerificationError
 
-        row = self._db().execute("SELECT id, password_hash, disabled FROM users WHERE name = ?",
-                                 ((name or "").strip(),)).fetchone()
+        row = (
+            self._db()
+            .execute("SELECT id, password_hash, disabled FROM users WHERE name = ?", ((name or "").strip(),))
+            .fetchone()
+        )
         digest = row["password_hash"] if row is not None and row["password_hash"] else self._dummy_hash
         try:
             self._hasher.verify(digest, (password or "")[:MAX_PASSWORD])
@@ -213,21 +225,29 @@ class UserStore:
         """A new API token for ``name``: returned once, only its hash is kept."""
         user = self.get(name)
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        self._db().execute("INSERT INTO api_tokens(user_id, token_sha256, created_at) VALUES (?, ?, ?)",
-                           (user.id, _sha256(token), _now()))
+        self._db().execute(
+            "INSERT INTO api_tokens(user_id, token_sha256, created_at) VALUES (?, ?, ?)",
+            (user.id, _sha256(token), _now()),
+        )
         return token
 
     def user_for_token(self, token: str) -> User | None:
         """The enabled user a token belongs to, else None."""
         if not (token or "").startswith(TOKEN_PREFIX) or len(token) > 200:
             return None
-        row = self._db().execute(
-            "SELECT u.name, t.id AS token_id, t.last_used_at FROM api_tokens t JOIN users u ON u.id = t.user_id "
-            "WHERE t.token_sha256 = ? AND u.disabled = 0", (_sha256(token),)).fetchone()
+        row = (
+            self._db()
+            .execute(
+                "SELECT u.name, t.id AS token_id, t.last_used_at FROM api_tokens t JOIN users u ON u.id = t.user_id "
+                "WHERE t.token_sha256 = ? AND u.disabled = 0",
+                (_sha256(token),),
+            )
+            .fetchone()
+        )
         if row is None:
             return None
         # Every request carries the token: record its use once per ten minutes, not a write per request.
-        stale = (datetime.now(timezone.utc) - timedelta(minutes=10)).isoformat(timespec="seconds")
+        stale = (datetime.now(UTC) - timedelta(minutes=10)).isoformat(timespec="seconds")
         if not row["last_used_at"] or row["last_used_at"] < stale:
             self._db().execute("UPDATE api_tokens SET last_used_at = ? WHERE id = ?", (_now(), row["token_id"]))
         return self.get(row["name"])
@@ -236,21 +256,29 @@ class UserStore:
     def start_session(self, user: User, lifetime_s: float) -> str:
         """A new session token for a signed-in user (the cookie's value); only its hash is kept."""
         token = SESSION_PREFIX + secrets.token_urlsafe(32)
-        expires = (datetime.now(timezone.utc) + timedelta(seconds=lifetime_s)).isoformat(timespec="seconds")
+        expires = (datetime.now(UTC) + timedelta(seconds=lifetime_s)).isoformat(timespec="seconds")
         db = self._db()
         with transaction(db):
             db.execute("DELETE FROM sessions WHERE expires_at < ?", (_now(),))
-            db.execute("INSERT INTO sessions(token_sha256, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
-                       (_sha256(token), user.id, _now(), expires))
+            db.execute(
+                "INSERT INTO sessions(token_sha256, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
+                (_sha256(token), user.id, _now(), expires),
+            )
         return token
 
     def user_for_session(self, token: str) -> User | None:
         """The enabled user of an unexpired session, else None."""
         if not (token or "").startswith(SESSION_PREFIX) or len(token) > 200:
             return None
-        row = self._db().execute(
-            "SELECT u.name FROM sessions s JOIN users u ON u.id = s.user_id "
-            "WHERE s.token_sha256 = ? AND s.expires_at > ? AND u.disabled = 0", (_sha256(token), _now())).fetchone()
+        row = (
+            self._db()
+            .execute(
+                "SELECT u.name FROM sessions s JOIN users u ON u.id = s.user_id "
+                "WHERE s.token_sha256 = ? AND s.expires_at > ? AND u.disabled = 0",
+                (_sha256(token), _now()),
+            )
+            .fetchone()
+        )
         return self.get(row["name"]) if row else None
 
     def end_session(self, token: str) -> None:
@@ -258,4 +286,3 @@ class UserStore:
 
     def close(self) -> None:
         self._connections.close()
-

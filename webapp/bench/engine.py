@@ -13,12 +13,12 @@ import logging
 import statistics
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 from webapp.bench.prompts import prompt_for
-from webapp.bench.report import BenchReport, RunSample, SweepPoint, TargetResult, machine_info
+from webapp.bench.report import BenchReport, RunSample, SweepPoint, TargetResult, machine_info, percentile
 from webapp.bench.targets import Target
 from webapp.errors import UserError
 from webapp.llm.base import CancelToken, ChatMessage, ChatStream, GenerationParams
@@ -92,8 +92,9 @@ class Cancelled(Exception):
     pass
 
 
-def _one(backend, text: str, params: GenerationParams, cancel: CancelToken, count_tokens,
-         on_piece=None) -> tuple[RunSample, str]:
+def _one(
+    backend, text: str, params: GenerationParams, cancel: CancelToken, count_tokens, on_piece=None
+) -> tuple[RunSample, str]:
     stream = ChatStream(backend.stream([ChatMessage("user", text)], params, cancel))
     answer = ""
     t0 = time.perf_counter()
@@ -103,8 +104,13 @@ def _one(backend, text: str, params: GenerationParams, cancel: CancelToken, coun
             on_piece(answer)
     st = stream.stats
     prompt_tokens = st.prompt_tokens or count_tokens(text)
-    return RunSample(prompt_tokens=prompt_tokens, completion_tokens=st.completion_tokens,
-                     ttft_s=st.ttft_s or 0.0, total_s=st.total_s, started=t0), answer
+    return RunSample(
+        prompt_tokens=prompt_tokens,
+        completion_tokens=st.completion_tokens,
+        ttft_s=st.ttft_s or 0.0,
+        total_s=st.total_s,
+        started=t0,
+    ), answer
 
 
 def _sweep(backend, users: int, cfg: BenchConfig, offset: int, cancel: CancelToken, count_tokens) -> SweepPoint:
@@ -131,31 +137,29 @@ def _sweep(backend, users: int, cfg: BenchConfig, offset: int, cancel: CancelTok
     end = max(s.started + s.total_s for s in samples)
     ttfts = sorted(s.ttft_s for s in samples)
     # the most requests in flight at the same moment: proves they really ran together
-    events = sorted([(s.started, 1) for s in samples] + [(s.started + s.total_s, -1) for s in samples],
-                    key=lambda e: (e[0], e[1]))
+    events = sorted(
+        [(s.started, 1) for s in samples] + [(s.started + s.total_s, -1) for s in samples], key=lambda e: (e[0], e[1])
+    )
     in_flight = peak = 0
     for _, delta in events:
         in_flight += delta
         peak = max(peak, in_flight)
-    return SweepPoint(users=users, requests=len(samples),
-                      aggregate_tok_s=sum(s.completion_tokens for s in samples) / max(end - start, 1e-9),
-                      mean_ttft_s=statistics.mean(ttfts), p95_ttft_s=percentile(ttfts, 95),
-                      max_in_flight=peak)
+    return SweepPoint(
+        users=users,
+        requests=len(samples),
+        aggregate_tok_s=sum(s.completion_tokens for s in samples) / max(end - start, 1e-9),
+        mean_ttft_s=statistics.mean(ttfts),
+        p95_ttft_s=percentile(ttfts, 95),
+        max_in_flight=peak,
+    )
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    values = sorted(values)
-    if not values:
-        return 0.0
-    k = (len(values) - 1) * q / 100
-    lo, hi = int(k), min(int(k) + 1, len(values) - 1)
-    return values[lo] + (values[hi] - values[lo]) * (k - lo)
-
-
-def measure(target: Target, cfg: BenchConfig, hooks: Hooks, index: int, total: int,
-            count_tokens: Callable[[str], int]) -> TargetResult:
-    result = TargetResult(target_id=target.id, label=target.label, backend=target.backend,
-                          size_mb=target.size_bytes / 1e6)
+def measure(
+    target: Target, cfg: BenchConfig, hooks: Hooks, index: int, total: int, count_tokens: Callable[[str], int]
+) -> TargetResult:
+    result = TargetResult(
+        target_id=target.id, label=target.label, backend=target.backend, size_mb=target.size_bytes / 1e6
+    )
     offset = 1000 * (index + 1)
     steps = cfg.warmup + cfg.runs + len(cfg.users)
     done = 0
@@ -179,8 +183,14 @@ def measure(target: Target, cfg: BenchConfig, hooks: Hooks, index: int, total: i
         for i in range(cfg.runs):
             if hooks.cancel.cancelled:
                 raise Cancelled()
-            sample, answer = _one(backend, prompt_for(cfg.profile, offset + i), params, hooks.cancel, count_tokens,
-                                  on_piece=lambda text: hooks.on_text(target.id, text))
+            sample, answer = _one(
+                backend,
+                prompt_for(cfg.profile, offset + i),
+                params,
+                hooks.cancel,
+                count_tokens,
+                on_piece=lambda text: hooks.on_text(target.id, text),
+            )
             result.runs.append(sample)
             result.sample_answer = answer
             tick(f"run {i + 1}/{cfg.runs}")
@@ -207,13 +217,24 @@ def measure(target: Target, cfg: BenchConfig, hooks: Hooks, index: int, total: i
     return result
 
 
-def run_benchmark(targets: Sequence[Target], cfg: BenchConfig, hooks: Hooks | None = None,
-                  count_tokens: Callable[[str], int] | None = None) -> BenchReport:
+def run_benchmark(
+    targets: Sequence[Target],
+    cfg: BenchConfig,
+    hooks: Hooks | None = None,
+    count_tokens: Callable[[str], int] | None = None,
+) -> BenchReport:
     hooks = hooks or Hooks()
     count_tokens = count_tokens or (lambda text: max(1, len(text) // 4))
-    report = BenchReport(machine=machine_info(), config={
-        "profile": cfg.profile, "runs": cfg.runs, "warmup": cfg.warmup,
-        "max_new_tokens": cfg.max_new_tokens, "users": list(cfg.users)})
+    report = BenchReport(
+        machine=machine_info(),
+        config={
+            "profile": cfg.profile,
+            "runs": cfg.runs,
+            "warmup": cfg.warmup,
+            "max_new_tokens": cfg.max_new_tokens,
+            "users": list(cfg.users),
+        },
+    )
     for i, target in enumerate(targets):
         if hooks.cancel.cancelled:
             report.results.append(TargetResult(target.id, target.label, target.backend, status="cancelled"))

@@ -44,9 +44,12 @@ def rag_prompt(i: int, target_chars: int = 4500) -> str:
     while sum(len(p) for p in body) < target_chars:
         body.append(f"[{len(body) + 1}] " + ordered[n % len(ordered)])
         n += 1
-    return (f"Request {i * 7919 % 100003}. Sources:\n\n" + "\n\n".join(body)
-            + "\n\nQuestion: according to the sources, why does compressing weights make a model faster? "
-              "Answer in three sentences and cite the sources.")
+    return (
+        f"Request {i * 7919 % 100003}. Sources:\n\n"
+        + "\n\n".join(body)
+        + "\n\nQuestion: according to the sources, why does compressing weights make a model faster? "
+        "Answer in three sentences and cite the sources."
+    )
 
 
 def chat_prompt(i: int) -> str:

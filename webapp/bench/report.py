@@ -8,8 +8,9 @@ import json
 import os
 import platform
 import statistics
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -17,10 +18,27 @@ from webapp.atomic import atomic_write_text
 
 REPORT_FORMAT = 1
 METRICS = [  # (key, column title)
-    ("load_s", "load s"), ("ttft_ms", "TTFT ms"), ("ttft_p95_ms", "TTFT p95 ms"), ("tpot_ms", "TPOT ms"),
-    ("decode_tok_s", "decode tok/s"), ("prefill_tok_s", "prefill tok/s"), ("e2e_s", "end-to-end s"),
-    ("e2e_p95_s", "e2e p95 s"), ("rss_mb", "RSS +MB"), ("size_mb", "size MB"),
+    ("load_s", "load s"),
+    ("ttft_ms", "TTFT ms"),
+    ("ttft_p95_ms", "TTFT p95 ms"),
+    ("tpot_ms", "TPOT ms"),
+    ("decode_tok_s", "decode tok/s"),
+    ("prefill_tok_s", "prefill tok/s"),
+    ("e2e_s", "end-to-end s"),
+    ("e2e_p95_s", "e2e p95 s"),
+    ("rss_mb", "RSS +MB"),
+    ("size_mb", "size MB"),
 ]
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0-100), linear between the closest ranks."""
+    values = sorted(values)
+    if not values:
+        return 0.0
+    k = (len(values) - 1) * q / 100
+    lo, hi = int(k), min(int(k) + 1, len(values) - 1)
+    return values[lo] + (values[hi] - values[lo]) * (k - lo)
 
 
 @dataclass
@@ -63,8 +81,6 @@ class TargetResult:
     sample_answer: str = ""
 
     def summary(self) -> dict[str, float | None]:
-        from webapp.bench.engine import percentile
-
         if not self.runs:
             return {key: None for key, _ in METRICS}
         ttft = [r.ttft_s for r in self.runs]
@@ -73,13 +89,16 @@ class TargetResult:
         prefill = [r.prompt_tokens / r.ttft_s for r in self.runs if r.ttft_s > 0]
         return {
             "load_s": self.load_s,
-            "ttft_ms": statistics.mean(ttft) * 1000, "ttft_p50_ms": percentile(ttft, 50) * 1000,
+            "ttft_ms": statistics.mean(ttft) * 1000,
+            "ttft_p50_ms": percentile(ttft, 50) * 1000,
             "ttft_p95_ms": percentile(ttft, 95) * 1000,
             "tpot_ms": statistics.mean(tpot) * 1000 if tpot else None,
             "decode_tok_s": (1 / statistics.mean(tpot)) if tpot else None,
             "prefill_tok_s": statistics.mean(prefill) if prefill else None,
-            "e2e_s": statistics.mean(e2e), "e2e_p95_s": percentile(e2e, 95),
-            "rss_mb": self.rss_mb or None, "size_mb": self.size_mb or None,
+            "e2e_s": statistics.mean(e2e),
+            "e2e_p95_s": percentile(e2e, 95),
+            "rss_mb": self.rss_mb or None,
+            "size_mb": self.size_mb or None,
             "prompt_tokens": statistics.mean(r.prompt_tokens for r in self.runs),
             "completion_tokens": statistics.mean(r.completion_tokens for r in self.runs),
         }
@@ -92,7 +111,7 @@ def machine_info() -> dict:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-        flags = next((l for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("flags")), "")
+        flags = next((ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("flags")), "")
         isa = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile") if f" {f}" in flags]
     except OSError:
         isa = []
@@ -107,8 +126,15 @@ def machine_info() -> dict:
             libs[pkg] = version(pkg)
         except PackageNotFoundError:
             pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "isa": isa, "memory_gb": round(mem_gb, 1),
-            "python": platform.python_version(), "os": platform.platform(), "libraries": libs}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "isa": isa,
+        "memory_gb": round(mem_gb, 1),
+        "python": platform.python_version(),
+        "os": platform.platform(),
+        "libraries": libs,
+    }
 
 
 @dataclass
@@ -116,7 +142,7 @@ class BenchReport:
     machine: dict
     config: dict
     results: list[TargetResult] = field(default_factory=list)
-    created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     format_version: int = REPORT_FORMAT
 
     # -- export -----------------------------------------------------------------
@@ -133,7 +159,7 @@ class BenchReport:
         atomic_write_text(Path(path), self.to_json() + "\n")
 
     @classmethod
-    def from_json(cls, text: str) -> "BenchReport":
+    def from_json(cls, text: str) -> BenchReport:
         d = json.loads(text)
         if d.get("format_version") != REPORT_FORMAT:
             raise ValueError(f"benchmark report format {d.get('format_version')!r} is not {REPORT_FORMAT}")
@@ -143,8 +169,13 @@ class BenchReport:
             r["runs"] = [RunSample(**x) for x in r["runs"]]
             r["sweep"] = [SweepPoint(**x) for x in r["sweep"]]
             results.append(TargetResult(**r))
-        return cls(machine=d["machine"], config=d["config"], results=results, created_at=d["created_at"],
-                   format_version=d["format_version"])
+        return cls(
+            machine=d["machine"],
+            config=d["config"],
+            results=results,
+            created_at=d["created_at"],
+            format_version=d["format_version"],
+        )
 
     def rows(self) -> list[list]:
         """One row per target: target, backend, status, metrics..., aggregate tok/s per user count."""
@@ -162,8 +193,12 @@ class BenchReport:
 
     def headers(self) -> list[str]:
         users = self.config.get("users", [])
-        return (["target", "backend", "status"] + [t for _, t in METRICS]
-                + [f"tok/s @{u} users" for u in users] + [f"TTFT p95 ms @{u} users" for u in users])
+        return (
+            ["target", "backend", "status"]
+            + [t for _, t in METRICS]
+            + [f"tok/s @{u} users" for u in users]
+            + [f"TTFT p95 ms @{u} users" for u in users]
+        )
 
     def to_csv(self) -> str:
         buf = io.StringIO()
@@ -175,10 +210,14 @@ class BenchReport:
     def to_markdown(self) -> str:
         def cell(v):
             return "" if v is None else str(v).replace("|", "/")
+
         lines = ["| " + " | ".join(self.headers()) + " |", "|" + "---|" * len(self.headers())]
         lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in self.rows()]
         m = self.machine
-        lines += ["", f"Machine: {m.get('cpu')} ({m.get('cores')} cores, {', '.join(m.get('isa', []))}), "
-                      f"{m.get('memory_gb')} GB; " + ", ".join(f"{k} {v}" for k, v in m.get("libraries", {}).items()),
-                  f"Config: {json.dumps(self.config)}; {self.created_at}"]
+        lines += [
+            "",
+            f"Machine: {m.get('cpu')} ({m.get('cores')} cores, {', '.join(m.get('isa', []))}), "
+            f"{m.get('memory_gb')} GB; " + ", ".join(f"{k} {v}" for k, v in m.get("libraries", {}).items()),
+            f"Config: {json.dumps(self.config)}; {self.created_at}",
+        ]
         return "\n".join(lines) + "\n"

@@ -33,12 +33,15 @@ class BenchService:
     def enabled(self) -> bool:
         return self.settings.enable_bench
 
-    def run(self, target_ids: list[str], cfg: BenchConfig, hooks: Hooks, session: str,
-            actor: Actor = LOCAL) -> BenchReport:
+    def run(
+        self, target_ids: list[str], cfg: BenchConfig, hooks: Hooks, session: str, actor: Actor = LOCAL
+    ) -> BenchReport:
         actor.require_admin("run benchmarks")
         if not self.enabled:
-            raise UserError("Benchmarks are turned off on this server (DOCCHAT_ENABLE_BENCH=false): they load "
-                            "extra model copies and take every core from the chats.")
+            raise UserError(
+                "Benchmarks are turned off on this server (DOCCHAT_ENABLE_BENCH=false): they load "
+                "extra model copies and take every core from the chats."
+            )
         by_id = {t.id: t for t in self.targets()}
         chosen = [by_id[i] for i in target_ids if i in by_id]
         if not chosen:
@@ -68,8 +71,11 @@ class BenchService:
     def export(cls, report: BenchReport) -> list[str]:
         folder = download_folder("bench", keep=cls.KEEP_EXPORTS)
         paths = []
-        for name, text in (("benchmark.csv", report.to_csv()), ("benchmark.json", report.to_json()),
-                           ("benchmark.md", report.to_markdown())):
+        for name, text in (
+            ("benchmark.csv", report.to_csv()),
+            ("benchmark.json", report.to_json()),
+            ("benchmark.md", report.to_markdown()),
+        ):
             path = folder / name
             path.write_text(text, encoding="utf-8")
             paths.append(str(path))

@@ -3,22 +3,28 @@
 - every LLM in the registry on the local OpenVINO backend (int4 / int8 / fp16 as built);
 - the source GGUF loaded directly by openvino-genai;
 - every model of every configured remote OpenAI-compatible endpoint;
-- baselines a user would otherwise pick, when their packages are installed (optional extra,
-  never in the runtime image): llama.cpp (llama-cpp-python) and PyTorch fp32 (transformers).
-  Their code is benchmarks/baselines.py, outside the serving path.
+- targets from providers named in ``DOCCHAT_BENCH_PROVIDERS`` ("module:function", each called
+  with the settings and returning Targets). The default names ``benchmarks.baselines:targets``:
+  llama.cpp (llama-cpp-python) and PyTorch fp32 (transformers) on the GGUF, when those packages
+  are installed. Baselines thus plug in from outside ``webapp/`` (nothing here imports them, and
+  the runtime image, which has no ``benchmarks/``, simply has none).
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from webapp.llm.base import ChatBackend
 from webapp.llm.openvino_engine import EngineOptions
 from webapp.registry import ModelEntry, RegistryError, folder_size, scan
 from webapp.settings import Settings
+
+log = logging.getLogger(__name__)
 
 DEFAULT_GGUF = ".sources/SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -61,28 +67,51 @@ def available_targets(settings: Settings, catalog=None) -> list[Target]:
     except RegistryError:
         entries = []
     for e in entries:
-        targets.append(Target(f"openvino:{e.name}", f"{e.name} · OpenVINO", "openvino",
-                              _openvino(e, options), e.manifest.get("size_bytes", 0)))
+        targets.append(
+            Target(
+                f"openvino:{e.name}",
+                f"{e.name} · OpenVINO",
+                "openvino",
+                _openvino(e, options),
+                e.manifest.get("size_bytes", 0),
+            )
+        )
     gguf = Path(settings.models_dir) / DEFAULT_GGUF
-    tokenizer_dir = next((e.path for e in entries), None)
     if gguf.is_file():
-        entry = ModelEntry(name=gguf.stem, kind="llm", path=gguf,
-                           manifest={"context_length": 8192, "weights": {"format": "gguf"}})
-        targets.append(Target(f"openvino-gguf:{gguf.stem}", f"{gguf.stem} (GGUF) · OpenVINO", "openvino",
-                              _openvino(entry, options), _size(gguf)))
-        if _installed("benchmarks.baselines", "llama_cpp"):
-            from benchmarks.baselines import LlamaCppBackend
-
-            targets.append(Target(f"llama.cpp:{gguf.stem}", f"{gguf.stem} · llama.cpp", "llama.cpp",
-                                  lambda: LlamaCppBackend(gguf), _size(gguf)))
-        if tokenizer_dir and _installed("benchmarks.baselines", "torch", "transformers", "gguf"):
-            from benchmarks.baselines import TorchBackend
-
-            targets.append(Target(f"pytorch:{gguf.stem}", f"{gguf.stem} fp32 · PyTorch", "pytorch",
-                                  lambda: TorchBackend(gguf, tokenizer_dir), _size(gguf)))
+        entry = ModelEntry(
+            name=gguf.stem, kind="llm", path=gguf, manifest={"context_length": 8192, "weights": {"format": "gguf"}}
+        )
+        targets.append(
+            Target(
+                f"openvino-gguf:{gguf.stem}",
+                f"{gguf.stem} (GGUF) · OpenVINO",
+                "openvino",
+                _openvino(entry, options),
+                _size(gguf),
+            )
+        )
+    targets += provided_targets(settings)
     if catalog is not None:
         for choice in catalog.choices():
             if choice.name.startswith("remote:") and not choice.name.endswith("/"):
-                targets.append(Target(choice.name, choice.label, "remote",
-                                      (lambda n=choice.name: catalog.get(n)), 0, local=False))
+                targets.append(
+                    Target(choice.name, choice.label, "remote", (lambda n=choice.name: catalog.get(n)), 0, local=False)
+                )
     return targets
+
+
+def provided_targets(settings: Settings) -> list[Target]:
+    """Targets from the providers in ``settings.bench_providers``; one that is not installed is skipped."""
+    found: list[Target] = []
+    for spec in settings.bench_providers:
+        module_name, _, function = spec.partition(":")
+        try:
+            provider = getattr(importlib.import_module(module_name), function or "targets")
+        except (ImportError, AttributeError) as exc:
+            log.debug("bench provider %s not available: %s", spec, exc)
+            continue
+        try:
+            found += list(provider(settings))
+        except Exception:  # a broken plug-in costs its own targets, not the Compare tab
+            log.exception("bench provider %s failed", spec)
+    return found

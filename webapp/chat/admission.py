@@ -42,7 +42,7 @@ class AdmissionStats:
 class Ticket:
     """One answer's place: ``wait()`` until it is active, ``release()`` when the answer ends."""
 
-    def __init__(self, admission: "Admission", session: str | None):
+    def __init__(self, admission: Admission, session: str | None):
         self._admission = admission
         self.session = session
         self.state = WAITING
@@ -89,8 +89,10 @@ class Admission:
                 self._active += 1
             elif len(self._queue) >= self.max_waiting:
                 self._refused += 1
-                raise Busy(f"The server is busy ({self._active} being answered, {len(self._queue)} waiting). "
-                           "Please try again in a minute.")
+                raise Busy(
+                    f"The server is busy ({self._active} being answered, {len(self._queue)} waiting). "
+                    "Please try again in a minute."
+                )
             else:
                 self._queue.append(ticket)
             if session:

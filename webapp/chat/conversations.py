@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from dataclasses import dataclass, field
+from datetime import UTC
 from pathlib import Path
 
 from webapp.auth.access import Actor
@@ -83,13 +84,13 @@ def _checks(raw: str | None) -> dict:
 def title_from(question: str) -> str:
     line = " ".join((question or "").split())
     line = "".join(ch for ch in line if ch.isprintable())
-    return (line[:MAX_TITLE - 1] + "…") if len(line) > MAX_TITLE else (line or "New conversation")
+    return (line[: MAX_TITLE - 1] + "…") if len(line) > MAX_TITLE else (line or "New conversation")
 
 
 def _now() -> str:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 class ConversationStore:
@@ -113,8 +114,9 @@ class ConversationStore:
         return Conversation(row["id"], row["title"], row["collection"], row["created_at"], row["updated_at"])
 
     def list(self, actor: Actor, limit: int = 200) -> list[Conversation]:
-        rows = self._db().execute("SELECT * FROM conversations WHERE owner = ? ORDER BY updated_at DESC, id DESC "
-                                  "LIMIT ?", (actor.name, limit))
+        rows = self._db().execute(
+            "SELECT * FROM conversations WHERE owner = ? ORDER BY updated_at DESC, id DESC LIMIT ?", (actor.name, limit)
+        )
         return [self._conversation(r) for r in rows]
 
     def get(self, actor: Actor, conversation_id: int | None) -> Conversation:
@@ -131,31 +133,47 @@ class ConversationStore:
         now = _now()
         cur = self._db().execute(
             "INSERT INTO conversations(owner, title, collection, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
-            (actor.name, title_from(first_question), collection, now, now))
+            (actor.name, title_from(first_question), collection, now, now),
+        )
         return self.get(actor, cur.lastrowid)
 
     def messages(self, actor: Actor, conversation_id: int) -> list[StoredMessage]:
         conversation = self.get(actor, conversation_id)
-        rows = self._db().execute("SELECT role, content, sources, checks FROM messages WHERE conversation_id = ? "
-                                  "ORDER BY id", (conversation.id,))
-        return [StoredMessage(r["role"], r["content"], json.loads(r["sources"] or "[]"), _checks(r["checks"]))
-                for r in rows]
+        rows = self._db().execute(
+            "SELECT role, content, sources, checks FROM messages WHERE conversation_id = ? ORDER BY id",
+            (conversation.id,),
+        )
+        return [
+            StoredMessage(r["role"], r["content"], json.loads(r["sources"] or "[]"), _checks(r["checks"])) for r in rows
+        ]
 
-    def append(self, actor: Actor, conversation_id: int, role: str, content: str,
-               sources: list[dict] | None = None, checks: dict | None = None) -> None:
+    def append(
+        self,
+        actor: Actor,
+        conversation_id: int,
+        role: str,
+        content: str,
+        sources: list[dict] | None = None,
+        checks: dict | None = None,
+    ) -> None:
         conversation = self.get(actor, conversation_id)
         with transaction(self._db()) as db:
-            db.execute("INSERT INTO messages(conversation_id, role, content, sources, created_at, checks) "
-                       "VALUES (?, ?, ?, ?, ?, ?)",
-                       (conversation.id, role, content, json.dumps(sources or []), _now(), json.dumps(checks or {})))
+            db.execute(
+                "INSERT INTO messages(conversation_id, role, content, sources, created_at, checks) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (conversation.id, role, content, json.dumps(sources or []), _now(), json.dumps(checks or {})),
+            )
             db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (_now(), conversation.id))
 
     def add_claims(self, actor: Actor, conversation_id: int, claims: list[dict]) -> None:
         """The claim check of the newest answer, which is stored before the check runs."""
         conversation = self.get(actor, conversation_id)
         with transaction(self._db()) as db:
-            row = db.execute("SELECT id, checks FROM messages WHERE conversation_id = ? AND role = 'assistant' "
-                             "ORDER BY id DESC LIMIT 1", (conversation.id,)).fetchone()
+            row = db.execute(
+                "SELECT id, checks FROM messages WHERE conversation_id = ? AND role = 'assistant' "
+                "ORDER BY id DESC LIMIT 1",
+                (conversation.id,),
+            ).fetchone()
             if row is not None:
                 checks = _checks(row["checks"]) | {"claims": claims}
                 db.execute("UPDATE messages SET checks = ? WHERE id = ?", (json.dumps(checks), row["id"]))
@@ -178,9 +196,14 @@ class ConversationStore:
 
     def export_markdown(self, actor: Actor, conversation_id: int) -> str:
         conversation = self.get(actor, conversation_id)
-        lines = [f"# {conversation.title}", "",
-                 f"_Exported from DocChat · started {conversation.created_at[:16].replace('T', ' ')} UTC"
-                 + (f" · documents: {conversation.collection}" if conversation.collection else "") + "_", ""]
+        lines = [
+            f"# {conversation.title}",
+            "",
+            f"_Exported from DocChat · started {conversation.created_at[:16].replace('T', ' ')} UTC"
+            + (f" · documents: {conversation.collection}" if conversation.collection else "")
+            + "_",
+            "",
+        ]
         for m in self.messages(actor, conversation.id):
             lines += [f"**{'You' if m.role == 'user' else 'DocChat'}:**", "", m.content.strip(), ""]
             if m.sources:

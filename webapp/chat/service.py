@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 import weakref
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 from webapp.auth.access import LOCAL, Actor
 from webapp.chat.admission import Admission, Busy, Ticket
@@ -40,8 +40,10 @@ class ChatService:
         self.metrics.watch_engines(catalog)
 
     def default_params(self) -> GenerationParams:
-        return GenerationParams(max_new_tokens=min(self._settings.max_new_tokens, self._settings.max_new_tokens_limit),
-                                temperature=self._settings.temperature)
+        return GenerationParams(
+            max_new_tokens=min(self._settings.max_new_tokens, self._settings.max_new_tokens_limit),
+            temperature=self._settings.temperature,
+        )
 
     @property
     def max_new_tokens_limit(self) -> int:
@@ -57,8 +59,10 @@ class ChatService:
             raise InvalidMessage("The answer length and temperature must be numbers.") from exc
         if temp != temp:  # NaN
             raise InvalidMessage("The temperature must be a number.")
-        return GenerationParams(max_new_tokens=max(1, min(tokens, self._settings.max_new_tokens_limit)),
-                                temperature=max(0.0, min(temp, 2.0)))
+        return GenerationParams(
+            max_new_tokens=max(1, min(tokens, self._settings.max_new_tokens_limit)),
+            temperature=max(0.0, min(temp, 2.0)),
+        )
 
     # -- admission ------------------------------------------------------------------------
     def admit(self, session: str | None = None) -> Ticket:
@@ -81,8 +85,9 @@ class ChatService:
         try:
             while not ticket.wait(poll_s):
                 if time.monotonic() >= deadline:
-                    raise Busy(f"The server stayed busy for {self._settings.max_wait_s:.0f} s; "
-                               "please try again in a minute.")
+                    raise Busy(
+                        f"The server stayed busy for {self._settings.max_wait_s:.0f} s; please try again in a minute."
+                    )
                 yield ticket.ahead()
         except BaseException:
             ticket.release()
@@ -103,8 +108,12 @@ class ChatService:
                 break
             kept.append(message)
         if len(kept) < len(turns):
-            log.info("history trimmed to its newest %d of %d turns (%d-character cap)",
-                     len(kept), len(turns), self._settings.max_history_chars)
+            log.info(
+                "history trimmed to its newest %d of %d turns (%d-character cap)",
+                len(kept),
+                len(turns),
+                self._settings.max_history_chars,
+            )
         return kept[::-1]
 
     def validate(self, message: str) -> str:
@@ -114,7 +123,8 @@ class ChatService:
         if len(text) > self._settings.max_message_chars:
             raise InvalidMessage(
                 f"Your message is {len(text):,} characters; the limit is "
-                f"{self._settings.max_message_chars:,}. Shorten it or split it up.")
+                f"{self._settings.max_message_chars:,}. Shorten it or split it up."
+            )
         return text
 
     @staticmethod
@@ -125,9 +135,17 @@ class ChatService:
         system = [ChatMessage("system", self._settings.system_prompt)] if self._settings.system_prompt else []
         return system + self.trim_history(history) + [ChatMessage("user", message)]
 
-    def reply(self, model: str | None, history: Sequence[ChatMessage], message: str,
-              params: GenerationParams | None = None, session: str | None = None,
-              collection: str | None = None, ticket: Ticket | None = None, actor: Actor = LOCAL) -> ChatStream:
+    def reply(
+        self,
+        model: str | None,
+        history: Sequence[ChatMessage],
+        message: str,
+        params: GenerationParams | None = None,
+        session: str | None = None,
+        collection: str | None = None,
+        ticket: Ticket | None = None,
+        actor: Actor = LOCAL,
+    ) -> ChatStream:
         """Start answering ``message``; iterate the returned stream for text pieces.
 
         With a ``collection`` the answer is grounded in its documents: the passages
@@ -161,8 +179,7 @@ class ChatService:
             if not passages:
                 self.metrics.not_found.inc()
                 ticket.release()
-                return ChatStream(iter([TextDelta(NOT_FOUND.format(collection=collection)),
-                                        Finished("stop", 0, 0)]))
+                return ChatStream(iter([TextDelta(NOT_FOUND.format(collection=collection)), Finished("stop", 0, 0)]))
             evidence = self.documents.evidence(text, passages)
             if not EvidenceFinder.answers(evidence):
                 # Passages came back, but no sentence in them answers the question: say so, offer
@@ -172,7 +189,9 @@ class ChatService:
                 closest = evidence[0] if evidence else None
                 reply = NOT_ANSWERED.format(collection=collection) + (
                     f" The closest sentence is “{closest.text}” ({closest.document}, p. {closest.page})."
-                    if closest else "")
+                    if closest
+                    else ""
+                )
                 return ChatStream(iter([TextDelta(reply), Finished("stop", 0, 0)]), evidence=evidence[:1])
         backend = self.catalog.get(model)
         cancel = CancelToken()
@@ -188,8 +207,12 @@ class ChatService:
             messages = self.build_messages(history, text)
         events = backend.stream(messages, params or self.default_params(), cancel)
         self.metrics.started.labels(model or "?", backend_of(model)).inc()
-        stream = ChatStream(self._release_when_done(events, session, cancel, ticket), sources=passages,
-                            evidence=evidence, on_end=lambda s, error: self._measured(model, s, error))
+        stream = ChatStream(
+            self._release_when_done(events, session, cancel, ticket),
+            sources=passages,
+            evidence=evidence,
+            on_end=lambda s, error: self._measured(model, s, error),
+        )
         # A stream dropped without being read never runs its finally: give the place back then too.
         weakref.finalize(stream, ticket.release)
         return stream

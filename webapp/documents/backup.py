@@ -16,7 +16,7 @@ import shutil
 import sqlite3
 import tarfile
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from webapp.atomic import atomic_path
@@ -41,11 +41,17 @@ def export_store(data_dir: Path, archive: Path) -> dict:
         finally:
             src.close()
         hashes = [r[0] for r in dst.execute("SELECT DISTINCT sha256 FROM documents")]
-        counts = {"documents": dst.execute("SELECT COUNT(*) FROM documents").fetchone()[0],
-                  "chunks": dst.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]}
+        counts = {
+            "documents": dst.execute("SELECT COUNT(*) FROM documents").fetchone()[0],
+            "chunks": dst.execute("SELECT COUNT(*) FROM chunks").fetchone()[0],
+        }
         dst.close()
-        manifest = {"format_version": BACKUP_FORMAT, "created_at": datetime.now(timezone.utc).isoformat(),
-                    **counts, "files": len(hashes)}
+        manifest = {
+            "format_version": BACKUP_FORMAT,
+            "created_at": datetime.now(UTC).isoformat(),
+            **counts,
+            "files": len(hashes),
+        }
         with atomic_path(archive) as partial, tarfile.open(partial, "w:gz") as tar:
             data = json.dumps(manifest, indent=2).encode()
             info = tarfile.TarInfo("manifest.json")
@@ -81,14 +87,18 @@ def import_store(archive: Path, data_dir: Path, max_bytes: int = 50 * 10**9) -> 
             raise UserError(f"{Path(archive).name} is damaged (the archive ends early or is corrupt).") from exc
         bad = [m.name for m in members if not _MEMBER.match(m.name) or not m.isfile()]
         if bad or "store.sqlite3" not in {m.name for m in members}:
-            raise UserError(f"{Path(archive).name} is not a DocChat backup (unexpected content: "
-                            f"{', '.join(bad[:3]) or 'no store.sqlite3'}).")
+            raise UserError(
+                f"{Path(archive).name} is not a DocChat backup (unexpected content: "
+                f"{', '.join(bad[:3]) or 'no store.sqlite3'})."
+            )
         total = sum(m.size for m in members)
         data_dir.mkdir(parents=True, exist_ok=True)
         free = shutil.disk_usage(data_dir).free
         if total > max_bytes or total > free:
-            raise UserError(f"{Path(archive).name} unpacks to {total / 1e9:.1f} GB; the limit is "
-                            f"{max_bytes / 1e9:.1f} GB and {free / 1e9:.1f} GB are free in {data_dir}.")
+            raise UserError(
+                f"{Path(archive).name} unpacks to {total / 1e9:.1f} GB; the limit is "
+                f"{max_bytes / 1e9:.1f} GB and {free / 1e9:.1f} GB are free in {data_dir}."
+            )
         manifest = json.loads(tar.extractfile("manifest.json").read()) if "manifest.json" in tar.getnames() else {}
         if manifest.get("format_version", BACKUP_FORMAT) != BACKUP_FORMAT:
             raise UserError(f"This backup has format {manifest.get('format_version')}; this app reads {BACKUP_FORMAT}.")

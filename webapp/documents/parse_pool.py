@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
 
 from webapp.rag.pdf_text import PageRange, ParsedPdf, assemble
 from webapp.rag.store import Document
@@ -48,11 +48,13 @@ class ParsePool:
         self.workers = max(1, workers)
         self.on_start = on_start
 
-    def parsed(self, docs: list[Document], passwords: dict[int, str] | None = None
-               ) -> Iterator[tuple[Document, Callable[[], ParsedPdf]]]:
+    def parsed(
+        self, docs: list[Document], passwords: dict[int, str] | None = None
+    ) -> Iterator[tuple[Document, Callable[[], ParsedPdf]]]:
         passwords = passwords or {}
         jobs: deque[tuple[_File, int, int | None]] = deque(
-            (_File(d, passwords.get(d.id)), 0, FIRST_RANGE) for d in sorted(docs, key=lambda d: -d.size_bytes))
+            (_File(d, passwords.get(d.id)), 0, FIRST_RANGE) for d in sorted(docs, key=lambda d: -d.size_bytes)
+        )
         running: dict[Future, tuple[_File, int, int | None]] = {}
         with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="pdf-parse") as pool:
             while jobs or running:
@@ -94,6 +96,7 @@ class ParsePool:
 def _raiser(exc: BaseException) -> Callable[[], ParsedPdf]:
     def parse() -> ParsedPdf:
         raise exc
+
     return parse
 
 

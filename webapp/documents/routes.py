@@ -37,9 +37,14 @@ def document_router(documents: DocumentService, auth: Authenticator) -> APIRoute
             doc, path = documents.pdf_path(doc_id, actor(request))
         except UserError as exc:
             return JSONResponse({"detail": exc.user_message}, status_code=404)
-        return FileResponse(path, media_type="application/pdf",
-                            headers={"content-disposition": f'inline; filename="{_inline_name(doc.label)}"',
-                                     "cache-control": "private, max-age=3600"})
+        return FileResponse(
+            path,
+            media_type="application/pdf",
+            headers={
+                "content-disposition": f'inline; filename="{_inline_name(doc.label)}"',
+                "cache-control": "private, max-age=3600",
+            },
+        )
 
     @router.get("/{doc_id}/pages/{page}.png")
     def page_image(doc_id: int, page: int, request: Request, highlight: str = Query("", max_length=4000)):

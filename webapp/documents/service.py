@@ -10,17 +10,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
+from webapp.atomic import atomic_write_json
 from webapp.auth.access import LOCAL, Actor, CollectionAccess, Forbidden
 from webapp.auth.users import valid_name
 from webapp.documents.parse_pool import ParsePool
 from webapp.documents.uploads import discard_uploads, safe_label, store_upload, upload_problem
 from webapp.errors import UserError
 from webapp.rag.chunking import PageChunker
-from webapp.atomic import atomic_write_json
 from webapp.rag.ocr import MISSING as OCR_MISSING
 from webapp.rag.ocr import ocr_pages
 from webapp.rag.pdf_text import PageRange, ParsedPdf, PdfProblem, read_pages, unusable
@@ -75,8 +75,10 @@ def _no_text_sentence(all_pages_empty: bool, ocr, ocr_enabled: bool) -> str:
     if not all_pages_empty:
         return "No usable text was found in this PDF."
     if not ocr_enabled:
-        return ("No text layer was found in this PDF (it looks scanned or image-only) and OCR is turned off "
-                "on this server (DOCCHAT_OCR_ENABLED).")
+        return (
+            "No text layer was found in this PDF (it looks scanned or image-only) and OCR is turned off "
+            "on this server (DOCCHAT_OCR_ENABLED)."
+        )
     if ocr is not None and ocr.failed and not ocr.pages:
         reason = next(iter(ocr.failed.values()))
         if reason == OCR_MISSING:
@@ -131,10 +133,14 @@ class DocumentService:
         """
         recorded = recorded_embedding_model(self.settings.data_dir)
         if recorded and recorded != self.settings.embedding_model:
-            log.warning("data folder %s was embedded with %s; using it (DOCCHAT_EMBEDDING_MODEL=%s applies to "
-                        "new folders; `python -m webapp reembed --model %s` converts this one)",
-                        self.settings.data_dir, recorded, self.settings.embedding_model,
-                        self.settings.embedding_model)
+            log.warning(
+                "data folder %s was embedded with %s; using it (DOCCHAT_EMBEDDING_MODEL=%s applies to "
+                "new folders; `python -m webapp reembed --model %s` converts this one)",
+                self.settings.data_dir,
+                recorded,
+                self.settings.embedding_model,
+                self.settings.embedding_model,
+            )
         return recorded or self.settings.embedding_model
 
     @property
@@ -165,8 +171,10 @@ class DocumentService:
     def _managed(self, collection: str | None, actor: Actor) -> CollectionAccess:
         access = self._access(collection, actor)
         if not access.can_manage_documents(actor):
-            raise Forbidden(f"You can read collection {access.name!r} but not change its documents; "
-                            "ask its owner to share it with you by name.")
+            raise Forbidden(
+                f"You can read collection {access.name!r} but not change its documents; "
+                "ask its owner to share it with you by name."
+            )
         return access
 
     def collection_access(self, actor: Actor = LOCAL) -> list[CollectionAccess]:
@@ -180,8 +188,9 @@ class DocumentService:
         """The collections ``actor`` may upload to and manage documents in."""
         return [c.name for c in self.collection_access(actor) if c.can_manage_documents(actor)]
 
-    def create_collection(self, name: str, actor: Actor = LOCAL, visibility: str | None = None,
-                          members: Sequence[str] = ()) -> str:
+    def create_collection(
+        self, name: str, actor: Actor = LOCAL, visibility: str | None = None, members: Sequence[str] = ()
+    ) -> str:
         """A new collection owned by ``actor`` (private unless said otherwise).
 
         With auth none (LOCAL) it belongs to the admins and everyone sees it, as before users existed.
@@ -240,15 +249,19 @@ class DocumentService:
                 results.append(UploadResult(str(name), error=exc.user_message))
         return results
 
-    def add_uploads(self, collection: str, files: Sequence[tuple[Path, str]], actor: Actor = LOCAL) -> list[UploadResult]:
+    def add_uploads(
+        self, collection: str, files: Sequence[tuple[Path, str]], actor: Actor = LOCAL
+    ) -> list[UploadResult]:
         """Store browser uploads: only files Gradio received into the uploads folder are read, and
         each temp copy is deleted once stored (or refused), so uploads never pile up on disk."""
         try:
             actor.require_member("upload documents")
             self._managed(collection, actor)
             if len(files) > self.settings.max_upload_files:
-                raise UserError(f"{len(files)} files were sent at once; the limit is "
-                                f"{self.settings.max_upload_files}. Upload them in smaller groups.")
+                raise UserError(
+                    f"{len(files)} files were sent at once; the limit is "
+                    f"{self.settings.max_upload_files}. Upload them in smaller groups."
+                )
             accepted, results = [], []
             for path, name in files:
                 problem = upload_problem(self.settings.uploads_dir, Path(path))
@@ -282,14 +295,25 @@ class DocumentService:
             return False
 
     # -- indexing ----------------------------------------------------------------------------
-    def index_queued(self, collection: str | None = None, progress: Progress | None = None,
-                     passwords: dict[int, str] | None = None, actor: Actor = LOCAL) -> IndexReport:
+    def index_queued(
+        self,
+        collection: str | None = None,
+        progress: Progress | None = None,
+        passwords: dict[int, str] | None = None,
+        actor: Actor = LOCAL,
+    ) -> IndexReport:
         """Index every queued document (of one collection, or all); failures are per document."""
         return self.reindex(collection, [], progress=progress, passwords=passwords, actor=actor)
 
-    def reindex(self, collection: str | None = None, doc_ids: Sequence[int] | None = None,
-                only_failed: bool = False, progress: Progress | None = None,
-                passwords: dict[int, str] | None = None, actor: Actor = LOCAL) -> IndexReport:
+    def reindex(
+        self,
+        collection: str | None = None,
+        doc_ids: Sequence[int] | None = None,
+        only_failed: bool = False,
+        progress: Progress | None = None,
+        passwords: dict[int, str] | None = None,
+        actor: Actor = LOCAL,
+    ) -> IndexReport:
         """Queue documents again and index everything queued, under the indexing lock.
 
         ``doc_ids`` None means every document of the collection (``only_failed``: the failed
@@ -320,8 +344,9 @@ class DocumentService:
         finally:
             self._index_lock.release()
 
-    def _index_locked(self, collection: str | None, progress: Progress | None,
-                      passwords: dict[int, str]) -> IndexReport:
+    def _index_locked(
+        self, collection: str | None, progress: Progress | None, passwords: dict[int, str]
+    ) -> IndexReport:
         report = IndexReport()
         started = time.perf_counter()
         queue = [d for d in self.documents(collection) if d.status == "queued"]
@@ -337,9 +362,11 @@ class DocumentService:
         pool = ParsePool(self._read_range, self.settings.parse_workers or usable_cpus(), on_start=reading)
         for n, (doc, parse) in enumerate(pool.parsed(queue, passwords)):
             finished[0] = n
+
             def step(fraction: float, what: str, n=n, doc=doc):
                 if progress:
                     progress((n + fraction) / max(1, len(queue)), f"{doc.label}: {what}")
+
             done = self._index_one(doc, step, parse, report)
             if done is None:
                 report.deleted.append(doc.label)
@@ -361,12 +388,21 @@ class DocumentService:
 
     def _read_range(self, doc: Document, password: str | None, start: int, stop: int | None) -> PageRange:
         s = self.settings
-        return read_pages(self.store.files_dir / f"{doc.sha256}.pdf", start, stop, password=password,
-                          timeout_s=s.pdf_timeout_s, memory_mb=s.pdf_memory_mb, max_pages=s.max_pages,
-                          max_figure_kb=s.pdf_max_figure_kb, nice=s.pdf_parser_nice)
+        return read_pages(
+            self.store.files_dir / f"{doc.sha256}.pdf",
+            start,
+            stop,
+            password=password,
+            timeout_s=s.pdf_timeout_s,
+            memory_mb=s.pdf_memory_mb,
+            max_pages=s.max_pages,
+            max_figure_kb=s.pdf_max_figure_kb,
+            nice=s.pdf_parser_nice,
+        )
 
-    def _index_one(self, doc: Document, step: Callable[[float, str], None],
-                   parse: Callable[[], ParsedPdf], report: IndexReport) -> Document | None:
+    def _index_one(
+        self, doc: Document, step: Callable[[float, str], None], parse: Callable[[], ParsedPdf], report: IndexReport
+    ) -> Document | None:
         """The document as indexing left it, or None if it was deleted meanwhile."""
         store = self.store
         try:
@@ -379,21 +415,30 @@ class DocumentService:
             empty = [p for p in parsed.empty_pages if unusable(parsed.pages[p - 1])]
             chunks = self.chunker.split(parsed.pages)
             if not chunks:
-                raise PdfProblem(_no_text_sentence(len(empty) == len(parsed.pages), ocr, self.settings.ocr_enabled),
-                                 "no-text")
+                raise PdfProblem(
+                    _no_text_sentence(len(empty) == len(parsed.pages), ocr, self.settings.ocr_enabled), "no-text"
+                )
             store.set_status(doc.id, "embedding")
             step(0.2, f"embedding {len(chunks)} chunks")
             vectors = self._embedder.embed_documents(
-                [c.text for c in chunks], progress=lambda i, n: step(0.2 + 0.75 * i / n, f"embedded {i}/{n} chunks"))
+                [c.text for c in chunks], progress=lambda i, n: step(0.2 + 0.75 * i / n, f"embedded {i}/{n} chunks")
+            )
             notes = []
             if ocr and ocr.pages:
                 notes.append(f"Read {ocr.pages} scanned page(s) by OCR in {ocr.seconds:.1f} s.")
             if ocr and ocr.failed:
-                notes += sorted({f"OCR skipped page(s) {_pages(sorted(p for p, r in ocr.failed.items() if r == reason))}: "
-                                 f"{reason.rstrip('.')}." for reason in ocr.failed.values()})
+                notes += sorted(
+                    {
+                        f"OCR skipped page(s) {_pages(sorted(p for p, r in ocr.failed.items() if r == reason))}: "
+                        f"{reason.rstrip('.')}."
+                        for reason in ocr.failed.values()
+                    }
+                )
             if empty:
-                notes.append(f"No text layer on page(s) {_pages(empty)}"
-                             + (" (OCR found no text there either)." if ocr and not ocr.failed else "."))
+                notes.append(
+                    f"No text layer on page(s) {_pages(empty)}"
+                    + (" (OCR found no text there either)." if ocr and not ocr.failed else ".")
+                )
             if parsed.skipped_figures:
                 notes.append(f"Text inside {parsed.skipped_figures} very large figure(s) was not read.")
             note = " ".join(notes) or None
@@ -415,17 +460,27 @@ class DocumentService:
         if not parsed.empty_pages or not s.ocr_enabled:
             return None
         step(0.05, f"OCR of {len(parsed.empty_pages)} scanned page(s)")
-        result = ocr_pages(self.store.files_dir / f"{doc.sha256}.pdf", parsed.empty_pages, dpi=s.ocr_dpi,
-                           language=s.ocr_language, timeout_s=s.ocr_page_timeout_s, memory_mb=s.pdf_memory_mb,
-                           nice=s.pdf_parser_nice, command=s.ocr_command)
+        result = ocr_pages(
+            self.store.files_dir / f"{doc.sha256}.pdf",
+            parsed.empty_pages,
+            dpi=s.ocr_dpi,
+            language=s.ocr_language,
+            timeout_s=s.ocr_page_timeout_s,
+            memory_mb=s.pdf_memory_mb,
+            nice=s.pdf_parser_nice,
+            command=s.ocr_command,
+        )
         for page, text in result.texts.items():
             parsed.pages[page - 1] = text
         if result.words:
             # The boxes let a citation highlight OCR'd text on the page (webapp/rag/page_image.py).
-            atomic_write_json(self.ocr_words_path(doc.sha256),
-                              {"format_version": 1, "pages": {str(p): w for p, w in result.words.items()}})
-        log.info("OCR of %s: %d page(s) read, %d failed, %.1f s", doc.label, result.pages, len(result.failed),
-                 result.seconds)
+            atomic_write_json(
+                self.ocr_words_path(doc.sha256),
+                {"format_version": 1, "pages": {str(p): w for p, w in result.words.items()}},
+            )
+        log.info(
+            "OCR of %s: %d page(s) read, %d failed, %.1f s", doc.label, result.pages, len(result.failed), result.seconds
+        )
         return result
 
     def ocr_words_path(self, sha256: str) -> Path:
@@ -477,8 +532,15 @@ class DocumentService:
             self._index_lock.release()
 
     # -- retrieval -------------------------------------------------------------------------
-    def search(self, collection: str, question: str, k: int | None = None, mode: str = "hybrid",
-               min_similarity: float | None = None, actor: Actor = LOCAL) -> list[Passage]:
+    def search(
+        self,
+        collection: str,
+        question: str,
+        k: int | None = None,
+        mode: str = "hybrid",
+        min_similarity: float | None = None,
+        actor: Actor = LOCAL,
+    ) -> list[Passage]:
         """Passages from ``collection`` only, and only if ``actor`` may read it: retrieval is where
         a private document could leak into someone else's answer, so the check is here."""
         if not (question or "").strip():
@@ -522,11 +584,13 @@ class DocumentService:
         doc, path = self.pdf_path(doc_id, actor)
         if self._pages is None:
             s = self.settings
-            self._pages = PageImages(Path(s.data_dir) / "pages", s.page_cache_mb, min(30.0, s.pdf_timeout_s),
-                                     s.pdf_memory_mb)
+            self._pages = PageImages(
+                Path(s.data_dir) / "pages", s.page_cache_mb, min(30.0, s.pdf_timeout_s), s.pdf_memory_mb
+            )
         try:
-            return self._pages.get(path, doc.sha256, int(page), (highlight or "")[:4000],
-                                   self._ocr_words(doc.sha256, int(page)))
+            return self._pages.get(
+                path, doc.sha256, int(page), (highlight or "")[:4000], self._ocr_words(doc.sha256, int(page))
+            )
         except PageImageError as exc:
             raise UserError(exc.user_message) from exc
 

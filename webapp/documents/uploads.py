@@ -47,7 +47,7 @@ def safe_label(name: str | bytes | None) -> str:
     name = name.encode("utf-8", errors="replace").decode("utf-8")
     if len(name) > MAX_LABEL:
         stem, dot, ext = name.rpartition(".")
-        name = (stem[:MAX_LABEL - 8] + "…" + dot + ext[:6]) if dot else name[:MAX_LABEL]
+        name = (stem[: MAX_LABEL - 8] + "…" + dot + ext[:6]) if dot else name[:MAX_LABEL]
     return name or "document.pdf"
 
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Protocol, Sequence, Union
+from typing import Protocol
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ class Finished:
     completion_tokens: int
 
 
-StreamEvent = Union[TextDelta, Finished]
+StreamEvent = TextDelta | Finished
 
 
 class CancelToken:
@@ -66,13 +67,13 @@ class ChatBackend(Protocol):
     name: str
     context_length: int
 
-    def stream(self, messages: Sequence[ChatMessage], params: GenerationParams,
-               cancel: CancelToken) -> Iterator[StreamEvent]:
+    def stream(
+        self, messages: Sequence[ChatMessage], params: GenerationParams, cancel: CancelToken
+    ) -> Iterator[StreamEvent]:
         """Yield TextDelta events then one Finished. Raise UserError for problems the user can fix."""
         ...
 
-    def close(self) -> None:
-        ...
+    def close(self) -> None: ...
 
 
 @dataclass
@@ -106,7 +107,7 @@ class ChatStream:
     evidence: list = field(default_factory=list)  # the sentences of the sources that answer it, best first
     # Called once when iteration ends, with the exception that ended it (None: it finished); stats
     # are complete by then (metrics use it).
-    on_end: Callable[["ChatStream", BaseException | None], None] | None = None
+    on_end: Callable[[ChatStream, BaseException | None], None] | None = None
 
     def __iter__(self) -> Iterator[str]:
         start = time.perf_counter()

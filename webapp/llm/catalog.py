@@ -36,10 +36,16 @@ class ModelChoice:
 
 
 def engine_options(s: Settings) -> EngineOptions:
-    return EngineOptions(device=s.device, kv_cache_gb=s.kv_cache_gb, max_num_seqs=s.max_num_seqs,
-                         max_num_batched_tokens=s.max_num_batched_tokens, num_threads=s.num_threads,
-                         extra_properties=tuple(sorted(s.ov_properties.items())),
-                         nice=s.engine_nice, prompt_lookup=s.prompt_lookup)
+    return EngineOptions(
+        device=s.device,
+        kv_cache_gb=s.kv_cache_gb,
+        max_num_seqs=s.max_num_seqs,
+        max_num_batched_tokens=s.max_num_batched_tokens,
+        num_threads=s.num_threads,
+        extra_properties=tuple(sorted(s.ov_properties.items())),
+        nice=s.engine_nice,
+        prompt_lookup=s.prompt_lookup,
+    )
 
 
 def remote_choice_name(endpoint: str, model: str) -> str:
@@ -51,7 +57,7 @@ class ModelCatalog:
         self._settings = settings
         self._lock = threading.Lock()  # guards _loaded and _scan
         self._load_locks: dict[str, threading.Lock] = {}
-        self._loaded: "OrderedDict[str, ChatBackend]" = OrderedDict()
+        self._loaded: OrderedDict[str, ChatBackend] = OrderedDict()
         self._scan: RegistryScan | None = None
         self._scan_error: str | None = None
         self._load_errors: dict[str, str] = {}
@@ -104,7 +110,7 @@ class ModelCatalog:
         out = [ModelChoice(e.name, e.label) for e in entries]
         for server, models in remote.items():
             out += [ModelChoice(remote_choice_name(server, m), f"{m} @ {server} (remote)") for m in models]
-        for server, error in errors.items():
+        for server in errors:
             out.append(ModelChoice(remote_choice_name(server, ""), f"{server}: unavailable"))
         return out
 
@@ -119,7 +125,7 @@ class ModelCatalog:
     SMALL_MODEL_BYTES = 600 * 1024 * 1024
 
     def prompt_style(self, name: str | None) -> str:
-        """"short" for small local models, "full" for the rest (remote servers run large ones)."""
+        """ "short" for small local models, "full" for the rest (remote servers run large ones)."""
         if not name or name.startswith(REMOTE_PREFIX):
             return "full"
         with self._lock:
@@ -190,7 +196,7 @@ class ModelCatalog:
     def _remote(self, name: str) -> ChatBackend:
         from webapp.llm.openai_remote import RemoteChatBackend
 
-        server_name, _, model = name[len(REMOTE_PREFIX):].partition("/")
+        server_name, _, model = name[len(REMOTE_PREFIX) :].partition("/")
         server = self._servers.get(server_name)
         if server is None:
             raise ModelNotAvailable(f"No remote server named {server_name!r} is configured.")
@@ -220,7 +226,7 @@ class ModelCatalog:
         """Each loaded local model's engine figures (KV-cache use, requests), for the metrics."""
         with self._lock:
             loaded = list(self._loaded.items())
-        return {name: dict(getattr(backend, "engine").stats) for name, backend in loaded if hasattr(backend, "engine")}
+        return {name: dict(backend.engine.stats) for name, backend in loaded if hasattr(backend, "engine")}
 
     def close(self) -> None:
         with self._lock:

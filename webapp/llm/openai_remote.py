@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from urllib.parse import urlsplit
 
 from webapp.errors import BackendError, ModelNotAvailable
@@ -42,8 +42,12 @@ class RemoteServer:
         self.endpoint = endpoint
         self.name = endpoint.name
         verify: bool | str = str(endpoint.ca_file) if endpoint.ca_file else endpoint.verify_tls
-        timeout = httpx.Timeout(connect=endpoint.connect_timeout_s, read=endpoint.read_timeout_s,
-                                write=endpoint.read_timeout_s, pool=endpoint.connect_timeout_s)
+        timeout = httpx.Timeout(
+            connect=endpoint.connect_timeout_s,
+            read=endpoint.read_timeout_s,
+            write=endpoint.read_timeout_s,
+            pool=endpoint.connect_timeout_s,
+        )
         self.http = httpx.Client(verify=verify, timeout=timeout)
 
     def api_key(self) -> str:
@@ -61,8 +65,12 @@ class RemoteServer:
     def client(self):
         from openai import OpenAI
 
-        return OpenAI(base_url=self.endpoint.base_url.rstrip("/"), api_key=self.api_key() or "none",
-                      http_client=self.http, max_retries=0)
+        return OpenAI(
+            base_url=self.endpoint.base_url.rstrip("/"),
+            api_key=self.api_key() or "none",
+            http_client=self.http,
+            max_retries=0,
+        )
 
     def list_models(self) -> list[str]:
         """Model ids the server offers; raises ModelNotAvailable with a sentence if it cannot be asked."""
@@ -96,13 +104,17 @@ def describe(exc: Exception) -> str:
     import openai
 
     # Most specific first: the status errors are all APIStatusError, timeouts are connection errors.
-    for kind, text in ((openai.AuthenticationError, "the API key was refused (401)"),
-                       (openai.PermissionDeniedError, "access denied (403)"),
-                       (openai.NotFoundError, "model or endpoint not found (404)"),
-                       (openai.BadRequestError, "the server rejected the request (400), often a prompt "
-                                                "longer than the model's context"),
-                       (openai.APITimeoutError, "no answer within the timeout"),
-                       (openai.APIConnectionError, "cannot connect")):
+    for kind, text in (
+        (openai.AuthenticationError, "the API key was refused (401)"),
+        (openai.PermissionDeniedError, "access denied (403)"),
+        (openai.NotFoundError, "model or endpoint not found (404)"),
+        (
+            openai.BadRequestError,
+            "the server rejected the request (400), often a prompt longer than the model's context",
+        ),
+        (openai.APITimeoutError, "no answer within the timeout"),
+        (openai.APIConnectionError, "cannot connect"),
+    ):
         if isinstance(exc, kind):
             return text
     if isinstance(exc, openai.APIStatusError):
@@ -132,9 +144,13 @@ class RemoteChatBackend:
 
     def _open_stream(self, messages: Sequence[ChatMessage], params: GenerationParams, cancel: CancelToken):
         request = dict(
-            model=self.model, stream=True, stream_options={"include_usage": True},
+            model=self.model,
+            stream=True,
+            stream_options={"include_usage": True},
             messages=[{"role": m.role, "content": m.content} for m in messages],
-            max_tokens=params.max_new_tokens, temperature=params.temperature, top_p=params.top_p,
+            max_tokens=params.max_new_tokens,
+            temperature=params.temperature,
+            top_p=params.top_p,
             extra_body={"repetition_penalty": params.repetition_penalty},
         )
         attempts = self.server.endpoint.retries + 1
@@ -149,8 +165,9 @@ class RemoteChatBackend:
                 log.info("request to %s failed (%s); retry %d in %.1f s", self.name, describe(exc), attempt + 1, delay)
                 time.sleep(delay)
 
-    def stream(self, messages: Sequence[ChatMessage], params: GenerationParams,
-               cancel: CancelToken) -> Iterator[StreamEvent]:
+    def stream(
+        self, messages: Sequence[ChatMessage], params: GenerationParams, cancel: CancelToken
+    ) -> Iterator[StreamEvent]:
         stream = self._open_stream(messages, params, cancel)
         reason, usage, pieces, finished = "stop", None, 0, False
         try:
@@ -176,13 +193,20 @@ class RemoteChatBackend:
                 reason = "cancelled"
             else:
                 log.warning("stream from %s broke after %d piece(s): %r", self.name, pieces, exc)
-                what = ("a malformed event in the stream" if isinstance(exc, ValueError)
-                        else str(exc) if isinstance(exc, ConnectionError) else describe(exc))
+                what = (
+                    "a malformed event in the stream"
+                    if isinstance(exc, ValueError)
+                    else str(exc)
+                    if isinstance(exc, ConnectionError)
+                    else describe(exc)
+                )
                 if pieces:
-                    raise BackendError(f"{self.server.name} stopped answering mid-way ({what}); "
-                                       "the partial answer is kept.") from exc
+                    raise BackendError(
+                        f"{self.server.name} stopped answering mid-way ({what}); the partial answer is kept."
+                    ) from exc
                 raise BackendError(f"{self.server.name} could not answer: {what}.") from exc
         finally:
             stream.close()  # closing the HTTP stream tells the server to stop generating
-        yield Finished(reason, getattr(usage, "prompt_tokens", 0) or 0,
-                       getattr(usage, "completion_tokens", 0) or pieces)
+        yield Finished(
+            reason, getattr(usage, "prompt_tokens", 0) or 0, getattr(usage, "completion_tokens", 0) or pieces
+        )

@@ -27,9 +27,10 @@ import logging
 import multiprocessing as mp
 import queue
 import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ class EngineRequest:
     request_id: int
     prompt_tokens: int
     # ("tokens", [ids]) ... then exactly one ("end", reason) or ("error", message)
-    events: "queue.SimpleQueue[tuple]" = field(default_factory=queue.SimpleQueue)
+    events: queue.SimpleQueue[tuple] = field(default_factory=queue.SimpleQueue)
     _cancel: Callable[[], None] = lambda: None
 
     def cancel(self) -> None:
@@ -137,9 +138,13 @@ class EngineLoop:
     def stats(self) -> dict:
         """The scheduler's own figures: KV-cache use (0-1) and requests running / scheduled."""
         metrics = self._pipe.get_metrics()
-        return {"cache_usage": float(metrics.cache_usage), "max_cache_usage": float(metrics.max_cache_usage),
-                "cache_bytes": int(metrics.cache_size_in_bytes), "requests": int(metrics.requests),
-                "scheduled_requests": int(metrics.scheduled_requests)}
+        return {
+            "cache_usage": float(metrics.cache_usage),
+            "max_cache_usage": float(metrics.max_cache_usage),
+            "cache_bytes": int(metrics.cache_size_in_bytes),
+            "requests": int(metrics.requests),
+            "scheduled_requests": int(metrics.scheduled_requests),
+        }
 
     def busy(self) -> bool:
         # A cancelled request leaves the scheduler only on its next step, so keep stepping until
@@ -279,16 +284,19 @@ class EngineProcess:
             if self._closed:
                 raise RuntimeError("engine is closed")
             request_id = next(self._ids)
-            request = EngineRequest(request_id, prompt_tokens=len(input_ids),
-                                    _cancel=lambda: self._cancel(request_id))
+            request = EngineRequest(request_id, prompt_tokens=len(input_ids), _cancel=lambda: self._cancel(request_id))
             self._active[request_id] = request
         return request
 
     def _start(self) -> None:
         ctx = mp.get_context("spawn")  # never fork a process that has OpenVINO threads
         parent, child = ctx.Pipe(duplex=True)
-        process = ctx.Process(target=_child_main, name=f"ov-engine:{self.model_dir.name}",
-                              args=(str(self.model_dir), asdict(self.options), child), daemon=True)
+        process = ctx.Process(
+            target=_child_main,
+            name=f"ov-engine:{self.model_dir.name}",
+            args=(str(self.model_dir), asdict(self.options), child),
+            daemon=True,
+        )
         process.start()
         child.close()
         if not parent.poll(self.START_TIMEOUT_S):
@@ -302,8 +310,9 @@ class EngineProcess:
         if kind != "ready":
             process.join(5)
             raise RuntimeError(f"the engine process could not load the model: {detail}")
-        reader = threading.Thread(target=self._read, args=(process, parent),
-                                  name=f"ov-engine-reader:{self.model_dir.name}", daemon=True)
+        reader = threading.Thread(
+            target=self._read, args=(process, parent), name=f"ov-engine-reader:{self.model_dir.name}", daemon=True
+        )
         self._process, self._conn, self._reader = process, parent, reader
         reader.start()
         log.info("engine process %d serves %s", process.pid, self.model_dir.name)
@@ -326,8 +335,13 @@ class EngineProcess:
             if self._process is process:
                 self._process, self._conn = None, None
         if not closing:
-            log.error("engine process %s for %s exited (code %s); failing %d answer(s), restarting on next use",
-                      process.pid, self.model_dir.name, process.exitcode, self.active_requests)
+            log.error(
+                "engine process %s for %s exited (code %s); failing %d answer(s), restarting on next use",
+                process.pid,
+                self.model_dir.name,
+                process.exitcode,
+                self.active_requests,
+            )
             self._fail_all(CRASHED)
 
     def _send(self, message: tuple) -> None:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import logging
 import queue
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 from webapp.errors import BackendError, InvalidMessage
-from webapp.llm.base import (CancelToken, ChatMessage, Finished, GenerationParams, StreamEvent,
-                             TextDelta)
+from webapp.llm.base import CancelToken, ChatMessage, Finished, GenerationParams, StreamEvent, TextDelta
 from webapp.llm.openvino_engine import EngineOptions, start_engine
 from webapp.registry import ModelEntry
 
@@ -56,7 +55,7 @@ class OpenVINOLocalBackend:
         max_new_tokens = min(max_new_tokens, self.context_length // 2)
         budget = self.context_length - max_new_tokens
         system = [m for m in messages[:1] if m.role == "system"]
-        turns = list(messages[len(system):])
+        turns = list(messages[len(system) :])
         used = sum(self.count_tokens(m.content) + TURN_OVERHEAD_TOKENS for m in system)
         start = len(turns) - 1  # the newest message is always kept (or refused below)
         used += self.count_tokens(turns[-1].content) + TURN_OVERHEAD_TOKENS
@@ -75,20 +74,27 @@ class OpenVINOLocalBackend:
                 raise InvalidMessage(
                     f"Your message is about {len(ids):,} tokens, but {self.name} reads at most "
                     f"{self.context_length:,} tokens including {max_new_tokens:,} reserved for the answer; "
-                    "shorten it or lower the answer length.")
+                    "shorten it or lower the answer length."
+                )
             start = min(start + 2, len(turns) - 1)  # the estimate was short: drop one more exchange
 
     def _generation_config(self, params: GenerationParams, max_new_tokens: int) -> dict:
         """Plain values (they may cross into the engine process); openvino_engine builds the config."""
         base = self.engine.base_config  # the model's generation_config.json: eos and stop ids
-        return {"eos_token_id": base.eos_token_id,
-                "stop_token_ids": sorted(set(base.stop_token_ids) | {base.eos_token_id}),
-                "max_new_tokens": max_new_tokens, "repetition_penalty": params.repetition_penalty,
-                "do_sample": params.temperature > 0, "temperature": params.temperature, "top_p": params.top_p}
+        return {
+            "eos_token_id": base.eos_token_id,
+            "stop_token_ids": sorted(set(base.stop_token_ids) | {base.eos_token_id}),
+            "max_new_tokens": max_new_tokens,
+            "repetition_penalty": params.repetition_penalty,
+            "do_sample": params.temperature > 0,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+        }
 
     # -- generation ---------------------------------------------------------------
-    def stream(self, messages: Sequence[ChatMessage], params: GenerationParams,
-               cancel: CancelToken) -> Iterator[StreamEvent]:
+    def stream(
+        self, messages: Sequence[ChatMessage], params: GenerationParams, cancel: CancelToken
+    ) -> Iterator[StreamEvent]:
         import openvino_genai as ov_genai
 
         ids, max_new = self.fit_prompt(messages, params.max_new_tokens)

@@ -36,8 +36,11 @@ class PageChunker:
         if chunk_overlap >= chunk_size:
             raise ValueError("chunk overlap must be smaller than chunk size")
         self.splitter = RecursiveCharacterTextSplitter(
-            chunk_size=chunk_size, chunk_overlap=chunk_overlap,
-            separators=["\n\n", "\n", ". ", " ", ""], keep_separator="end")
+            chunk_size=chunk_size,
+            chunk_overlap=chunk_overlap,
+            separators=["\n\n", "\n", ". ", " ", ""],
+            keep_separator="end",
+        )
 
     def split(self, pages: list[str]) -> list[Chunk]:
         chunks: list[Chunk] = []

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -28,9 +28,11 @@ class Embedder:
 
         settings = entry.manifest.get("embedding", {})
         config = ov_genai.TextEmbeddingPipeline.Config()
-        config.pooling_type = (ov_genai.TextEmbeddingPipeline.PoolingType.CLS
-                               if settings.get("pooling") == "cls"
-                               else ov_genai.TextEmbeddingPipeline.PoolingType.MEAN)
+        config.pooling_type = (
+            ov_genai.TextEmbeddingPipeline.PoolingType.CLS
+            if settings.get("pooling") == "cls"
+            else ov_genai.TextEmbeddingPipeline.PoolingType.MEAN
+        )
         config.normalize = bool(settings.get("normalize", True))
         config.max_length = int(settings.get("max_length", 256))
         self.name = entry.name
@@ -44,14 +46,13 @@ class Embedder:
         if not self.dimension:
             self.dimension = int(self.embed_query("dimension probe").shape[0])
 
-    def embed_documents(self, texts: Sequence[str],
-                        progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    def embed_documents(self, texts: Sequence[str], progress: Callable[[int, int], None] | None = None) -> np.ndarray:
         """[len(texts), dimension] float32, rows in the order of ``texts``."""
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         done = 0
         for start in range(0, len(order), self.batch_size):
-            idx = order[start:start + self.batch_size]
+            idx = order[start : start + self.batch_size]
             with self._lock:
                 vectors = self._pipe.embed_documents([texts[i] for i in idx])
             out[idx] = np.asarray(vectors, dtype=np.float32)

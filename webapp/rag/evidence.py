@@ -18,8 +18,8 @@ import math
 import re
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -46,8 +46,13 @@ class Evidence:
     relevant: bool = True  # its passage passed retrieval's relevance gate on its own
 
     def as_json(self) -> dict:
-        return {"source": self.source, "document": self.document, "page": self.page, "text": self.text,
-                "score": round(self.score, 4)}
+        return {
+            "source": self.source,
+            "document": self.document,
+            "page": self.page,
+            "text": self.text,
+            "score": round(self.score, 4),
+        }
 
 
 @dataclass(frozen=True)
@@ -75,8 +80,11 @@ def _candidates(passages: Sequence) -> list[_Candidate]:
 def _window(candidates: list[_Candidate], i: int) -> str:
     """Sentence ``i`` and, when short enough, the sentence after it in the same passage."""
     text = candidates[i].text
-    if i + 1 < len(candidates) and candidates[i + 1].source == candidates[i].source \
-            and len(candidates[i + 1].text) <= WINDOW_MAX_CHARS:
+    if (
+        i + 1 < len(candidates)
+        and candidates[i + 1].source == candidates[i].source
+        and len(candidates[i + 1].text) <= WINDOW_MAX_CHARS
+    ):
         return text + " " + candidates[i + 1].text
     return text
 
@@ -126,8 +134,14 @@ class EvidenceFinder:
                 rows.append(vector)
         return np.stack(rows) if rows else np.zeros((0, 1), dtype=np.float32)
 
-    def _scores(self, query: str, candidates: list[_Candidate], with_rank: bool,
-                query_vector: np.ndarray | None = None, candidate_vectors: np.ndarray | None = None) -> np.ndarray:
+    def _scores(
+        self,
+        query: str,
+        candidates: list[_Candidate],
+        with_rank: bool,
+        query_vector: np.ndarray | None = None,
+        candidate_vectors: np.ndarray | None = None,
+    ) -> np.ndarray:
         texts = [c.text for c in candidates]
         qvec = self.embedder.embed_query(query) if query_vector is None else query_vector
         vectors = self._vectors(texts) if candidate_vectors is None else candidate_vectors
@@ -166,8 +180,17 @@ class EvidenceFinder:
                 used.add(i)
                 shown.append(key)
                 per_source[c.source] = per_source.get(c.source, 0) + 1
-                ranked.append(Evidence(c.source, c.passage.document_id, c.passage.document, c.passage.page,
-                                       text, float(scores[i]), getattr(c.passage, "relevant", True)))
+                ranked.append(
+                    Evidence(
+                        c.source,
+                        c.passage.document_id,
+                        c.passage.document,
+                        c.passage.page,
+                        text,
+                        float(scores[i]),
+                        getattr(c.passage, "relevant", True),
+                    )
+                )
                 if len(ranked) == k:
                     return sorted(ranked, key=lambda e: -e.score)
         return sorted(ranked, key=lambda e: -e.score)
@@ -189,8 +212,9 @@ class EvidenceFinder:
         claim_vectors = self.embedder.embed_documents(plain) if plain else []
         out = []
         for claim, text, vector in zip(claims_text, plain, claim_vectors):
-            scores = self._scores(text, candidates, with_rank=False, query_vector=vector,
-                                  candidate_vectors=candidate_vectors)
+            scores = self._scores(
+                text, candidates, with_rank=False, query_vector=vector, candidate_vectors=candidate_vectors
+            )
             best = int(np.argmax(scores))
             source = candidates[best]
             agrees = numbers(text) <= numbers(source.passage.text) and negated(text) == negated(source.text)
@@ -218,5 +242,5 @@ def cite_inline(answer: str, claims: Sequence[Claim], unsupported_mark: str = " 
 def _add_marker(sentence: str, marker: str) -> str:
     stripped = sentence.rstrip()
     if stripped and stripped[-1] in ".!?":
-        return stripped[:-1] + " " + marker + stripped[-1] + sentence[len(stripped):]
-    return stripped + " " + marker + sentence[len(stripped):]
+        return stripped[:-1] + " " + marker + stripped[-1] + sentence[len(stripped) :]
+    return stripped + " " + marker + sentence[len(stripped) :]

@@ -14,9 +14,9 @@ benchmarks/index_recall.py are in docs/documents.md.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -75,8 +75,11 @@ class IndexFiles:
         with self._lock:
             cached = self._cache.get(cid)
         try:
-            current = cached[1] if cached and path.exists() and cached[0] == _stamp(path) else (
-                faiss.read_index(str(path)) if path.exists() else None)
+            current = (
+                cached[1]
+                if cached and path.exists() and cached[0] == _stamp(path)
+                else (faiss.read_index(str(path)) if path.exists() else None)
+            )
         except Exception:  # unreadable file: rebuild
             return None
         if current is None or current.d != self.dimension:

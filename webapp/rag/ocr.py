@@ -62,8 +62,7 @@ def ocr_page(path: str, page_number: int, dpi: int, language: str, timeout_s: fl
     finally:
         pdf.close()
     try:
-        data = pytesseract.image_to_data(image, lang=language, output_type=pytesseract.Output.DICT,
-                                         timeout=timeout_s)
+        data = pytesseract.image_to_data(image, lang=language, output_type=pytesseract.Output.DICT, timeout=timeout_s)
     except pytesseract.TesseractNotFoundError:
         return {"error": "missing"}
     except RuntimeError as exc:  # pytesseract's timeout
@@ -91,13 +90,25 @@ def ocr_page(path: str, page_number: int, dpi: int, language: str, timeout_s: fl
     return {"text": "\n".join(text), "words": words, "seconds": time.perf_counter() - started}
 
 
-_REASONS = {"too-large": "this page is too large to read",
-            "timeout": "reading this page took longer than the OCR time limit",
-            "failed": "the OCR engine could not read this page"}
+_REASONS = {
+    "too-large": "this page is too large to read",
+    "timeout": "reading this page took longer than the OCR time limit",
+    "failed": "the OCR engine could not read this page",
+}
 
 
-def ocr_pages(path: Path, pages: list[int], *, dpi: int, language: str, timeout_s: float, memory_mb: int,
-              nice: int, command: str = "tesseract", workers: int = 0) -> OcrResult:
+def ocr_pages(
+    path: Path,
+    pages: list[int],
+    *,
+    dpi: int,
+    language: str,
+    timeout_s: float,
+    memory_mb: int,
+    nice: int,
+    command: str = "tesseract",
+    workers: int = 0,
+) -> OcrResult:
     """OCR ``pages`` (1-based) of ``path``, each in its own sandboxed child, as many at once as there
     are usable CPUs (``workers`` > 0 sets it); failures per page."""
     from webapp.rag.pdf_text import run_limited
@@ -112,23 +123,32 @@ def ocr_pages(path: Path, pages: list[int], *, dpi: int, language: str, timeout_
     started = time.perf_counter()
 
     def read(page: int):
-        return page, run_limited(ocr_page, (str(path), page, dpi, language, timeout_s, command), timeout_s + 30,
-                                 memory_mb, nice)
+        return page, run_limited(
+            ocr_page, (str(path), page, dpi, language, timeout_s, command), timeout_s + 30, memory_mb, nice
+        )
 
     from concurrent.futures import ThreadPoolExecutor
 
     from webapp.resources import usable_cpus
 
-    with ThreadPoolExecutor(max_workers=max(1, min(len(pages), workers or usable_cpus())),
-                            thread_name_prefix="ocr") as pool:
+    with ThreadPoolExecutor(
+        max_workers=max(1, min(len(pages), workers or usable_cpus())), thread_name_prefix="ocr"
+    ) as pool:
         runs = list(pool.map(read, pages))
     for page, run in runs:
         found = run.result
         if found is None:
-            log.warning("OCR of page %s of %s: child %s", page, path,
-                        "timed out" if run.timed_out else f"died (exit code {run.exitcode})")
-            result.failed[page] = ("reading this page took longer than the OCR time limit" if run.timed_out
-                                   else "this page needed more memory than allowed or crashed the reader")
+            log.warning(
+                "OCR of page %s of %s: child %s",
+                page,
+                path,
+                "timed out" if run.timed_out else f"died (exit code {run.exitcode})",
+            )
+            result.failed[page] = (
+                "reading this page took longer than the OCR time limit"
+                if run.timed_out
+                else "this page needed more memory than allowed or crashed the reader"
+            )
         elif found.get("error"):
             log.warning("OCR of page %s of %s failed: %s %s", page, path, found["error"], found.get("detail", ""))
             result.failed[page] = MISSING if found["error"] == "missing" else _REASONS.get(found["error"], "unreadable")

@@ -57,7 +57,8 @@ def locate(page_text: str, passage: str) -> tuple[int, int, float] | None:
         return where[at], _with_closing_marks(page_text, where[at + len(wanted) - 1]), 1.0
     # Not verbatim (a formula, a footnote mark inside): the longest common run, if it is most of it.
     match = difflib.SequenceMatcher(None, page_key, wanted, autojunk=False).find_longest_match(
-        0, len(page_key), 0, len(wanted))
+        0, len(page_key), 0, len(wanted)
+    )
     share = match.size / len(wanted)
     if share < MIN_MATCH:
         return None
@@ -71,8 +72,9 @@ def _with_closing_marks(text: str, last: int) -> int:
     return last
 
 
-def line_boxes(char_boxes: list[tuple[float, float, float, float]],
-               max_gap: float = 15.0) -> list[tuple[float, float, float, float]]:
+def line_boxes(
+    char_boxes: list[tuple[float, float, float, float]], max_gap: float = 15.0
+) -> list[tuple[float, float, float, float]]:
     """Character boxes (left, bottom, right, top in PDF points, in reading order) merged into one
     box per run of a line: a character joins the current box when it sits on the same line and
     close to its right edge, so a passage in one column never paints across the other."""
@@ -102,8 +104,9 @@ def _ocr_text(words: list) -> tuple[str, list]:
     return "".join(text), boxes
 
 
-def render_highlight(path: str, page_number: int, passage: str, out_path: str, scale: float = SCALE,
-                     ocr_words: list | None = None) -> dict:
+def render_highlight(
+    path: str, page_number: int, passage: str, out_path: str, scale: float = SCALE, ocr_words: list | None = None
+) -> dict:
     """Runs in the sandbox child: render page ``page_number`` (1-based) with ``passage`` highlighted,
     write the PNG to ``out_path``; the boxes (in pixels) and how much of the passage was found.
     A scanned page has no text in the PDF: then ``ocr_words`` (kept by indexing) locate it."""
@@ -136,14 +139,22 @@ def render_highlight(path: str, page_number: int, passage: str, out_path: str, s
         boxes_px = []
         for left, bottom, right, top in boxes_pt:
             # PDF points have the origin bottom-left; pixels top-left. A point of padding around.
-            box = (round((left - 1) * scale), round((height_pt - top - 1) * scale),
-                   round((right + 1) * scale), round((height_pt - bottom + 1) * scale))
+            box = (
+                round((left - 1) * scale),
+                round((height_pt - top - 1) * scale),
+                round((right + 1) * scale),
+                round((height_pt - bottom + 1) * scale),
+            )
             draw.rectangle(box, fill=HIGHLIGHT)
             boxes_px.append(box)
         Image.alpha_composite(image, overlay).convert("RGB").save(out_path, "PNG", optimize=False, compress_level=1)
-        return {"boxes": boxes_px, "width": image.size[0], "height": image.size[1],
-                "matched": found[2] if found else 0.0,
-                "chars": [found[0], found[1]] if found else None}
+        return {
+            "boxes": boxes_px,
+            "width": image.size[0],
+            "height": image.size[1],
+            "matched": found[2] if found else 0.0,
+            "chars": [found[0], found[1]] if found else None,
+        }
     finally:
         pdf.close()
 
@@ -174,14 +185,23 @@ class PageImages:
             return PageImage(target, -1.0, [])
         self.folder.mkdir(parents=True, exist_ok=True)
         partial = target.with_suffix(f".{os.getpid()}.part")
-        run = run_limited(render_highlight, (str(pdf_path), int(page), passage, str(partial), SCALE, ocr_words),
-                          self.timeout_s, self.memory_mb)
+        run = run_limited(
+            render_highlight,
+            (str(pdf_path), int(page), passage, str(partial), SCALE, ocr_words),
+            self.timeout_s,
+            self.memory_mb,
+        )
         result = run.result
         if result is None or result.get("error"):
             partial.unlink(missing_ok=True)
-            log.warning("rendering page %s of %s failed: %s", page, pdf_path,
-                        "timeout" if run.timed_out else (result or {}).get("detail") or (result or {}).get("error")
-                        or f"exit code {run.exitcode}")
+            log.warning(
+                "rendering page %s of %s failed: %s",
+                page,
+                pdf_path,
+                "timeout"
+                if run.timed_out
+                else (result or {}).get("detail") or (result or {}).get("error") or f"exit code {run.exitcode}",
+            )
             error = (result or {}).get("error")
             if error == "no-page":
                 raise PageImageError(f"This document has no page {page}.")

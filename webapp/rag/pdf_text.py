@@ -79,8 +79,9 @@ def _skip_heavy_figures(max_bytes: int) -> list[int]:
     return skipped
 
 
-def _extract(path: str, password: str | None, max_pages: int, max_figure_bytes: int = 0,
-             start: int = 0, stop: int | None = None) -> dict:
+def _extract(
+    path: str, password: str | None, max_pages: int, max_figure_bytes: int = 0, start: int = 0, stop: int | None = None
+) -> dict:
     """Runs in the child process: text of pages [start, stop) and the page count, as plain data."""
     import logging as _logging
     import warnings
@@ -160,8 +161,18 @@ def _context():
         _CTX = multiprocessing.get_context("forkserver")
         # Preloaded once in the fork server, so a child starts in milliseconds: each child also
         # re-runs the main module (`python -m webapp` imports pydantic via webapp.settings).
-        _CTX.set_forkserver_preload(["pypdf", "pypdfium2", "PIL.Image", "PIL.ImageDraw", "webapp.settings",
-                                     "webapp.rag.pdf_text", "webapp.rag.page_image", "webapp.rag.ocr"])
+        _CTX.set_forkserver_preload(
+            [
+                "pypdf",
+                "pypdfium2",
+                "PIL.Image",
+                "PIL.ImageDraw",
+                "webapp.settings",
+                "webapp.rag.pdf_text",
+                "webapp.rag.page_image",
+                "webapp.rag.ocr",
+            ]
+        )
     return _CTX
 
 
@@ -210,38 +221,68 @@ class PageRange:
     skipped_figures: int = 0
 
 
-def read_pages(path: str, start: int = 0, stop: int | None = None, password: str | None = None,
-               timeout_s: float = 120.0, memory_mb: int = 1024, max_pages: int = 5000,
-               max_figure_kb: int = 0, nice: int = 0) -> PageRange:
+def read_pages(
+    path: str,
+    start: int = 0,
+    stop: int | None = None,
+    password: str | None = None,
+    timeout_s: float = 120.0,
+    memory_mb: int = 1024,
+    max_pages: int = 5000,
+    max_figure_kb: int = 0,
+    nice: int = 0,
+) -> PageRange:
     """Pages [start, stop) (all by default) in a limited child process, or PdfProblem saying why not.
 
     Several calls over disjoint ranges of one big PDF can run at once; ``assemble`` joins them.
     The time and memory limits apply to each call.
     """
-    run = run_limited(_extract, (str(path), password, max_pages, max_figure_kb * 1024, start, stop),
-                      timeout_s, memory_mb, nice)
+    run = run_limited(
+        _extract, (str(path), password, max_pages, max_figure_kb * 1024, start, stop), timeout_s, memory_mb, nice
+    )
     result = run.result
     if run.timed_out:
         log.warning("pdf parse of %s timed out after %.0f s", path, timeout_s)
-        raise PdfProblem(f"Reading this PDF took longer than {timeout_s:.0f} seconds, so it was skipped.",
-                         "timeout")
+        raise PdfProblem(f"Reading this PDF took longer than {timeout_s:.0f} seconds, so it was skipped.", "timeout")
     if result is None:
         log.warning("pdf parser for %s died with exit code %s", path, run.exitcode)
-        raise PdfProblem(f"This PDF crashed the reader or needed more than {memory_mb} MB, so it was skipped.",
-                         "memory")
+        raise PdfProblem(
+            f"This PDF crashed the reader or needed more than {memory_mb} MB, so it was skipped.", "memory"
+        )
     _raise_for_error(result, path, memory_mb)
-    return PageRange(start=start, pages=[p.replace("\x00", "") for p in result["pages"]], total=result["total"],
-                     title=result.get("title", ""), skipped_figures=int(result.get("skipped_figures", 0)))
+    return PageRange(
+        start=start,
+        pages=[p.replace("\x00", "") for p in result["pages"]],
+        total=result["total"],
+        title=result.get("title", ""),
+        skipped_figures=int(result.get("skipped_figures", 0)),
+    )
 
 
-def parse_pdf(path: str, password: str | None = None, timeout_s: float = 120.0, memory_mb: int = 1024,
-              max_pages: int = 5000, max_figure_kb: int = 0) -> ParsedPdf:
+def parse_pdf(
+    path: str,
+    password: str | None = None,
+    timeout_s: float = 120.0,
+    memory_mb: int = 1024,
+    max_pages: int = 5000,
+    max_figure_kb: int = 0,
+) -> ParsedPdf:
     """All pages of text in one child process, or PdfProblem with a sentence saying why not.
 
     max_figure_kb > 0 skips the text of vector figures larger than that (see _skip_heavy_figures).
     """
-    return assemble([read_pages(path, password=password, timeout_s=timeout_s, memory_mb=memory_mb,
-                                max_pages=max_pages, max_figure_kb=max_figure_kb)])
+    return assemble(
+        [
+            read_pages(
+                path,
+                password=password,
+                timeout_s=timeout_s,
+                memory_mb=memory_mb,
+                max_pages=max_pages,
+                max_figure_kb=max_figure_kb,
+            )
+        ]
+    )
 
 
 def assemble(parts: list[PageRange]) -> ParsedPdf:
@@ -255,8 +296,9 @@ def assemble(parts: list[PageRange]) -> ParsedPdf:
     # Pages without text are not a failure here: the indexer OCRs them (webapp/rag/ocr.py) and
     # decides afterwards whether anything readable is left.
     empty = [i + 1 for i, text in enumerate(pages) if unusable(text)]
-    return ParsedPdf(pages=pages, title=parts[0].title, empty_pages=empty,
-                     skipped_figures=sum(r.skipped_figures for r in parts))
+    return ParsedPdf(
+        pages=pages, title=parts[0].title, empty_pages=empty, skipped_figures=sum(r.skipped_figures for r in parts)
+    )
 
 
 def _raise_for_error(result: dict, path: str, memory_mb: int) -> None:
@@ -266,8 +308,9 @@ def _raise_for_error(result: dict, path: str, memory_mb: int) -> None:
     if error == "password":
         raise PdfProblem("The password given for this PDF is wrong.", "password")
     if error == "too-many-pages":
-        raise PdfProblem(f"This PDF has {result['pages']:,} pages, more than the limit set for one document.",
-                         "too-many-pages")
+        raise PdfProblem(
+            f"This PDF has {result['pages']:,} pages, more than the limit set for one document.", "too-many-pages"
+        )
     if error == "memory":
         raise PdfProblem(f"This PDF needs more than {memory_mb} MB to read, so it was skipped.", "memory")
     if error:

@@ -9,7 +9,7 @@ instructions.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from webapp.llm.base import ChatMessage
 from webapp.rag.retrieval import Passage
@@ -47,8 +47,13 @@ def source_block(number: int, passage: Passage, max_chars: int) -> str:
     return f"{OPEN} [{number}] {sanitize(passage.document)}, page {passage.page}\n{body}\n{CLOSE}"
 
 
-def rag_messages(question: str, passages: Sequence[Passage], history: Sequence[ChatMessage] = (),
-                 max_source_chars: int = 1500, style: str = "full") -> list[ChatMessage]:
+def rag_messages(
+    question: str,
+    passages: Sequence[Passage],
+    history: Sequence[ChatMessage] = (),
+    max_source_chars: int = 1500,
+    style: str = "full",
+) -> list[ChatMessage]:
     sources = "\n\n".join(source_block(n, p, max_source_chars) for n, p in enumerate(passages, start=1))
     if style == "short":
         user = f"Sources:\n\n{sources}\n\nQuestion: {question}\nAnswer in one sentence from the sources, citing [n]."

@@ -33,9 +33,11 @@ KEYWORD_WEIGHT = 2.0
 KEYWORD_PASS = 1
 MODES = ("hybrid", "dense", "keyword")
 _WORD = re.compile(r"[\w][\w'-]*", re.UNICODE)
-_STOPWORDS = frozenset("""a an and are as at be by for from has have how in into is it its of on or that the
+_STOPWORDS = frozenset(
+    """a an and are as at be by for from has have how in into is it its of on or that the
 their there these this to was were what when where which who whom why will with does did do can could would
-should about than then them they i you we he she our your my me us not no yes""".split())
+should about than then them they i you we he she our your my me us not no yes""".split()
+)
 
 
 @dataclass(frozen=True)
@@ -70,8 +72,9 @@ class Retriever:
         self.embedder = embedder
         self.min_similarity = min_similarity
 
-    def search(self, collection: str, question: str, k: int = 5, mode: str = "hybrid",
-               min_similarity: float | None = None) -> list[Passage]:
+    def search(
+        self, collection: str, question: str, k: int = 5, mode: str = "hybrid", min_similarity: float | None = None
+    ) -> list[Passage]:
         """Up to k passages, best first; ``min_similarity`` overrides the gate (benchmarks calibrate it)."""
         gate = self.min_similarity if min_similarity is None else min_similarity
         if mode not in MODES:
@@ -92,8 +95,11 @@ class Retriever:
                         dense_ids.append(int(i))
                         dense_scores[int(i)] = float(s)
         keyword_ids = self.store.keyword_search(cid, fts_query(question), pool) if mode != "dense" else []
-        exact = (set(self.store.keyword_search(cid, fts_query(question, require_all=True), pool))
-                 if mode != "dense" else set())
+        exact = (
+            set(self.store.keyword_search(cid, fts_query(question, require_all=True), pool))
+            if mode != "dense"
+            else set()
+        )
 
         fused: dict[int, float] = {}
         for ranked, weight in ((dense_ids, 1.0), (keyword_ids, KEYWORD_WEIGHT)):

@@ -38,9 +38,11 @@ def _segment(text: str) -> list[str]:
 
 def join_lines(text: str) -> str:
     """One line of running text from PDF lines: hyphenated breaks mended, line breaks as spaces."""
+
     def mend(m: re.Match) -> str:
         word_so_far = m.group(1) + m.group(2)
         return word_so_far + ("-" if "-" in word_so_far else "")
+
     text = _HYPHEN_BREAK.sub(mend, text.replace("\r\n", "\n"))
     return _SPACE.sub(" ", text).strip()
 
@@ -55,8 +57,11 @@ def split_sentences(text: str) -> tuple[str, ...]:
             continue
         for sentence in _segment(block):
             sentence = sentence.strip()
-            if len(sentence) >= MIN_CHARS and sum(ch.isalpha() for ch in sentence) >= MIN_CHARS // 2 \
-                    and len(sentence.split()) >= MIN_WORDS:
+            if (
+                len(sentence) >= MIN_CHARS
+                and sum(ch.isalpha() for ch in sentence) >= MIN_CHARS // 2
+                and len(sentence.split()) >= MIN_WORDS
+            ):
                 out.append(sentence)
     return tuple(out)
 

@@ -24,11 +24,11 @@ import fcntl
 import logging
 import sqlite3
 import threading
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -77,7 +77,7 @@ CREATE TRIGGER IF NOT EXISTS chunks_ad AFTER DELETE ON chunks BEGIN
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True)
@@ -151,8 +151,9 @@ def migrate(db: sqlite3.Connection, version: int) -> None:
         if "visibility" not in columns:
             db.execute("ALTER TABLE collections ADD COLUMN visibility TEXT NOT NULL DEFAULT 'everyone'")
         db.execute("UPDATE collections SET owner = NULL, visibility = 'everyone'")
-        log.warning("store migrated from format %d to 2: existing collections are admin-owned and shared "
-                    "with everyone", version)
+        log.warning(
+            "store migrated from format %d to 2: existing collections are admin-owned and shared with everyone", version
+        )
     db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('format_version', ?)", (str(FORMAT_VERSION),))
     db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('migrated_at', ?)", (now(),))
 
@@ -204,20 +205,29 @@ class DocumentStore:
     def _check_meta(self, db, embedding_model: str, dimension: int) -> None:
         meta = {r["key"]: r["value"] for r in db.execute("SELECT key, value FROM meta")}
         if not meta:
-            db.executemany("INSERT INTO meta(key, value) VALUES (?, ?)", [
-                ("format_version", str(FORMAT_VERSION)), ("embedding_model", embedding_model),
-                ("embedding_dimension", str(dimension)), ("created_at", now())])
+            db.executemany(
+                "INSERT INTO meta(key, value) VALUES (?, ?)",
+                [
+                    ("format_version", str(FORMAT_VERSION)),
+                    ("embedding_model", embedding_model),
+                    ("embedding_dimension", str(dimension)),
+                    ("created_at", now()),
+                ],
+            )
             return
         version = int(meta.get("format_version", 0))
         if version > FORMAT_VERSION or version < 1:
-            raise StoreError(f"The document store in {self.data_dir} has format {meta.get('format_version')}; "
-                             f"this version of the app reads formats 1 to {FORMAT_VERSION}.")
+            raise StoreError(
+                f"The document store in {self.data_dir} has format {meta.get('format_version')}; "
+                f"this version of the app reads formats 1 to {FORMAT_VERSION}."
+            )
         if version < FORMAT_VERSION:
             migrate(db, version)
         if meta.get("embedding_model") != embedding_model or int(meta.get("embedding_dimension", 0)) != dimension:
             raise StoreError(
                 f"The documents in {self.data_dir} were embedded with {meta.get('embedding_model')}, not "
-                f"{embedding_model}; use that embedding model or a new data folder.")
+                f"{embedding_model}; use that embedding model or a new data folder."
+            )
 
     # -- collections -------------------------------------------------------------
     def collection_id(self, name: str, create: bool = True) -> int:
@@ -240,8 +250,12 @@ class DocumentStore:
                 if exist_ok:
                     return int(row["id"])
                 raise StoreError(f"A collection named {name!r} already exists.")
-            return int(db.execute("INSERT INTO collections(name, created_at, owner, visibility) VALUES (?, ?, ?, ?)",
-                                  (name, now(), owner, visibility)).lastrowid)
+            return int(
+                db.execute(
+                    "INSERT INTO collections(name, created_at, owner, visibility) VALUES (?, ?, ?, ?)",
+                    (name, now(), owner, visibility),
+                ).lastrowid
+            )
 
     def collections(self) -> list[str]:
         return [r["name"] for r in self._db().execute("SELECT name FROM collections ORDER BY name")]
@@ -252,8 +266,10 @@ class DocumentStore:
         members: dict[int, list[str]] = {}
         for r in db.execute("SELECT collection_id, user_name FROM collection_members ORDER BY user_name"):
             members.setdefault(r[0], []).append(r[1])
-        return [CollectionAccess(r["name"], r["owner"], r["visibility"], tuple(members.get(r["id"], ())))
-                for r in db.execute("SELECT id, name, owner, visibility FROM collections ORDER BY name")]
+        return [
+            CollectionAccess(r["name"], r["owner"], r["visibility"], tuple(members.get(r["id"], ())))
+            for r in db.execute("SELECT id, name, owner, visibility FROM collections ORDER BY name")
+        ]
 
     def set_sharing(self, name: str, visibility: str, members: Sequence[str]) -> None:
         if visibility not in VISIBILITIES:
@@ -262,18 +278,28 @@ class DocumentStore:
         with self.writing() as db:
             db.execute("UPDATE collections SET visibility = ? WHERE id = ?", (visibility, cid))
             db.execute("DELETE FROM collection_members WHERE collection_id = ?", (cid,))
-            db.executemany("INSERT OR IGNORE INTO collection_members(collection_id, user_name) VALUES (?, ?)",
-                           [(cid, m) for m in members])
+            db.executemany(
+                "INSERT OR IGNORE INTO collection_members(collection_id, user_name) VALUES (?, ?)",
+                [(cid, m) for m in members],
+            )
 
     # -- documents ----------------------------------------------------------------
     def _doc(self, row) -> Document:
-        return Document(id=row["id"], collection=row["collection"], sha256=row["sha256"], label=row["label"],
-                        size_bytes=row["size_bytes"], status=row["status"], reason=row["reason"],
-                        pages=row["pages"], chunks=row["chunks"], added_at=row["added_at"],
-                        indexed_at=row["indexed_at"])
+        return Document(
+            id=row["id"],
+            collection=row["collection"],
+            sha256=row["sha256"],
+            label=row["label"],
+            size_bytes=row["size_bytes"],
+            status=row["status"],
+            reason=row["reason"],
+            pages=row["pages"],
+            chunks=row["chunks"],
+            added_at=row["added_at"],
+            indexed_at=row["indexed_at"],
+        )
 
-    _DOC_SQL = ("SELECT d.*, c.name AS collection FROM documents d "
-                "JOIN collections c ON c.id = d.collection_id")
+    _DOC_SQL = "SELECT d.*, c.name AS collection FROM documents d JOIN collections c ON c.id = d.collection_id"
 
     def documents(self, collection: str | None = None) -> list[Document]:
         if collection is None:
@@ -290,13 +316,16 @@ class DocumentStore:
         """Register a stored file in a collection; (document, False) if it was already there."""
         cid = self.collection_id(collection)
         with self.writing() as db:
-            row = db.execute("SELECT id FROM documents WHERE collection_id = ? AND sha256 = ?",
-                             (cid, sha256)).fetchone()
+            row = db.execute(
+                "SELECT id FROM documents WHERE collection_id = ? AND sha256 = ?", (cid, sha256)
+            ).fetchone()
             if row:
                 return self.document(row["id"]), False
             cur = db.execute(
                 "INSERT INTO documents(collection_id, sha256, label, size_bytes, status, added_at) "
-                "VALUES (?, ?, ?, ?, 'queued', ?)", (cid, sha256, label, size_bytes, now()))
+                "VALUES (?, ?, ?, ?, 'queued', ?)",
+                (cid, sha256, label, size_bytes, now()),
+            )
             doc_id = cur.lastrowid
         return self.document(doc_id), True
 
@@ -305,8 +334,9 @@ class DocumentStore:
         with self.writing() as db:
             db.execute("UPDATE documents SET status = ?, reason = ? WHERE id = ?", (status, reason, doc_id))
 
-    def save_chunks(self, doc_id: int, page_chars: Sequence[int], chunks: Sequence, vectors: np.ndarray,
-                    note: str | None = None) -> None:
+    def save_chunks(
+        self, doc_id: int, page_chars: Sequence[int], chunks: Sequence, vectors: np.ndarray, note: str | None = None
+    ) -> None:
         """Replace a document's chunks and mark it indexed, atomically; then update FAISS."""
         if len(chunks) != len(vectors):
             raise ValueError("one vector per chunk")
@@ -317,16 +347,24 @@ class DocumentStore:
             old_ids = [r[0] for r in db.execute("SELECT id FROM chunks WHERE document_id = ?", (doc_id,))]
             db.execute("DELETE FROM chunks WHERE document_id = ?", (doc_id,))
             db.execute("DELETE FROM pages WHERE document_id = ?", (doc_id,))
-            db.executemany("INSERT INTO pages(document_id, page, chars) VALUES (?, ?, ?)",
-                           [(doc_id, i + 1, n) for i, n in enumerate(page_chars)])
+            db.executemany(
+                "INSERT INTO pages(document_id, page, chars) VALUES (?, ?, ?)",
+                [(doc_id, i + 1, n) for i, n in enumerate(page_chars)],
+            )
             db.executemany(
                 "INSERT INTO chunks(document_id, page, ordinal, text, embedding) VALUES (?, ?, ?, ?, ?)",
-                [(doc_id, c.page, c.ordinal, c.text, v.tobytes()) for c, v in zip(chunks, vectors)])
+                [(doc_id, c.page, c.ordinal, c.text, v.tobytes()) for c, v in zip(chunks, vectors)],
+            )
             # Rows were inserted in order, so ascending ids line up with ``vectors``.
-            new_ids = np.asarray([r[0] for r in db.execute(
-                "SELECT id FROM chunks WHERE document_id = ? ORDER BY id", (doc_id,))], dtype=np.int64)
-            db.execute("UPDATE documents SET status = 'indexed', reason = ?, pages = ?, chunks = ?, indexed_at = ? "
-                       "WHERE id = ?", (note, len(page_chars), len(chunks), now(), doc_id))
+            new_ids = np.asarray(
+                [r[0] for r in db.execute("SELECT id FROM chunks WHERE document_id = ? ORDER BY id", (doc_id,))],
+                dtype=np.int64,
+            )
+            db.execute(
+                "UPDATE documents SET status = 'indexed', reason = ?, pages = ?, chunks = ?, indexed_at = ? "
+                "WHERE id = ?",
+                (note, len(page_chars), len(chunks), now(), doc_id),
+            )
             cid = db.execute("SELECT collection_id FROM documents WHERE id = ?", (doc_id,)).fetchone()[0]
             # Still inside the write lock: no other writer can interleave an index file.
             self._write_index(cid, db, IndexDelta(removed=old_ids, added_ids=new_ids, added=vectors))
@@ -351,8 +389,9 @@ class DocumentStore:
     # document queued for re-indexing, being re-read or failing a retry keeps its old chunks
     # searchable until replacement chunks commit; only delete removes them.
     SEARCHABLE = "d.indexed_at IS NOT NULL"
-    _INDEXED_CHUNKS = ("FROM chunks ch JOIN documents d ON d.id = ch.document_id "
-                       f"WHERE d.collection_id = ? AND {SEARCHABLE}")
+    _INDEXED_CHUNKS = (
+        f"FROM chunks ch JOIN documents d ON d.id = ch.document_id WHERE d.collection_id = ? AND {SEARCHABLE}"
+    )
 
     def _indexed_ids(self, db, cid: int) -> np.ndarray:
         rows = db.execute(f"SELECT ch.id {self._INDEXED_CHUNKS} ORDER BY ch.id", (cid,)).fetchall()
@@ -361,8 +400,11 @@ class DocumentStore:
     def _vectors(self, db, cid: int) -> tuple[np.ndarray, np.ndarray]:
         rows = db.execute(f"SELECT ch.id, ch.embedding {self._INDEXED_CHUNKS} ORDER BY ch.id", (cid,)).fetchall()
         ids = np.asarray([r[0] for r in rows], dtype=np.int64)
-        vecs = (np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), self.dimension)
-                if rows else np.zeros((0, self.dimension), dtype=np.float32))
+        vecs = (
+            np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), self.dimension)
+            if rows
+            else np.zeros((0, self.dimension), dtype=np.float32)
+        )
         return ids, vecs
 
     def _write_index(self, cid: int, db, delta: IndexDelta | None = None) -> None:
@@ -393,12 +435,18 @@ class DocumentStore:
     def _check_still_same_model(self) -> None:
         row = self._db().execute("SELECT value FROM meta WHERE key = 'embedding_model'").fetchone()
         if row and row[0] != self.embedding_model:
-            raise StoreError(f"The documents were re-embedded with {row[0]} by another process; "
-                             "restart the app to search them.")
+            raise StoreError(
+                f"The documents were re-embedded with {row[0]} by another process; restart the app to search them."
+            )
 
-    def reembed(self, embedding_model: str, dimension: int,
-                embed: Callable[[list[str]], np.ndarray], progress: Callable[[int, int], None] | None = None,
-                batch: int = 256) -> int:
+    def reembed(
+        self,
+        embedding_model: str,
+        dimension: int,
+        embed: Callable[[list[str]], np.ndarray],
+        progress: Callable[[int, int], None] | None = None,
+        batch: int = 256,
+    ) -> int:
         """Replace every chunk's vector with ``embed``'s and record the new model; returns the chunk count.
 
         All in one SQLite transaction, so a crash leaves the old model's vectors intact. The FAISS
@@ -408,19 +456,25 @@ class DocumentStore:
         with self.writing() as db:
             ids = [r[0] for r in db.execute("SELECT id FROM chunks ORDER BY id")]
             for start in range(0, len(ids), batch):
-                part = ids[start:start + batch]
+                part = ids[start : start + batch]
                 marks = ",".join("?" * len(part))
                 rows = db.execute(f"SELECT id, text FROM chunks WHERE id IN ({marks}) ORDER BY id", part).fetchall()
                 vectors = np.ascontiguousarray(embed([r[1] for r in rows]), dtype=np.float32)
                 if vectors.shape != (len(rows), dimension):
                     raise ValueError(f"embedder returned {vectors.shape}, expected ({len(rows)}, {dimension})")
-                db.executemany("UPDATE chunks SET embedding = ? WHERE id = ?",
-                               [(v.tobytes(), r[0]) for r, v in zip(rows, vectors)])
+                db.executemany(
+                    "UPDATE chunks SET embedding = ? WHERE id = ?", [(v.tobytes(), r[0]) for r, v in zip(rows, vectors)]
+                )
                 if progress:
                     progress(start + len(rows), len(ids))
-            db.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", [
-                ("embedding_model", embedding_model), ("embedding_dimension", str(dimension)),
-                ("reembedded_at", now())])
+            db.executemany(
+                "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
+                [
+                    ("embedding_model", embedding_model),
+                    ("embedding_dimension", str(dimension)),
+                    ("reembedded_at", now()),
+                ],
+            )
             self.indexes.remove_all()
         self.embedding_model, self.indexes.dimension = embedding_model, dimension
         with self.writing() as db:
@@ -434,10 +488,11 @@ class DocumentStore:
         with self.writing() as db:
             interrupted = db.execute(
                 "UPDATE documents SET status = 'failed', reason = ? WHERE status IN ('parsing', 'embedding')",
-                ("Indexing was interrupted before it finished; re-index to try again.",)).rowcount
+                ("Indexing was interrupted before it finished; re-index to try again.",),
+            ).rowcount
             if interrupted:
                 fixed.append(f"{interrupted} document(s) whose indexing was interrupted marked failed")
-            for (cid, name) in db.execute("SELECT id, name FROM collections").fetchall():
+            for cid, name in db.execute("SELECT id, name FROM collections").fetchall():
                 ids = self._indexed_ids(db, cid)  # ids only: start-up need not read every vector
                 if not self.indexes.exists(cid) and not len(ids):
                     self._write_index(cid, db)  # a new, empty collection: nothing to repair
@@ -463,7 +518,8 @@ class DocumentStore:
         rows = self._db().execute(
             f"SELECT ch.id, ch.document_id, ch.page, ch.text, d.label FROM chunks ch "
             f"JOIN documents d ON d.id = ch.document_id WHERE ch.id IN ({marks}) AND {self.SEARCHABLE}",
-            [int(i) for i in ids])
+            [int(i) for i in ids],
+        )
         return {r["id"]: ChunkRow(r["id"], r["document_id"], r["label"], r["page"], r["text"]) for r in rows}
 
     def vectors_by_id(self, ids: Sequence[int]) -> dict[int, np.ndarray]:
@@ -480,13 +536,17 @@ class DocumentStore:
             "SELECT ch.id FROM chunks_fts f JOIN chunks ch ON ch.id = f.rowid "
             "JOIN documents d ON d.id = ch.document_id "
             f"WHERE chunks_fts MATCH ? AND d.collection_id = ? AND {self.SEARCHABLE} "
-            "ORDER BY bm25(chunks_fts) LIMIT ?", (fts_query, cid, limit))
+            "ORDER BY bm25(chunks_fts) LIMIT ?",
+            (fts_query, cid, limit),
+        )
         return [r[0] for r in rows]
 
     def counts(self) -> dict[str, int]:
         db = self._db()
-        return {"documents": db.execute("SELECT COUNT(*) FROM documents").fetchone()[0],
-                "chunks": db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]}
+        return {
+            "documents": db.execute("SELECT COUNT(*) FROM documents").fetchone()[0],
+            "chunks": db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0],
+        }
 
     def close(self) -> None:
         self._connections.close()

@@ -30,9 +30,11 @@ def user_banner(services: Services, actor) -> str:
     who = f"Signed in as <b>{html.escape(actor.name)}</b> ({html.escape(actor.role)})"
     if services.auth.mode != "password":
         return f'<div id="user-banner">{who}</div>'
-    return (f'<div id="user-banner">{who} · <form method="post" action="auth/logout" style="display:inline">'
-            '<button type="submit" id="sign-out" style="text-decoration:underline;background:none;border:0;'
-            'cursor:pointer;color:inherit">Sign out</button></form></div>')
+    return (
+        f'<div id="user-banner">{who} · <form method="post" action="auth/logout" style="display:inline">'
+        '<button type="submit" id="sign-out" style="text-decoration:underline;background:none;border:0;'
+        'cursor:pointer;color:inherit">Sign out</button></form></div>'
+    )
 
 
 def build_ui(services: Services) -> gr.Blocks:
@@ -57,11 +59,21 @@ def build_ui(services: Services) -> gr.Blocks:
 
         def on_load(request: gr.Request):
             actor = auth.actor_of(request)
-            return [user_banner(services, actor), gr.Tab(visible=actor.is_admin), *chat.on_load(actor),
-                    *documents.on_load(actor), *users.on_load(actor), documents.readable(actor)]
+            return [
+                user_banner(services, actor),
+                gr.Tab(visible=actor.is_admin),
+                *chat.on_load(actor),
+                *documents.on_load(actor),
+                *users.on_load(actor),
+                documents.readable(actor),
+            ]
 
-        blocks.load(on_load, None, [banner, compare_tab, *chat.load_outputs(), *documents.load_outputs(),
-                                    *users.load_outputs(), known], queue=False)
+        blocks.load(
+            on_load,
+            None,
+            [banner, compare_tab, *chat.load_outputs(), *documents.load_outputs(), *users.load_outputs(), known],
+            queue=False,
+        )
 
         pickers = [chat.collection, *documents.pickers, known]
 

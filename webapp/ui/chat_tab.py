@@ -35,8 +35,9 @@ def sources_markdown(passages) -> str:
     parts = []
     for n, p in enumerate(passages, start=1):
         quoted = "\n".join("> " + safe_markdown(line) for line in p.text.splitlines() if line.strip())
-        parts.append(f"**[{n}] {safe_markdown(p.document)}, page {p.page}** (similarity {p.similarity:.2f})"
-                     f"\n\n{quoted}")
+        parts.append(
+            f"**[{n}] {safe_markdown(p.document)}, page {p.page}** (similarity {p.similarity:.2f})\n\n{quoted}"
+        )
     return "\n\n".join(parts)
 
 
@@ -61,8 +62,11 @@ def display(messages: list[StoredMessage], claims=None) -> list[dict]:
 
 
 def stored_claims(message: StoredMessage) -> list[Claim]:
-    return [Claim(c["text"], bool(c["supported"]), c.get("source"), float(c.get("score", 0.0)))
-            for c in message.checks.get("claims", []) if isinstance(c, dict) and "text" in c]
+    return [
+        Claim(c["text"], bool(c["supported"]), c.get("source"), float(c.get("score", 0.0)))
+        for c in message.checks.get("claims", [])
+        if isinstance(c, dict) and "text" in c
+    ]
 
 
 def last_checks(messages: list[StoredMessage]) -> list[dict]:
@@ -76,13 +80,27 @@ def last_checks(messages: list[StoredMessage]) -> list[dict]:
 def check_items(evidence, sources) -> list[dict]:
     """What the Evidence list offers: the evidence sentences, then one entry per cited passage
     (its best evidence sentence, or its opening words, is what gets highlighted)."""
-    items = [{"key": f"e{n}", "document_id": e.document_id, "page": e.page, "text": e.text,
-              "label": f"“{e.text}” — {e.document}, p. {e.page} (score {e.score:.2f})"}
-             for n, e in enumerate(evidence)]
+    items = [
+        {
+            "key": f"e{n}",
+            "document_id": e.document_id,
+            "page": e.page,
+            "text": e.text,
+            "label": f"“{e.text}” — {e.document}, p. {e.page} (score {e.score:.2f})",
+        }
+        for n, e in enumerate(evidence)
+    ]
     for n, p in enumerate(sources, start=1):
         best = next((e.text for e in evidence if e.source == n), None)
-        items.append({"key": f"c{n}", "document_id": p.document_id, "page": p.page,
-                      "text": best or " ".join(p.text.split()[:40]), "label": f"[{n}] {p.document}, p. {p.page}"})
+        items.append(
+            {
+                "key": f"c{n}",
+                "document_id": p.document_id,
+                "page": p.page,
+                "text": best or " ".join(p.text.split()[:40]),
+                "label": f"[{n}] {p.document}, p. {p.page}",
+            }
+        )
     return items
 
 
@@ -107,10 +125,12 @@ def page_html(doc_id: int, label: str, page: int, text: str) -> str:
     and a link to the original opened at that page. Relative URLs keep any root path."""
     query = urllib.parse.urlencode({"highlight": text[:1500]})
     name = html.escape(label)
-    return (f'<p><a id="page-pdf-link" href="documents/{doc_id}.pdf#page={page}" target="_blank" rel="noopener">'
-            f"Open {name} at page {page}</a></p>"
-            f'<img id="page-image" src="documents/{doc_id}/pages/{page}.png?{html.escape(query)}" '
-            f'alt="Page {page} of {name}, the sentence highlighted" style="max-width:100%;border:1px solid #ccc">')
+    return (
+        f'<p><a id="page-pdf-link" href="documents/{doc_id}.pdf#page={page}" target="_blank" rel="noopener">'
+        f"Open {name} at page {page}</a></p>"
+        f'<img id="page-image" src="documents/{doc_id}/pages/{page}.png?{html.escape(query)}" '
+        f'alt="Page {page} of {name}, the sentence highlighted" style="max-width:100%;border:1px solid #ccc">'
+    )
 
 
 def source_records(passages) -> list[dict]:
@@ -152,29 +172,52 @@ class ChatTab:
                     delete = gr.Button("Delete conversation", variant="stop", size="sm", elem_id="conversation-delete")
                     with gr.Group(visible=False) as confirm:
                         gr.Markdown("Delete this conversation for good?")
-                        confirm_yes = gr.Button("Yes, delete it", variant="stop", size="sm",
-                                                elem_id="conversation-delete-yes")
+                        confirm_yes = gr.Button(
+                            "Yes, delete it", variant="stop", size="sm", elem_id="conversation-delete-yes"
+                        )
                         confirm_no = gr.Button("Keep it", size="sm", elem_id="conversation-delete-no")
                 self.tools_note = gr.Markdown("", elem_id="conversation-note")
             with gr.Column(scale=4):
                 with gr.Row():
                     self.model = gr.Dropdown(
-                        choices=[(c.label, c.name) for c in catalog.choices()], value=catalog.default_choice(),
-                        label="Model", scale=4, elem_id="model-picker", interactive=True)
+                        choices=[(c.label, c.name) for c in catalog.choices()],
+                        value=catalog.default_choice(),
+                        label="Model",
+                        scale=4,
+                        elem_id="model-picker",
+                        interactive=True,
+                    )
                     # Filled per user on load; the chat service checks any collection named here.
-                    self.collection = gr.Dropdown(choices=[NO_DOCUMENTS], value=NO_DOCUMENTS, allow_custom_value=True,
-                                                  label="Answer from documents in", scale=3, elem_id="collection-picker")
+                    self.collection = gr.Dropdown(
+                        choices=[NO_DOCUMENTS],
+                        value=NO_DOCUMENTS,
+                        allow_custom_value=True,
+                        label="Answer from documents in",
+                        scale=3,
+                        elem_id="collection-picker",
+                    )
                     refresh = gr.Button("Refresh models", scale=1, size="sm", elem_id="chat-refresh")
                 self.notice = gr.Markdown(self._registry_notice(), elem_id="registry-notice")
                 # The open conversation (None: the next question starts a new one).
                 self.conversation = gr.Number(value=None, precision=0, visible=False, elem_id="conversation-id")
-                self.chatbot = gr.Chatbot(label="Conversation", height=480, elem_id="chatbot",
-                                          buttons=["copy", "copy_all"], feedback_options=None)
+                self.chatbot = gr.Chatbot(
+                    label="Conversation",
+                    height=480,
+                    elem_id="chatbot",
+                    buttons=["copy", "copy_all"],
+                    feedback_options=None,
+                )
                 with gr.Row():
                     # lines=1 is what makes Enter send in Gradio (a taller box sends on Shift+Enter);
                     # the box still grows to max_lines as the text wraps, and Shift+Enter adds a line.
-                    self.message = gr.Textbox(placeholder="Ask something… (Enter to send, Shift+Enter for a new line)",
-                                              show_label=False, lines=1, max_lines=12, scale=6, elem_id="message")
+                    self.message = gr.Textbox(
+                        placeholder="Ask something… (Enter to send, Shift+Enter for a new line)",
+                        show_label=False,
+                        lines=1,
+                        max_lines=12,
+                        scale=6,
+                        elem_id="message",
+                    )
                     with gr.Column(scale=1, min_width=120):
                         send = gr.Button("Send", variant="primary", elem_id="send")
                         stop = gr.Button("Stop", variant="stop", elem_id="stop")
@@ -182,49 +225,88 @@ class ChatTab:
                 # Evidence: the sentences of the sources that answer the question, best first, then the
                 # citations; choosing one shows its page with the text highlighted.
                 self.checks = gr.State([])
-                self.evidence = gr.Radio(choices=[], value=None, elem_id="evidence",
-                                         label="Evidence from the documents (choose one to see it on its page)")
+                self.evidence = gr.Radio(
+                    choices=[],
+                    value=None,
+                    elem_id="evidence",
+                    label="Evidence from the documents (choose one to see it on its page)",
+                )
                 self.evidence_key = gr.Textbox(visible=False, elem_id="evidence-key")
                 self.page_view = gr.HTML("", elem_id="page-view")
                 with gr.Accordion("Source passages of the last answer", open=False):
                     self.sources = gr.Markdown("", elem_id="chat-sources")
                 with gr.Accordion("Generation settings", open=False):
-                    max_new = gr.Slider(16, self.chat.max_new_tokens_limit, value=defaults.max_new_tokens, step=16,
-                                        label="Max new tokens")
-                    temperature = gr.Slider(0.0, 1.5, value=defaults.temperature, step=0.05,
-                                            label="Temperature (0 = deterministic)")
+                    max_new = gr.Slider(
+                        16,
+                        self.chat.max_new_tokens_limit,
+                        value=defaults.max_new_tokens,
+                        step=16,
+                        label="Max new tokens",
+                    )
+                    temperature = gr.Slider(
+                        0.0, 1.5, value=defaults.temperature, step=0.05, label="Temperature (0 = deterministic)"
+                    )
 
         inputs = [self.message, self.conversation, self.model, max_new, temperature, self.collection]
-        outputs = [self.chatbot, self.message, self.stats, self.sources, self.conversation, self.history_list,
-                   self.evidence, self.checks, self.page_view]
+        outputs = [
+            self.chatbot,
+            self.message,
+            self.stats,
+            self.sources,
+            self.conversation,
+            self.history_list,
+            self.evidence,
+            self.checks,
+            self.page_view,
+        ]
         submit_evt = self.message.submit(self.respond, inputs, outputs, concurrency_limit=None)
         click_evt = send.click(self.respond, inputs, outputs, concurrency_limit=None)
         stop.click(self.stop, None, None, cancels=[submit_evt, click_evt], queue=False)
-        self.evidence.input(lambda key: key, [self.evidence], [self.evidence_key], queue=False,
-                            api_visibility="private").then(
-            self.show_page, [self.evidence_key, self.checks], [self.page_view], queue=False)
-        opened = [self.conversation, self.chatbot, self.title, self.collection, self.stats, self.sources,
-                  self.evidence, self.checks, self.page_view]
+        self.evidence.input(
+            lambda key: key, [self.evidence], [self.evidence_key], queue=False, api_visibility="private"
+        ).then(self.show_page, [self.evidence_key, self.checks], [self.page_view], queue=False)
+        opened = [
+            self.conversation,
+            self.chatbot,
+            self.title,
+            self.collection,
+            self.stats,
+            self.sources,
+            self.evidence,
+            self.checks,
+            self.page_view,
+        ]
         new_chat.click(self.new_conversation, None, opened + [self.history_list], queue=False)
         # The list only offers this user's conversations; opening goes through the hidden id, so
         # API clients open a conversation by id (and the store decides whether it is theirs).
-        self.history_list.input(lambda chosen: chosen, [self.history_list], [self.conversation], queue=False,
-                                api_visibility="private").then(
-            self.open_conversation, [self.conversation], opened, queue=False)
+        self.history_list.input(
+            lambda chosen: chosen, [self.history_list], [self.conversation], queue=False, api_visibility="private"
+        ).then(self.open_conversation, [self.conversation], opened, queue=False)
         rename.click(self.rename, [self.conversation, self.title], [self.history_list, self.tools_note], queue=False)
         export.click(self.export, [self.conversation], [export_file, self.tools_note])
-        delete.click(lambda c: (gr.Group(visible=c is not None),
-                                "" if c is not None else "Open a conversation first."),
-                     [self.conversation], [confirm, self.tools_note], queue=False)
+        delete.click(
+            lambda c: (gr.Group(visible=c is not None), "" if c is not None else "Open a conversation first."),
+            [self.conversation],
+            [confirm, self.tools_note],
+            queue=False,
+        )
         confirm_no.click(lambda: gr.Group(visible=False), None, [confirm], queue=False)
-        confirm_yes.click(self.delete, [self.conversation], opened + [self.history_list, confirm, self.tools_note],
-                          queue=False)
+        confirm_yes.click(
+            self.delete, [self.conversation], opened + [self.history_list, confirm, self.tools_note], queue=False
+        )
         refresh.click(self.refresh_models, None, [self.model, self.notice], queue=False)
 
     # -- per-user state -----------------------------------------------------------------
     def load_outputs(self) -> list:
-        return [self.history_list, self.conversation, self.chatbot, self.title, self.collection, self.evidence,
-                self.checks]
+        return [
+            self.history_list,
+            self.conversation,
+            self.chatbot,
+            self.title,
+            self.collection,
+            self.evidence,
+            self.checks,
+        ]
 
     def on_load(self, actor) -> list:
         """The newest conversation reopened, the user's list, the collections they may read."""
@@ -234,9 +316,14 @@ class ChatTab:
             return [gr.Radio(choices=[], value=None), None, [], "", gr.Dropdown(choices=collections), *_checks_out([])]
         newest = listing[0]
         messages = self.conversations.messages(actor, newest.id)
-        return [self._radio(actor, newest.id), newest.id, display(messages), newest.title,
-                gr.Dropdown(choices=collections, value=self._picker_value(newest.collection, collections)),
-                *_checks_out(last_checks(messages))]
+        return [
+            self._radio(actor, newest.id),
+            newest.id,
+            display(messages),
+            newest.title,
+            gr.Dropdown(choices=collections, value=self._picker_value(newest.collection, collections)),
+            *_checks_out(last_checks(messages)),
+        ]
 
     def collection_choices(self, actor) -> list[str]:
         documents = self.chat.documents
@@ -264,9 +351,16 @@ class ChatTab:
         except UserError as exc:
             return None, [], "", gr.skip(), f"⚠ {exc.user_message}", "", *_checks_out([]), ""
         choices = self.collection_choices(actor)
-        return (found.id, display(messages), found.title,
-                gr.Dropdown(choices=choices, value=self._picker_value(found.collection, choices)), "", "",
-                *_checks_out(last_checks(messages)), "")
+        return (
+            found.id,
+            display(messages),
+            found.title,
+            gr.Dropdown(choices=choices, value=self._picker_value(found.collection, choices)),
+            "",
+            "",
+            *_checks_out(last_checks(messages)),
+            "",
+        )
 
     def rename(self, conversation_id, title, request: gr.Request):
         actor = self.auth.actor_of(request)
@@ -284,7 +378,9 @@ class ChatTab:
         except UserError as exc:
             return None, f"⚠ {exc.user_message}"
         folder = download_folder("exports")
-        safe = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in found.title)[:40].strip("-") or "conversation"
+        safe = (
+            "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in found.title)[:40].strip("-") or "conversation"
+        )
         path = folder / f"{safe}.md"
         path.write_text(text, encoding="utf-8")
         return str(path), ""
@@ -295,8 +391,19 @@ class ChatTab:
             gone = self.conversations.delete(actor, conversation_id)
         except UserError as exc:
             return (gr.skip(),) * 9 + (gr.skip(), gr.Group(visible=False), f"⚠ {exc.user_message}")
-        return (None, [], "", gr.skip(), "", "", *_checks_out([]), "", self._radio(actor, None), gr.Group(visible=False),
-                f"Deleted “{safe_markdown(gone.title)}”.")
+        return (
+            None,
+            [],
+            "",
+            gr.skip(),
+            "",
+            "",
+            *_checks_out([]),
+            "",
+            self._radio(actor, None),
+            gr.Group(visible=False),
+            f"Deleted “{safe_markdown(gone.title)}”.",
+        )
 
     def _registry_notice(self) -> str:
         problems = self.chat.catalog.problems()
@@ -307,8 +414,10 @@ class ChatTab:
     def refresh_models(self):
         catalog = self.chat.catalog
         catalog.refresh()
-        return (gr.Dropdown(choices=[(c.label, c.name) for c in catalog.choices()],
-                            value=catalog.default_choice()), self._registry_notice())
+        return (
+            gr.Dropdown(choices=[(c.label, c.name) for c in catalog.choices()], value=catalog.default_choice()),
+            self._registry_notice(),
+        )
 
     def stop(self, request: gr.Request):
         if request is not None:
@@ -316,15 +425,23 @@ class ChatTab:
 
     # -- answering ------------------------------------------------------------------------
     # The outputs of respond, in order; ``_emit`` fills what a step does not change with skip().
-    RESPOND_OUTPUTS = ("chatbot", "message", "stats", "passages", "conversation", "listing", "evidence", "checks",
-                       "page")
+    RESPOND_OUTPUTS = (
+        "chatbot",
+        "message",
+        "stats",
+        "passages",
+        "conversation",
+        "listing",
+        "evidence",
+        "checks",
+        "page",
+    )
 
     @classmethod
     def _emit(cls, **values):
         return tuple(values.get(name, gr.skip()) for name in cls.RESPOND_OUTPUTS)
 
-    def respond(self, message, conversation_id, model, max_new_tokens, temperature, collection,
-                request: gr.Request):
+    def respond(self, message, conversation_id, model, max_new_tokens, temperature, collection, request: gr.Request):
         emit = self._emit
         session = request.session_hash if request is not None else None
         collection = None if collection in (None, "", NO_DOCUMENTS) else collection
@@ -351,28 +468,47 @@ class ChatTab:
             nonlocal stored
             if not stored:
                 stored = True
-                self.conversations.append(actor, conversation_id, "assistant", answer + extra,
-                                          source_records(sources), {"evidence": checks})
+                self.conversations.append(
+                    actor, conversation_id, "assistant", answer + extra, source_records(sources), {"evidence": checks}
+                )
+
         try:
             # Show the question at once; while the server is full, say how many are ahead.
-            yield emit(chatbot=conversation, message="", stats="", passages="", conversation=conversation_id,
-                       listing=self._radio(actor, conversation_id), evidence=gr.Radio(choices=[], value=None),
-                       checks=[], page="")
+            yield emit(
+                chatbot=conversation,
+                message="",
+                stats="",
+                passages="",
+                conversation=conversation_id,
+                listing=self._radio(actor, conversation_id),
+                evidence=gr.Radio(choices=[], value=None),
+                checks=[],
+                page="",
+            )
             for ahead in self.chat.wait_for_slot(ticket):
-                yield emit(chatbot=conversation, stats=f"The server is busy: {ahead + 1} in line before your "
-                                                       "answer starts…", conversation=conversation_id)
+                yield emit(
+                    chatbot=conversation,
+                    stats=f"The server is busy: {ahead + 1} in line before your answer starts…",
+                    conversation=conversation_id,
+                )
             loading = not self.chat.catalog.is_loaded(model or "")
             status = f"Loading {model}…" if loading and model else ("Searching the documents…" if collection else "")
             if status:
                 yield emit(chatbot=conversation, stats=status, conversation=conversation_id)
-            stream = self.chat.reply(model, history, text, params, session=session, collection=collection,
-                                     ticket=ticket, actor=actor)
+            stream = self.chat.reply(
+                model, history, text, params, session=session, collection=collection, ticket=ticket, actor=actor
+            )
             sources = stream.sources
             passages = sources_markdown(stream.sources)
             # The evidence is known before the model writes a word: show it at once.
             checks = check_items(stream.evidence, stream.sources)
-            yield emit(chatbot=conversation, passages=passages, conversation=conversation_id,
-                       evidence=evidence_radio(checks), checks=checks)
+            yield emit(
+                chatbot=conversation,
+                passages=passages,
+                conversation=conversation_id,
+                evidence=evidence_radio(checks),
+                checks=checks,
+            )
             for piece in stream:
                 answer += piece
                 conversation[-1] = {"role": "assistant", "content": safe_markdown(answer)}
@@ -381,27 +517,37 @@ class ChatTab:
             claims = self.chat.claims(answer, stream)
             if claims:
                 self.conversations.add_claims(actor, conversation_id, [c.as_json() for c in claims])
-            conversation[-1] = display([StoredMessage("assistant", answer, source_records(sources))],
-                                       claims=claims)[0]
+            conversation[-1] = display([StoredMessage("assistant", answer, source_records(sources))], claims=claims)[0]
             stats = format_stats(stream.stats, model) if stream.stats.completion_tokens else ""
             yield emit(chatbot=conversation, stats=stats + claims_summary(claims), conversation=conversation_id)
         except UserError as exc:
             log.warning("chat failed for session %s: %s", session, exc.user_message)
             store_answer(("\n\n" if answer else "") + f"⚠ {exc.user_message}")
-            conversation[-1] = {"role": "assistant", "content": (safe_markdown(answer) + "\n\n" if answer else "")
-                                + f"⚠ {exc.user_message}"}
+            conversation[-1] = {
+                "role": "assistant",
+                "content": (safe_markdown(answer) + "\n\n" if answer else "") + f"⚠ {exc.user_message}",
+            }
             yield emit(chatbot=conversation, stats="", conversation=conversation_id)
         except Exception:
             log.exception("unexpected chat failure for session %s", session)
             store_answer(("\n\n" if answer else "") + "⚠ Something went wrong while answering.")
-            conversation[-1] = {"role": "assistant", "content": (safe_markdown(answer) + "\n\n" if answer else "")
-                                + "⚠ Something went wrong while answering; the error is in the server log."}
+            conversation[-1] = {
+                "role": "assistant",
+                "content": (safe_markdown(answer) + "\n\n" if answer else "")
+                + "⚠ Something went wrong while answering; the error is in the server log.",
+            }
             yield emit(chatbot=conversation, stats="", conversation=conversation_id)
         finally:
             ticket.release()  # also when the tab went away or Stop cancelled this event mid-wait
             if answer and not stored:  # stopped or tab closed mid-answer: keep what was said
-                self.conversations.append(actor, conversation_id, "assistant", answer + " [stopped]",
-                                          source_records(sources), {"evidence": checks})
+                self.conversations.append(
+                    actor,
+                    conversation_id,
+                    "assistant",
+                    answer + " [stopped]",
+                    source_records(sources),
+                    {"evidence": checks},
+                )
 
     def show_page(self, key, checks, request: gr.Request):
         """The page of the chosen evidence sentence or citation, its text highlighted."""

@@ -23,8 +23,9 @@ def plots(report):
     for r in report.results:
         s = r.summary()
         if s.get("ttft_ms") is not None:
-            bars.append({"target": r.label, "TTFT ms": round(s["ttft_ms"], 1),
-                         "decode tok/s": round(s["decode_tok_s"] or 0, 1)})
+            bars.append(
+                {"target": r.label, "TTFT ms": round(s["ttft_ms"], 1), "decode tok/s": round(s["decode_tok_s"] or 0, 1)}
+            )
         for p in r.sweep:
             sweep.append({"target": r.label, "users": p.users, "aggregate tok/s": round(p.aggregate_tok_s, 1)})
         for run in r.runs:
@@ -39,20 +40,27 @@ class CompareTab:
 
     def render(self) -> None:
         if not self.bench.enabled:
-            gr.Markdown("Benchmarks are turned off on this server: they load extra model copies and take every "
-                        "core from the chats. An operator can enable them with `DOCCHAT_ENABLE_BENCH=true` "
-                        "(or run `python -m webapp bench` on another machine).", elem_id="compare-disabled")
+            gr.Markdown(
+                "Benchmarks are turned off on this server: they load extra model copies and take every "
+                "core from the chats. An operator can enable them with `DOCCHAT_ENABLE_BENCH=true` "
+                "(or run `python -m webapp bench` on another machine).",
+                elem_id="compare-disabled",
+            )
             return
         targets = self.bench.targets()
         default = [t.id for t in targets if t.backend == "openvino"][:2]
-        gr.Markdown("Measure time to first token, time per token and throughput of models and backends "
-                    "on this machine, side by side. Every run uses a different prompt (no cache effects).")
+        gr.Markdown(
+            "Measure time to first token, time per token and throughput of models and backends "
+            "on this machine, side by side. Every run uses a different prompt (no cache effects)."
+        )
         with gr.Row():
-            self.targets = gr.CheckboxGroup([(t.label, t.id) for t in targets], value=default, label="Targets",
-                                            elem_id="compare-targets", scale=3)
+            self.targets = gr.CheckboxGroup(
+                [(t.label, t.id) for t in targets], value=default, label="Targets", elem_id="compare-targets", scale=3
+            )
             with gr.Column(scale=2):
-                profile = gr.Radio([(f"{k}: {v[0]}", k) for k, v in PROFILES.items()], value="chat",
-                                   label="Prompt profile")
+                profile = gr.Radio(
+                    [(f"{k}: {v[0]}", k) for k, v in PROFILES.items()], value="chat", label="Prompt profile"
+                )
                 runs = gr.Slider(1, 10, value=3, step=1, label="Measured runs per target")
                 max_new = gr.Slider(16, 256, value=64, step=16, label="New tokens per answer")
                 users = gr.CheckboxGroup([1, 2, 4], value=[1, 2, 4], label="Concurrent users")
@@ -61,19 +69,35 @@ class CompareTab:
             cancel = gr.Button("Cancel", variant="stop", elem_id="compare-cancel")
         status = gr.Markdown(elem_id="compare-status")
         with gr.Row():
-            panes = [gr.Textbox(label=f"answer {i + 1}", lines=6, max_lines=10, interactive=False,
-                                elem_id=f"compare-answer-{i}") for i in range(MAX_PANES)]
+            panes = [
+                gr.Textbox(
+                    label=f"answer {i + 1}", lines=6, max_lines=10, interactive=False, elem_id=f"compare-answer-{i}"
+                )
+                for i in range(MAX_PANES)
+            ]
         table = gr.Dataframe(interactive=False, wrap=True, elem_id="compare-table")
         with gr.Row():
-            bar = gr.BarPlot(x="target", y="TTFT ms", title="Time to first token (lower is better)",
-                             elem_id="compare-bar", x_label_angle=-20)
-            bar2 = gr.BarPlot(x="target", y="decode tok/s", title="Decode speed (higher is better)",
-                              elem_id="compare-bar-decode", x_label_angle=-20)
+            bar = gr.BarPlot(
+                x="target",
+                y="TTFT ms",
+                title="Time to first token (lower is better)",
+                elem_id="compare-bar",
+                x_label_angle=-20,
+            )
+            bar2 = gr.BarPlot(
+                x="target",
+                y="decode tok/s",
+                title="Decode speed (higher is better)",
+                elem_id="compare-bar-decode",
+                x_label_angle=-20,
+            )
         with gr.Row():
-            sweep = gr.LinePlot(x="users", y="aggregate tok/s", color="target", title="Throughput vs users",
-                                elem_id="compare-sweep")
-            scatter = gr.ScatterPlot(x="prompt tokens", y="TTFT ms", color="target", title="TTFT vs prompt length",
-                                     elem_id="compare-scatter")
+            sweep = gr.LinePlot(
+                x="users", y="aggregate tok/s", color="target", title="Throughput vs users", elem_id="compare-sweep"
+            )
+            scatter = gr.ScatterPlot(
+                x="prompt tokens", y="TTFT ms", color="target", title="TTFT vs prompt length", elem_id="compare-scatter"
+            )
         files = gr.File(label="Download results", file_count="multiple", interactive=False, elem_id="compare-files")
         outputs = [status, *panes, table, bar, bar2, sweep, scatter, files]
         run_evt = run.click(self.run, [self.targets, profile, runs, max_new, users], outputs, concurrency_limit=1)
@@ -99,10 +123,17 @@ class CompareTab:
         pane_of = {tid: i for i, tid in enumerate(target_ids[:MAX_PANES])}
         texts = {tid: "" for tid in target_ids}
         state = {"fraction": 0.0, "message": "starting", "report": None, "error": None}
-        hooks = Hooks(progress=lambda f, m: state.update(fraction=f, message=m),
-                      on_text=lambda tid, text: texts.__setitem__(tid, text))
-        cfg = BenchConfig(profile=profile, runs=int(runs), warmup=1, max_new_tokens=int(max_new),
-                          users=tuple(sorted(int(u) for u in users)) or (1,))
+        hooks = Hooks(
+            progress=lambda f, m: state.update(fraction=f, message=m),
+            on_text=lambda tid, text: texts.__setitem__(tid, text),
+        )
+        cfg = BenchConfig(
+            profile=profile,
+            runs=int(runs),
+            warmup=1,
+            max_new_tokens=int(max_new),
+            users=tuple(sorted(int(u) for u in users)) or (1,),
+        )
 
         def work():
             try:
@@ -118,7 +149,11 @@ class CompareTab:
                 panes = [gr.skip()] * MAX_PANES
                 for tid, i in pane_of.items():
                     panes[i] = gr.Textbox(value=texts[tid], label=labels.get(tid, tid))
-                yield (f"Running: {state['fraction']:.0%} · {state['message']}", *panes, *([gr.skip()] * RESULT_OUTPUTS))
+                yield (
+                    f"Running: {state['fraction']:.0%} · {state['message']}",
+                    *panes,
+                    *([gr.skip()] * RESULT_OUTPUTS),
+                )
         finally:
             # The event ended without the worker: Cancel pressed, or the tab went away and Gradio
             # closed this generator. Nobody will read the results, so stop using the cores.
@@ -132,5 +167,13 @@ class CompareTab:
         note = "; ".join(f"{r.label}: {r.status}{' - ' + r.error if r.error else ''}" for r in failed)
         bars, sweeps, scatter = plots(report)
         table = pd.DataFrame(report.rows(), columns=report.headers())
-        yield (("Done." if not failed else f"Done with problems: {note}"), *([gr.skip()] * MAX_PANES),
-               table, bars, bars, sweeps, scatter, self.bench.export(report))
+        yield (
+            ("Done." if not failed else f"Done with problems: {note}"),
+            *([gr.skip()] * MAX_PANES),
+            table,
+            bars,
+            bars,
+            sweeps,
+            scatter,
+            self.bench.export(report),
+        )

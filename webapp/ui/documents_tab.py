@@ -24,10 +24,18 @@ log = logging.getLogger(__name__)
 
 TABLE_HEADERS = ["id", "document", "status", "pages", "chunks", "note / reason", "added"]
 # Words, not emoji: they read the same in every font and to a screen reader.
-STATUS_WORDS = {"queued": "queued", "parsing": "reading", "embedding": "embedding", "indexed": "indexed",
-                "failed": "FAILED"}
-VISIBILITY_CHOICES = [("Private: only me", "private"), ("Shared with the users named below", "shared"),
-                      ("Everyone signed in", "everyone")]
+STATUS_WORDS = {
+    "queued": "queued",
+    "parsing": "reading",
+    "embedding": "embedding",
+    "indexed": "indexed",
+    "failed": "FAILED",
+}
+VISIBILITY_CHOICES = [
+    ("Private: only me", "private"),
+    ("Shared with the users named below", "shared"),
+    ("Everyone signed in", "everyone"),
+]
 
 
 def upload_name(file) -> tuple[Path, str]:
@@ -60,17 +68,32 @@ class DocumentTabs:
             docs = self.documents.documents(collection, actor)
         except UserError:
             return []
-        return [[d.id, d.label, STATUS_WORDS.get(d.status, d.status), d.pages or "", d.chunks or "",
-                 d.reason or "", d.added_at.replace("T", " ")[:16]] for d in docs]
+        return [
+            [
+                d.id,
+                d.label,
+                STATUS_WORDS.get(d.status, d.status),
+                d.pages or "",
+                d.chunks or "",
+                d.reason or "",
+                d.added_at.replace("T", " ")[:16],
+            ]
+            for d in docs
+        ]
 
     def sharing_text(self, collection, actor) -> str:
-        found = next((c for c in self.documents.collection_access(actor) if c.name == collection), None) \
-            if self.documents.available() is None else None
+        found = (
+            next((c for c in self.documents.collection_access(actor) if c.name == collection), None)
+            if self.documents.available() is None
+            else None
+        )
         if found is None:
             return ""
         can = "you can manage its documents" if found.can_manage_documents(actor) else "read only for you"
-        return (f"**{safe_markdown(found.name)}**: owner {safe_markdown(found.owner_label())}, "
-                f"{safe_markdown(found.sharing_label())} ({can}).")
+        return (
+            f"**{safe_markdown(found.name)}**: owner {safe_markdown(found.owner_label())}, "
+            f"{safe_markdown(found.sharing_label())} ({can})."
+        )
 
     def render(self) -> None:
         unavailable = self.documents.available()
@@ -82,16 +105,24 @@ class DocumentTabs:
             with gr.Row():
                 # Choices are filled per user on page load; API clients name a collection directly,
                 # so any value is taken here and the DocumentService decides whether it may be used.
-                self.up_collection = gr.Dropdown([], label="Collection", allow_custom_value=True, scale=3,
-                                                 elem_id="upload-collection")
+                self.up_collection = gr.Dropdown(
+                    [], label="Collection", allow_custom_value=True, scale=3, elem_id="upload-collection"
+                )
             with gr.Accordion("New collection", open=False, elem_id="new-collection"):
                 with gr.Row():
-                    new_name = gr.Textbox(label="Name", placeholder="e.g. contracts-2026", scale=2,
-                                          elem_id="new-collection-name")
-                    new_visibility = gr.Radio(VISIBILITY_CHOICES, value="private", label="Who can read it", scale=3,
-                                              elem_id="new-collection-visibility")
-                new_members = gr.Textbox(label="Share with (user names, comma-separated)",
-                                         elem_id="new-collection-members")
+                    new_name = gr.Textbox(
+                        label="Name", placeholder="e.g. contracts-2026", scale=2, elem_id="new-collection-name"
+                    )
+                    new_visibility = gr.Radio(
+                        VISIBILITY_CHOICES,
+                        value="private",
+                        label="Who can read it",
+                        scale=3,
+                        elem_id="new-collection-visibility",
+                    )
+                new_members = gr.Textbox(
+                    label="Share with (user names, comma-separated)", elem_id="new-collection-members"
+                )
                 create = gr.Button("Create collection", elem_id="create-collection")
             files = gr.File(label="PDF files", file_count="multiple", file_types=[".pdf"], elem_id="upload-files")
             index_now = gr.Checkbox(value=True, label="Index right after uploading")
@@ -99,12 +130,14 @@ class DocumentTabs:
             upload_result = gr.Markdown(elem_id="upload-result")
         with gr.Tab("Documents", id="index") as self.index_tab:
             with gr.Row():
-                self.ix_collection = gr.Dropdown([], label="Collection", allow_custom_value=True, scale=3,
-                                                 elem_id="index-collection")
+                self.ix_collection = gr.Dropdown(
+                    [], label="Collection", allow_custom_value=True, scale=3, elem_id="index-collection"
+                )
                 refresh = gr.Button("Refresh", scale=1, elem_id="index-refresh")
             sharing_note = gr.Markdown(elem_id="sharing-note")
-            table = gr.Dataframe(headers=TABLE_HEADERS, value=[], interactive=False, wrap=True,
-                                 elem_id="documents-table")
+            table = gr.Dataframe(
+                headers=TABLE_HEADERS, value=[], interactive=False, wrap=True, elem_id="documents-table"
+            )
             gr.Markdown("Click a row to choose a document.", elem_id="table-hint")
             selected = gr.Number(value=None, precision=0, visible=False, elem_id="selected-document")
             selected_note = gr.Markdown(elem_id="selected-document-note")
@@ -125,58 +158,93 @@ class DocumentTabs:
             index_result = gr.Markdown(elem_id="index-result")
             with gr.Accordion("Who can read this collection", open=False) as self.sharing_box:
                 with gr.Row():
-                    visibility = gr.Radio(VISIBILITY_CHOICES, value="private", label="Visibility", scale=3,
-                                          elem_id="sharing-visibility")
-                    members = gr.Textbox(label="Shared with (user names, comma-separated)", scale=3,
-                                         elem_id="sharing-members")
+                    visibility = gr.Radio(
+                        VISIBILITY_CHOICES, value="private", label="Visibility", scale=3, elem_id="sharing-visibility"
+                    )
+                    members = gr.Textbox(
+                        label="Shared with (user names, comma-separated)", scale=3, elem_id="sharing-members"
+                    )
                 share = gr.Button("Save sharing", elem_id="sharing-save")
             with gr.Accordion("Embedding model", open=False, visible=not unavailable) as self.embedding_box:
                 current = "" if unavailable else self.documents.embedding_model_name()
                 model_note = gr.Markdown(self._model_note(current) if current else "", elem_id="embedding-model")
                 with gr.Row():
-                    model_choice = gr.Dropdown([] if unavailable else self.documents.embedding_models(),
-                                               value=current or None, scale=3,
-                                               label="Re-embed every document with", elem_id="reembed-model")
+                    model_choice = gr.Dropdown(
+                        [] if unavailable else self.documents.embedding_models(),
+                        value=current or None,
+                        scale=3,
+                        label="Re-embed every document with",
+                        elem_id="reembed-model",
+                    )
                     reembed = gr.Button("Re-embed all documents", scale=1, elem_id="reembed-button")
 
         self.pickers = [self.up_collection, self.ix_collection]
-        create.click(self.create_collection, [new_name, new_visibility, new_members],
-                     [self.up_collection, self.ix_collection, new_name, upload_result], concurrency_limit=1)
-        upload.click(self.upload, [self.up_collection, files, index_now],
-                     [upload_result, table, files, self.ix_collection], concurrency_limit=1)
+        create.click(
+            self.create_collection,
+            [new_name, new_visibility, new_members],
+            [self.up_collection, self.ix_collection, new_name, upload_result],
+            concurrency_limit=1,
+        )
+        upload.click(
+            self.upload,
+            [self.up_collection, files, index_now],
+            [upload_result, table, files, self.ix_collection],
+            concurrency_limit=1,
+        )
         shown = [table, sharing_note, visibility, members, selected, selected_note, confirm]
         self.ix_collection.change(self.show_collection, [self.ix_collection], shown, queue=False)
-        refresh.click(self.refresh, [self.ix_collection], [self.up_collection, self.ix_collection] + shown,
-                      queue=False)
+        refresh.click(self.refresh, [self.ix_collection], [self.up_collection, self.ix_collection] + shown, queue=False)
         table.select(self.select_row, [self.ix_collection], [selected, selected_note, confirm], queue=False)
         index_btn.click(self.index, [self.ix_collection], [index_result, table], concurrency_limit=1)
         reindex_btn.click(self.reindex_all, [self.ix_collection], [index_result, table], concurrency_limit=1)
         retry_btn.click(self.retry_failed, [self.ix_collection], [index_result, table], concurrency_limit=1)
-        with_password.click(self.index_with_password, [self.ix_collection, selected, password],
-                            [index_result, table, password], concurrency_limit=1)
-        delete.click(self.ask_delete, [self.ix_collection, selected], [confirm, confirm_text, index_result],
-                     queue=False)
+        with_password.click(
+            self.index_with_password,
+            [self.ix_collection, selected, password],
+            [index_result, table, password],
+            concurrency_limit=1,
+        )
+        delete.click(
+            self.ask_delete, [self.ix_collection, selected], [confirm, confirm_text, index_result], queue=False
+        )
         confirm_no.click(lambda: gr.Group(visible=False), None, [confirm], queue=False)
-        confirm_yes.click(self.delete, [self.ix_collection, selected],
-                          [index_result, table, selected, selected_note, confirm], concurrency_limit=1)
-        share.click(self.share, [self.ix_collection, visibility, members], [sharing_note, index_result],
-                    concurrency_limit=1)
+        confirm_yes.click(
+            self.delete,
+            [self.ix_collection, selected],
+            [index_result, table, selected, selected_note, confirm],
+            concurrency_limit=1,
+        )
+        share.click(
+            self.share, [self.ix_collection, visibility, members], [sharing_note, index_result], concurrency_limit=1
+        )
         reembed.click(self.reembed, [model_choice], [model_note], concurrency_limit=1)
 
     # -- per-user state ----------------------------------------------------------------
     def load_outputs(self) -> list:
-        return [self.upload_tab, self.up_collection, self.ix_collection, self.manage_row, self.password_box,
-                self.sharing_box, self.embedding_box]
+        return [
+            self.upload_tab,
+            self.up_collection,
+            self.ix_collection,
+            self.manage_row,
+            self.password_box,
+            self.sharing_box,
+            self.embedding_box,
+        ]
 
     def on_load(self, actor) -> list:
         managed, readable = self._managed(actor), self.readable(actor)
         default = self.documents.settings.default_collection
         first_managed = default if default in managed else (managed[0] if managed else None)
         first_readable = default if default in readable else (readable[0] if readable else None)
-        return [gr.Tab(visible=actor.can_upload), gr.Dropdown(choices=managed, value=first_managed),
-                gr.Dropdown(choices=readable, value=first_readable), gr.Row(visible=actor.can_upload),
-                gr.Accordion(visible=actor.can_upload), gr.Accordion(visible=actor.can_upload),
-                gr.Accordion(visible=actor.is_admin and self.documents.available() is None)]
+        return [
+            gr.Tab(visible=actor.can_upload),
+            gr.Dropdown(choices=managed, value=first_managed),
+            gr.Dropdown(choices=readable, value=first_readable),
+            gr.Row(visible=actor.can_upload),
+            gr.Accordion(visible=actor.can_upload),
+            gr.Accordion(visible=actor.can_upload),
+            gr.Accordion(visible=actor.is_admin and self.documents.available() is None),
+        ]
 
     def picker_updates(self, actor) -> list:
         """New choices for both pickers (a collection created or shared elsewhere appears)."""
@@ -184,20 +252,32 @@ class DocumentTabs:
 
     @staticmethod
     def _model_note(name: str) -> str:
-        return (f"Documents in this data folder are embedded with **{name}**. The default static model "
-                "indexes about 8x faster; all-minilm-l6-v2 retrieves a little better and refuses unrelated "
-                "questions more reliably (docs/documents.md). Switching re-embeds the stored text; the PDFs are "
-                "not read again.")
+        return (
+            f"Documents in this data folder are embedded with **{name}**. The default static model "
+            "indexes about 8x faster; all-minilm-l6-v2 retrieves a little better and refuses unrelated "
+            "questions more reliably (docs/documents.md). Switching re-embeds the stored text; the PDFs are "
+            "not read again."
+        )
 
     # -- handlers --------------------------------------------------------------------
     def show_collection(self, collection, request: gr.Request):
         actor = self.auth.actor_of(request)
-        found = next((c for c in self.documents.collection_access(actor) if c.name == collection), None) \
-            if self.documents.available() is None else None
+        found = (
+            next((c for c in self.documents.collection_access(actor) if c.name == collection), None)
+            if self.documents.available() is None
+            else None
+        )
         visibility = found.visibility if found else "private"
         members = ", ".join(found.members) if found else ""
-        return (self.rows(collection, actor), self.sharing_text(collection, actor), visibility, members, None,
-                "", gr.Group(visible=False))
+        return (
+            self.rows(collection, actor),
+            self.sharing_text(collection, actor),
+            visibility,
+            members,
+            None,
+            "",
+            gr.Group(visible=False),
+        )
 
     def refresh(self, collection, request: gr.Request):
         actor = self.auth.actor_of(request)
@@ -210,33 +290,43 @@ class DocumentTabs:
             doc_id = int(row[0]) if row else None
         except (TypeError, ValueError):
             doc_id = None
-        doc = next((d for d in self.documents.documents(collection, actor) if d.id == doc_id), None) \
-            if doc_id is not None else None
+        doc = (
+            next((d for d in self.documents.documents(collection, actor) if d.id == doc_id), None)
+            if doc_id is not None
+            else None
+        )
         if doc is None:
             return None, "", gr.Group(visible=False)
-        return doc.id, f"Selected: **{safe_markdown(doc.label)}** ({STATUS_WORDS.get(doc.status, doc.status)})", \
-            gr.Group(visible=False)
+        return (
+            doc.id,
+            f"Selected: **{safe_markdown(doc.label)}** ({STATUS_WORDS.get(doc.status, doc.status)})",
+            gr.Group(visible=False),
+        )
 
     def reembed(self, model, request: gr.Request, progress=gr.Progress()):
         started = time.perf_counter()
         try:
-            count = self.documents.reembed(model, progress=lambda f, what: progress(f, desc=what),
-                                           actor=self.auth.actor_of(request))
+            count = self.documents.reembed(
+                model, progress=lambda f, what: progress(f, desc=what), actor=self.auth.actor_of(request)
+            )
         except UserError as exc:
             return self._model_note(self.documents.embedding_model_name()) + f"\n\n⚠ {exc.user_message}"
-        return (self._model_note(model) + f"\n\nRe-embedded {count} chunks in "
-                f"{time.perf_counter() - started:.1f} s.")
+        return self._model_note(model) + f"\n\nRe-embedded {count} chunks in {time.perf_counter() - started:.1f} s."
 
     def create_collection(self, name, visibility, members, request: gr.Request):
         try:
             actor = self.auth.actor_of(request)
-            created = self.documents.create_collection(name, actor, visibility or "private",
-                                                       member_names(members) if visibility == "shared" else ())
+            created = self.documents.create_collection(
+                name, actor, visibility or "private", member_names(members) if visibility == "shared" else ()
+            )
         except UserError as exc:
             return gr.skip(), gr.skip(), name, f"⚠ {exc.user_message}"
-        return (gr.Dropdown(choices=self._managed(actor), value=created),
-                gr.Dropdown(choices=self.readable(actor), value=created), "",
-                f"Collection **{safe_markdown(created)}** is ready.")
+        return (
+            gr.Dropdown(choices=self._managed(actor), value=created),
+            gr.Dropdown(choices=self.readable(actor), value=created),
+            "",
+            f"Collection **{safe_markdown(created)}** is ready.",
+        )
 
     def share(self, collection, visibility, members, request: gr.Request):
         try:
@@ -262,8 +352,10 @@ class DocumentTabs:
             if r.error:
                 lines.append(f"- **{label}**: refused. {r.error}")
             elif r.duplicate:
-                lines.append(f"- **{label}** is already in this collection (same content as "
-                             f"“{safe_markdown(r.document.label)}”), not added again.")
+                lines.append(
+                    f"- **{label}** is already in this collection (same content as "
+                    f"“{safe_markdown(r.document.label)}”), not added again."
+                )
             else:
                 lines.append(f"- **{label}** added.")
         text = "\n".join(lines)
@@ -273,8 +365,14 @@ class DocumentTabs:
 
     def _run_index(self, collection, progress, actor, doc_ids=None, only_failed=False, passwords=None) -> str:
         try:
-            report = self.documents.reindex(collection, doc_ids, only_failed=only_failed, passwords=passwords,
-                                            progress=lambda f, what: progress(f, desc=what), actor=actor)
+            report = self.documents.reindex(
+                collection,
+                doc_ids,
+                only_failed=only_failed,
+                passwords=passwords,
+                progress=lambda f, what: progress(f, desc=what),
+                actor=actor,
+            )
         except UserError as exc:
             return f"⚠ {exc.user_message}"
         return safe_markdown(report.summary())
@@ -315,16 +413,23 @@ class DocumentTabs:
             doc = self._find(collection, doc_id, actor)
         except UserError as exc:
             return f"⚠ {exc.user_message}", gr.skip(), ""
-        return (self._run_index(collection, progress, actor, [doc.id], passwords={doc.id: password or ""}),
-                self.rows(collection, actor), "")
+        return (
+            self._run_index(collection, progress, actor, [doc.id], passwords={doc.id: password or ""}),
+            self.rows(collection, actor),
+            "",
+        )
 
     def ask_delete(self, collection, doc_id, request: gr.Request):
         try:
             doc = self._find(collection, doc_id, self.auth.actor_of(request))
         except UserError as exc:
             return gr.Group(visible=False), "", f"⚠ {exc.user_message}"
-        return (gr.Group(visible=True), f"Delete **{safe_markdown(doc.label)}** and its {doc.chunks or 0} chunks "
-                "from the collection? This cannot be undone.", "")
+        return (
+            gr.Group(visible=True),
+            f"Delete **{safe_markdown(doc.label)}** and its {doc.chunks or 0} chunks "
+            "from the collection? This cannot be undone.",
+            "",
+        )
 
     def delete(self, collection, doc_id, request: gr.Request):
         try:
@@ -332,5 +437,10 @@ class DocumentTabs:
             doc = self.documents.delete(self._find(collection, doc_id, actor).id, actor)
         except UserError as exc:
             return f"⚠ {exc.user_message}", gr.skip(), gr.skip(), gr.skip(), gr.Group(visible=False)
-        return (f"Deleted **{safe_markdown(doc.label)}** and its {doc.chunks or 0} chunks.",
-                self.rows(collection, actor), None, "", gr.Group(visible=False))
+        return (
+            f"Deleted **{safe_markdown(doc.label)}** and its {doc.chunks or 0} chunks.",
+            self.rows(collection, actor),
+            None,
+            "",
+            gr.Group(visible=False),
+        )

@@ -19,19 +19,34 @@ class UsersTab:
         self.auth = auth
 
     def rows(self, actor) -> list[list]:
-        return [[u.name, u.role, "disabled" if u.disabled else "active", u.tokens, u.created_at[:16].replace("T", " "),
-                 (u.last_login_at or "never")[:16].replace("T", " ")] for u in self.admin.list(actor)]
+        return [
+            [
+                u.name,
+                u.role,
+                "disabled" if u.disabled else "active",
+                u.tokens,
+                u.created_at[:16].replace("T", " "),
+                (u.last_login_at or "never")[:16].replace("T", " "),
+            ]
+            for u in self.admin.list(actor)
+        ]
 
     def render(self) -> None:
         with gr.Tab("Users", id="users", visible=False) as self.tab:
-            gr.Markdown("People who may sign in. Roles: **viewer** chats with shared collections; **member** also "
-                        "uploads to their own collections and those shared with them; **admin** does everything.")
+            gr.Markdown(
+                "People who may sign in. Roles: **viewer** chats with shared collections; **member** also "
+                "uploads to their own collections and those shared with them; **admin** does everything."
+            )
             self.table = gr.Dataframe(headers=HEADERS, value=[], interactive=False, elem_id="users-table")
             with gr.Row():
                 name = gr.Textbox(label="User name", max_lines=1, scale=2, elem_id="users-name")
                 role = gr.Dropdown(list(ROLES), value="member", label="Role", scale=1, elem_id="users-role")
-                password = gr.Textbox(label="Password (new users, or to set a new one)", type="password", scale=2,
-                                      elem_id="users-password")
+                password = gr.Textbox(
+                    label="Password (new users, or to set a new one)",
+                    type="password",
+                    scale=2,
+                    elem_id="users-password",
+                )
             with gr.Row():
                 add = gr.Button("Add user", variant="primary", elem_id="users-add")
                 set_role = gr.Button("Set role", elem_id="users-set-role")
@@ -64,6 +79,7 @@ class UsersTab:
                 return self.rows(actor), message, ""
             except UserError as exc:
                 return gr.skip(), f"⚠ {exc.user_message}", ""
+
         handler.__name__ = f"users_{action}"
         return handler
 
@@ -83,7 +99,9 @@ class UsersTab:
             return f"**{safe_markdown(user.name)}** is {'disabled: signed out everywhere' if user.disabled else 'enabled'}."
         if action == "token":
             value = admin.issue_token(actor, name)
-            return (f"API token for **{safe_markdown(name)}** (shown only now; send it as `Authorization: Bearer`):"
-                    f"\n\n`{value}`")
+            return (
+                f"API token for **{safe_markdown(name)}** (shown only now; send it as `Authorization: Bearer`):"
+                f"\n\n`{value}`"
+            )
         user = admin.remove(actor, name)
         return f"Removed **{safe_markdown(user.name)}**, their sessions, tokens and conversations."
