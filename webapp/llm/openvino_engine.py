@@ -138,12 +138,15 @@ class EngineLoop:
     def stats(self) -> dict:
         """The scheduler's own figures: KV-cache use (0-1) and requests running / scheduled."""
         metrics = self._pipe.get_metrics()
+        # The figures are those of the last step(): once idle, the request that finished in it
+        # is still counted, and no further step will say otherwise.
+        idle = not self.busy()
         return {
             "cache_usage": float(metrics.cache_usage),
             "max_cache_usage": float(metrics.max_cache_usage),
             "cache_bytes": int(metrics.cache_size_in_bytes),
-            "requests": int(metrics.requests),
-            "scheduled_requests": int(metrics.scheduled_requests),
+            "requests": 0 if idle else int(metrics.requests),
+            "scheduled_requests": 0 if idle else int(metrics.scheduled_requests),
         }
 
     def busy(self) -> bool:
