@@ -30,6 +30,14 @@ def registry_dir() -> Path:
     return path
 
 
+def pytest_collection_modifyitems(config, items):
+    """Whatever uses the model registry (directly or through another fixture) is marked ``models``:
+    `make test-fast` deselects those and runs without any model built."""
+    for item in items:
+        if "registry_dir" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.models)
+
+
 @pytest.fixture(autouse=True)
 def _gradio_temp(tmp_path, monkeypatch):
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))

@@ -1,0 +1,132 @@
+"""Scripted stand-ins for the fast tier (`make test-fast`: no models, no browser).
+
+They implement the same small interfaces the services use (ChatBackend, the parts of the model
+catalog and of DocumentService that ChatService calls), so service logic - validation, Stop,
+admission, "not in the documents", bench runs and exports - is tested in milliseconds. What the
+real model, FAISS and PDFs do is tested by the slow tier with the real components.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+from webapp.errors import ModelNotAvailable, UserError
+from webapp.llm.base import CancelToken, ChatMessage, Finished, GenerationParams, StreamEvent, TextDelta
+
+
+@dataclass
+class ScriptedBackend:
+    """Streams ``pieces`` one by one. ``gate``: each piece waits for it (tests release pieces, or
+    Stop, at the moment they choose); ``fail_after``: raise a UserError after that many pieces."""
+
+    name: str = "scripted"
+    pieces: Sequence[str] = ("Hello", ", ", "world", ".")
+    context_length: int = 2048
+    gate: threading.Semaphore | None = None
+    fail_after: int | None = None
+    delay_s: float = 0.0  # between pieces (so concurrent streams overlap in time)
+    seen: list[list[ChatMessage]] = field(default_factory=list)  # the messages of every request
+    started: threading.Event = field(default_factory=threading.Event)
+
+    def stream(
+        self, messages: Sequence[ChatMessage], params: GenerationParams, cancel: CancelToken
+    ) -> Iterator[StreamEvent]:
+        self.seen.append(list(messages))
+        self.started.set()
+        sent = 0
+        for piece in list(self.pieces)[: params.max_new_tokens]:
+            if self.gate is not None:
+                while not self.gate.acquire(timeout=0.01):
+                    if cancel.cancelled:
+                        yield Finished("cancelled", 10, sent)
+                        return
+            if cancel.cancelled:
+                yield Finished("cancelled", 10, sent)
+                return
+            if self.fail_after is not None and sent >= self.fail_after:
+                raise UserError("The model server stopped answering; ask again.")
+            sent += 1
+            if self.delay_s:
+                time.sleep(self.delay_s)
+            yield TextDelta(piece)
+        yield Finished("stop", 10, sent)
+
+    def close(self) -> None:
+        pass
+
+
+class FakeCatalog:
+    """The catalog surface ChatService and the metrics use, over named scripted backends."""
+
+    def __init__(self, backends: dict[str, ScriptedBackend], default: str | None = None):
+        self.backends = backends
+        self.default = default or next(iter(backends))
+
+    def get(self, name: str | None) -> ScriptedBackend:
+        backend = self.backends.get(name or self.default)
+        if backend is None:
+            raise ModelNotAvailable(f"The model {name} is not in the registry.")
+        return backend
+
+    def is_loaded(self, name: str) -> bool:
+        return name in self.backends
+
+    def prompt_style(self, name: str | None) -> str:
+        return "short"
+
+    def default_choice(self) -> str:
+        return self.default
+
+    def engine_stats(self) -> dict:
+        return {}
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class FakePassage:
+    chunk_id: int
+    document_id: int
+    document: str
+    page: int
+    text: str
+    score: float = 1.0
+    similarity: float = 0.9
+    relevant: bool = True
+
+
+@dataclass
+class FakeEvidence:
+    source: int
+    document_id: int
+    document: str
+    page: int
+    text: str
+    score: float
+    relevant: bool = True
+
+
+class FakeDocuments:
+    """Search returns the scripted passages; evidence is each passage's text at a scripted score."""
+
+    def __init__(self, passages: Sequence[FakePassage] = (), evidence_score: float = 0.9):
+        self.passages = list(passages)
+        self.evidence_score = evidence_score
+        self.searched: list[tuple[str, str]] = []
+
+    def search(self, collection: str, question: str, actor=None, **_) -> list[FakePassage]:
+        self.searched.append((collection, question))
+        return list(self.passages)
+
+    def evidence(self, question: str, passages: Sequence[FakePassage], k: int | None = None) -> list[FakeEvidence]:
+        return [
+            FakeEvidence(n, p.document_id, p.document, p.page, p.text, self.evidence_score)
+            for n, p in enumerate(passages, start=1)
+        ][: k or 3]
+
+    def claims(self, answer: str, passages) -> list:
+        return []
