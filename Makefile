@@ -16,7 +16,7 @@ help:
 	@echo "make test       install, build default models (once), run all tests"
 	@echo "make test-fast  no models, no browser: the fast tier (under a minute)"
 	@echo "make models     (re)build only the missing default models"
-	@echo "make lint       ruff (lint + format check) and the import-layering contracts (part of make test)"
+	@echo "make lint       ruff (lint + format check), mypy, the import-layering contracts (part of make test)"
 	@echo "make check-deploy  render + validate k8s overlays, checkov, hadolint (part of make test)"
 
 run: models serve
@@ -49,10 +49,12 @@ test: install-dev lint models
 	DOCCHAT_TEST_MODELS_DIR=$(abspath $(MODELS)) $(BIN)/python -m pytest $(PYTEST_ARGS)
 	scripts/check-deploy.sh
 
-# Style and layering (pyproject.toml): ruff lint + format check, import-linter's contracts.
+# Style, types and layering (pyproject.toml): ruff lint + format check, mypy (strict on llm/, rag/,
+# chat/), import-linter's contracts.
 lint: install-dev
 	$(BIN)/ruff check webapp quantize benchmarks tests
 	$(BIN)/ruff format --check webapp quantize benchmarks tests
+	$(BIN)/mypy
 	PYTHONPATH=. $(BIN)/lint-imports
 
 check-deploy:

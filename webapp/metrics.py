@@ -23,7 +23,7 @@ def backend_of(model: str | None) -> str:
 
 
 class Metrics:
-    def __init__(self):
+    def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
         labels = ["model", "backend"]
         self.started = Counter("docchat_answers_started", "Answers that started generating", labels, registry=r)

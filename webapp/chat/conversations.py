@@ -9,11 +9,13 @@ that does not exist (no way to tell the two apart). Sources are stored as JSON w
 
 from __future__ import annotations
 
+import builtins
 import json
 import sqlite3
 from dataclasses import dataclass, field
 from datetime import UTC
 from pathlib import Path
+from typing import Any
 
 from webapp.auth.access import Actor
 from webapp.errors import UserError
@@ -56,10 +58,10 @@ class Conversation:
 class StoredMessage:
     role: str
     content: str
-    sources: list[dict] = field(default_factory=list)  # [{"document": label, "page": n}]
+    sources: list[dict[str, Any]] = field(default_factory=list)  # [{"document": label, "page": n}]
     # What made the answer checkable, kept so a reopened conversation shows it again:
     # {"evidence": [{"key", "document_id", "page", "text", "label"}], "claims": [{"text", "supported", "source"}]}
-    checks: dict = field(default_factory=dict)
+    checks: dict[str, Any] = field(default_factory=dict)
 
     def as_chat(self) -> ChatMessage:
         """The turn as the model sees it (without the citation line)."""
@@ -73,7 +75,7 @@ class NoConversation(UserError):
     pass
 
 
-def _checks(raw: str | None) -> dict:
+def _checks(raw: str | None) -> dict[str, Any]:
     try:
         value = json.loads(raw or "{}")
     except ValueError:  # hand-edited or truncated: the answer still shows, without its checks
@@ -110,10 +112,10 @@ class ConversationStore:
         return self._connections.get()
 
     @staticmethod
-    def _conversation(row) -> Conversation:
+    def _conversation(row: sqlite3.Row) -> Conversation:
         return Conversation(row["id"], row["title"], row["collection"], row["created_at"], row["updated_at"])
 
-    def list(self, actor: Actor, limit: int = 200) -> list[Conversation]:
+    def list(self, actor: Actor, limit: int = 200) -> builtins.list[Conversation]:
         rows = self._db().execute(
             "SELECT * FROM conversations WHERE owner = ? ORDER BY updated_at DESC, id DESC LIMIT ?", (actor.name, limit)
         )
@@ -137,7 +139,7 @@ class ConversationStore:
         )
         return self.get(actor, cur.lastrowid)
 
-    def messages(self, actor: Actor, conversation_id: int) -> list[StoredMessage]:
+    def messages(self, actor: Actor, conversation_id: int) -> builtins.list[StoredMessage]:
         conversation = self.get(actor, conversation_id)
         rows = self._db().execute(
             "SELECT role, content, sources, checks FROM messages WHERE conversation_id = ? ORDER BY id",
@@ -153,8 +155,8 @@ class ConversationStore:
         conversation_id: int,
         role: str,
         content: str,
-        sources: list[dict] | None = None,
-        checks: dict | None = None,
+        sources: builtins.list[dict[str, Any]] | None = None,
+        checks: dict[str, Any] | None = None,
     ) -> None:
         conversation = self.get(actor, conversation_id)
         with transaction(self._db()) as db:
@@ -165,7 +167,7 @@ class ConversationStore:
             )
             db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (_now(), conversation.id))
 
-    def add_claims(self, actor: Actor, conversation_id: int, claims: list[dict]) -> None:
+    def add_claims(self, actor: Actor, conversation_id: int, claims: builtins.list[dict[str, Any]]) -> None:
         """The claim check of the newest answer, which is stored before the check runs."""
         conversation = self.get(actor, conversation_id)
         with transaction(self._db()) as db:

@@ -13,11 +13,12 @@ import threading
 import time
 import weakref
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 from webapp.auth.access import LOCAL, Actor
 from webapp.chat.admission import Admission, Busy, Ticket
 from webapp.errors import InvalidMessage
-from webapp.llm.base import CancelToken, ChatMessage, ChatStream, Finished, GenerationParams, TextDelta
+from webapp.llm.base import CancelToken, ChatMessage, ChatStream, Finished, GenerationParams, StreamEvent, TextDelta
 from webapp.llm.catalog import ModelCatalog
 from webapp.metrics import Metrics, backend_of
 from webapp.rag.evidence import EvidenceFinder
@@ -28,7 +29,9 @@ log = logging.getLogger(__name__)
 
 
 class ChatService:
-    def __init__(self, catalog: ModelCatalog, settings: Settings, documents=None, metrics: Metrics | None = None):
+    def __init__(
+        self, catalog: ModelCatalog, settings: Settings, documents: Any = None, metrics: Metrics | None = None
+    ) -> None:
         self.catalog = catalog
         self.documents = documents  # DocumentService, for answers grounded in a collection
         self._settings = settings
@@ -169,8 +172,19 @@ class ChatService:
             ticket.release()
             raise
 
-    def _start(self, model, history, text, params, session, collection, ticket: Ticket, actor: Actor) -> ChatStream:
-        passages, evidence = [], []
+    def _start(
+        self,
+        model: str | None,
+        history: Sequence[ChatMessage],
+        text: str,
+        params: GenerationParams | None,
+        session: str | None,
+        collection: str | None,
+        ticket: Ticket,
+        actor: Actor,
+    ) -> ChatStream:
+        passages: list[Any] = []
+        evidence: list[Any] = []
         if collection:
             if self.documents is None:
                 raise InvalidMessage("Documents are not available in this app.")
@@ -217,7 +231,9 @@ class ChatService:
         weakref.finalize(stream, ticket.release)
         return stream
 
-    def _release_when_done(self, events, session, cancel, ticket: Ticket):
+    def _release_when_done(
+        self, events: Iterator[StreamEvent], session: str | None, cancel: CancelToken, ticket: Ticket
+    ) -> Iterator[StreamEvent]:
         try:
             yield from events
         finally:
@@ -235,11 +251,12 @@ class ChatService:
         else:
             self.metrics.failed.labels(model or "?", backend_of(model)).inc()
 
-    def claims(self, answer: str, stream: ChatStream) -> list:
+    def claims(self, answer: str, stream: ChatStream) -> list[Any]:
         """After an answer: which of its sentences the passages it was grounded on support."""
         if not stream.sources or self.documents is None or not answer.strip():
             return []
-        return self.documents.claims(answer, stream.sources)
+        claims: list[Any] = self.documents.claims(answer, stream.sources)
+        return claims
 
     def stop(self, session: str) -> bool:
         """Stop the answer running for ``session``; False if there was none."""

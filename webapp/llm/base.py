@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -103,8 +103,8 @@ class ChatStream:
 
     events: Iterator[StreamEvent]
     stats: StreamStats = field(default_factory=StreamStats)
-    sources: list = field(default_factory=list)  # what the answer is grounded on (RAG passages)
-    evidence: list = field(default_factory=list)  # the sentences of the sources that answer it, best first
+    sources: list[Any] = field(default_factory=list)  # what the answer is grounded on (RAG passages)
+    evidence: list[Any] = field(default_factory=list)  # the sentences of the sources that answer it, best first
     # Called once when iteration ends, with the exception that ended it (None: it finished); stats
     # are complete by then (metrics use it).
     on_end: Callable[[ChatStream, BaseException | None], None] | None = None

@@ -16,11 +16,12 @@ import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 from webapp.errors import ModelNotAvailable, RegistryError, UserError
 from webapp.llm.base import ChatBackend
 from webapp.llm.openvino_engine import EngineOptions
-from webapp.registry import RegistryScan, scan
+from webapp.registry import ModelEntry, RegistryScan, scan
 from webapp.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -180,7 +181,7 @@ class ModelCatalog:
             return backend
 
     @staticmethod
-    def _discover(settings: Settings) -> list:
+    def _discover(settings: Settings) -> list[Any]:
         """OVMS Services in the namespace; a failure only costs the discovered entries."""
         from webapp.cluster import Cluster
 
@@ -205,7 +206,7 @@ class ModelCatalog:
             raise ModelNotAvailable(reason + " Press Refresh once it is back.")
         return RemoteChatBackend(server, model)
 
-    def _load(self, entry) -> ChatBackend:
+    def _load(self, entry: ModelEntry) -> ChatBackend:
         from webapp.llm.openvino_local import OpenVINOLocalBackend
 
         started = time.perf_counter()
@@ -222,11 +223,11 @@ class ModelCatalog:
         log.info("loaded %s in %.1f s", entry.name, time.perf_counter() - started)
         return backend
 
-    def engine_stats(self) -> dict[str, dict]:
+    def engine_stats(self) -> dict[str, dict[str, Any]]:
         """Each loaded local model's engine figures (KV-cache use, requests), for the metrics."""
         with self._lock:
             loaded = list(self._loaded.items())
-        return {name: dict(backend.engine.stats) for name, backend in loaded if hasattr(backend, "engine")}
+        return {name: dict[str, Any](backend.engine.stats) for name, backend in loaded if hasattr(backend, "engine")}
 
     def close(self) -> None:
         with self._lock:

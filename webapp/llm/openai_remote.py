@@ -18,6 +18,7 @@ import logging
 import os
 import time
 from collections.abc import Iterator, Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 from webapp.errors import BackendError, ModelNotAvailable
@@ -62,13 +63,13 @@ class RemoteServer:
             return os.environ.get(ep.api_key_env, "")
         return "none"  # servers without auth ignore it; the client insists on something
 
-    def client(self):
+    def client(self) -> Any:
         from openai import OpenAI
 
         return OpenAI(
             base_url=self.endpoint.base_url.rstrip("/"),
             api_key=self.api_key() or "none",
-            http_client=self.http,
+            http_client=self.http,  # type: ignore[arg-type]  # openai types it as its vendored httpx2
             max_retries=0,
         )
 
@@ -142,7 +143,7 @@ class RemoteChatBackend:
     def close(self) -> None:
         pass
 
-    def _open_stream(self, messages: Sequence[ChatMessage], params: GenerationParams, cancel: CancelToken):
+    def _open_stream(self, messages: Sequence[ChatMessage], params: GenerationParams, cancel: CancelToken) -> Any:
         request = dict(
             model=self.model,
             stream=True,

@@ -29,6 +29,8 @@ import queue
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +48,7 @@ class EngineOptions:
     max_num_batched_tokens: int = 2048
     num_threads: int = 0
     enable_prefix_caching: bool = True
-    extra_properties: tuple = ()  # (("KV_CACHE_PRECISION", "f32"), ...) for experiments
+    extra_properties: tuple[Any, ...] = ()  # (("KV_CACHE_PRECISION", "f32"), ...) for experiments
     nice: int = 0  # niceness of the engine process: the web server answers first when both want a core
     # Prompt-lookup decoding: guess the next tokens by finding the last few generated tokens in the
     # prompt and copying what followed, then verify the guesses in one forward pass. Grounded
@@ -63,7 +65,7 @@ class EngineRequest:
     request_id: int
     prompt_tokens: int
     # ("tokens", [ids]) ... then exactly one ("end", reason) or ("error", message)
-    events: queue.SimpleQueue[tuple] = field(default_factory=queue.SimpleQueue)
+    events: queue.SimpleQueue[tuple[Any, ...]] = field(default_factory=queue.SimpleQueue)
     _cancel: Callable[[], None] = lambda: None
 
     def cancel(self) -> None:
@@ -73,7 +75,7 @@ class EngineRequest:
 STATS_EVERY_S = 1.0  # how often the engine process reports its KV-cache use while generating
 
 
-def generation_config(gen: dict, options: EngineOptions | None = None):
+def generation_config(gen: dict[str, Any], options: EngineOptions | None = None) -> Any:
     """An openvino_genai.GenerationConfig from plain values (what crosses the process boundary)."""
     import openvino_genai as ov_genai
 
@@ -120,7 +122,7 @@ class EngineLoop:
         self._finish = ov_genai.GenerationFinishReason
         self._handles: dict[int, Any] = {}
 
-    def add(self, request_id: int, input_ids: list[int], gen: dict) -> None:
+    def add(self, request_id: int, input_ids: list[int], gen: dict[str, Any]) -> None:
         import numpy as np
         import openvino as ov
 
@@ -135,7 +137,7 @@ class EngineLoop:
             except Exception:  # already finished and released: nothing left to stop
                 log.debug("cancel of finished request %s ignored", request_id)
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, Any]:
         """The scheduler's own figures: KV-cache use (0-1) and requests running / scheduled."""
         metrics = self._pipe.get_metrics()
         # The figures are those of the last step(): once idle, the request that finished in it
@@ -188,7 +190,7 @@ class EngineLoop:
             del self._handles[request_id]
 
 
-def _child_main(model_dir: str, options: dict, conn) -> None:
+def _child_main(model_dir: str, options: dict[str, Any], conn: Connection) -> None:
     """The engine process: load the pipeline, then step it and exchange messages over ``conn``."""
     import signal
 
@@ -207,7 +209,7 @@ def _child_main(model_dir: str, options: dict, conn) -> None:
     import time
 
     conn.send(("ready", None))
-    out: list[tuple] = []
+    out: list[tuple[Any, ...]] = []
     emit = lambda request_id, kind, payload: out.append((request_id, kind, payload))  # noqa: E731
     reported = 0.0
     while True:
@@ -256,10 +258,10 @@ class EngineProcess:
         self._closed = False
         self._send_lock = threading.Lock()
         self._start_lock = threading.Lock()
-        self._process = None
-        self._conn = None
+        self._process: BaseProcess | None = None
+        self._conn: Connection | None = None
         self._reader: threading.Thread | None = None
-        self.stats: dict = {}  # the engine process's latest EngineLoop.stats() (metrics read it)
+        self.stats: dict[str, Any] = {}  # the engine process's latest EngineLoop.stats() (metrics read it)
         self._start()  # load now, so a broken model fails the load, not the first question
 
     @property
@@ -267,7 +269,7 @@ class EngineProcess:
         with self._lock:
             return len(self._active)
 
-    def _deliver(self, request_id: int, kind: str, payload) -> None:
+    def _deliver(self, request_id: int, kind: str, payload: Any) -> None:
         with self._lock:
             request = self._active.get(request_id)
             if kind != "tokens":
@@ -320,7 +322,7 @@ class EngineProcess:
         reader.start()
         log.info("engine process %d serves %s", process.pid, self.model_dir.name)
 
-    def _read(self, process, conn) -> None:
+    def _read(self, process: BaseProcess, conn: Connection) -> None:
         """Route the child's messages to each request's queue; a dead child fails its requests."""
         while True:
             try:
@@ -347,14 +349,14 @@ class EngineProcess:
             )
             self._fail_all(CRASHED)
 
-    def _send(self, message: tuple) -> None:
+    def _send(self, message: tuple[Any, ...]) -> None:
         with self._send_lock:
             conn = self._conn
             if conn is None:
                 raise BrokenPipeError("no engine process")
             conn.send(message)
 
-    def submit(self, input_ids: list[int], gen: dict) -> EngineRequest:
+    def submit(self, input_ids: list[int], gen: dict[str, Any]) -> EngineRequest:
         with self._start_lock:
             if self._conn is None and not self._closed:
                 log.info("starting a new engine process for %s", self.model_dir.name)

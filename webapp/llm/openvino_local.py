@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import queue
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 from webapp.errors import BackendError, InvalidMessage
 from webapp.llm.base import CancelToken, ChatMessage, Finished, GenerationParams, StreamEvent, TextDelta
@@ -38,7 +39,8 @@ class OpenVINOLocalBackend:
         prompt = self.tokenizer.apply_chat_template(history, add_generation_prompt=True)
         # The template already contains the special tokens; adding them again
         # would put a second <|im_start|> (bos) in front.
-        return self.tokenizer.encode(prompt, add_special_tokens=False).input_ids.data[0].tolist()
+        ids: list[int] = self.tokenizer.encode(prompt, add_special_tokens=False).input_ids.data[0].tolist()
+        return ids
 
     def count_tokens(self, text: str) -> int:
         return int(self.tokenizer.encode(text, add_special_tokens=False).input_ids.data.shape[1])
@@ -78,7 +80,7 @@ class OpenVINOLocalBackend:
                 )
             start = min(start + 2, len(turns) - 1)  # the estimate was short: drop one more exchange
 
-    def _generation_config(self, params: GenerationParams, max_new_tokens: int) -> dict:
+    def _generation_config(self, params: GenerationParams, max_new_tokens: int) -> dict[str, Any]:
         """Plain values (they may cross into the engine process); openvino_engine builds the config."""
         base = self.engine.base_config  # the model's generation_config.json: eos and stop ids
         return {
@@ -100,7 +102,12 @@ class OpenVINOLocalBackend:
         ids, max_new = self.fit_prompt(messages, params.max_new_tokens)
         request = self.engine.submit(ids, self._generation_config(params, max_new))
         pieces: list[str] = []
-        streamer = ov_genai.TextStreamer(self.tokenizer, lambda s: pieces.append(s) or ov_genai.StreamingStatus.RUNNING)
+
+        def collect(text: str) -> Any:
+            pieces.append(text)
+            return ov_genai.StreamingStatus.RUNNING
+
+        streamer = ov_genai.TextStreamer(self.tokenizer, collect)
         completion_tokens = 0
         done = False
         try:

@@ -20,6 +20,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -45,7 +46,7 @@ class Evidence:
     score: float
     relevant: bool = True  # its passage passed retrieval's relevance gate on its own
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         return {
             "source": self.source,
             "document": self.document,
@@ -62,18 +63,18 @@ class Claim:
     source: int | None  # the passage that supports it (or comes closest)
     score: float
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         return {"text": self.text, "supported": self.supported, "source": self.source, "score": round(self.score, 4)}
 
 
 @dataclass(frozen=True)
 class _Candidate:
     source: int
-    passage: object
+    passage: Any  # a retrieval Passage (duck-typed: tests pass their own)
     text: str
 
 
-def _candidates(passages: Sequence) -> list[_Candidate]:
+def _candidates(passages: Sequence[Any]) -> list[_Candidate]:
     return [_Candidate(n, p, s) for n, p in enumerate(passages, start=1) for s in split_sentences(p.text)]
 
 
@@ -108,7 +109,7 @@ class EvidenceFinder:
 
     CACHE = 4096
 
-    def __init__(self, embedder):
+    def __init__(self, embedder: Any) -> None:
         self.embedder = embedder
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
@@ -151,11 +152,13 @@ class EvidenceFinder:
         lexical = np.asarray([overlap(query_terms, t, idf) for t in texts], dtype=np.float32)
         match = W_COSINE * cosine + W_OVERLAP * lexical
         if not with_rank:
-            return match.astype(np.float32)
+            out: np.ndarray = match.astype(np.float32)
+            return out
         rank = np.asarray([1.0 / c.source for c in candidates], dtype=np.float32)
-        return ((1 - W_RANK) * match + W_RANK * rank).astype(np.float32)
+        ranked: np.ndarray = ((1 - W_RANK) * match + W_RANK * rank).astype(np.float32)
+        return ranked
 
-    def evidence(self, question: str, passages: Sequence, k: int = 3) -> list[Evidence]:
+    def evidence(self, question: str, passages: Sequence[Any], k: int = 3) -> list[Evidence]:
         """The ``k`` sentences of ``passages`` that best answer ``question``, best first."""
         candidates = _candidates(passages)
         if not candidates:
@@ -163,7 +166,8 @@ class EvidenceFinder:
         scores = self._scores(question, candidates, with_rank=True)
         ranked: list[Evidence] = []
         shown: list[str] = []  # normalised texts already chosen
-        used, per_source = set(), {}
+        used: set[int] = set()
+        per_source: dict[int, int] = {}
         order = [int(i) for i in np.argsort(-scores)]
         # At most SPREAD sentences per passage in the first pass, so three sentences of one passage
         # do not hide the page that answers (measured: docs/evidence.md).
@@ -201,7 +205,7 @@ class EvidenceFinder:
         answer the question (a keyword-only passage may be shown, but does not decide this)."""
         return any(e.relevant and e.score >= EVIDENCE_MIN for e in evidence)
 
-    def claims(self, answer: str, passages: Sequence) -> list[Claim]:
+    def claims(self, answer: str, passages: Sequence[Any]) -> list[Claim]:
         """Each sentence of ``answer``, supported or not by a sentence of ``passages``."""
         claims_text = list(split_sentences(answer))
         candidates = _candidates(passages)

@@ -17,10 +17,19 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from webapp.atomic import atomic_path, fsync_dir
+
+
+def _faiss() -> Any:
+    """faiss, untyped: its generated stubs know neither its downcasts nor hnsw / id_map."""
+    import faiss
+
+    return faiss
+
 
 EXACT_SEARCH_LIMIT = 200_000
 HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 80, 96
@@ -40,7 +49,7 @@ class IndexFiles:
         self.index_dir = Path(index_dir)
         self.dimension = dimension
         self._lock = threading.Lock()
-        self._cache: dict[int, tuple[tuple[int, int], object]] = {}  # collection -> (file stamp, index)
+        self._cache: dict[int, tuple[tuple[int, int], Any]] = {}  # collection -> (file stamp, index)
 
     def path(self, cid: int) -> Path:
         return self.index_dir / f"{cid}.faiss"
@@ -48,8 +57,8 @@ class IndexFiles:
     def exists(self, cid: int) -> bool:
         return self.path(cid).exists()
 
-    def build(self, ids: np.ndarray, vecs: np.ndarray):
-        import faiss
+    def build(self, ids: np.ndarray, vecs: np.ndarray) -> Any:
+        faiss = _faiss()
 
         if len(ids) <= EXACT_SEARCH_LIMIT:
             base = faiss.IndexFlatIP(self.dimension)  # exact: vectors are normalised, so IP = cosine
@@ -62,14 +71,14 @@ class IndexFiles:
             index.add_with_ids(vecs, ids)
         return index
 
-    def patched(self, cid: int, delta: IndexDelta, expected: int):
+    def patched(self, cid: int, delta: IndexDelta, expected: int) -> Any:
         """A patched copy of the current index, or None when only a rebuild is safe.
 
         An exact index takes adds and removals; HNSW only adds (faiss cannot remove from it).
         The result must hold ``expected`` vectors (SQLite's count) and be the type that
         count calls for.
         """
-        import faiss
+        faiss = _faiss()
 
         path = self.path(cid)
         with self._lock:
@@ -96,8 +105,8 @@ class IndexFiles:
             return None
         return index
 
-    def write(self, cid: int, index) -> None:
-        import faiss
+    def write(self, cid: int, index: Any) -> None:
+        faiss = _faiss()
 
         path = self.path(cid)
         with atomic_path(path) as tmp:
@@ -105,9 +114,9 @@ class IndexFiles:
         with self._lock:
             self._cache[cid] = (_stamp(path), index)
 
-    def load(self, cid: int, on_replaced: Callable[[], None] = lambda: None):
+    def load(self, cid: int, on_replaced: Callable[[], None] = lambda: None) -> Any:
         """The index in the file, reloaded if another writer replaced it (``on_replaced`` runs first)."""
-        import faiss
+        faiss = _faiss()
 
         path = self.path(cid)
         stamp = _stamp(path)
@@ -123,7 +132,7 @@ class IndexFiles:
 
     def stored_ids(self, cid: int) -> tuple[int, np.ndarray]:
         """(dimension, sorted ids) of the file as it is on disk; raises if it is missing or unreadable."""
-        import faiss
+        faiss = _faiss()
 
         index = faiss.read_index(str(self.path(cid)))
         ids = faiss.vector_to_array(index.id_map) if index.ntotal else np.zeros(0, np.int64)

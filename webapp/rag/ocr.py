@@ -17,6 +17,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ MISSING = "OCR is not available on this server (Tesseract is not installed), so 
 @dataclass
 class OcrResult:
     texts: dict[int, str] = field(default_factory=dict)  # 1-based page -> text
-    words: dict[int, list] = field(default_factory=dict)  # page -> [[word, left, bottom, right, top] in points]
+    words: dict[int, list[Any]] = field(default_factory=dict)  # page -> [[word, left, bottom, right, top] in points]
     failed: dict[int, str] = field(default_factory=dict)  # page -> sentence
     seconds: float = 0.0
 
@@ -37,7 +38,7 @@ class OcrResult:
         return len(self.texts)
 
 
-def ocr_page(path: str, page_number: int, dpi: int, language: str, timeout_s: float, command: str) -> dict:
+def ocr_page(path: str, page_number: int, dpi: int, language: str, timeout_s: float, command: str) -> dict[str, Any]:
     """Runs in the sandbox child: the text and word boxes of one page, or {"error": ...}."""
     import os
 
@@ -69,7 +70,7 @@ def ocr_page(path: str, page_number: int, dpi: int, language: str, timeout_s: fl
         return {"error": "timeout", "detail": str(exc)[:200]}
     except pytesseract.TesseractError as exc:
         return {"error": "failed", "detail": str(exc)[:300]}
-    lines: dict[tuple, list[str]] = {}
+    lines: dict[tuple[Any, ...], list[str]] = {}
     words = []
     for i, word in enumerate(data["text"]):
         word = (word or "").strip()
@@ -122,7 +123,7 @@ def ocr_pages(
         return result
     started = time.perf_counter()
 
-    def read(page: int):
+    def read(page: int) -> tuple[int, Any]:
         return page, run_limited(
             ocr_page, (str(path), page, dpi, language, timeout_s, command), timeout_s + 30, memory_mb, nice
         )

@@ -20,6 +20,7 @@ import os
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -89,12 +90,13 @@ def line_boxes(
             current[2], current[3] = max(current[2], right), max(current[3], top)
         else:
             boxes.append([left, bottom, right, top])
-    return [tuple(box) for box in boxes]
+    return [(box[0], box[1], box[2], box[3]) for box in boxes]
 
 
-def _ocr_text(words: list) -> tuple[str, list]:
+def _ocr_text(words: list[Any]) -> tuple[str, list[Any]]:
     """Page text and a box per character from OCR'd words ([word, left, bottom, right, top] in points)."""
-    text, boxes = [], []
+    text: list[str] = []
+    boxes: list[Any] = []
     for word, left, bottom, right, top in words:
         if text:
             text.append(" ")
@@ -105,8 +107,8 @@ def _ocr_text(words: list) -> tuple[str, list]:
 
 
 def render_highlight(
-    path: str, page_number: int, passage: str, out_path: str, scale: float = SCALE, ocr_words: list | None = None
-) -> dict:
+    path: str, page_number: int, passage: str, out_path: str, scale: float = SCALE, ocr_words: list[Any] | None = None
+) -> dict[str, Any]:
     """Runs in the sandbox child: render page ``page_number`` (1-based) with ``passage`` highlighted,
     write the PNG to ``out_path``; the boxes (in pixels) and how much of the passage was found.
     A scanned page has no text in the PDF: then ``ocr_words`` (kept by indexing) locate it."""
@@ -163,7 +165,7 @@ def render_highlight(
 class PageImage:
     path: Path
     matched: float  # share of the passage found on the page (0: shown without a highlight)
-    boxes: list
+    boxes: list[Any]
 
 
 class PageImages:
@@ -175,7 +177,9 @@ class PageImages:
         self.timeout_s = timeout_s
         self.memory_mb = memory_mb
 
-    def get(self, pdf_path: Path, sha256: str, page: int, passage: str, ocr_words: list | None = None) -> PageImage:
+    def get(
+        self, pdf_path: Path, sha256: str, page: int, passage: str, ocr_words: list[Any] | None = None
+    ) -> PageImage:
         from webapp.rag.pdf_text import run_limited
 
         digest = hashlib.sha256(passage.encode()).hexdigest()[:16]

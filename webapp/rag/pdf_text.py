@@ -12,7 +12,9 @@ import logging
 import multiprocessing
 import os
 import resource
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +67,7 @@ def _skip_heavy_figures(max_bytes: int) -> list[int]:
     if original is None:  # a pypdf without the hook: read everything, just slower
         return skipped
 
-    def limited(self, **kwargs):
+    def limited(self: Any, **kwargs: Any) -> Any:
         try:
             form = kwargs["resources_dict"]["/XObject"][kwargs["operands"][0]].get_object()
             if form.get("/Subtype") == "/Form" and len(form.get_data()) > max_bytes:
@@ -75,13 +77,13 @@ def _skip_heavy_figures(max_bytes: int) -> list[int]:
             pass
         return original(self, **kwargs)
 
-    PageObject._extract_text__xform = limited
+    PageObject._extract_text__xform = limited  # type: ignore[method-assign]
     return skipped
 
 
 def _extract(
     path: str, password: str | None, max_pages: int, max_figure_bytes: int = 0, start: int = 0, stop: int | None = None
-) -> dict:
+) -> dict[str, Any]:
     """Runs in the child process: text of pages [start, stop) and the page count, as plain data."""
     import logging as _logging
     import warnings
@@ -116,7 +118,8 @@ def _extract(
                 _logging.getLogger(__name__).debug("page failed: %r", exc)
         title = ""
         try:
-            title = str((reader.metadata or {}).get("/Title") or "")
+            metadata: Any = reader.metadata or {}
+            title = str(metadata.get("/Title") or "")
         except Exception:
             pass
         return {"pages": pages, "total": n, "title": title, "skipped_figures": skipped[0]}
@@ -130,7 +133,7 @@ def _extract(
         return {"error": "corrupt", "detail": f"{type(exc).__name__}: {exc}"[:500]}
 
 
-def _limited(conn, memory_mb: int, nice: int, func, args) -> None:
+def _limited(conn: Any, memory_mb: int, nice: int, func: Callable[..., Any], args: tuple[Any, ...]) -> None:
     """Runs in the child: apply the limits, call ``func(*args)``, send back its result (plain data)."""
     limit = memory_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
@@ -153,7 +156,7 @@ def _limited(conn, memory_mb: int, nice: int, func, args) -> None:
 _CTX = None
 
 
-def _context():
+def _context() -> Any:
     global _CTX
     if _CTX is None:
         # forkserver: children fork from a small clean process, not from the app with its
@@ -178,12 +181,14 @@ def _context():
 
 @dataclass
 class ChildResult:
-    result: dict | None  # None: the child died without answering (or timed out)
+    result: dict[str, Any] | None  # None: the child died without answering (or timed out)
     timed_out: bool
     exitcode: int | None
 
 
-def run_limited(func, args: tuple, timeout_s: float, memory_mb: int, nice: int = 0) -> ChildResult:
+def run_limited(
+    func: Callable[..., Any], args: tuple[Any, ...], timeout_s: float, memory_mb: int, nice: int = 0
+) -> ChildResult:
     """``func(*args)`` in a child process with a memory limit and a deadline (the PDF sandbox).
 
     ``func`` must be a module-level function returning plain data. The child is killed at the
@@ -301,7 +306,7 @@ def assemble(parts: list[PageRange]) -> ParsedPdf:
     )
 
 
-def _raise_for_error(result: dict, path: str, memory_mb: int) -> None:
+def _raise_for_error(result: dict[str, Any], path: str, memory_mb: int) -> None:
     error = result.get("error")
     if error == "encrypted":
         raise PdfProblem("This PDF is encrypted; give its password to index it.", "encrypted")

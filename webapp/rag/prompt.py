@@ -9,7 +9,7 @@ instructions.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from webapp.llm.base import ChatMessage
 from webapp.rag.retrieval import Passage
@@ -66,6 +66,6 @@ def citation_line(passages: Sequence[Passage]) -> str:
     return format_citations((p.document, p.page) for p in passages)
 
 
-def format_citations(sources) -> str:
+def format_citations(sources: Iterable[tuple[str, int]]) -> str:
     """'[1] a.pdf, p. 2; [2] b.pdf, p. 7' from (document, page) pairs: live answers and stored ones alike."""
     return "; ".join(f"[{n}] {document}, p. {page}" for n, (document, page) in enumerate(sources, start=1))

@@ -106,7 +106,7 @@ class Retriever:
             for rank, cid_ in enumerate(ranked):
                 fused[cid_] = fused.get(cid_, 0.0) + weight / (RRF_K + rank + 1)
         top_keyword = set(keyword_ids[:KEYWORD_PASS])
-        candidates = sorted(fused, key=fused.get, reverse=True)
+        candidates = sorted(fused, key=lambda i: fused[i], reverse=True)
         # Cosine for keyword-only candidates too, so one relevance rule applies to all.
         missing = [i for i in candidates if i not in dense_scores]
         for i, vec in self.store.vectors_by_id(missing).items():

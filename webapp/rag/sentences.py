@@ -33,14 +33,15 @@ def _segment(text: str) -> list[str]:
         import pysbd
 
         _segmenter = pysbd.Segmenter(language="en", clean=False)
-    return _segmenter.segment(text)
+    segments: list[str] = _segmenter.segment(text)
+    return segments
 
 
 def join_lines(text: str) -> str:
     """One line of running text from PDF lines: hyphenated breaks mended, line breaks as spaces."""
 
-    def mend(m: re.Match) -> str:
-        word_so_far = m.group(1) + m.group(2)
+    def mend(m: re.Match[str]) -> str:
+        word_so_far: str = m.group(1) + m.group(2)
         return word_so_far + ("-" if "-" in word_so_far else "")
 
     text = _HYPHEN_BREAK.sub(mend, text.replace("\r\n", "\n"))

@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -202,7 +203,7 @@ class DocumentStore:
             with transaction(db):
                 yield db
 
-    def _check_meta(self, db, embedding_model: str, dimension: int) -> None:
+    def _check_meta(self, db: sqlite3.Connection, embedding_model: str, dimension: int) -> None:
         meta = {r["key"]: r["value"] for r in db.execute("SELECT key, value FROM meta")}
         if not meta:
             db.executemany(
@@ -250,12 +251,12 @@ class DocumentStore:
                 if exist_ok:
                     return int(row["id"])
                 raise StoreError(f"A collection named {name!r} already exists.")
-            return int(
-                db.execute(
-                    "INSERT INTO collections(name, created_at, owner, visibility) VALUES (?, ?, ?, ?)",
-                    (name, now(), owner, visibility),
-                ).lastrowid
+            cur = db.execute(
+                "INSERT INTO collections(name, created_at, owner, visibility) VALUES (?, ?, ?, ?)",
+                (name, now(), owner, visibility),
             )
+            assert cur.lastrowid is not None
+            return cur.lastrowid
 
     def collections(self) -> list[str]:
         return [r["name"] for r in self._db().execute("SELECT name FROM collections ORDER BY name")]
@@ -284,7 +285,7 @@ class DocumentStore:
             )
 
     # -- documents ----------------------------------------------------------------
-    def _doc(self, row) -> Document:
+    def _doc(self, row: sqlite3.Row) -> Document:
         return Document(
             id=row["id"],
             collection=row["collection"],
@@ -320,14 +321,21 @@ class DocumentStore:
                 "SELECT id FROM documents WHERE collection_id = ? AND sha256 = ?", (cid, sha256)
             ).fetchone()
             if row:
-                return self.document(row["id"]), False
+                return self._existing(row["id"]), False
             cur = db.execute(
                 "INSERT INTO documents(collection_id, sha256, label, size_bytes, status, added_at) "
                 "VALUES (?, ?, ?, ?, 'queued', ?)",
                 (cid, sha256, label, size_bytes, now()),
             )
             doc_id = cur.lastrowid
-        return self.document(doc_id), True
+        assert doc_id is not None
+        return self._existing(doc_id), True
+
+    def _existing(self, doc_id: int) -> Document:
+        found = self.document(doc_id)
+        if found is None:  # removed by another writer in between
+            raise StoreError("That document was removed meanwhile; add it again.")
+        return found
 
     def set_status(self, doc_id: int, status: str, reason: str | None = None) -> None:
         assert status in STATUSES
@@ -335,7 +343,12 @@ class DocumentStore:
             db.execute("UPDATE documents SET status = ?, reason = ? WHERE id = ?", (status, reason, doc_id))
 
     def save_chunks(
-        self, doc_id: int, page_chars: Sequence[int], chunks: Sequence, vectors: np.ndarray, note: str | None = None
+        self,
+        doc_id: int,
+        page_chars: Sequence[int],
+        chunks: Sequence[Any],
+        vectors: np.ndarray,
+        note: str | None = None,
     ) -> None:
         """Replace a document's chunks and mark it indexed, atomically; then update FAISS."""
         if len(chunks) != len(vectors):
@@ -393,11 +406,11 @@ class DocumentStore:
         f"FROM chunks ch JOIN documents d ON d.id = ch.document_id WHERE d.collection_id = ? AND {SEARCHABLE}"
     )
 
-    def _indexed_ids(self, db, cid: int) -> np.ndarray:
+    def _indexed_ids(self, db: sqlite3.Connection, cid: int) -> np.ndarray:
         rows = db.execute(f"SELECT ch.id {self._INDEXED_CHUNKS} ORDER BY ch.id", (cid,)).fetchall()
         return np.asarray([r[0] for r in rows], dtype=np.int64)
 
-    def _vectors(self, db, cid: int) -> tuple[np.ndarray, np.ndarray]:
+    def _vectors(self, db: sqlite3.Connection, cid: int) -> tuple[np.ndarray, np.ndarray]:
         rows = db.execute(f"SELECT ch.id, ch.embedding {self._INDEXED_CHUNKS} ORDER BY ch.id", (cid,)).fetchall()
         ids = np.asarray([r[0] for r in rows], dtype=np.int64)
         vecs = (
@@ -407,7 +420,7 @@ class DocumentStore:
         )
         return ids, vecs
 
-    def _write_index(self, cid: int, db, delta: IndexDelta | None = None) -> None:
+    def _write_index(self, cid: int, db: sqlite3.Connection, delta: IndexDelta | None = None) -> None:
         """Bring the collection's index file up to date with SQLite (caller holds the write lock).
 
         With a ``delta`` (one document added or removed) the current index is copied and
@@ -423,7 +436,7 @@ class DocumentStore:
             index = self.indexes.build(*self._vectors(db, cid))
         self.indexes.write(cid, index)
 
-    def index_for(self, cid: int):
+    def index_for(self, cid: int) -> Any:
         """The collection's FAISS index, reloaded if another writer replaced the file."""
         if not self.indexes.exists(cid):
             with self.writing() as db:
