@@ -71,6 +71,9 @@ class FakeCatalog:
             raise ModelNotAvailable(f"The model {name} is not in the registry.")
         return backend
 
+    def kind_of(self, name: str | None) -> str:
+        return "openvino"
+
     def is_loaded(self, name: str) -> bool:
         return name in self.backends
 

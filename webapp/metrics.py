@@ -8,6 +8,7 @@ document name. Served at /metrics behind sign-in (an API token works), and witho
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
@@ -16,10 +17,6 @@ log = logging.getLogger(__name__)
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120)
 TOKEN_BUCKETS = (0.005, 0.01, 0.02, 0.04, 0.08, 0.15, 0.3, 0.6, 1.2)
-
-
-def backend_of(model: str | None) -> str:
-    return "remote" if (model or "").startswith("remote:") else "openvino"
 
 
 class Metrics:
@@ -73,9 +70,9 @@ class Metrics:
         last reported them (about once a second while generating)."""
         self.registry.register(_EngineCollector(catalog))
 
-    def answered(self, model: str, stats) -> None:
+    def answered(self, model: str, stats: Any, backend: str = "openvino") -> None:
         """One answer ended normally: its latency figures and tokens."""
-        labels = (model or "?", backend_of(model))
+        labels = (model or "?", backend)
         self.finished.labels(*labels, stats.finish_reason or "stop").inc()
         if stats.ttft_s is not None:
             self.ttft.labels(*labels).observe(stats.ttft_s)

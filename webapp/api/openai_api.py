@@ -146,7 +146,7 @@ def openai_router(services) -> APIRouter:
         data = [
             {"id": c.name, "object": "model", "created": 0, "owned_by": "docchat"}
             for c in catalog.choices()
-            if not c.name.endswith("/")
+            if c.available
         ]
         data += [
             {"id": RAG_PREFIX + name, "object": "model", "created": 0, "owned_by": "docchat"}

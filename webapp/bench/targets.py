@@ -93,7 +93,7 @@ def available_targets(settings: Settings, catalog=None) -> list[Target]:
     targets += provided_targets(settings)
     if catalog is not None:
         for choice in catalog.choices():
-            if choice.name.startswith("remote:") and not choice.name.endswith("/"):
+            if choice.kind == "remote" and choice.available:
                 targets.append(
                     Target(choice.name, choice.label, "remote", (lambda n=choice.name: catalog.get(n)), 0, local=False)
                 )

@@ -20,7 +20,7 @@ from webapp.chat.admission import Admission, Busy, Ticket
 from webapp.errors import InvalidMessage
 from webapp.llm.base import CancelToken, ChatMessage, ChatStream, Finished, GenerationParams, StreamEvent, TextDelta
 from webapp.llm.catalog import ModelCatalog
-from webapp.metrics import Metrics, backend_of
+from webapp.metrics import Metrics
 from webapp.rag.evidence import EvidenceFinder
 from webapp.rag.prompt import NOT_ANSWERED, NOT_FOUND, rag_messages
 from webapp.settings import Settings
@@ -220,7 +220,7 @@ class ChatService:
         else:
             messages = self.build_messages(history, text)
         events = backend.stream(messages, params or self.default_params(), cancel)
-        self.metrics.started.labels(model or "?", backend_of(model)).inc()
+        self.metrics.started.labels(model or "?", self.catalog.kind_of(model)).inc()
         stream = ChatStream(
             self._release_when_done(events, session, cancel, ticket),
             sources=passages,
@@ -247,9 +247,9 @@ class ChatService:
         if error is None or isinstance(error, GeneratorExit):  # finished, or stopped by the reader
             if isinstance(error, GeneratorExit):
                 stream.stats.finish_reason = stream.stats.finish_reason or "cancelled"
-            self.metrics.answered(model or "?", stream.stats)
+            self.metrics.answered(model or "?", stream.stats, self.catalog.kind_of(model))
         else:
-            self.metrics.failed.labels(model or "?", backend_of(model)).inc()
+            self.metrics.failed.labels(model or "?", self.catalog.kind_of(model)).inc()
 
     def claims(self, answer: str, stream: ChatStream) -> list[Any]:
         """After an answer: which of its sentences the passages it was grounded on support."""

@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -32,8 +33,16 @@ REMOTE_PREFIX = "remote:"
 
 @dataclass(frozen=True)
 class ModelChoice:
+    """One model a user can pick. ``name`` is an opaque id (what clients send and conversations keep);
+    what the model is comes from ``kind`` and the fields below, never from how the id is spelled."""
+
     name: str
     label: str
+    kind: str = "openvino"  # a key of ModelCatalog._openers: "openvino" (the registry) | "remote"
+    available: bool = True
+    reason: str | None = None  # why it cannot be used now (a server that is down)
+    server: str | None = None  # remote: the configured server's name
+    model: str | None = None  # remote: the model's id on that server
 
 
 def engine_options(s: Settings) -> EngineOptions:
@@ -71,6 +80,12 @@ class ModelCatalog:
         self._servers = {ep.name: RemoteServer(ep) for ep in endpoints}
         self._remote_models: dict[str, list[str]] = {}
         self._remote_errors: dict[str, str] = {}
+        # How each kind of choice becomes a backend: a new kind of backend is one more entry here
+        # plus the code that lists its choices (docs/design.md).
+        self._openers: dict[str, Callable[[ModelChoice], ChatBackend]] = {
+            "openvino": self._get_local,
+            "remote": self._open_remote,
+        }
         self.refresh()
 
     @property
@@ -110,13 +125,28 @@ class ModelCatalog:
             remote, errors = dict(self._remote_models), dict(self._remote_errors)
         out = [ModelChoice(e.name, e.label) for e in entries]
         for server, models in remote.items():
-            out += [ModelChoice(remote_choice_name(server, m), f"{m} @ {server} (remote)") for m in models]
-        for server in errors:
-            out.append(ModelChoice(remote_choice_name(server, ""), f"{server}: unavailable"))
+            out += [
+                ModelChoice(remote_choice_name(server, m), f"{m} @ {server} (remote)", "remote", server=server, model=m)
+                for m in models
+            ]
+        for server, error in errors.items():
+            out.append(
+                ModelChoice(
+                    remote_choice_name(server, ""), f"{server}: unavailable", "remote", False, error, server=server
+                )
+            )
         return out
 
+    def choice(self, name: str | None) -> ModelChoice | None:
+        return next((c for c in self.choices() if c.name == name), None) if name else None
+
+    def kind_of(self, name: str | None) -> str:
+        """The backend kind of a choice (metrics label it so); unknown names count as local."""
+        found = self.choice(name)
+        return found.kind if found else "openvino"
+
     def default_choice(self) -> str | None:
-        names = [c.name for c in self.choices() if not c.name.endswith("/")]
+        names = [c.name for c in self.choices() if c.available]
         if self._settings.default_model in names:
             return self._settings.default_model
         return names[0] if names else None
@@ -127,7 +157,7 @@ class ModelCatalog:
 
     def prompt_style(self, name: str | None) -> str:
         """ "short" for small local models, "full" for the rest (remote servers run large ones)."""
-        if not name or name.startswith(REMOTE_PREFIX):
+        if not name or self.kind_of(name) != "openvino":
             return "full"
         with self._lock:
             entry = next((e for e in (self._scan.llms() if self._scan else []) if e.name == name), None)
@@ -135,7 +165,7 @@ class ModelCatalog:
         return "short" if 0 < size < self.SMALL_MODEL_BYTES else "full"
 
     def is_loaded(self, name: str) -> bool:
-        if name.startswith(REMOTE_PREFIX):
+        if self.kind_of(name) == "remote":
             return True  # nothing to load here; the server has it
         with self._lock:
             return name in self._loaded
@@ -143,7 +173,9 @@ class ModelCatalog:
     def has_loaded(self, name: str) -> bool:
         """Loaded now, or loaded once and since unloaded to make room (it loads again on demand)."""
         with self._lock:
-            return name in self._ever_loaded or name in self._loaded or name.startswith(REMOTE_PREFIX)
+            if name in self._ever_loaded or name in self._loaded:
+                return True
+        return self.kind_of(name) == "remote"
 
     def load_error(self, name: str) -> str | None:
         return self._load_errors.get(name)
@@ -152,8 +184,17 @@ class ModelCatalog:
         """The loaded backend for ``name``, loading it (seconds) if needed."""
         if not name:
             raise ModelNotAvailable("No model is selected; pick one in the model list.")
-        if name.startswith(REMOTE_PREFIX):
-            return self._remote(name)
+        found = self.choice(name)
+        if found is None:
+            reason = self._scan_error or f"The model {name!r} is not in the registry ({self._settings.models_dir})."
+            raise ModelNotAvailable(reason)
+        if not found.available:
+            raise ModelNotAvailable((found.reason or f"{found.label}.") + " Press Refresh once it is back.")
+        return self._openers[found.kind](found)
+
+    def _get_local(self, found: ModelChoice) -> ChatBackend:
+        """A registry model, loaded into its engine process on first use."""
+        name = found.name
         with self._lock:
             backend = self._loaded.get(name)
             if backend is not None:
@@ -194,17 +235,13 @@ class ModelCatalog:
         log.info("discovered OVMS endpoints: %s", ", ".join(ep.base_url for ep in found) or "none")
         return [ep for ep in found if ep.name not in configured]
 
-    def _remote(self, name: str) -> ChatBackend:
+    def _open_remote(self, found: ModelChoice) -> ChatBackend:
         from webapp.llm.openai_remote import RemoteChatBackend
 
-        server_name, _, model = name[len(REMOTE_PREFIX) :].partition("/")
-        server = self._servers.get(server_name)
-        if server is None:
-            raise ModelNotAvailable(f"No remote server named {server_name!r} is configured.")
-        if not model:
-            reason = self._remote_errors.get(server_name, f"{server_name} is unavailable.")
-            raise ModelNotAvailable(reason + " Press Refresh once it is back.")
-        return RemoteChatBackend(server, model)
+        server = self._servers.get(found.server or "")
+        if server is None or not found.model:
+            raise ModelNotAvailable(f"No remote server named {found.server!r} is configured.")
+        return RemoteChatBackend(server, found.model)
 
     def _load(self, entry: ModelEntry) -> ChatBackend:
         from webapp.llm.openvino_local import OpenVINOLocalBackend
@@ -227,7 +264,7 @@ class ModelCatalog:
         """Each loaded local model's engine figures (KV-cache use, requests), for the metrics."""
         with self._lock:
             loaded = list(self._loaded.items())
-        return {name: dict[str, Any](backend.engine.stats) for name, backend in loaded if hasattr(backend, "engine")}
+        return {name: dict(backend.engine.stats) for name, backend in loaded if hasattr(backend, "engine")}
 
     def close(self) -> None:
         with self._lock:
