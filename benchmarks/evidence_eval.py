@@ -164,7 +164,7 @@ def main() -> int:
         from webapp.llm.catalog import ModelCatalog
         from webapp.rag.prompt import rag_messages
 
-        catalog = ModelCatalog(settings)
+        catalog = ModelCatalog(settings).refresh()
         model = args.model or catalog.default_choice()
         backend = catalog.get(model)
         params = GenerationParams(max_new_tokens=args.max_new_tokens, temperature=0.0)

@@ -91,7 +91,7 @@ def test_discovered_ovms_appears_in_the_model_picker(kube, settings_factory, mon
     from webapp.llm.catalog import ModelCatalog
 
     monkeypatch.setenv("KUBECONFIG", str(kube.config_path))
-    catalog = ModelCatalog(settings_factory(discover_ovms=True, namespace="docchat"))
+    catalog = ModelCatalog(settings_factory(discover_ovms=True, namespace="docchat")).refresh()
     labels = {c.name: c.label for c in catalog.choices()}
     # ovms.docchat.svc only resolves inside the cluster, so here it is listed as unavailable
     assert labels.get("remote:ovms/") == "ovms: unavailable"

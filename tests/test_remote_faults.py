@@ -107,7 +107,7 @@ def test_down_server_shows_as_unavailable_in_the_picker(settings_factory, fault_
             {"name": "down", "base_url": dead, "connect_timeout_s": 0.5},
         ]
     )
-    catalog = ModelCatalog(settings)
+    catalog = ModelCatalog(settings).refresh()
     labels = {c.name: c.label for c in catalog.choices()}
     assert labels["remote:faulty/ok"] == "ok @ faulty (remote)"
     assert labels["remote:down/"] == "down: unavailable"
@@ -133,7 +133,7 @@ def test_servers_that_accept_but_never_answer_do_not_hold_up_the_picker(settings
                 for i, s in enumerate(silent)
             ]
         )
-        catalog = ModelCatalog(settings)
+        catalog = ModelCatalog(settings).refresh()
         labels = {c.name: c.label for c in catalog.choices()}
         assert (
             labels["remote:silent0/"] == "silent0: unavailable" and labels["remote:silent1/"] == "silent1: unavailable"

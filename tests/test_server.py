@@ -45,14 +45,15 @@ def test_ready_stays_ready_when_the_default_model_is_unloaded_to_make_room(servi
     client = TestClient(app)  # no lifespan: the shared services must not be closed here
     name = services.catalog.default_choice()
     assert client.get("/readyz").json() == {"ready": True, "model": name}
-    with services.catalog._lock:
-        evicted = services.catalog._loaded.pop(name)  # what eviction does (without closing the shared engine)
+    registry = services.catalog.sources[0]
+    with registry._lock:
+        evicted = registry._loaded.pop(name)  # what eviction does (without closing the shared engine)
     try:
         assert not services.catalog.is_loaded(name)
         assert client.get("/readyz").status_code == 200
     finally:
-        with services.catalog._lock:
-            services.catalog._loaded[name] = evicted
+        with registry._lock:
+            registry._loaded[name] = evicted
 
 
 def test_config_disables_run_history_and_blocks_store_paths(tmp_path):

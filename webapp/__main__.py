@@ -271,7 +271,7 @@ def cmd_bench(args) -> int:
     from webapp.llm.catalog import ModelCatalog
 
     settings = _settings_from(args)
-    catalog = ModelCatalog(settings) if settings.remote_endpoints else None
+    catalog = ModelCatalog(settings).refresh() if settings.remote_endpoints else None
     targets = available_targets(settings, catalog)
     if args.list:
         for t in targets:

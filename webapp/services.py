@@ -35,7 +35,7 @@ class Services:
 
 
 def build_services(settings: Settings) -> Services:
-    catalog = ModelCatalog(settings)
+    catalog = ModelCatalog(settings).refresh()
     users = UserStore(settings.data_dir)
     metrics = Metrics()
     documents = DocumentService(settings, users, metrics)
