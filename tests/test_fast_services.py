@@ -203,7 +203,10 @@ def test_bench_runs_scripted_targets_reports_failures_and_exports(tmp_path, monk
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "tmp"))
     service = bench(tmp_path)
     cfg = BenchConfig(profile="chat", runs=2, warmup=1, max_new_tokens=8, users=(1, 2))
-    report = service.run(["fake:fast", "fake:broken", "not-a-target"], cfg, Hooks(), session="s")
+    with pytest.raises(UserError, match="Unknown target.s.: not-a-target"):
+        service.run(["fake:fast", "not-a-target"], cfg, Hooks(), session="s")
+    assert [t.id for t in service.select([], default_if_empty=True)] == ["fake:fast"]  # the CLI's default
+    report = service.run(["fake:fast", "fake:broken"], cfg, Hooks(), session="s")
     ok, broken = report.results
     assert ok.status == "ok" and len(ok.runs) == 2 and [p.users for p in ok.sweep] == [1, 2]
     assert all(r.completion_tokens == 8 for r in ok.runs) and ok.sweep[1].max_in_flight == 2
@@ -227,7 +230,7 @@ def test_bench_is_for_admins_one_at_a_time_and_can_be_turned_off(tmp_path):
     with pytest.raises(UserError, match="Only an admin can run benchmarks"):
         service.run(["fake:fast"], cfg, Hooks(), session="s", actor=Actor("vic", "viewer"))
     with pytest.raises(UserError, match="Choose at least one target"):
-        service.run(["nope"], cfg, Hooks(), session="s")
+        service.run([], cfg, Hooks(), session="s")
     service._exclusive.acquire()
     try:
         with pytest.raises(UserError, match="Another comparison is running"):

@@ -266,46 +266,40 @@ def cmd_ask(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from webapp.bench.engine import BenchConfig, Hooks, run_benchmark, token_counter
-    from webapp.bench.targets import available_targets
+    from webapp.bench.engine import BenchConfig, Hooks
+    from webapp.bench.service import BenchService
     from webapp.llm.catalog import ModelCatalog
 
     settings = _settings_from(args)
     catalog = ModelCatalog(settings).refresh() if settings.remote_endpoints else None
-    targets = available_targets(settings, catalog)
-    if args.list:
-        for t in targets:
-            print(f"{t.id:55s} {t.label}")
-        return 0
-    if args.targets:
-        wanted = [x.strip() for x in args.targets.split(",") if x.strip()]
-        by_id = {t.id: t for t in targets}
-        unknown = [w for w in wanted if w not in by_id]
-        if unknown:
-            raise UserError(f"Unknown target(s): {', '.join(unknown)}; `python -m webapp bench --list` shows them.")
-        targets = [by_id[w] for w in wanted]
-    else:
-        targets = [t for t in targets if t.id == f"openvino:{settings.default_model}"] or targets[:1]
-    if args.quick:
-        cfg = BenchConfig(profile=args.profile or "chat", runs=2, warmup=1, max_new_tokens=32, users=(1, 2))
-    else:
-        cfg = BenchConfig(
-            profile=args.profile or "chat",
-            runs=args.runs,
-            warmup=1,
-            max_new_tokens=args.max_new_tokens,
-            users=tuple(int(u) for u in args.users.split(",")),
-        )
-    count = token_counter(settings)
-    report = run_benchmark(targets, cfg, Hooks(progress=_stderr_progress()), count_tokens=count)
-    print(file=sys.stderr)
-    print(report.to_markdown())
-    if args.json:
-        report.save_json(args.json)
-        print(f"wrote {args.json}")
-    if catalog:
-        catalog.close()
-    return 0 if all(r.status == "ok" for r in report.results) else 1
+    bench = BenchService(settings, catalog)
+    try:
+        if args.list:
+            for t in bench.targets():
+                print(f"{t.id:55s} {t.label}")
+            return 0
+        wanted = [x.strip() for x in (args.targets or "").split(",") if x.strip()]
+        targets = bench.select(wanted, default_if_empty=True)
+        if args.quick:
+            cfg = BenchConfig(profile=args.profile or "chat", runs=2, warmup=1, max_new_tokens=32, users=(1, 2))
+        else:
+            cfg = BenchConfig(
+                profile=args.profile or "chat",
+                runs=args.runs,
+                warmup=1,
+                max_new_tokens=args.max_new_tokens,
+                users=tuple(int(u) for u in args.users.split(",")),
+            )
+        report = bench.run([t.id for t in targets], cfg, Hooks(progress=_stderr_progress()), session="cli")
+        print(file=sys.stderr)
+        print(report.to_markdown())
+        if args.json:
+            report.save_json(args.json)
+            print(f"wrote {args.json}")
+        return 0 if all(r.status == "ok" for r in report.results) else 1
+    finally:
+        if catalog:
+            catalog.close()
 
 
 def cmd_backup(args) -> int:

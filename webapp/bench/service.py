@@ -42,10 +42,7 @@ class BenchService:
                 "Benchmarks are turned off on this server (DOCCHAT_ENABLE_BENCH=false): they load "
                 "extra model copies and take every core from the chats."
             )
-        by_id = {t.id: t for t in self.targets()}
-        chosen = [by_id[i] for i in target_ids if i in by_id]
-        if not chosen:
-            raise UserError("Choose at least one target to measure.")
+        chosen = self.select(target_ids)
         if not self._exclusive.acquire(blocking=False):
             raise UserError("Another comparison is running; results would disturb each other. Try again when it ends.")
         try:
@@ -56,6 +53,21 @@ class BenchService:
             with self._lock:
                 self._running.pop(session, None)
             self._exclusive.release()
+
+    def select(self, target_ids: list[str] | None, default_if_empty: bool = False) -> list[Target]:
+        """The targets named, in order; none named: the default model (``default_if_empty``, the
+        CLI) or a sentence (the Compare tab, where nothing was ticked)."""
+        targets = self.targets()
+        if not target_ids:
+            if default_if_empty and targets:
+                default = f"openvino:{self.settings.default_model}"
+                return [t for t in targets if t.id == default] or targets[:1]
+            raise UserError("Choose at least one target to measure.")
+        by_id = {t.id: t for t in targets}
+        unknown = [i for i in target_ids if i not in by_id]
+        if unknown:
+            raise UserError(f"Unknown target(s): {', '.join(unknown)}; `python -m webapp bench --list` shows them.")
+        return [by_id[i] for i in target_ids]
 
     def cancel(self, session: str) -> bool:
         with self._lock:
