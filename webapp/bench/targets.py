@@ -18,10 +18,11 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from webapp.llm.base import ChatBackend
 from webapp.llm.openvino_engine import EngineOptions
-from webapp.registry import ModelEntry, RegistryError, folder_size, scan
+from webapp.registry import ModelEntry, folder_size
 from webapp.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -57,15 +58,23 @@ def _installed(*modules: str) -> bool:
         return False
 
 
-def available_targets(settings: Settings, catalog=None) -> list[Target]:
-    from webapp.llm.catalog import engine_options
+def available_targets(settings: Settings, catalog: Any = None) -> list[Target]:
+    """Every target, from the same model list the chat uses (the catalog's choices) plus the GGUF
+    source and the providers' baselines. Without a catalog (the CLI with no remote servers), the
+    registry alone is read."""
+    from webapp.llm.catalog import ModelCatalog, engine_options
+    from webapp.llm.registry_source import RegistrySource
 
+    if catalog is None:
+        catalog = ModelCatalog(settings, [RegistrySource(settings)]).refresh()
     options = engine_options(settings)
     targets: list[Target] = []
-    try:
-        entries = scan(settings.models_dir).llms()
-    except RegistryError:
-        entries = []
+    registry = catalog.source("openvino")
+    entries = [
+        e
+        for c in catalog.choices()
+        if c.kind == "openvino" and isinstance(registry, RegistrySource) and (e := registry.entry(c.name))
+    ]
     for e in entries:
         targets.append(
             Target(

@@ -38,6 +38,9 @@ class ModelCatalog:
         self.sources = list(sources) if sources is not None else default_sources(settings)
         self._by_kind = {source.kind: source for source in self.sources}
 
+    def source(self, kind: str) -> ModelSource | None:
+        return self._by_kind.get(kind)
+
     def refresh(self) -> ModelCatalog:
         """Scan and ask every source again (the I/O); returns the catalog, for one-line set-ups."""
         for source in self.sources:

@@ -78,6 +78,11 @@ class RegistrySource:
             entries = self._scan.llms() if self._scan else []
         return [ModelChoice(e.name, e.label, self.kind, prompt_style=_prompt_style(e)) for e in entries]
 
+    def entry(self, name: str) -> ModelEntry | None:
+        """The registry entry behind a choice (the Compare tab loads its own copy of the model)."""
+        with self._lock:
+            return self._scan.get(name) if self._scan else None
+
     def is_loaded(self, choice: ModelChoice) -> bool:
         with self._lock:
             return choice.name in self._loaded
