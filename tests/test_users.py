@@ -88,11 +88,16 @@ def test_cli_reads_passwords_from_stdin_never_argv(tmp_path):
     out = run("add", "erin", "--role", "admin", stdin="erin's password\n")
     assert out.returncode == 0 and "added erin (admin)" in out.stdout
     assert run("add", "erin", "--password", "x").returncode == 2  # there is no such option
-    token = run("token", "erin")
+    assert run("add", "fred", stdin="fred's password\n").returncode == 0
+    token = run("token", "fred")
     assert token.returncode == 0 and token.stdout.strip().startswith("dct_") and "shown this once" in token.stderr
     listing = run("list").stdout
     assert "erin" in listing and "admin" in listing and "tokens 1" in listing
-    assert "disabled" in run("disable", "erin").stdout
+    # The CLI goes through the same service as the Users tab: the only admin stays.
+    for action in (("disable", "erin"), ("remove", "erin"), ("role", "erin", "--role", "member")):
+        refused = run(*action)
+        assert refused.returncode == 2 and "erin is the only active admin" in refused.stderr, action
+    assert "disabled" in run("disable", "fred").stdout
     missing = run("remove", "nobody")
     assert missing.returncode == 2 and "There is no user named 'nobody'." in missing.stderr
     assert UserStore(tmp_path).user_for_token(token.stdout.strip()) is None  # disabled

@@ -334,13 +334,18 @@ def _read_new_password(name: str) -> str:
 
 
 def cmd_users(args) -> int:
+    from webapp.auth.access import LOCAL
+    from webapp.auth.admin import UserAdmin
     from webapp.auth.users import UserStore
 
     settings = _settings_from(args)
     store = UserStore(settings.data_dir)
+    # The operator at the CLI acts as an admin, through the same service as the Users tab (so the
+    # same rules hold: e.g. the last admin cannot be demoted, disabled or removed).
+    admin = UserAdmin(store)
     try:
         if args.action == "list":
-            users = store.list()
+            users = admin.list(LOCAL)
             if not users:
                 print("No users yet: `python -m webapp users add NAME --role admin` creates the first admin.")
             for u in users:
@@ -353,24 +358,24 @@ def cmd_users(args) -> int:
         if not args.name:
             raise UserError(f"`users {args.action}` needs a user name.")
         if args.action == "add":
-            user = store.add(args.name, args.role or "member", _read_new_password(args.name))
+            user = admin.add(LOCAL, args.name, args.role or "member", _read_new_password(args.name))
             print(f"added {user.name} ({user.role})")
         elif args.action == "passwd":
             store.get(args.name)  # fail before asking for a password
-            store.set_password(args.name, _read_new_password(args.name))
+            admin.set_password(LOCAL, args.name, _read_new_password(args.name))
             print(f"password of {args.name} changed")
         elif args.action == "role":
             if not args.role:
                 raise UserError("`users role NAME --role ROLE` needs --role admin, member or viewer.")
-            user = store.set_role(args.name, args.role)
+            user = admin.set_role(LOCAL, args.name, args.role)
             print(f"{user.name} is now {user.role}")
         elif args.action in ("disable", "enable"):
-            user = store.set_disabled(args.name, args.action == "disable")
+            user = admin.set_disabled(LOCAL, args.name, args.action == "disable")
             print(f"{user.name} is now {'disabled' if user.disabled else 'enabled'}")
         elif args.action == "remove":
-            print(f"removed {store.remove(args.name).name} and their API tokens")
+            print(f"removed {admin.remove(LOCAL, args.name).name} and their API tokens")
         elif args.action == "token":
-            token = store.issue_token(args.name)
+            token = admin.issue_token(LOCAL, args.name)
             print(token)
             print(f"(API token for {args.name}: shown this once; only its hash is stored)", file=sys.stderr)
         return 0

@@ -13,7 +13,7 @@ import threading
 import time
 import weakref
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from webapp.auth.access import LOCAL, Actor
 from webapp.chat.admission import Admission, Busy, Ticket
@@ -28,9 +28,23 @@ from webapp.settings import Settings
 log = logging.getLogger(__name__)
 
 
+class GroundingDocuments(Protocol):
+    """What answering from documents needs (webapp/documents/service.py: DocumentService)."""
+
+    def search(self, collection: str, question: str, *, actor: Actor) -> Sequence[Any]: ...
+
+    def evidence(self, question: str, passages: Sequence[Any]) -> list[Any]: ...
+
+    def claims(self, answer: str, passages: Sequence[Any]) -> list[Any]: ...
+
+
 class ChatService:
     def __init__(
-        self, catalog: ModelCatalog, settings: Settings, documents: Any = None, metrics: Metrics | None = None
+        self,
+        catalog: ModelCatalog,
+        settings: Settings,
+        documents: GroundingDocuments | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.catalog = catalog
         self.documents = documents  # DocumentService, for answers grounded in a collection
@@ -189,7 +203,7 @@ class ChatService:
             if self.documents is None:
                 raise InvalidMessage("Documents are not available in this app.")
             with self.metrics.retrieval.time():
-                passages = self.documents.search(collection, text, actor=actor)
+                passages = list(self.documents.search(collection, text, actor=actor))
             if not passages:
                 self.metrics.not_found.inc()
                 ticket.release()
