@@ -101,6 +101,13 @@ def cmd_defaults(args) -> int:
 
     args.models_dir.mkdir(parents=True, exist_ok=True)
     present = {m.name for m in scan(args.models_dir).models}
+    if args.publish_to:  # the cluster's Job builds on scratch space: skip what the bucket already has
+        from quantize.publish import published_names
+
+        in_bucket = published_names(args.publish_to)
+        for name in sorted(in_bucket - present):
+            print(f"{name}: already published to {args.publish_to}, skipped")
+        present |= in_bucket
     wanted = [
         (DEFAULT_LLM_NAME, "llm"),
         (TRANSFORMER_EMBEDDING_NAME, "embedding"),
@@ -129,6 +136,9 @@ def cmd_defaults(args) -> int:
         write_ovms_config(args.models_dir)
         print(f"rewrote {config_path} for OpenVINO Model Server")
     if args.publish_to:
+        if not scan(args.models_dir).models:
+            print(f"nothing new to publish: {args.publish_to} has every default model")
+            return 0
         return cmd_publish(argparse.Namespace(models_dir=args.models_dir, url=args.publish_to))
     return 0
 

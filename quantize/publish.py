@@ -36,6 +36,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from webapp.errors import UserError
 from webapp.registry import MANIFEST_NAME, scan, verify_files
@@ -97,12 +98,14 @@ class _Bucket:
         self.url = url
         name, self.prefix = parse_url(url)
         self.bucket = client.bucket(name)
+        # Listing one object needs only storage.objects.list (in objectViewer/objectAdmin);
+        # bucket.exists() would need storage.buckets.get, which those roles do not grant.
         try:
-            exists = self.bucket.exists()
+            list(client.list_blobs(name, prefix=self.key(), max_results=1))
         except Exception as exc:
+            if type(exc).__name__ == "NotFound":
+                raise UserError(f"The bucket gs://{name} does not exist (or these credentials cannot see it).") from exc
             raise UserError(f"Cannot reach bucket gs://{name}: {exc}") from exc
-        if not exists:
-            raise UserError(f"The bucket gs://{name} does not exist (or these credentials cannot see it).")
 
     def key(self, *parts: str) -> str:
         return "/".join(p for p in (self.prefix, *parts) if p)
@@ -117,7 +120,15 @@ class _Bucket:
             raise UserError(f"Cannot read gs://{self.bucket.name}/{key}: {exc}") from exc
 
     def exists(self, key: str) -> bool:
-        return self.bucket.blob(key).exists()
+        try:
+            return bool(self.bucket.blob(key).exists())
+        except Exception as exc:
+            raise UserError(f"Cannot read gs://{self.bucket.name}/{key}: {exc}") from exc
+
+    def generation(self, key: str) -> int:
+        """The object's generation, 0 if it does not exist (the precondition for "still absent")."""
+        blob = self.bucket.get_blob(key) if self.exists(key) else None
+        return int(blob.generation) if blob is not None and blob.generation else 0
 
     def upload(self, key: str, path: Path) -> int:
         """Upload one file and check what the bucket stored: its MD5 and size."""
@@ -135,12 +146,19 @@ class _Bucket:
             )
         return size
 
-    def upload_bytes(self, key: str, data: bytes, content_type: str) -> None:
+    def upload_bytes(self, key: str, data: bytes, content_type: str, if_generation_match: int | None = None) -> None:
         blob = self.bucket.blob(key)
         try:
-            blob.upload_from_string(data, content_type=content_type, checksum="md5")
+            blob.upload_from_string(
+                data, content_type=content_type, checksum="md5", if_generation_match=if_generation_match
+            )
             blob.reload()
         except Exception as exc:
+            if type(exc).__name__ == "PreconditionFailed":
+                raise UserError(
+                    f"gs://{self.bucket.name}/{key} was changed by another publish meanwhile; publish again "
+                    "(what this run uploaded stays, and will be listed)."
+                ) from exc
             raise UserError(f"Writing gs://{self.bucket.name}/{key} failed: {exc}") from exc
         if blob.md5_hash != base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode():
             raise UserError(f"gs://{self.bucket.name}/{key} does not match what was written; publish again.")
@@ -148,9 +166,27 @@ class _Bucket:
     def model_folders(self) -> list[str]:
         """Folders directly under the prefix (one per model)."""
         prefix = self.key() + "/" if self.prefix else ""
-        blobs = self.bucket.client.list_blobs(self.bucket, prefix=prefix, delimiter="/")
-        list(blobs)  # the prefixes are known once the pages are read
+        try:
+            blobs = self.bucket.client.list_blobs(self.bucket.name, prefix=prefix, delimiter="/")
+            list(blobs)  # the prefixes are known once the pages are read
+        except Exception as exc:
+            raise UserError(f"Cannot list gs://{self.bucket.name}/{prefix}: {exc}") from exc
         return sorted(p[len(prefix) :].rstrip("/") for p in blobs.prefixes)
+
+    def published(self) -> dict[str, dict[str, Any]]:
+        """Model folder -> manifest, for every complete model under the prefix."""
+        found = {}
+        for folder in self.model_folders():
+            manifest = self.read_json(self.key(folder, MANIFEST_NAME))
+            if manifest:
+                found[folder] = manifest
+        return found
+
+
+def published_names(url: str, client: Any = None) -> set[str]:
+    """Names of the models already complete at ``url`` (``defaults --publish-to`` builds only the others)."""
+    bucket = _Bucket(client or default_client(), url)
+    return {str(m.get("name") or folder) for folder, m in bucket.published().items()}
 
 
 def publish_registry(models_dir: Path, url: str, client=None, progress: Callable[[str], None] = print) -> PublishReport:
@@ -170,6 +206,9 @@ def publish_registry(models_dir: Path, url: str, client=None, progress: Callable
 
     bucket = _Bucket(client or default_client(), url)
     report = PublishReport(url=url)
+    # config.json is written last with a precondition on the version read now: two publishers at
+    # once cannot silently drop each other's models from it.
+    config_generation = bucket.generation(bucket.key(CONFIG_NAME))
     todo = []
     for entry in registry.models:  # decide everything before the first upload
         remote = bucket.read_json(bucket.key(entry.path.name, MANIFEST_NAME))
@@ -199,15 +238,22 @@ def publish_registry(models_dir: Path, url: str, client=None, progress: Callable
     # config.json names every LLM the bucket holds complete, including ones published before.
     local = {e.path.name: e for e in registry.models}
     served = [c["config"] for c in ovms_config(registry)["model_config_list"]]
-    for folder in bucket.model_folders():
-        if folder in local:
+    names = {c["name"] for c in served}
+    for folder, manifest in bucket.published().items():
+        name = str(manifest.get("name") or folder)
+        if folder in local or name in names:  # one folder per name: OVMS refuses duplicate names
             continue
-        manifest = bucket.read_json(bucket.key(folder, MANIFEST_NAME))
-        if manifest and manifest.get("kind") == "llm" and bucket.exists(bucket.key(folder, "graph.pbtxt")):
-            served.append({"name": str(manifest.get("name") or folder), "base_path": folder})
+        if manifest.get("kind") == "llm" and bucket.exists(bucket.key(folder, "graph.pbtxt")):
+            served.append({"name": name, "base_path": folder})
+            names.add(name)
     served.sort(key=lambda c: c["name"])
     config = {"model_config_list": [{"config": c} for c in served]}
-    bucket.upload_bytes(bucket.key(CONFIG_NAME), (json.dumps(config, indent=2) + "\n").encode(), "application/json")
+    bucket.upload_bytes(
+        bucket.key(CONFIG_NAME),
+        (json.dumps(config, indent=2) + "\n").encode(),
+        "application/json",
+        if_generation_match=config_generation,
+    )
     report.served = [c["name"] for c in served]
     progress(f"config.json lists {len(served)} LLM(s): {', '.join(report.served) or 'none'}")
     return report

@@ -181,7 +181,7 @@ def test_a_reopened_conversation_keeps_its_evidence_and_claim_marks(tmp_path):
         conversation = store.create(LOCAL, "How much per diem?", "default")
         store.append(LOCAL, conversation.id, "user", "How much per diem?")
         item = {"key": "e0", "document_id": 1, "page": 1, "text": ANSWER, "label": "“...” — travel-policy.pdf, p. 1"}
-        store.append(
+        answer_id = store.append(
             LOCAL,
             conversation.id,
             "assistant",
@@ -189,9 +189,11 @@ def test_a_reopened_conversation_keeps_its_evidence_and_claim_marks(tmp_path):
             [{"document": "travel-policy.pdf", "page": 1}],
             {"evidence": [item]},
         )
+        store.append(LOCAL, conversation.id, "user", "And a second question from another tab?")
         store.add_claims(
             LOCAL,
             conversation.id,
+            answer_id,  # named by id: the newest message is by now another turn
             [
                 {"text": "It is 68 euros per day.", "supported": True, "source": 1, "score": 0.7},
                 {"text": "It is paid in gold.", "supported": False, "source": 1, "score": 0.2},
@@ -203,7 +205,7 @@ def test_a_reopened_conversation_keeps_its_evidence_and_claim_marks(tmp_path):
     try:
         messages = reopened.messages(LOCAL, conversation.id)
         assert last_checks(messages) == [item]
-        shown = display(messages)[-1]["content"]
+        shown = display(messages)[-2]["content"]  # the answer, before the other tab's question
         assert "68 euros per day [1]." in shown and "paid in gold. **[not in the sources]**" in shown
     finally:
         reopened.close()

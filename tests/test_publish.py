@@ -162,6 +162,9 @@ class _FailingBucket:
     def __init__(self, real, fail_at: int):
         self.real, self.fail_at, self.count = real, fail_at, 0
 
+    def list_blobs(self, *args, **kwargs):
+        return self.real.list_blobs(*args, **kwargs)
+
     def bucket(self, name):
         real_bucket = self.real.bucket(name)
         outer = self
@@ -228,3 +231,24 @@ def test_a_registry_that_does_not_verify_uploads_nothing(gcs, tmp_path):
     for bad in ("s3://x/y", "gs://", "gs://b/../etc"):
         with pytest.raises(UserError, match="Cloud Storage URL"):
             publish_registry(tmp_path / "fine", bad, client=c, progress=lambda m: None)
+
+
+def test_concurrent_publishers_cannot_drop_each_others_models_from_the_config(gcs, tmp_path):
+    from quantize.publish import publish_registry, published_names
+    from webapp.errors import UserError
+
+    c = client(gcs)
+    c.create_bucket("models-race")
+    publish_registry(registry(tmp_path / "first", names=("chat-a",)), "gs://models-race/r", client=c, progress=print)
+    assert published_names("gs://models-race/r", client=c) == {"chat-a", "embed"}
+
+    def other_publisher_writes_config(message: str) -> None:
+        if message.endswith(": published"):  # between this run's uploads and its config.json
+            c.bucket("models-race").blob("r/config.json").upload_from_string(b'{"model_config_list": []}')
+
+    second = registry(tmp_path / "second", names=("chat-b",), embedding="embed-2")
+    with pytest.raises(UserError, match="changed by another publish meanwhile; publish again"):
+        publish_registry(second, "gs://models-race/r", client=c, progress=other_publisher_writes_config)
+    # Publishing again lists everything complete in the bucket, the first publisher's model included.
+    report = publish_registry(second, "gs://models-race/r", client=c, progress=lambda m: None)
+    assert report.served == ["chat-a", "chat-b"] and sorted(report.skipped) == ["chat-b", "embed-2"]

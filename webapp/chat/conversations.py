@@ -105,8 +105,12 @@ class ConversationStore:
         # Added after format 2 shipped: one nullable-by-default column, which readers that select
         # their columns by name (all of them) ignore, so the store's format number stays 2.
         if "checks" not in {r[1] for r in db.execute("PRAGMA table_info(messages)")}:
-            with transaction(db):
-                db.execute("ALTER TABLE messages ADD COLUMN checks TEXT NOT NULL DEFAULT '{}'")
+            try:
+                with transaction(db):
+                    db.execute("ALTER TABLE messages ADD COLUMN checks TEXT NOT NULL DEFAULT '{}'")
+            except sqlite3.OperationalError as exc:  # another process (the CLI, a second server) added it first
+                if "duplicate column" not in str(exc):
+                    raise
 
     def _db(self) -> sqlite3.Connection:
         return self._connections.get()
@@ -157,24 +161,29 @@ class ConversationStore:
         content: str,
         sources: builtins.list[dict[str, Any]] | None = None,
         checks: dict[str, Any] | None = None,
-    ) -> None:
+    ) -> int:
+        """Store one turn; returns its message id."""
         conversation = self.get(actor, conversation_id)
         with transaction(self._db()) as db:
-            db.execute(
+            cur = db.execute(
                 "INSERT INTO messages(conversation_id, role, content, sources, created_at, checks) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 (conversation.id, role, content, json.dumps(sources or []), _now(), json.dumps(checks or {})),
             )
             db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (_now(), conversation.id))
+        assert cur.lastrowid is not None
+        return cur.lastrowid
 
-    def add_claims(self, actor: Actor, conversation_id: int, claims: builtins.list[dict[str, Any]]) -> None:
-        """The claim check of the newest answer, which is stored before the check runs."""
+    def add_claims(
+        self, actor: Actor, conversation_id: int, message_id: int, claims: builtins.list[dict[str, Any]]
+    ) -> None:
+        """The claim check of one stored answer (it runs after the answer is stored; meanwhile another
+        tab may have added turns, so the answer is named by its id)."""
         conversation = self.get(actor, conversation_id)
         with transaction(self._db()) as db:
             row = db.execute(
-                "SELECT id, checks FROM messages WHERE conversation_id = ? AND role = 'assistant' "
-                "ORDER BY id DESC LIMIT 1",
-                (conversation.id,),
+                "SELECT id, checks FROM messages WHERE id = ? AND conversation_id = ? AND role = 'assistant'",
+                (message_id, conversation.id),
             ).fetchone()
             if row is not None:
                 checks = _checks(row["checks"]) | {"claims": claims}

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 class GroundingDocuments(Protocol):
     """What answering from documents needs (webapp/documents/service.py: DocumentService)."""
 
-    def search(self, collection: str, question: str, *, actor: Actor) -> Sequence[Any]: ...
+    def search(self, collection: str, question: str, *, actor: Actor, keyword_hits: bool) -> Sequence[Any]: ...
 
     def evidence(self, question: str, passages: Sequence[Any]) -> list[Any]: ...
 
@@ -203,7 +203,7 @@ class ChatService:
             if self.documents is None:
                 raise InvalidMessage("Documents are not available in this app.")
             with self.metrics.retrieval.time():
-                passages = list(self.documents.search(collection, text, actor=actor))
+                passages = list(self.documents.search(collection, text, actor=actor, keyword_hits=True))
             if not passages:
                 self.metrics.not_found.inc()
                 ticket.release()

@@ -540,14 +540,18 @@ class DocumentService:
         mode: str = "hybrid",
         min_similarity: float | None = None,
         actor: Actor = LOCAL,
+        keyword_hits: bool = False,
     ) -> list[Passage]:
         """Passages from ``collection`` only, and only if ``actor`` may read it: retrieval is where
-        a private document could leak into someone else's answer, so the check is here."""
+        a private document could leak into someone else's answer, so the check is here.
+        ``keyword_hits``: see Retriever.search (grounded answers use them)."""
         if not (question or "").strip():
             raise UserError("Type a question first.")
         self._open()
         name = self._access(collection, actor).name
-        return self._retriever.search(name, question, k or self.settings.retrieval_k, mode, min_similarity)
+        return self._retriever.search(
+            name, question, k or self.settings.retrieval_k, mode, min_similarity, keyword_hits=keyword_hits
+        )
 
     # -- checking answers ------------------------------------------------------------------
     def _finder(self):

@@ -144,7 +144,7 @@ class EngineLoop:
         # is still counted, and no further step will say otherwise.
         idle = not self.busy()
         return {
-            "cache_usage": float(metrics.cache_usage),
+            "cache_usage": 0.0 if idle else float(metrics.cache_usage),
             "max_cache_usage": float(metrics.max_cache_usage),
             "cache_bytes": int(metrics.cache_size_in_bytes),
             "requests": 0 if idle else int(metrics.requests),

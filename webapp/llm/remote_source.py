@@ -31,11 +31,18 @@ class RemoteSource:
     def __init__(self, settings: Settings):
         self._settings = settings
         self._lock = threading.Lock()
+        self._refreshing = threading.Lock()  # one refresh at a time (Refresh may be pressed twice)
         self._servers: dict[str, Any] = {}  # name -> RemoteServer
+        self._retired: list[Any] = []  # replaced or vanished servers: streams may still use them
+        self._discovered: list[RemoteEndpoint] = []
         self._models: dict[str, list[str]] = {}
         self._errors: dict[str, str] = {}
 
     def refresh(self) -> None:
+        with self._refreshing:
+            self._refresh()
+
+    def _refresh(self) -> None:
         from webapp.llm.openai_remote import RemoteServer
 
         endpoints = list(self._settings.remote_endpoints)
@@ -44,12 +51,11 @@ class RemoteSource:
         with self._lock:
             servers = dict(self._servers)
         wanted = {ep.name: ep for ep in endpoints}
-        for name in set(servers) - set(wanted):  # a discovered Service went away
-            servers.pop(name).close()
+        retired = [servers.pop(name) for name in set(servers) - set(wanted)]  # a discovered Service went away
         for name, endpoint in wanted.items():
             if name not in servers or servers[name].endpoint != endpoint:
                 if name in servers:
-                    servers[name].close()
+                    retired.append(servers[name])
                 servers[name] = RemoteServer(endpoint)
         models, errors = {}, {}
         # All servers at once: a refresh waits for the slowest endpoint, not for the sum of them.
@@ -62,7 +68,10 @@ class RemoteSource:
                 log.warning("remote endpoint %s: %s", name, exc.user_message)
                 errors[name] = exc.user_message
         with self._lock:
+            # Retired servers are closed with the catalog, not now: an answer may still be streaming
+            # through their connection pool.
             self._servers, self._models, self._errors = servers, models, errors
+            self._retired += retired
 
     def _discover(self) -> list[RemoteEndpoint]:
         """OVMS Services in the namespace; a failure only costs the discovered entries."""
@@ -70,12 +79,15 @@ class RemoteSource:
 
         try:
             found = Cluster(self._settings.namespace).discover_ovms(self._settings.ovms_api_key_file)
-        except UserError as exc:
-            log.warning("OVMS discovery failed: %s", exc.user_message)
-            return []
+        except UserError as exc:  # keep what was found before: a blip of the API server is not "OVMS is gone"
+            log.warning(
+                "OVMS discovery failed: %s; keeping the %d found before", exc.user_message, len(self._discovered)
+            )
+            return list(self._discovered)
         configured = {ep.name for ep in self._settings.remote_endpoints}
         log.info("discovered OVMS endpoints: %s", ", ".join(ep.base_url for ep in found) or "none")
-        return [ep for ep in found if ep.name not in configured]
+        self._discovered = [ep for ep in found if ep.name not in configured]
+        return list(self._discovered)
 
     def choices(self) -> list[ModelChoice]:
         with self._lock:
@@ -119,6 +131,7 @@ class RemoteSource:
 
     def close(self) -> None:
         with self._lock:
-            servers, self._servers = list(self._servers.values()), {}
+            servers, self._servers = list(self._servers.values()) + self._retired, {}
+            self._retired = []
         for server in servers:
             server.close()

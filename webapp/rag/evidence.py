@@ -78,16 +78,17 @@ def _candidates(passages: Sequence[Any]) -> list[_Candidate]:
     return [_Candidate(n, p, s) for n, p in enumerate(passages, start=1) for s in split_sentences(p.text)]
 
 
-def _window(candidates: list[_Candidate], i: int) -> str:
-    """Sentence ``i`` and, when short enough, the sentence after it in the same passage."""
-    text = candidates[i].text
+def _window(candidates: list[_Candidate], i: int, taken: set[int]) -> list[int]:
+    """Sentence ``i`` and, when short enough and not shown already, the one after it in the same passage."""
+    j = i + 1
     if (
-        i + 1 < len(candidates)
-        and candidates[i + 1].source == candidates[i].source
-        and len(candidates[i + 1].text) <= WINDOW_MAX_CHARS
+        j < len(candidates)
+        and j not in taken
+        and candidates[j].source == candidates[i].source
+        and len(candidates[j].text) <= WINDOW_MAX_CHARS
     ):
-        return text + " " + candidates[i + 1].text
-    return text
+        return [i, j]
+    return [i]
 
 
 def _plain(text: str) -> str:
@@ -176,12 +177,13 @@ class EvidenceFinder:
                 c = candidates[i]
                 if i in used or per_source.get(c.source, 0) >= limit:
                     continue
-                text = _window(candidates, i)
+                window = _window(candidates, i, used)
+                text = " ".join(candidates[n].text for n in window)
                 key, own = _plain(text), _plain(c.text)
                 # Chunks overlap, so the same sentence (or a cut-off copy of it) comes from two passages.
                 if any(own in other or other in key for other in shown):
                     continue
-                used.add(i)
+                used.update(window)  # a sentence shown as the tail of a window is not shown again
                 shown.append(key)
                 per_source[c.source] = per_source.get(c.source, 0) + 1
                 ranked.append(

@@ -73,9 +73,19 @@ class Retriever:
         self.min_similarity = min_similarity
 
     def search(
-        self, collection: str, question: str, k: int = 5, mode: str = "hybrid", min_similarity: float | None = None
+        self,
+        collection: str,
+        question: str,
+        k: int = 5,
+        mode: str = "hybrid",
+        min_similarity: float | None = None,
+        keyword_hits: bool = False,
     ) -> list[Passage]:
-        """Up to k passages, best first; ``min_similarity`` overrides the gate (benchmarks calibrate it)."""
+        """Up to k passages, best first; ``min_similarity`` overrides the gate (benchmarks calibrate it).
+
+        ``keyword_hits``: also keep the best keyword hits that fail the gate (marked not ``relevant``),
+        for grounded answers whose evidence check decides; a plain search keeps the old contract
+        that an unrelated question retrieves nothing."""
         gate = self.min_similarity if min_similarity is None else min_similarity
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
@@ -105,7 +115,7 @@ class Retriever:
         for ranked, weight in ((dense_ids, 1.0), (keyword_ids, KEYWORD_WEIGHT)):
             for rank, cid_ in enumerate(ranked):
                 fused[cid_] = fused.get(cid_, 0.0) + weight / (RRF_K + rank + 1)
-        top_keyword = set(keyword_ids[:KEYWORD_PASS])
+        top_keyword = set(keyword_ids[:KEYWORD_PASS]) if keyword_hits else set()
         candidates = sorted(fused, key=lambda i: fused[i], reverse=True)
         # Cosine for keyword-only candidates too, so one relevance rule applies to all.
         missing = [i for i in candidates if i not in dense_scores]

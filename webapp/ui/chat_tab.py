@@ -463,12 +463,13 @@ class ChatTab:
         self.conversations.append(actor, conversation_id, "user", text)
         conversation = shown + [{"role": "user", "content": text}, {"role": "assistant", "content": ""}]
         answer, sources, checks, stored = "", [], [], False
+        stored_id: int | None = None
 
         def store_answer(extra: str = "") -> None:
-            nonlocal stored
+            nonlocal stored, stored_id
             if not stored:
                 stored = True
-                self.conversations.append(
+                stored_id = self.conversations.append(
                     actor, conversation_id, "assistant", answer + extra, source_records(sources), {"evidence": checks}
                 )
 
@@ -515,8 +516,8 @@ class ChatTab:
                 yield emit(chatbot=conversation, conversation=conversation_id)
             store_answer()
             claims = self.chat.claims(answer, stream)
-            if claims:
-                self.conversations.add_claims(actor, conversation_id, [c.as_json() for c in claims])
+            if claims and stored_id is not None:
+                self.conversations.add_claims(actor, conversation_id, stored_id, [c.as_json() for c in claims])
             conversation[-1] = display([StoredMessage("assistant", answer, source_records(sources))], claims=claims)[0]
             stats = format_stats(stream.stats, model) if stream.stats.completion_tokens else ""
             yield emit(chatbot=conversation, stats=stats + claims_summary(claims), conversation=conversation_id)
