@@ -127,7 +127,10 @@ class _Bucket:
 
     def generation(self, key: str) -> int:
         """The object's generation, 0 if it does not exist (the precondition for "still absent")."""
-        blob = self.bucket.get_blob(key) if self.exists(key) else None
+        try:
+            blob = self.bucket.get_blob(key)  # None when absent: one request, not exists() and then get
+        except Exception as exc:
+            raise UserError(f"Cannot read gs://{self.bucket.name}/{key}: {exc}") from exc
         return int(blob.generation) if blob is not None and blob.generation else 0
 
     def upload(self, key: str, path: Path) -> int:
