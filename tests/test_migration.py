@@ -104,3 +104,53 @@ def test_a_newer_format_is_refused_with_a_sentence(old_folder, settings_factory)
     docs = DocumentService(settings_factory(data_dir=old_folder))
     assert "has format 99; this version of the app reads formats 1 to 2" in docs.available()
     assert meta(old_folder)["format_version"] == "99"  # untouched
+
+
+def test_chunks_stored_with_ligatures_are_re_spelled_and_found_by_the_words_people_type(old_folder, settings_factory):
+    """pypdf returns the ligature glyphs of typeset PDFs ("ﬂows", "ﬁrst"); stores written before the
+    text normalisation hold them, and neither keyword search nor the embedder matched "flows"."""
+    import numpy as np
+
+    from webapp.documents.service import DocumentService
+
+    conn = sqlite3.connect(old_folder / "store.sqlite3")
+    with conn:  # as an older version wrote it: through the triggers that feed the keyword index
+        row = conn.execute("SELECT document_id, page, ordinal, text, embedding FROM chunks WHERE id = 1").fetchone()
+        conn.execute("DELETE FROM chunks WHERE id = 1")
+        spelled = row[3].replace("flows", "\ufb02ows")
+        conn.execute(
+            "INSERT INTO chunks(id, document_id, page, ordinal, text, embedding) VALUES (1, ?, ?, ?, ?, ?)",
+            (row[0], row[1], row[2], spelled, row[4]),
+        )
+        before = conn.execute("SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH '\"flows\"'").fetchall()
+    conn.close()
+    assert before == [(2,)]  # the chunk with the ligature is invisible to the word people type
+
+    docs = DocumentService(settings_factory(data_dir=old_folder))
+    try:
+        store = docs.store
+        assert "1 chunks re-spelled (ligatures) and re-embedded" in docs.repairs
+        assert meta(old_folder)["text_version"] == "2"
+        text = store.chunks_by_id([1])[1].text
+        assert "flows far" in text and "\ufb02" not in text
+        cid = store.collection_id("default", create=False)
+        assert sorted(store.keyword_search(cid, '"flows"', 10)) == [1, 2]
+        # The vector is the embedding of the new text, and FAISS was rebuilt from it.
+        vector = store.vectors_by_id([1])[1]
+        assert np.allclose(vector, docs._embedder.embed_documents([text])[0], atol=1e-5)
+        assert store.index_for(cid).ntotal == 2
+    finally:
+        docs.close()
+    again = DocumentService(settings_factory(data_dir=old_folder))
+    try:
+        _ = again.store
+        assert not any("re-spelled" in r for r in again.repairs)  # once per store
+    finally:
+        again.close()
+
+
+def test_pdf_text_is_stored_with_ligatures_spelled_out():
+    from webapp.rag.text_forms import normalize
+
+    assert normalize("classi\ufb01cation e\ufb03cient \ufb02ow \U0001d465") == "classification efficient flow x"
+    assert normalize("na\u00efve \u201cquotes\u201d \u03b8") == "na\u00efve \u201cquotes\u201d \u03b8"  # untouched

@@ -118,6 +118,9 @@ class DocumentService:
             store = DocumentStore(self.settings.data_dir, entry.name, embedder.dimension)
             store.collection_id(self.settings.default_collection)
             self.repairs = store.check_and_repair()
+            mended = store.mend_text(embedder.embed_documents)
+            if mended:
+                self.repairs.append(f"{mended} chunks re-spelled (ligatures) and re-embedded")
             self._embedder, self._store = embedder, store
             self._retriever = self._retriever_for(store, embedder)
 

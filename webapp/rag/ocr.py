@@ -113,6 +113,7 @@ def ocr_pages(
     """OCR ``pages`` (1-based) of ``path``, each in its own sandboxed child, as many at once as there
     are usable CPUs (``workers`` > 0 sets it); failures per page."""
     from webapp.rag.pdf_text import run_limited
+    from webapp.rag.text_forms import normalize
 
     result = OcrResult()
     if not pages:
@@ -154,7 +155,7 @@ def ocr_pages(
             log.warning("OCR of page %s of %s failed: %s %s", page, path, found["error"], found.get("detail", ""))
             result.failed[page] = MISSING if found["error"] == "missing" else _REASONS.get(found["error"], "unreadable")
         else:
-            result.texts[page] = found["text"]
+            result.texts[page] = normalize(found["text"])  # Tesseract writes ligatures too
             result.words[page] = found["words"]
     result.seconds = time.perf_counter() - started
     return result

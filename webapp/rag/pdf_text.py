@@ -15,6 +15,7 @@ import resource
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from webapp.rag.text_forms import normalize
 
 log = logging.getLogger(__name__)
 
@@ -257,7 +258,7 @@ def read_pages(
     _raise_for_error(result, path, memory_mb)
     return PageRange(
         start=start,
-        pages=[p.replace("\x00", "") for p in result["pages"]],
+        pages=[normalize(p.replace("\x00", "")) for p in result["pages"]],
         total=result["total"],
         title=result.get("title", ""),
         skipped_figures=int(result.get("skipped_figures", 0)),

@@ -36,6 +36,7 @@ import numpy as np
 from webapp.auth.access import VISIBILITIES, CollectionAccess
 from webapp.errors import UserError
 from webapp.rag.index_files import IndexDelta, IndexFiles
+from webapp.rag.text_forms import TEXT_VERSION, normalize
 from webapp.sqlite_db import ThreadConnections, transaction
 
 log = logging.getLogger(__name__)
@@ -213,6 +214,7 @@ class DocumentStore:
                     ("embedding_model", embedding_model),
                     ("embedding_dimension", str(dimension)),
                     ("created_at", now()),
+                    ("text_version", str(TEXT_VERSION)),
                 ],
             )
             return
@@ -494,6 +496,42 @@ class DocumentStore:
             for (cid,) in db.execute("SELECT id FROM collections").fetchall():
                 self._write_index(cid, db)
         return len(ids)
+
+    def mend_text(self, embed: Callable[[list[str]], np.ndarray], batch: int = 256) -> int:
+        """Re-spell chunks written before today's text normalisation (webapp/rag/text_forms.py) and
+        re-embed just those; returns how many changed. Runs once per store (meta ``text_version``).
+
+        One transaction, like ``reembed``: a crash leaves the old text, vectors and version, and the
+        next start does it again. The keyword index follows the text (external-content FTS5: the old
+        row is deleted with its old text, the new one inserted), and FAISS is rebuilt afterwards.
+        """
+        with self.writing() as db:
+            row = db.execute("SELECT value FROM meta WHERE key = 'text_version'").fetchone()
+            if row is not None and int(row[0]) >= TEXT_VERSION:
+                return 0
+            changed = [
+                (r[0], r[1], normalize(r[1]))
+                for r in db.execute("SELECT id, text FROM chunks ORDER BY id")
+                if normalize(r[1]) != r[1]
+            ]
+            for start in range(0, len(changed), batch):
+                part = changed[start : start + batch]
+                vectors = np.ascontiguousarray(embed([new for _, _, new in part]), dtype=np.float32)
+                if vectors.shape != (len(part), self.dimension):
+                    raise ValueError(f"embedder returned {vectors.shape}, expected ({len(part)}, {self.dimension})")
+                for (cid, old, new), vector in zip(part, vectors):
+                    db.execute("INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', ?, ?)", (cid, old))
+                    db.execute("UPDATE chunks SET text = ?, embedding = ? WHERE id = ?", (new, vector.tobytes(), cid))
+                    db.execute("INSERT INTO chunks_fts(rowid, text) VALUES (?, ?)", (cid, new))
+            db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('text_version', ?)", (str(TEXT_VERSION),))
+            if changed:
+                self.indexes.remove_all()  # rebuilt below from whichever vectors the commit left
+        if changed:
+            with self.writing() as db:
+                for (cid,) in db.execute("SELECT id FROM collections").fetchall():
+                    self._write_index(cid, db)
+            log.warning("re-spelled and re-embedded %d chunks written by an older text normalisation", len(changed))
+        return len(changed)
 
     def check_and_repair(self) -> list[str]:
         """Make FAISS agree with SQLite and finish what a crash interrupted; returns what was fixed."""
