@@ -15,6 +15,7 @@ import resource
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
 from webapp.rag.text_forms import normalize
 
 log = logging.getLogger(__name__)
