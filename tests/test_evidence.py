@@ -78,6 +78,54 @@ def test_claims_flag_a_contradiction_and_cite_supported_sentences(indexed):
     assert "95 euros per day for meals. [not in the sources]" in marked
 
 
+PAPER = (
+    "3 Model. The encoder reads the whole input at once and is trained on two tasks.\n"
+    "We use WordPiece embeddings with a 30,000 token vocabulary. The first token of every sequence is\n"
+    "always a special classification token. The final hidden state corresponding to this token is used as\n"
+    "the aggregate sequence representation for classification tasks. Sentence pairs are packed together\n"
+    "into a single sequence, separated by a special token.\n"
+    "4 Probes. We compute the Fisher Information Matrix (FIM) of the probe network once per task.\n"
+    "Training the probe network takes a few minutes on one machine with eight cores.\n"
+    "The FIM indicates the set of feature maps that are most useful for solving the current task."
+)
+
+
+def _passages(text: str):
+    from types import SimpleNamespace
+
+    return [SimpleNamespace(document_id=7, document="paper.pdf", page=3, text=text, relevant=True)]
+
+
+def test_a_two_part_question_gets_the_sentences_around_the_best_one(indexed):
+    """The sentence matching most of the question is about the [CLS] state; the vocabulary size
+    is stated two sentences earlier. The evidence window reaches back to cover both parts."""
+    docs, _ = indexed
+    question = "How big is the WordPiece vocabulary, and which token's final hidden state represents the sequence?"
+    best = docs._finder().evidence(question, _passages(PAPER), k=1)[0]
+    assert best.text.startswith("We use WordPiece embeddings with a 30,000 token vocabulary.")
+    assert best.text.endswith("the aggregate sequence representation for classification tasks.")
+
+
+def test_an_abbreviation_the_document_defines_matches_its_long_form(indexed):
+    from webapp.rag.abbreviations import definitions
+    from webapp.rag.sentences import found_terms, join_lines
+
+    glossary = definitions(join_lines(PAPER))
+    assert glossary == {"fim": ("fisher", "information", "matrix")}
+    assert definitions("improves over selecting a generic expert (ImageNet) and (SGD) alone") == {}
+    sentence = "The FIM indicates the set of feature maps that are most useful for solving the current task."
+    assert found_terms(["fisher", "matrix", "maps"], sentence) == {"maps"}
+    assert found_terms(["fisher", "matrix", "maps"], sentence, glossary) == {"fisher", "matrix", "maps"}
+
+    docs, _ = indexed
+    question = "Which feature maps does the Fisher information matrix single out?"
+    finder = docs._finder()
+    plain = finder.evidence(question, _passages(PAPER), k=1)[0]
+    known = finder.evidence(question, _passages(PAPER), k=1, glossaries={7: glossary})[0]
+    assert not plain.text.startswith("The FIM indicates")  # the long form alone points at the definition
+    assert known.text.startswith("The FIM indicates the set of feature maps") and known.score > plain.score
+
+
 def _yellow(pixel) -> bool:
     r, g, b = pixel[:3]
     return r > 200 and g > 170 and b < 190 and r - b > 60

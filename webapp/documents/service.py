@@ -100,6 +100,8 @@ class DocumentService:
         self.chunker = PageChunker(settings.chunk_size, settings.chunk_overlap)
         self._pages = None  # PageImages, made on first use
         self._evidence = None  # EvidenceFinder for the current embedder (it caches sentence vectors)
+        self._glossaries: dict[tuple[int, str | None], dict[str, tuple[str, ...]]] = {}  # abbreviations per document
+        self._glossary_lock = threading.Lock()
         self.repairs: list[str] = []
 
     # -- lazy components ----------------------------------------------------------------
@@ -567,7 +569,24 @@ class DocumentService:
 
     def evidence(self, question: str, passages: Sequence[Passage], k: int | None = None) -> list:
         """The sentences of ``passages`` that best answer ``question`` (webapp/rag/evidence.py)."""
-        return self._finder().evidence(question, passages, k or self.settings.evidence_sentences)
+        glossaries = {p.document_id: self._glossary(p.document_id) for p in passages}
+        return self._finder().evidence(question, passages, k or self.settings.evidence_sentences, glossaries)
+
+    def _glossary(self, doc_id: int) -> dict[str, tuple[str, ...]]:
+        """The abbreviations document ``doc_id`` defines, read once per indexed version of it."""
+        from webapp.rag.abbreviations import definitions
+
+        doc = self.store.document(doc_id)
+        key = (doc_id, doc.indexed_at if doc else None)
+        with self._glossary_lock:
+            found = self._glossaries.get(key)
+        if found is None:
+            found = definitions(" ".join(self.store.document_text(doc_id).split()))
+            with self._glossary_lock:
+                self._glossaries[key] = found
+                while len(self._glossaries) > 256:
+                    self._glossaries.pop(next(iter(self._glossaries)))
+        return found
 
     def claims(self, answer: str, passages: Sequence[Passage]) -> list:
         """Each sentence of an answer, supported by the passages or not."""

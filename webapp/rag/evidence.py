@@ -18,13 +18,13 @@ import math
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from webapp.rag.sentences import negated, numbers, overlap, split_sentences, terms
+from webapp.rag.sentences import found_terms, negated, numbers, overlap, split_sentences, terms
 
 # Weights and gates, calibrated on benchmarks/arxiv_questions.json (docs/evidence.md).
 W_COSINE, W_OVERLAP = 0.40, 0.60  # a sentence's match with the question (or a claim)
@@ -74,21 +74,61 @@ class _Candidate:
     text: str
 
 
+Glossaries = Mapping[int, Mapping[str, tuple[str, ...]]]  # document id -> short form -> long-form words
+
+
+def _glossary(glossaries: Glossaries | None, candidate: _Candidate) -> Mapping[str, tuple[str, ...]] | None:
+    return glossaries.get(candidate.passage.document_id) if glossaries else None
+
+
 def _candidates(passages: Sequence[Any]) -> list[_Candidate]:
     return [_Candidate(n, p, s) for n, p in enumerate(passages, start=1) for s in split_sentences(p.text)]
 
 
-def _window(candidates: list[_Candidate], i: int, taken: set[int]) -> list[int]:
-    """Sentence ``i`` and, when short enough and not shown already, the one after it in the same passage."""
-    j = i + 1
-    if (
-        j < len(candidates)
-        and j not in taken
-        and candidates[j].source == candidates[i].source
-        and len(candidates[j].text) <= WINDOW_MAX_CHARS
-    ):
-        return [i, j]
-    return [i]
+def _window(
+    candidates: list[_Candidate],
+    i: int,
+    taken: set[int],
+    query_terms: list[str],
+    idf: dict[str, float],
+    glossaries: Glossaries | None = None,
+) -> list[int]:
+    """Sentence ``i`` and up to two neighbours in its passage, as one contiguous span.
+
+    By default the next sentence joins (papers state the fact right after the sentence that
+    matches the question). A span that covers more of the question's words wins over that: a
+    two-part question ("how big is the vocabulary, and which token represents the sequence?") is
+    answered by the sentences around the best one, before or after it ("We use WordPiece
+    embeddings with a 30,000 token vocabulary. The first token ... The final hidden state ...").
+    """
+
+    def usable(n: int) -> bool:
+        return 0 <= n < len(candidates) and n not in taken and candidates[n].source == candidates[i].source
+
+    def covered(span: range) -> float:
+        found: set[str] = set()
+        for n in span:
+            found |= found_terms(query_terms, candidates[n].text, _glossary(glossaries, candidates[n]))
+        return sum(idf.get(t, 1.0) for t in found)
+
+    spans = [
+        range(i, i + 2),
+        range(i, i + 1),
+        range(i - 1, i + 1),
+        range(i - 1, i + 2),
+        range(i - 2, i + 1),
+        range(i, i + 3),
+    ]
+    best, best_cover = [i], -1.0
+    for span in spans:  # in order of preference: a later span must cover strictly more
+        if not all(usable(n) for n in span):
+            continue
+        if sum(len(candidates[n].text) for n in span) > WINDOW_MAX_CHARS + len(candidates[i].text):
+            continue
+        cover = covered(span)
+        if cover > best_cover + 1e-9:
+            best, best_cover = list(span), cover
+    return best
 
 
 def _plain(text: str) -> str:
@@ -143,6 +183,7 @@ class EvidenceFinder:
         with_rank: bool,
         query_vector: np.ndarray | None = None,
         candidate_vectors: np.ndarray | None = None,
+        glossaries: Glossaries | None = None,
     ) -> np.ndarray:
         texts = [c.text for c in candidates]
         qvec = self.embedder.embed_query(query) if query_vector is None else query_vector
@@ -150,7 +191,9 @@ class EvidenceFinder:
         cosine = vectors @ qvec
         query_terms = terms(query)
         idf = _idf(query_terms, texts)
-        lexical = np.asarray([overlap(query_terms, t, idf) for t in texts], dtype=np.float32)
+        lexical = np.asarray(
+            [overlap(query_terms, c.text, idf, _glossary(glossaries, c)) for c in candidates], dtype=np.float32
+        )
         match = W_COSINE * cosine + W_OVERLAP * lexical
         if not with_rank:
             out: np.ndarray = match.astype(np.float32)
@@ -159,12 +202,17 @@ class EvidenceFinder:
         ranked: np.ndarray = ((1 - W_RANK) * match + W_RANK * rank).astype(np.float32)
         return ranked
 
-    def evidence(self, question: str, passages: Sequence[Any], k: int = 3) -> list[Evidence]:
-        """The ``k`` sentences of ``passages`` that best answer ``question``, best first."""
+    def evidence(
+        self, question: str, passages: Sequence[Any], k: int = 3, glossaries: Glossaries | None = None
+    ) -> list[Evidence]:
+        """The ``k`` sentences of ``passages`` that best answer ``question``, best first.
+        ``glossaries``: per document id, the abbreviations it defines (webapp/rag/abbreviations.py)."""
         candidates = _candidates(passages)
         if not candidates:
             return []
-        scores = self._scores(question, candidates, with_rank=True)
+        scores = self._scores(question, candidates, with_rank=True, glossaries=glossaries)
+        query_terms = terms(question)
+        idf = _idf(query_terms, [c.text for c in candidates])
         ranked: list[Evidence] = []
         shown: list[str] = []  # normalised texts already chosen
         used: set[int] = set()
@@ -177,7 +225,7 @@ class EvidenceFinder:
                 c = candidates[i]
                 if i in used or per_source.get(c.source, 0) >= limit:
                     continue
-                window = _window(candidates, i, used)
+                window = _window(candidates, i, used, query_terms, idf, glossaries)
                 text = " ".join(candidates[n].text for n in window)
                 key, own = _plain(text), _plain(c.text)
                 # Chunks overlap, so the same sentence (or a cut-off copy of it) comes from two passages.

@@ -55,6 +55,7 @@ class Passage:
 def content_words(question: str) -> list[str]:
     words: list[str] = []
     for w in _WORD.findall(question.lower()):
+        w = w.removesuffix("'s")  # "the model's size": the word is "model"
         if (len(w) >= 3 or any(ch.isdigit() for ch in w)) and w not in _STOPWORDS and w not in words:
             words.append(w)
     return words[:32]

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Mapping
 from functools import lru_cache
 
+from webapp.rag.abbreviations import expand
 from webapp.rag.retrieval import content_words
 
 MIN_CHARS = 20
@@ -68,22 +70,31 @@ def split_sentences(text: str) -> tuple[str, ...]:
 
 
 def words(text: str) -> set[str]:
-    return {w for w in re.findall(r"[\w][\w'-]*", text.lower())}
+    return {w.removesuffix("'s") for w in re.findall(r"[\w][\w'-]*", text.lower())}
 
 
-def overlap(query_terms: list[str], sentence: str, idf: dict[str, float] | None = None) -> float:
-    """Weighted share of ``query_terms`` found in ``sentence`` (a 6-letter prefix counts: plurals,
-    tenses), 0..1."""
+def found_terms(
+    query_terms: list[str], sentence: str, glossary: Mapping[str, tuple[str, ...]] | None = None
+) -> set[str]:
+    """The ``query_terms`` that ``sentence`` contains (a 6-letter prefix counts: plurals, tenses;
+    an abbreviation the document defined counts as its long form: webapp/rag/abbreviations.py)."""
+    have = expand(words(sentence), glossary or {})
+    prefixes = {w[:6] for w in have if len(w) >= 6}
+    return {t for t in query_terms if t in have or (len(t) >= 6 and t[:6] in prefixes)}
+
+
+def overlap(
+    query_terms: list[str],
+    sentence: str,
+    idf: dict[str, float] | None = None,
+    glossary: Mapping[str, tuple[str, ...]] | None = None,
+) -> float:
+    """Weighted share of ``query_terms`` found in ``sentence``, 0..1."""
     if not query_terms:
         return 0.0
-    have = words(sentence)
-    prefixes = {w[:6] for w in have if len(w) >= 6}
-    total = found = 0.0
-    for term in query_terms:
-        weight = (idf or {}).get(term, 1.0)
-        total += weight
-        if term in have or (len(term) >= 6 and term[:6] in prefixes):
-            found += weight
+    weight = idf or {}
+    total = sum(weight.get(t, 1.0) for t in query_terms)
+    found = sum(weight.get(t, 1.0) for t in found_terms(query_terms, sentence, glossary))
     return found / total if total else 0.0
 
 

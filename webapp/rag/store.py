@@ -573,6 +573,11 @@ class DocumentStore:
         )
         return {r["id"]: ChunkRow(r["id"], r["document_id"], r["label"], r["page"], r["text"]) for r in rows}
 
+    def document_text(self, doc_id: int) -> str:
+        """All of a document's chunk text in reading order (chunks overlap: some text repeats)."""
+        rows = self._db().execute("SELECT text FROM chunks WHERE document_id = ? ORDER BY ordinal, id", (doc_id,))
+        return "\n".join(r[0] for r in rows)
+
     def vectors_by_id(self, ids: Sequence[int]) -> dict[int, np.ndarray]:
         if not ids:
             return {}
