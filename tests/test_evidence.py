@@ -257,3 +257,53 @@ def test_a_reopened_conversation_keeps_its_evidence_and_claim_marks(tmp_path):
         assert "68 euros per day [1]." in shown and "paid in gold. **[not in the sources]**" in shown
     finally:
         reopened.close()
+
+
+def test_word_weights_come_from_the_question_s_own_collection(settings_factory, tmp_path):
+    """How rare a word is decides how much matching it counts; a private collection's words must not
+    shift another collection's answers, and new documents must change the weights at once."""
+    import math
+
+    from webapp.documents.service import DocumentService
+
+    docs = DocumentService(settings_factory(data_dir=tmp_path / "data"))
+    try:
+        docs.store.collection_id("other")
+        bees = make_pdf(tmp_path / "bees.pdf", ["Honey bees communicate with the waggle dance near the hive."])
+        docs.add_files("other", [(bees, bees.name)])
+        policy = make_pdf(tmp_path / "policy.pdf", POLICY)
+        docs.add_files("default", [(policy, policy.name)])
+        for name in ("other", "default"):
+            assert docs.index_queued(name).indexed
+        store = docs.store
+        default, other = store.collection_id("default", create=False), store.collection_id("other", create=False)
+        assert store.counts()["chunks"] == 2  # one chunk per document here
+        weights = store.term_weights(default, ["bees", "diem"])
+        # One chunk in the collection; "diem" in it, "bees" only in the other collection.
+        assert weights == {"bees": pytest.approx(math.log(1 + 1 / 1)), "diem": pytest.approx(math.log(1 + 1 / 2))}
+        assert store.term_weights(other, ["bees"]) == {"bees": pytest.approx(math.log(1 + 1 / 2))}
+        more = make_pdf(tmp_path / "bees-at-work.pdf", ["Bees at work: the bees of the company garden make honey."])
+        docs.add_files("default", [(more, more.name)])
+        assert docs.index_queued("default").indexed
+        # Two chunks now, one with "bees" (stemmed: "bee" counts too): the cache followed the write.
+        assert store.term_weights(default, ["bees"]) == {"bees": pytest.approx(math.log(1 + 2 / 2))}
+        assert store.term_weights(default, ["honey"]) == {"honey": pytest.approx(math.log(1 + 2 / 2))}
+    finally:
+        docs.close()
+
+
+def test_a_window_whose_sentences_are_apart_on_the_page_is_highlighted_sentence_by_sentence():
+    """A heading the sentence splitter dropped ("C4 [15%].") sits between two sentences of one
+    evidence item: each sentence is located on its own and both are covered."""
+    from webapp.rag.page_image import locate
+
+    page = "Intro text.\nThis process removes dupli-\ncates at the line level.\nC4 [15%]. During experiments we\nobserved gains."
+    ranges, share = locate(
+        page, "This process removes duplicates at the line level. During experiments we observed gains."
+    )
+    assert share == 1.0
+    assert [page[a : b + 1] for a, b in ranges] == [
+        "This process removes dupli-\ncates at the line level.",
+        "During experiments we\nobserved gains.",
+    ]
+    assert locate(page, "Nothing of this is on the page at all, not a word.") is None

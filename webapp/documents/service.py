@@ -24,7 +24,7 @@ from webapp.rag.chunking import PageChunker
 from webapp.rag.ocr import MISSING as OCR_MISSING
 from webapp.rag.ocr import ocr_pages
 from webapp.rag.pdf_text import PageRange, ParsedPdf, PdfProblem, read_pages, unusable
-from webapp.rag.retrieval import Passage, Retriever
+from webapp.rag.retrieval import Passage, Retriever, content_words
 from webapp.rag.store import Document, DocumentGone, DocumentStore, recorded_embedding_model
 from webapp.registry import RegistryError, load_entry, scan
 from webapp.resources import usable_cpus
@@ -570,7 +570,12 @@ class DocumentService:
     def evidence(self, question: str, passages: Sequence[Passage], k: int | None = None) -> list:
         """The sentences of ``passages`` that best answer ``question`` (webapp/rag/evidence.py)."""
         glossaries = {p.document_id: self._glossary(p.document_id) for p in passages}
-        return self._finder().evidence(question, passages, k or self.settings.evidence_sentences, glossaries)
+        weights = None
+        first = self.store.document(passages[0].document_id) if passages else None
+        if first is not None:  # all passages of one answer come from one collection
+            cid = self.store.collection_id(first.collection, create=False)
+            weights = self.store.term_weights(cid, content_words(question))
+        return self._finder().evidence(question, passages, k or self.settings.evidence_sentences, glossaries, weights)
 
     def _glossary(self, doc_id: int) -> dict[str, tuple[str, ...]]:
         """The abbreviations document ``doc_id`` defines, read once per indexed version of it."""

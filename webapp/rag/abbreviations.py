@@ -62,7 +62,9 @@ def definitions(text: str) -> dict[str, tuple[str, ...]]:
         key = short.lower()
         if key in found or sum(ch.isupper() for ch in short) < 2:
             continue
-        words = text[: m.start()].split()[-min(len(short) + 5, 2 * len(short)) :]
+        # At most min(|SF| + 5, 2 |SF|) words before it (Schwartz & Hearst); 20 characters a word is plenty.
+        limit = min(len(short) + 5, 2 * len(short))
+        words = text[max(0, m.start() - 20 * limit) : m.start()].split()[-limit:]
         long_form = _long_form(short, " ".join(words))
         if not long_form or len(long_form) <= len(short) or not _initials_agree(short, long_form):
             continue

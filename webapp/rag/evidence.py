@@ -31,7 +31,7 @@ W_COSINE, W_OVERLAP = 0.40, 0.60  # a sentence's match with the question (or a c
 W_RANK = 0.10  # evidence only: (1 - W_RANK) x match + W_RANK / rank of its passage
 SPREAD = 1  # first one sentence per passage, so three sentences of one passage do not hide another page
 WINDOW_MAX_CHARS = 400  # the next sentence joins the evidence when it is at most this long
-EVIDENCE_MIN = 0.352  # the best relevant sentence below this: the documents do not seem to answer
+EVIDENCE_MIN = 0.387  # the best relevant sentence below this: the documents do not seem to answer
 CLAIM_MIN = 0.45  # a claim whose best source sentence scores below this is not supported
 _CITATION = re.compile(r"\[(\d+)\]")
 
@@ -144,6 +144,21 @@ def _idf(query_terms: list[str], texts: Sequence[str]) -> dict[str, float]:
     return {t: math.log(1 + n / (1 + sum(1 for s in sets if t in s))) for t in query_terms}
 
 
+def _weights(
+    query_terms: list[str], texts: Sequence[str], collection_idf: Mapping[str, float] | None
+) -> dict[str, float]:
+    """A question word weighs the geometric mean of its idf among the retrieved sentences (it tells
+    them apart) and over the collection (it is informative at all). The local idf alone made common
+    words of the collection count as rare whenever few retrieved sentences had them, so an
+    unrelated question ("how does a power transformer step down the voltage?") looked answered by
+    any sentence about transformers; the collection's alone chose worse sentences
+    (benchmarks/evidence_eval.py, docs/evidence.md)."""
+    local = _idf(query_terms, texts)
+    if not collection_idf:
+        return local
+    return {t: math.sqrt(local[t] * collection_idf.get(t, local[t])) for t in query_terms}
+
+
 class EvidenceFinder:
     """Scores sentences for one embedding model; sentence vectors are cached (the same chunks
     come back for many questions, and the claim check reuses what the evidence embedded)."""
@@ -184,13 +199,14 @@ class EvidenceFinder:
         query_vector: np.ndarray | None = None,
         candidate_vectors: np.ndarray | None = None,
         glossaries: Glossaries | None = None,
+        idf: dict[str, float] | None = None,
     ) -> np.ndarray:
         texts = [c.text for c in candidates]
         qvec = self.embedder.embed_query(query) if query_vector is None else query_vector
         vectors = self._vectors(texts) if candidate_vectors is None else candidate_vectors
         cosine = vectors @ qvec
         query_terms = terms(query)
-        idf = _idf(query_terms, texts)
+        idf = _idf(query_terms, texts) if idf is None else idf
         lexical = np.asarray(
             [overlap(query_terms, c.text, idf, _glossary(glossaries, c)) for c in candidates], dtype=np.float32
         )
@@ -203,16 +219,22 @@ class EvidenceFinder:
         return ranked
 
     def evidence(
-        self, question: str, passages: Sequence[Any], k: int = 3, glossaries: Glossaries | None = None
+        self,
+        question: str,
+        passages: Sequence[Any],
+        k: int = 3,
+        glossaries: Glossaries | None = None,
+        collection_idf: Mapping[str, float] | None = None,
     ) -> list[Evidence]:
         """The ``k`` sentences of ``passages`` that best answer ``question``, best first.
-        ``glossaries``: per document id, the abbreviations it defines (webapp/rag/abbreviations.py)."""
+        ``glossaries``: per document id, the abbreviations it defines (webapp/rag/abbreviations.py).
+        ``collection_idf``: each question word's idf over the whole collection (see _weights)."""
         candidates = _candidates(passages)
         if not candidates:
             return []
-        scores = self._scores(question, candidates, with_rank=True, glossaries=glossaries)
         query_terms = terms(question)
-        idf = _idf(query_terms, [c.text for c in candidates])
+        idf = _weights(query_terms, [c.text for c in candidates], collection_idf)
+        scores = self._scores(question, candidates, with_rank=True, glossaries=glossaries, idf=idf)
         ranked: list[Evidence] = []
         shown: list[str] = []  # normalised texts already chosen
         used: set[int] = set()

@@ -17,6 +17,7 @@ import difflib
 import hashlib
 import logging
 import os
+import re
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,9 @@ class PageImageError(Exception):
         self.user_message = message
 
 
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
 def _key(text: str) -> tuple[str, list[int]]:
     """Letters and digits of ``text``, case-folded, with the index in ``text`` of each one."""
     chars, where = [], []
@@ -46,24 +50,44 @@ def _key(text: str) -> tuple[str, list[int]]:
     return "".join(chars), where
 
 
-def locate(page_text: str, passage: str) -> tuple[int, int, float] | None:
-    """(first, last) character index in ``page_text`` of ``passage``, and the share of the passage
-    matched; None when too little of it is on the page."""
+def locate(page_text: str, passage: str) -> tuple[list[tuple[int, int]], float] | None:
+    """The character ranges (first, last) of ``passage`` in ``page_text`` and the share of it
+    matched; None when too little of it is on the page.
+
+    An evidence item can be several sentences whose text is not contiguous on the page (a heading
+    or a figure label the sentence splitter dropped sits between them), so when the whole is not
+    found verbatim each sentence is located on its own, in order."""
     page_key, where = _key(page_text)
     wanted, _ = _key(passage)
     if not wanted or not page_key:
         return None
     at = page_key.find(wanted)
     if at >= 0:
-        return where[at], _with_closing_marks(page_text, where[at + len(wanted) - 1]), 1.0
-    # Not verbatim (a formula, a footnote mark inside): the longest common run, if it is most of it.
-    match = difflib.SequenceMatcher(None, page_key, wanted, autojunk=False).find_longest_match(
-        0, len(page_key), 0, len(wanted)
-    )
-    share = match.size / len(wanted)
-    if share < MIN_MATCH:
+        return [(where[at], _with_closing_marks(page_text, where[at + len(wanted) - 1]))], 1.0
+    ranges, matched, cursor = [], 0, 0
+    for part in _SENTENCE_END.split(passage):
+        key, _ = _key(part)
+        if not key:
+            continue
+        found = page_key.find(key, cursor)
+        if found < 0:
+            found = page_key.find(key)
+        if found >= 0:
+            ranges.append((where[found], _with_closing_marks(page_text, where[found + len(key) - 1])))
+            matched += len(key)
+            cursor = found + len(key)
+        else:
+            # Not verbatim (a formula, a footnote mark inside): the longest common run, if it is most of it.
+            run = difflib.SequenceMatcher(None, page_key, key, autojunk=False).find_longest_match(
+                0, len(page_key), 0, len(key)
+            )
+            if run.size / len(key) >= MIN_MATCH:
+                ranges.append((where[run.a], where[run.a + run.size - 1]))
+                matched += run.size
+    share = matched / len(wanted)
+    if share < MIN_MATCH or not ranges:
         return None
-    return where[match.a], where[match.a + match.size - 1], share
+    return ranges, min(1.0, share)
 
 
 def _with_closing_marks(text: str, last: int) -> int:
@@ -133,8 +157,8 @@ def render_highlight(
         found = locate(text, passage) if passage.strip() else None
         boxes_pt = []
         if found:
-            first, last, share = found
-            boxes_pt = line_boxes([char_box(i) for i in range(first, last + 1)])
+            for first, last in found[0]:
+                boxes_pt += line_boxes([char_box(i) for i in range(first, last + 1)])
         image = page.render(scale=scale).to_pil().convert("RGBA")
         overlay = Image.new("RGBA", image.size, (0, 0, 0, 0))
         draw = ImageDraw.Draw(overlay)
@@ -154,8 +178,8 @@ def render_highlight(
             "boxes": boxes_px,
             "width": image.size[0],
             "height": image.size[1],
-            "matched": found[2] if found else 0.0,
-            "chars": [found[0], found[1]] if found else None,
+            "matched": found[1] if found else 0.0,
+            "chars": [found[0][0][0], found[0][-1][1]] if found else None,
         }
     finally:
         pdf.close()

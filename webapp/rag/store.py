@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import math
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -170,6 +171,10 @@ class DocumentStore:
         self.db_path = self.data_dir / "store.sqlite3"
         self.embedding_model = embedding_model
         self._write_lock = threading.RLock()
+        self._generation = 0  # bumped by every write: caches of derived figures compare it
+        self._term_lock = threading.Lock()
+        self._term_cache: dict[tuple[int, str], float] = {}
+        self._term_generation = 0
         self._connections = ThreadConnections(self.db_path)
         self.indexes = IndexFiles(self.index_dir, dimension)
         with self._exclusive():
@@ -197,6 +202,7 @@ class DocumentStore:
     def writing(self) -> Iterator[sqlite3.Connection]:
         """Exclusive writer; one SQLite transaction (nested use joins the outer one)."""
         with self._exclusive():
+            self._generation += 1
             db = self._db()
             if db.in_transaction:
                 yield db
@@ -596,6 +602,36 @@ class DocumentStore:
             (fts_query, cid, limit),
         )
         return [r[0] for r in rows]
+
+    def term_weights(self, cid: int, terms: Sequence[str]) -> dict[str, float]:
+        """Inverse document frequency of each term over the collection's searchable chunks
+        (log(1 + N / (1 + df)), df counted by the keyword index, so "models" counts "model").
+
+        Per collection on purpose: a weight drawn from every collection would let the words of a
+        private collection shift another user's answers. Cached; any write clears the cache."""
+        with self._term_lock:
+            if self._term_generation != self._generation:
+                self._term_cache.clear()
+                self._term_generation = self._generation
+            missing = [t for t in dict.fromkeys(terms) if (cid, t) not in self._term_cache]
+        db = self._db()
+        if missing:
+            n = db.execute(f"SELECT COUNT(*) {self._INDEXED_CHUNKS}", (cid,)).fetchone()[0]
+            counted = {}
+            for term in missing:
+                df = db.execute(
+                    "SELECT COUNT(*) FROM chunks_fts f JOIN chunks ch ON ch.id = f.rowid "
+                    "JOIN documents d ON d.id = ch.document_id "
+                    f"WHERE chunks_fts MATCH ? AND d.collection_id = ? AND {self.SEARCHABLE}",
+                    ('"' + term.replace('"', "") + '"', cid),
+                ).fetchone()[0]
+                counted[(cid, term)] = math.log(1 + n / (1 + df))
+            with self._term_lock:
+                if len(self._term_cache) > 20_000:
+                    self._term_cache.clear()
+                self._term_cache.update(counted)
+        with self._term_lock:
+            return {t: self._term_cache[(cid, t)] for t in terms if (cid, t) in self._term_cache}
 
     def counts(self) -> dict[str, int]:
         db = self._db()
