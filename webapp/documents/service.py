@@ -103,6 +103,8 @@ class DocumentService:
         self._glossaries: dict[tuple[int, str | None], dict[str, tuple[str, ...]]] = {}  # abbreviations per document
         self._glossary_lock = threading.Lock()
         self.repairs: list[str] = []
+        self.maintenance: threading.Thread | None = None  # background upkeep of an older store, if any
+        self._closing = threading.Event()
 
     # -- lazy components ----------------------------------------------------------------
     def _open(self) -> None:
@@ -120,11 +122,27 @@ class DocumentService:
             store = DocumentStore(self.settings.data_dir, entry.name, embedder.dimension)
             store.collection_id(self.settings.default_collection)
             self.repairs = store.check_and_repair()
-            mended = store.mend_text(embedder.embed_documents)
-            if mended:
-                self.repairs.append(f"{mended} chunks re-spelled (ligatures) and re-embedded")
             self._embedder, self._store = embedder, store
             self._retriever = self._retriever_for(store, embedder)
+            if store.text_mend_pending():
+                self.maintenance = threading.Thread(
+                    target=self._mend_text, args=(store, embedder), name="mend-text", daemon=True
+                )
+                self.maintenance.start()
+
+    def _mend_text(self, store: DocumentStore, embedder) -> None:
+        """Chunks written before ligatures were spelled out, re-spelled beside the app: search
+        keeps working on the old text meanwhile (webapp/rag/store.py: DocumentStore.mend_text)."""
+        try:
+            mended = store.mend_text(
+                embedder.embed_documents,
+                stop=self._closing,
+                progress=lambda done, total: log.info("re-spelling old chunks: %d of %d", done, total),
+            )
+            if mended:
+                self.repairs.append(f"{mended} chunks re-spelled (ligatures) and re-embedded")
+        except Exception:  # the old text still works; the next start tries again
+            log.exception("re-spelling old chunks failed; will retry at the next start")
 
     def _retriever_for(self, store: DocumentStore, embedder) -> Retriever:
         threshold = self.settings.min_similarity  # None: the embedding model's calibrated gate
@@ -631,5 +649,8 @@ class DocumentService:
         return self._retriever.min_similarity
 
     def close(self) -> None:
+        self._closing.set()
+        if self.maintenance is not None:
+            self.maintenance.join(timeout=60)
         if self._store is not None:
             self._store.close()

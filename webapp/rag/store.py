@@ -503,41 +503,68 @@ class DocumentStore:
                 self._write_index(cid, db)
         return len(ids)
 
-    def mend_text(self, embed: Callable[[list[str]], np.ndarray], batch: int = 256) -> int:
-        """Re-spell chunks written before today's text normalisation (webapp/rag/text_forms.py) and
-        re-embed just those; returns how many changed. Runs once per store (meta ``text_version``).
+    def text_mend_pending(self) -> bool:
+        """Whether chunks may predate today's text normalisation (webapp/rag/text_forms.py)."""
+        row = self._db().execute("SELECT value FROM meta WHERE key = 'text_version'").fetchone()
+        return row is None or int(row[0]) < TEXT_VERSION
 
-        One transaction, like ``reembed``: a crash leaves the old text, vectors and version, and the
-        next start does it again. The keyword index follows the text (external-content FTS5: the old
-        row is deleted with its old text, the new one inserted), and FAISS is rebuilt afterwards.
+    def mend_text(
+        self,
+        embed: Callable[[list[str]], np.ndarray],
+        batch: int = 256,
+        stop: threading.Event | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> int:
+        """Re-spell chunks written before today's text normalisation and re-embed just those;
+        returns how many changed. Once per store (meta ``text_version``); ``stop`` ends it early.
+
+        Meant to run beside the app (a big store with a transformer embedder takes minutes): each
+        batch is embedded outside the write lock, then written in its own transaction, and only
+        where the chunk still holds the text that was read (one deleted or re-indexed meanwhile is
+        left alone: new text is already normalised). Re-spelling is idempotent, so a crash or a
+        stop leaves a mix that the next run finishes; the version is recorded last and FAISS is
+        rebuilt after it. The keyword index follows the text (external-content FTS5: the old row
+        is deleted with its old text, the new one inserted).
         """
-        with self.writing() as db:
-            row = db.execute("SELECT value FROM meta WHERE key = 'text_version'").fetchone()
-            if row is not None and int(row[0]) >= TEXT_VERSION:
-                return 0
-            changed = [
-                (r[0], r[1], normalize(r[1]))
-                for r in db.execute("SELECT id, text FROM chunks ORDER BY id")
-                if normalize(r[1]) != r[1]
-            ]
-            for start in range(0, len(changed), batch):
-                part = changed[start : start + batch]
-                vectors = np.ascontiguousarray(embed([new for _, _, new in part]), dtype=np.float32)
-                if vectors.shape != (len(part), self.dimension):
-                    raise ValueError(f"embedder returned {vectors.shape}, expected ({len(part)}, {self.dimension})")
-                for (cid, old, new), vector in zip(part, vectors):
-                    db.execute("INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', ?, ?)", (cid, old))
-                    db.execute("UPDATE chunks SET text = ?, embedding = ? WHERE id = ?", (new, vector.tobytes(), cid))
-                    db.execute("INSERT INTO chunks_fts(rowid, text) VALUES (?, ?)", (cid, new))
-            db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('text_version', ?)", (str(TEXT_VERSION),))
-            if changed:
-                self.indexes.remove_all()  # rebuilt below from whichever vectors the commit left
-        if changed:
+        if not self.text_mend_pending():
+            return 0
+        model = self.embedding_model
+        rows = self._db().execute("SELECT id, text FROM chunks ORDER BY id").fetchall()
+        changed = [(r[0], r[1], normalize(r[1])) for r in rows if normalize(r[1]) != r[1]]
+        done = 0
+        for start in range(0, len(changed), batch):
+            if stop is not None and stop.is_set():
+                return done
+            part = changed[start : start + batch]
+            vectors = np.ascontiguousarray(embed([new for _, _, new in part]), dtype=np.float32)
+            if vectors.shape != (len(part), self.dimension):
+                raise ValueError(f"embedder returned {vectors.shape}, expected ({len(part)}, {self.dimension})")
             with self.writing() as db:
+                current = db.execute("SELECT value FROM meta WHERE key = 'embedding_model'").fetchone()
+                if current is None or current[0] != model:  # re-embedded meanwhile: these vectors are stale
+                    return done
+                for (chunk_id, old, new), vector in zip(part, vectors):
+                    updated = db.execute(
+                        "UPDATE chunks SET text = ?, embedding = ? WHERE id = ? AND text = ?",
+                        (new, vector.tobytes(), chunk_id, old),
+                    ).rowcount
+                    if updated:
+                        db.execute(
+                            "INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', ?, ?)", (chunk_id, old)
+                        )
+                        db.execute("INSERT INTO chunks_fts(rowid, text) VALUES (?, ?)", (chunk_id, new))
+                        done += 1
+            if progress:
+                progress(start + len(part), len(changed))
+        with self.writing() as db:
+            db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('text_version', ?)", (str(TEXT_VERSION),))
+            if done:
+                self.indexes.remove_all()
                 for (cid,) in db.execute("SELECT id FROM collections").fetchall():
                     self._write_index(cid, db)
-            log.warning("re-spelled and re-embedded %d chunks written by an older text normalisation", len(changed))
-        return len(changed)
+        if done:
+            log.warning("re-spelled and re-embedded %d chunks written by an older text normalisation", done)
+        return done
 
     def check_and_repair(self) -> list[str]:
         """Make FAISS agree with SQLite and finish what a crash interrupted; returns what was fixed."""
