@@ -587,7 +587,7 @@ class DocumentService:
 
     def evidence(self, question: str, passages: Sequence[Passage], k: int | None = None) -> list:
         """The sentences of ``passages`` that best answer ``question`` (webapp/rag/evidence.py)."""
-        glossaries = {p.document_id: self._glossary(p.document_id) for p in passages}
+        glossaries = {doc_id: self._glossary(doc_id) for doc_id in {p.document_id for p in passages}}
         weights = None
         first = self.store.document(passages[0].document_id) if passages else None
         if first is not None:  # all passages of one answer come from one collection

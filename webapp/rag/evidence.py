@@ -30,7 +30,7 @@ from webapp.rag.sentences import found_terms, negated, numbers, overlap, split_s
 W_COSINE, W_OVERLAP = 0.40, 0.60  # a sentence's match with the question (or a claim)
 W_RANK = 0.10  # evidence only: (1 - W_RANK) x match + W_RANK / rank of its passage
 SPREAD = 1  # first one sentence per passage, so three sentences of one passage do not hide another page
-WINDOW_MAX_CHARS = 400  # the next sentence joins the evidence when it is at most this long
+WINDOW_MAX_CHARS = 400  # neighbours joining the best sentence in an evidence item add at most this many characters
 EVIDENCE_MIN = 0.387  # the best relevant sentence below this: the documents do not seem to answer
 CLAIM_MIN = 0.45  # a claim whose best source sentence scores below this is not supported
 _CITATION = re.compile(r"\[(\d+)\]")
