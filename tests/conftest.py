@@ -95,6 +95,11 @@ def wait_http(url: str, timeout: float = 120.0, status: int = 200) -> None:
     raise TimeoutError(f"{url} not {status} after {timeout}s (last: {last})")
 
 
+def webapp_command(registry_dir: Path, data: Path) -> list[str]:
+    """`python -m webapp` on this model registry and data folder: add the subcommand and its arguments."""
+    return [sys.executable, "-m", "webapp", "--models-dir", str(registry_dir), "--data-dir", str(data)]
+
+
 @contextmanager
 def running_app(registry_dir: Path, data: Path, extra_env: dict | None = None):
     """The real app in its own process, as `python -m webapp serve` runs it; yields its base URL."""
@@ -105,13 +110,7 @@ def running_app(registry_dir: Path, data: Path, extra_env: dict | None = None):
     with open(log_path, "w") as log_file:
         proc = subprocess.Popen(
             [
-                sys.executable,
-                "-m",
-                "webapp",
-                "--models-dir",
-                str(registry_dir),
-                "--data-dir",
-                str(data),
+                *webapp_command(registry_dir, data),
                 "serve",
                 "--port",
                 str(port),

@@ -10,13 +10,12 @@ from __future__ import annotations
 import json
 import secrets
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import ROOT, running_app
+from tests.conftest import ROOT, running_app, webapp_command
 from tests.gradio_events import call_event
 from tests.pdfgen import make_pdf
 
@@ -280,13 +279,7 @@ def test_private_collection_is_invisible_to_other_users(server, registry_dir, tm
         assert httpx.get(base + path, timeout=30).status_code == 401
     # The CLI obeys the same rules on behalf of a user.
     cli = [
-        sys.executable,
-        "-m",
-        "webapp",
-        "--models-dir",
-        str(registry_dir),
-        "--data-dir",
-        str(data),
+        *webapp_command(registry_dir, data),
         "search",
         marker,
         "--collection",
@@ -414,13 +407,7 @@ def test_hostile_user_names_are_sentences(server):
 def test_no_sign_in_on_an_open_address_is_refused(registry_dir, tmp_path):
     run = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "webapp",
-            "--models-dir",
-            str(registry_dir),
-            "--data-dir",
-            str(tmp_path),
+            *webapp_command(registry_dir, tmp_path),
             "serve",
             "--host",
             "0.0.0.0",

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.conftest import CORPUS, ROOT
+from tests.conftest import CORPUS, ROOT, webapp_command
 from tests.pdfgen import encrypt_pdf, make_pdf, topic_pdf
 from webapp.documents.service import DocumentService
 from webapp.documents.uploads import safe_label
@@ -326,13 +326,7 @@ def test_sigkill_mid_indexing_loses_nothing_indexed_before(settings_factory, reg
     # One parser process: indexing is fast now, and the test must catch it between documents.
     proc = subprocess.Popen(
         [
-            sys.executable,
-            "-m",
-            "webapp",
-            "--models-dir",
-            str(registry_dir),
-            "--data-dir",
-            str(data),
+            *webapp_command(registry_dir, data),
             "index",
             str(src),
             "--collection",
@@ -403,13 +397,7 @@ def test_sigkill_mid_reembed_keeps_the_old_model_and_vectors(settings_factory, r
     # Re-embedding with the transformer takes ~15 s per batch of 256 here: kill it after the first.
     proc = subprocess.Popen(
         [
-            sys.executable,
-            "-m",
-            "webapp",
-            "--models-dir",
-            str(registry_dir),
-            "--data-dir",
-            str(data),
+            *webapp_command(registry_dir, data),
             "reembed",
             "--model",
             "all-minilm-l6-v2",

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 
 import httpx
 import pytest
 
-from tests.conftest import DEFAULT_LLM, ROOT, free_port, running_app
+from tests.conftest import DEFAULT_LLM, ROOT, free_port, running_app, webapp_command
 from tests.fault_server import FaultServer
 from tests.pdfgen import topic_pdf
 
@@ -40,13 +39,7 @@ def api(registry_dir, tmp_path_factory, fault):
     env = {"DOCCHAT_AUTH": "password"}
     out = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "webapp",
-            "--models-dir",
-            str(registry_dir),
-            "--data-dir",
-            str(data),
+            *webapp_command(registry_dir, data),
             "index",
             str(pdf),
             "--collection",
