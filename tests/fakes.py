@@ -113,8 +113,21 @@ class FakeEvidence:
     relevant: bool = True
 
 
+@dataclass
+class FakeClaim:
+    text: str
+    supported: bool
+    source: int | None
+    score: float
+
+    def as_json(self) -> dict:
+        return {"text": self.text, "supported": self.supported, "source": self.source, "score": self.score}
+
+
 class FakeDocuments:
-    """Search returns the scripted passages; evidence is each passage's text at a scripted score."""
+    """Search returns the scripted passages; evidence is each passage's first sentence (a window)
+    at a scripted score; a claim is supported when all its words of 4+ letters and its numbers
+    are in one passage (a crude stand-in for webapp/rag/evidence.py, enough for service logic)."""
 
     def __init__(self, passages: Sequence[FakePassage] = (), evidence_score: float = 0.9):
         self.passages = list(passages)
@@ -127,9 +140,19 @@ class FakeDocuments:
 
     def evidence(self, question: str, passages: Sequence[FakePassage], k: int | None = None) -> list[FakeEvidence]:
         return [
-            FakeEvidence(n, p.document_id, p.document, p.page, p.text, self.evidence_score)
+            FakeEvidence(n, p.document_id, p.document, p.page, p.text.split(". ")[0].rstrip(".") + ".", self.evidence_score)
             for n, p in enumerate(passages, start=1)
         ][: k or 3]
 
-    def claims(self, answer: str, passages) -> list:
-        return []
+    def claims(self, answer: str, passages) -> list[FakeClaim]:
+        import re
+
+        out = []
+        for sentence in [s for s in re.split(r"(?<=[.!?])\s+", answer.strip()) if s]:
+            needed = {w for w in re.findall(r"[a-z0-9]+", re.sub(r"\[\d+\]", "", sentence.lower())) if len(w) >= 4 or w.isdigit()}
+            source = next(
+                (n for n, p in enumerate(passages, start=1) if needed <= set(re.findall(r"[a-z0-9]+", p.text.lower()))),
+                None,
+            )
+            out.append(FakeClaim(sentence, source is not None, source or 1, 1.0 if source else 0.0))
+        return out

@@ -1,8 +1,8 @@
 """The fast tier: service logic with scripted collaborators (tests/fakes.py), no model, no browser.
 
 ChatService: validation and limits, streaming and stats, Stop by session, a new question from the
-same tab superseding the old answer, admission control (busy, queue, release on every path),
-"not in the documents" without asking the model, a backend failing mid-answer. BenchService: roles,
+same tab superseding the old answer, admission control (busy, queue, release on every path), a
+backend failing mid-answer (answers from documents: tests/test_answering.py). BenchService: roles,
 the one-at-a-time rule, a run over scripted targets, and the three exports.
 """
 
@@ -16,20 +16,19 @@ import time
 
 import pytest
 
-from tests.fakes import FakeCatalog, FakeDocuments, FakePassage, ScriptedBackend
+from tests.fakes import FakeCatalog, ScriptedBackend
 from webapp.auth.access import Actor
 from webapp.chat.admission import Busy
 from webapp.chat.service import ChatService
 from webapp.errors import InvalidMessage, ModelNotAvailable, UserError
 from webapp.llm.base import ChatMessage, GenerationParams
 from webapp.metrics import Metrics
-from webapp.rag.prompt import NOT_ANSWERED, NOT_FOUND
 from webapp.settings import Settings
 
 
-def chat(tmp_path, backend=None, documents=None, **settings) -> ChatService:
+def chat(tmp_path, backend=None, **settings) -> ChatService:
     config = Settings(models_dir=tmp_path / "models", data_dir=tmp_path / "data", **settings)
-    return ChatService(FakeCatalog({"m": backend or ScriptedBackend()}), config, documents=documents, metrics=Metrics())
+    return ChatService(FakeCatalog({"m": backend or ScriptedBackend()}), config, metrics=Metrics())
 
 
 def metric(service: ChatService, name: str, **labels) -> float:
@@ -139,37 +138,6 @@ def test_a_backend_failing_mid_answer_ends_with_its_sentence_and_is_counted(tmp_
     assert got == ["a", "b"]
     assert metric(service, "docchat_answers_failed_total", model="m", backend="openvino") == 1
     assert service.admission.stats().active == 0
-
-
-def test_grounded_questions_the_documents_do_not_answer_never_reach_the_model(tmp_path):
-    backend = ScriptedBackend()
-    nothing = chat(tmp_path, backend, documents=FakeDocuments([]))
-    assert "".join(nothing.reply("m", [], "What is the per diem?", collection="travel")) == NOT_FOUND.format(
-        collection="travel"
-    )
-    weak = chat(
-        tmp_path,
-        backend,
-        documents=FakeDocuments([FakePassage(1, 1, "a.pdf", 3, "Lighthouses are tall.")], evidence_score=0.1),
-    )
-    reply = "".join(weak.reply("m", [], "What is the per diem?", collection="travel"))
-    assert reply.startswith(NOT_ANSWERED.format(collection="travel"))
-    assert "“Lighthouses are tall.” (a.pdf, p. 3)" in reply
-    assert backend.seen == []  # the model was never asked
-    assert nothing.admission.stats().active == 0 and weak.admission.stats().active == 0
-    with pytest.raises(InvalidMessage, match="Documents are not available"):
-        chat(tmp_path, backend).reply("m", [], "q", collection="travel")
-
-
-def test_grounded_answers_send_numbered_sources_and_keep_them_on_the_stream(tmp_path):
-    backend = ScriptedBackend(pieces=("68 euros [1].",))
-    passages = [FakePassage(1, 7, "travel.pdf", 2, "The per diem is 68 euros per day.")]
-    service = chat(tmp_path, backend, documents=FakeDocuments(passages))
-    stream = service.reply("m", [], "How much is the per diem?", collection="travel")
-    assert "".join(stream) == "68 euros [1]."
-    assert stream.sources == passages and stream.evidence[0].text == passages[0].text
-    prompt = "\n".join(m.content for m in backend.seen[0])
-    assert "[1]" in prompt and "The per diem is 68 euros per day." in prompt and "travel.pdf" in prompt
 
 
 # -- the bench service --------------------------------------------------------------------------

@@ -210,59 +210,52 @@ def cmd_search(args) -> int:
 
 
 def cmd_ask(args) -> int:
+    from webapp.chat.answering import Failed, Question, Token, answer_json
+    from webapp.llm.base import ChatMessage
     from webapp.rag.prompt import citation_line
     from webapp.services import build_services
 
     settings = _settings_from(args)
     actor = _actor(args, settings)
     services = build_services(settings)
-    answer, error, stream, claims = "", None, None, []
     try:
-        stream = services.chat.reply(
-            args.model or services.catalog.default_choice(),
-            [],
-            args.question,
-            services.chat.params(args.max_new_tokens, None),
-            collection=args.collection or settings.default_collection,
-            actor=actor,
+        answer = services.answers.start(
+            Question(
+                args.question,
+                [ChatMessage("user", q) for q in args.previous or []],
+                args.collection or settings.default_collection,
+                args.model or services.catalog.default_choice(),
+                args.answer_mode,
+                services.chat.params(args.max_new_tokens, None),
+                actor=actor,
+            )
         )
-        for piece in stream:
-            answer += piece
-            if not args.json:
-                print(piece, end="", flush=True)
-        claims = services.chat.claims(answer, stream)  # which sentences the sources support
+        for event in answer:
+            if isinstance(event, Token) and not args.json:
+                print(event.text, end="", flush=True)
+            elif isinstance(event, Failed) and not args.json:
+                print(f"\n⚠ {event.message}", file=sys.stderr)
     except UserError as exc:
         if not args.json:
             raise
-        error = exc.user_message  # JSON callers get the partial answer and the reason, not nothing
+        _print_json({"answer": "", "error": exc.user_message})  # JSON callers get the reason, not nothing
+        return 1
     finally:
         services.close()
-    sources = stream.sources if stream else []
-    evidence = stream.evidence if stream else []
     if args.json:
-        out = {
-            "answer": answer.strip(),
-            "citations": [
-                {"source": n, "document": p.document, "page": p.page} for n, p in enumerate(sources, start=1)
-            ],
-            "evidence": [e.as_json() for e in evidence],
-            "claims": [c.as_json() for c in claims],
-            "passages": [_passage_json(n, p) for n, p in enumerate(sources, start=1)],
-            "tokens": stream.stats.completion_tokens if stream else 0,
-        }
-        if error:
-            out["error"] = error
+        out = answer_json(answer)
+        out["passages"] = [_passage_json(n, p) for n, p in enumerate(answer.sources, start=1)]
+        out["tokens"] = answer.stats.completion_tokens
         _print_json(out)
-        return 1 if error else 0
+        return 1 if answer.error else 0
     print()
-    if sources:
-        print("Sources: " + citation_line(sources))
-    for e in evidence:
+    if answer.sources:
+        print("Sources: " + citation_line(answer.sources))
+    for e in answer.evidence:
         print(f"Evidence: “{e.text}” ({e.document}, p. {e.page}, score {e.score:.2f})")
-    unsupported = [c.text for c in claims if not c.supported]
-    if unsupported:
-        print("Not found in the sources: " + " | ".join(unsupported))
-    return 0
+    if answer.left_out:
+        print("Left out (not in the sources): " + " | ".join(answer.left_out))
+    return 1 if answer.error else 0
 
 
 def cmd_bench(args) -> int:
@@ -479,6 +472,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--collection")
     p.add_argument("--model", help="registry name of the chat model")
     p.add_argument("--max-new-tokens", type=int)
+    p.add_argument(
+        "--answer-mode",
+        choices=["quote", "brief", "free"],
+        help="quote: the sources' sentences only (no model); brief: quotes + a short checked answer; "
+        "free: quotes + the model's own text, unsupported sentences marked (default: DOCCHAT_ANSWER_MODE)",
+    )
+    p.add_argument(
+        "--previous",
+        action="append",
+        metavar="QUESTION",
+        help="an earlier question of the conversation (repeatable, oldest first): resolves 'its', 'that model'",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     _add_identity(p)
     p.set_defaults(func=cmd_ask)

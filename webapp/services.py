@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from webapp.auth.gate import Authenticator
 from webapp.auth.users import UserStore
 from webapp.bench.service import BenchService
+from webapp.chat.answering import Answerer
 from webapp.chat.conversations import ConversationStore
 from webapp.chat.service import ChatService
 from webapp.documents.service import DocumentService
@@ -20,6 +21,7 @@ class Services:
     settings: Settings
     catalog: ModelCatalog
     chat: ChatService
+    answers: Answerer
     documents: DocumentService
     bench: BenchService
     users: UserStore
@@ -39,11 +41,13 @@ def build_services(settings: Settings) -> Services:
     users = UserStore(settings.data_dir)
     metrics = Metrics()
     documents = DocumentService(settings, users, metrics)
+    chat = ChatService(catalog, settings, metrics)
     return Services(
         settings=settings,
         catalog=catalog,
         documents=documents,
-        chat=ChatService(catalog, settings, documents, metrics),
+        chat=chat,
+        answers=Answerer(chat, documents, settings),
         bench=BenchService(settings, catalog),
         users=users,
         conversations=ConversationStore(settings.data_dir),

@@ -225,6 +225,21 @@ class Settings(BaseSettings):
     evidence_sentences: int = Field(
         3, ge=1, le=10, description=("sentences of the sources shown as evidence under each grounded answer")
     )
+    answer_mode: Literal["quote", "brief", "free"] = Field(
+        "brief",
+        description=(
+            "how grounded answers are written: 'quote' (the sources' own sentences, no model), 'brief' (the "
+            "quotes, then a short answer from the model keeping only sentences the sources support) or 'free' "
+            "(the quotes, then the model's own text with unsupported sentences marked: for a strong remote "
+            "model); each request may choose another (docs/evidence.md)"
+        ),
+    )
+    quoted_evidence: int = Field(
+        2, ge=1, le=10, description="evidence windows quoted at the start of a grounded answer"
+    )
+    brief_sentences: int = Field(
+        2, ge=1, le=10, description="most sentences the model may add in 'brief' mode (more are not generated)"
+    )
     page_cache_mb: float = Field(
         200.0,
         gt=0,

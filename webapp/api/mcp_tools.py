@@ -21,15 +21,17 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
 
 from webapp.api.openai_api import passage_json
+from webapp.chat.answering import Question, answer_json
 from webapp.auth.gate import request_user
 from webapp.errors import UserError
+from webapp.llm.base import ChatMessage
 
 MCP_PATH = "/mcp"
 
 
 def build_mcp(services):
     """(MCPServer, its Starlette routes); run ``server.session_manager.run()`` in the app's lifespan."""
-    chat, documents, auth = services.chat, services.documents, services.auth
+    chat, answers, documents, auth = services.chat, services.answers, services.documents, services.auth
     server = MCPServer(
         name="DocChat",
         instructions=(
@@ -65,31 +67,37 @@ def build_mcp(services):
         return [passage_json(n, p) for n, p in enumerate(passages, start=1)]
 
     @server.tool(
-        description="Answer a question from one collection. Returns the answer, the cited pages, "
-        "the evidence sentences of the documents (best first) and which sentences of the "
-        "answer the documents support."
+        description="Answer a question from one collection. Returns the answer (it opens with the "
+        "sources' own sentences, quoted and cited), the cited pages, the evidence sentences of the "
+        "documents (best first) and which sentences of the model's part the documents support. "
+        "answer_mode: 'quote' (no model), 'brief' or 'free' (default: the server's). For a follow-up, "
+        "pass the earlier questions (oldest first) in `previous_questions` so that 'its' or 'that "
+        "model' can be resolved."
     )
-    async def ask(collection: str, question: str, max_tokens: int = 256, ctx: Context = None) -> dict:
+    async def ask(
+        collection: str,
+        question: str,
+        max_tokens: int = 256,
+        answer_mode: str | None = None,
+        previous_questions: list[str] | None = None,
+        ctx: Context = None,
+    ) -> dict:
         actor = actor_of(ctx)
+        history = [ChatMessage("user", q) for q in (previous_questions or [])[-10:] if isinstance(q, str)]
 
         def answer() -> dict:
-            stream = chat.reply(
-                chat.catalog.default_choice(),
-                [],
-                question,
-                chat.params(max_tokens, None),
-                collection=collection,
-                actor=actor,
+            done = answers.ask(
+                Question(
+                    question,
+                    history,
+                    collection,
+                    chat.catalog.default_choice(),
+                    answer_mode,
+                    chat.params(max_tokens, None),
+                    actor=actor,
+                )
             )
-            text = "".join(stream)
-            return {
-                "answer": text.strip(),
-                "citations": [
-                    {"source": n, "document": p.document, "page": p.page} for n, p in enumerate(stream.sources, start=1)
-                ],
-                "evidence": [e.as_json() for e in stream.evidence],
-                "claims": [c.as_json() for c in chat.claims(text, stream)],
-            }
+            return answer_json(done)
 
         return await in_thread(answer)
 

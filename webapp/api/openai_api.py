@@ -5,8 +5,11 @@
     POST /v1/search             ranked passages (the JSON of `python -m webapp search --json`)
 
 A "rag:<collection>" model answers from that collection with the default chat model (or the one
-named in the request's extra field ``docchat.model``); its response carries ``docchat`` with the
-citations, the evidence sentences and the claim check (plain clients ignore unknown fields).
+named in the request's extra field ``docchat.model``), written in ``docchat.answer_mode`` (quote,
+brief or free; default: the server's); earlier messages resolve what a follow-up refers to. The
+response carries ``docchat`` with the mode, the query retrieval used, the citations, the evidence
+sentences and the claim check (plain clients ignore unknown fields). The answer itself comes from
+webapp/chat/answering.py, as in the UI, MCP and the CLI.
 Same rules as the UI: sign-in (a user's API token as ``Authorization: Bearer``), the caller's
 collections only, admission control (busy -> 429 at once), the same message and answer limits, and
 a client that goes away stops generation. Errors use OpenAI's shape: {"error": {"message", "type",
@@ -30,7 +33,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from webapp.auth.gate import request_user
 from webapp.chat.admission import Busy
-from webapp.errors import UserError
+from webapp.chat.answering import Answer, Failed, Question, Token
+from webapp.errors import BackendError, UserError
 from webapp.llm.base import ChatMessage
 
 log = logging.getLogger(__name__)
@@ -82,7 +86,8 @@ class ChatRequest(BaseModel):
     temperature: float | None = Field(None, ge=0, le=2)
     stop: str | list[str] | None = None
     stream_options: StreamOptions | None = None
-    docchat: dict[str, Any] | None = None  # our extra: {"model": "<chat model for a rag: request>"}
+    # our extra: {"model": "<chat model for a rag: request>", "answer_mode": "quote" | "brief" | "free"}
+    docchat: dict[str, Any] | None = None
 
 
 class SearchRequest(BaseModel):
@@ -130,7 +135,8 @@ class _Cut:
 
 def openai_router(services) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["OpenAI-compatible API"])
-    chat, documents, catalog, auth = services.chat, services.documents, services.catalog, services.auth
+    chat, answers, documents = services.chat, services.answers, services.documents
+    catalog, auth = services.catalog, services.auth
 
     def actor_of(request: Request):
         user = request_user(request)
@@ -181,28 +187,30 @@ def openai_router(services) -> APIRouter:
         if not turns or turns[-1].role != "user":
             raise APIError(400, "The last message must come from the user.", param="messages")
         history = [ChatMessage(m.role, m.text()) for m in turns[:-1]]
-        question = turns[-1].text()
         try:
-            text = chat.validate(question)
+            text = chat.validate(turns[-1].text())
             params = chat.params(body.max_completion_tokens or body.max_tokens, body.temperature)
         except UserError as exc:
             raise APIError(400, exc.user_message, param="messages") from exc
+        try:
+            mode = answers.mode((body.docchat or {}).get("answer_mode")) if collection else None
+        except UserError as exc:
+            raise APIError(400, exc.user_message, param="docchat.answer_mode") from exc
         session = "api-" + secrets.token_hex(8)  # its own: Stop and supersede never touch a browser tab
         try:
             ticket = chat.admit(session)
         except Busy as exc:
             raise APIError(429, exc.user_message, type_="rate_limit_error", code="server_busy") from exc
         stops = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
+        question = Question(text, history, collection, model, mode, params, session, actor)
 
         def start():
             for _ in chat.wait_for_slot(ticket):
                 pass
-            return chat.reply(
-                model, history, text, params, session=session, collection=collection, ticket=ticket, actor=actor
-            )
+            return answers.start(question, ticket)
 
         try:
-            stream = await asyncio.to_thread(start)
+            answer = await asyncio.to_thread(start)
         except Busy as exc:
             raise APIError(503, exc.user_message, type_="server_error", code="server_busy") from exc
         except UserError as exc:
@@ -212,35 +220,37 @@ def openai_router(services) -> APIRouter:
         completion_id = "chatcmpl-" + secrets.token_hex(12)
         created = int(time.time())
         shown_model = body.model
-        pieces = _pieces(stream, _Cut(stops), chat, session)
+        pieces = _pieces(answer, _Cut(stops), chat, session)
 
-        def extra(answer: str) -> dict | None:
-            if not stream.sources and not stream.evidence:
+        def extra() -> dict | None:
+            if not collection:
                 return None
-            claims = chat.claims(answer, stream)
             return {
+                "mode": answer.mode,
+                "query": answer.query,
                 "citations": [
-                    {"source": n, "document": p.document, "page": p.page} for n, p in enumerate(stream.sources, start=1)
+                    {"source": n, "document": p.document, "page": p.page} for n, p in enumerate(answer.sources, start=1)
                 ],
-                "evidence": [e.as_json() for e in stream.evidence],
-                "claims": [c.as_json() for c in claims],
+                "evidence": [e.as_json() for e in answer.evidence],
+                "claims": [c.as_json() for c in answer.claims],
+                "left_out": answer.left_out,
             }
 
         def usage() -> dict:
-            prompt, completion = stream.stats.prompt_tokens or 0, stream.stats.completion_tokens or 0
+            prompt, completion = answer.stats.prompt_tokens or 0, answer.stats.completion_tokens or 0
             return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
         if not body.stream:
-            answer, reason = "", "stop"
+            text_out, reason = "", "stop"
             try:
                 async for piece, finish in pieces:
                     if await request.is_disconnected():
                         break
-                    answer += piece
+                    text_out += piece
                     reason = finish or reason
             finally:
                 await pieces.aclose()
-            message = {"role": "assistant", "content": answer}
+            message = {"role": "assistant", "content": text_out}
             result = {
                 "id": completion_id,
                 "object": "chat.completion",
@@ -249,7 +259,7 @@ def openai_router(services) -> APIRouter:
                 "choices": [{"index": 0, "message": message, "finish_reason": reason}],
                 "usage": usage(),
             }
-            found = await asyncio.to_thread(extra, answer)
+            found = extra()
             if found:
                 result["docchat"] = found
             return result
@@ -266,7 +276,7 @@ def openai_router(services) -> APIRouter:
             return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
 
         async def events():
-            answer, reason = "", "stop"
+            reason = "stop"
             try:
                 yield chunk({"role": "assistant", "content": ""})
                 async for piece, finish in pieces:
@@ -275,9 +285,8 @@ def openai_router(services) -> APIRouter:
                         return
                     reason = finish or reason
                     if piece:
-                        answer += piece
                         yield chunk({"content": piece})
-                found = await asyncio.to_thread(extra, answer)
+                found = extra()
                 yield chunk({}, reason, **({"docchat": found} if found else {}))
                 if body.stream_options and body.stream_options.include_usage:
                     yield (
@@ -297,8 +306,8 @@ def openai_router(services) -> APIRouter:
     return router
 
 
-async def _pieces(stream, cut: _Cut, chat, session: str):
-    """(text, finish_reason) from a ChatStream read in a worker thread, ``stop`` applied; closing
+async def _pieces(answer: Answer, cut: _Cut, chat, session: str):
+    """(text, finish_reason) from an Answer read in a worker thread, ``stop`` applied; closing
     this generator (client gone, stop string seen) stops generation and frees the slot."""
     queue: asyncio.Queue = asyncio.Queue()
     loop = asyncio.get_running_loop()
@@ -306,11 +315,15 @@ async def _pieces(stream, cut: _Cut, chat, session: str):
 
     def pump():
         try:
-            for piece in stream:
+            for event in answer:
                 if done.is_set():
                     break
-                loop.call_soon_threadsafe(queue.put_nowait, ("text", piece))
-            loop.call_soon_threadsafe(queue.put_nowait, ("end", stream.stats.finish_reason or "stop"))
+                if isinstance(event, Token):
+                    loop.call_soon_threadsafe(queue.put_nowait, ("text", event.text))
+                elif isinstance(event, Failed):
+                    raise BackendError(event.message)
+            answer.close()
+            loop.call_soon_threadsafe(queue.put_nowait, ("end", answer.finish_reason or "stop"))
         except BaseException as exc:  # noqa: BLE001 - handed to the reader, which raises it
             loop.call_soon_threadsafe(queue.put_nowait, ("error", exc))
 

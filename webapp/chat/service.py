@@ -1,9 +1,10 @@
-"""Chat: validate what the user typed, assemble the conversation, stream the answer.
+"""The model side of answering: validate what the user typed, admission (a place in line), the
+answer-length limits, streaming from a backend, Stop.
 
-The UI hands over plain data (history as ChatMessage list, the new message,
-the chosen model) and gets back a ChatStream; it never touches a backend.
-Cancellation is keyed by the caller's session id, so the Stop button of one
-browser tab stops only that tab's answer.
+webapp/chat/answering.py decides what to ask the model (with or without documents) and is what the
+edges call; this service turns messages into a ChatStream and never touches documents.
+Cancellation is keyed by the caller's session id, so the Stop button of one browser tab stops only
+that tab's answer.
 """
 
 from __future__ import annotations
@@ -13,29 +14,15 @@ import threading
 import time
 import weakref
 from collections.abc import Iterator, Sequence
-from typing import Any, Protocol
 
-from webapp.auth.access import LOCAL, Actor
 from webapp.chat.admission import Admission, Busy, Ticket
 from webapp.errors import InvalidMessage
 from webapp.llm.base import CancelToken, ChatMessage, ChatStream, Finished, GenerationParams, StreamEvent, TextDelta
 from webapp.llm.catalog import ModelCatalog
 from webapp.metrics import Metrics
-from webapp.rag.evidence import EvidenceFinder
-from webapp.rag.prompt import NOT_ANSWERED, NOT_FOUND, rag_messages
 from webapp.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-class GroundingDocuments(Protocol):
-    """What answering from documents needs (webapp/documents/service.py: DocumentService)."""
-
-    def search(self, collection: str, question: str, *, actor: Actor, keyword_hits: bool) -> Sequence[Any]: ...
-
-    def evidence(self, question: str, passages: Sequence[Any]) -> list[Any]: ...
-
-    def claims(self, answer: str, passages: Sequence[Any]) -> list[Any]: ...
 
 
 class ChatService:
@@ -43,11 +30,9 @@ class ChatService:
         self,
         catalog: ModelCatalog,
         settings: Settings,
-        documents: GroundingDocuments | None = None,
         metrics: Metrics | None = None,
     ) -> None:
         self.catalog = catalog
-        self.documents = documents  # DocumentService, for answers grounded in a collection
         self._settings = settings
         self._lock = threading.Lock()
         self._running: dict[str, CancelToken] = {}
@@ -159,68 +144,36 @@ class ChatService:
         message: str,
         params: GenerationParams | None = None,
         session: str | None = None,
-        collection: str | None = None,
         ticket: Ticket | None = None,
-        actor: Actor = LOCAL,
     ) -> ChatStream:
-        """Start answering ``message``; iterate the returned stream for text pieces.
-
-        With a ``collection`` the answer is grounded in its documents: the passages
-        retrieved for the question go to the model as numbered sources and come back
-        on ``stream.sources``. When nothing relevant is found the model is not asked
-        at all, so it cannot invent an answer.
+        """The model's own answer to ``message`` after ``history`` (no documents); iterate the
+        returned stream for text pieces. Answers from documents, and every edge, go through
+        webapp/chat/answering.py, which calls this or ``stream_messages``.
 
         Every answer holds an admission ``ticket`` until its stream ends: pass one from
         ``admit`` (the UI shows the queue position while waiting) or this call takes one
-        and waits for it (raising Busy when the server is full). Retrieval searches
-        ``collection`` only if ``actor`` may read it.
-        """
+        and waits for it (raising Busy when the server is full)."""
         text = self.validate(message)
         if ticket is None:
             ticket = self.admit(session)
             for _ in self.wait_for_slot(ticket):
                 pass
         try:
-            return self._start(model, history, text, params, session, collection, ticket, actor)
+            return self.stream_messages(model, self.build_messages(history, text), params, session, ticket)
         except BaseException:
             ticket.release()
             raise
 
-    def _start(
+    def stream_messages(
         self,
         model: str | None,
-        history: Sequence[ChatMessage],
-        text: str,
+        messages: Sequence[ChatMessage],
         params: GenerationParams | None,
         session: str | None,
-        collection: str | None,
         ticket: Ticket,
-        actor: Actor,
     ) -> ChatStream:
-        passages: list[Any] = []
-        evidence: list[Any] = []
-        if collection:
-            if self.documents is None:
-                raise InvalidMessage("Documents are not available in this app.")
-            with self.metrics.retrieval.time():
-                passages = list(self.documents.search(collection, text, actor=actor, keyword_hits=True))
-            if not passages:
-                self.metrics.not_found.inc()
-                ticket.release()
-                return ChatStream(iter([TextDelta(NOT_FOUND.format(collection=collection)), Finished("stop", 0, 0)]))
-            evidence = self.documents.evidence(text, passages)
-            if not EvidenceFinder.answers(evidence):
-                # Passages came back, but no sentence in them answers the question: say so, offer
-                # the closest sentence, and do not let the model improvise from weak sources.
-                self.metrics.not_found.inc()
-                ticket.release()
-                closest = evidence[0] if evidence else None
-                reply = NOT_ANSWERED.format(collection=collection) + (
-                    f" The closest sentence is “{closest.text}” ({closest.document}, p. {closest.page})."
-                    if closest
-                    else ""
-                )
-                return ChatStream(iter([TextDelta(reply), Finished("stop", 0, 0)]), evidence=evidence[:1])
+        """Stream ``messages`` through ``model``; the stream gives ``ticket`` back when it ends.
+        A new answer for the same ``session`` stops the previous one."""
         backend = self.catalog.get(model)
         cancel = CancelToken()
         if session:
@@ -229,16 +182,10 @@ class ChatService:
                 self._running[session] = cancel
             if previous:  # a new question from the same tab supersedes the old answer
                 previous.cancel()
-        if passages:
-            messages = rag_messages(text, passages, self.trim_history(history), style=self.catalog.prompt_style(model))
-        else:
-            messages = self.build_messages(history, text)
-        events = backend.stream(messages, params or self.default_params(), cancel)
+        events = backend.stream(list(messages), params or self.default_params(), cancel)
         self.metrics.started.labels(model or "?", self.catalog.kind_of(model)).inc()
         stream = ChatStream(
             self._release_when_done(events, session, cancel, ticket),
-            sources=passages,
-            evidence=evidence,
             on_end=lambda s, error: self._measured(model, s, error),
         )
         # A stream dropped without being read never runs its finally: give the place back then too.
@@ -264,13 +211,6 @@ class ChatService:
             self.metrics.answered(model or "?", stream.stats, self.catalog.kind_of(model))
         else:
             self.metrics.failed.labels(model or "?", self.catalog.kind_of(model)).inc()
-
-    def claims(self, answer: str, stream: ChatStream) -> list[Any]:
-        """After an answer: which of its sentences the passages it was grounded on support."""
-        if not stream.sources or self.documents is None or not answer.strip():
-            return []
-        claims: list[Any] = self.documents.claims(answer, stream.sources)
-        return claims
 
     def stop(self, session: str) -> bool:
         """Stop the answer running for ``session``; False if there was none."""

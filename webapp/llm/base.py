@@ -30,6 +30,8 @@ class GenerationParams:
     # Small models under greedy decoding loop ("65B. 65B. 65B ..."), worst on long RAG
     # prompts; a mild penalty on already-generated tokens stops that (docs/documents.md).
     repetition_penalty: float = 1.1
+    # Forbids repeating any n-gram of this many tokens (0: off); see answering.py for the loop stop.
+    no_repeat_ngram_size: int = 0
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,9 @@ class ChatStream:
             ended_by = exc
             raise
         finally:
+            close = getattr(self.events, "close", None)
+            if close is not None:  # a reader that stops early stops generation and frees the slot now
+                close()
             self.stats.total_s = time.perf_counter() - start
             if self.on_end is not None:
                 self.on_end(self, ended_by)

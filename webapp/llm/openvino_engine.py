@@ -88,6 +88,8 @@ def generation_config(gen: dict[str, Any], options: EngineOptions | None = None)
     config.stop_token_ids = set(gen["stop_token_ids"])
     config.max_new_tokens = gen["max_new_tokens"]
     config.repetition_penalty = gen["repetition_penalty"]
+    if gen.get("no_repeat_ngram_size"):
+        config.no_repeat_ngram_size = gen["no_repeat_ngram_size"]
     config.do_sample = gen["do_sample"]
     if gen["do_sample"]:
         config.temperature = gen["temperature"]

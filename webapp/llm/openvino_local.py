@@ -88,6 +88,7 @@ class OpenVINOLocalBackend:
             "stop_token_ids": sorted(set(base.stop_token_ids) | {base.eos_token_id}),
             "max_new_tokens": max_new_tokens,
             "repetition_penalty": params.repetition_penalty,
+            "no_repeat_ngram_size": params.no_repeat_ngram_size,
             "do_sample": params.temperature > 0,
             "temperature": params.temperature,
             "top_p": params.top_p,

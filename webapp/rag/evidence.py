@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from webapp.rag.compounds import word_forms
 from webapp.rag.sentences import found_terms, negated, numbers, overlap, split_sentences, terms
 
 # Weights and gates, calibrated on benchmarks/arxiv_questions.json (docs/evidence.md).
@@ -137,9 +138,7 @@ def _plain(text: str) -> str:
 
 def _idf(query_terms: list[str], texts: Sequence[str]) -> dict[str, float]:
     """Rarer words weigh more: a sentence matching "temperature" beats one matching "model"."""
-    from webapp.rag.sentences import words
-
-    sets = [words(t) for t in texts]
+    sets = [word_forms(t) for t in texts]
     n = len(sets) or 1
     return {t: math.log(1 + n / (1 + sum(1 for s in sets if t in s))) for t in query_terms}
 

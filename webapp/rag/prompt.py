@@ -10,6 +10,7 @@ instructions.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from webapp.llm.base import ChatMessage
 from webapp.rag.retrieval import Passage
@@ -60,6 +61,16 @@ def rag_messages(
         return [ChatMessage("system", SYSTEM_SHORT), *history, ChatMessage("user", user)]
     user = f"Sources:\n\n{sources}\n\nQuestion: {question}\nAnswer using the sources above and cite them."
     return [ChatMessage("system", SYSTEM), *history, ChatMessage("user", user)]
+
+
+def evidence_messages(question: str, evidence: Sequence[Any]) -> list[ChatMessage]:
+    """The short prompt of a brief answer: only the evidence windows (numbered as their passages
+    are cited), not whole passages - a fifth of the prefill, and nothing to wander off into."""
+    sources = "\n\n".join(
+        f"{OPEN} [{e.source}] {sanitize(e.document)}, page {e.page}\n{sanitize(e.text)}\n{CLOSE}" for e in evidence
+    )
+    user = f"Sources:\n\n{sources}\n\nQuestion: {question}\nAnswer in one sentence from the sources, citing [n]."
+    return [ChatMessage("system", SYSTEM_SHORT), ChatMessage("user", user)]
 
 
 def citation_line(passages: Sequence[Passage]) -> str:

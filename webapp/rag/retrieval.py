@@ -14,11 +14,11 @@ match is the strongest evidence there is.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import numpy as np
 
+from webapp.rag.compounds import fold, fts_alternatives, joined_pairs, tokens
 from webapp.rag.embedder import Embedder
 from webapp.rag.store import DocumentStore, StoreError
 
@@ -32,7 +32,6 @@ RRF_K = 60
 KEYWORD_WEIGHT = 2.0
 KEYWORD_PASS = 1
 MODES = ("hybrid", "dense", "keyword")
-_WORD = re.compile(r"[\w][\w'-]*", re.UNICODE)
 _STOPWORDS = frozenset(
     """a an and are as at be by for from has have how in into is it its of on or that the
 their there these this to was were what when where which who whom why will with does did do can could would
@@ -53,18 +52,24 @@ class Passage:
 
 
 def content_words(question: str) -> list[str]:
+    """The question's searchable words, in order, folded (webapp/rag/compounds.py: "BERT-large" and
+    "BERT_LARGE" are "bertlarge"); stopwords and one- or two-letter words without a digit dropped."""
     words: list[str] = []
-    for w in _WORD.findall(question.lower()):
-        w = w.removesuffix("'s")  # "the model's size": the word is "model"
-        if (len(w) >= 3 or any(ch.isdigit() for ch in w)) and w not in _STOPWORDS and w not in words:
+    for token in tokens(question):  # "the model's size": the word is "model"
+        w = fold(token)
+        if (len(w) >= 3 or any(ch.isdigit() for ch in w)) and token not in _STOPWORDS and w and w not in words:
             words.append(w)
     return words[:32]
 
 
 def fts_query(question: str, require_all: bool = False) -> str:
-    """An FTS5 query over the question's content words, each quoted (no FTS syntax injection)."""
-    joiner = " AND " if require_all else " OR "
-    return joiner.join('"' + w.replace('"', "") + '"' for w in content_words(question))
+    """An FTS5 query over the question's content words, each in all its spellings (no FTS syntax
+    injection: every word is a quoted phrase). ``require_all``: every word must be there; otherwise
+    any, and adjacent words written together count too ("BERT large" also finds "BERTLARGE")."""
+    terms = content_words(question)
+    if require_all:
+        return " AND ".join(fts_alternatives(t) for t in terms)
+    return " OR ".join([fts_alternatives(t) for t in terms] + ['"' + j + '"' for j in joined_pairs(terms)])
 
 
 class Retriever:

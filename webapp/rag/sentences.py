@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from functools import lru_cache
 
 from webapp.rag.abbreviations import expand
+from webapp.rag.compounds import word_forms
 from webapp.rag.retrieval import content_words
 
 MIN_CHARS = 20
@@ -77,10 +78,16 @@ def found_terms(
     query_terms: list[str], sentence: str, glossary: Mapping[str, tuple[str, ...]] | None = None
 ) -> set[str]:
     """The ``query_terms`` that ``sentence`` contains (a 6-letter prefix counts: plurals, tenses;
-    an abbreviation the document defined counts as its long form: webapp/rag/abbreviations.py)."""
-    have = expand(words(sentence), glossary or {})
+    an abbreviation the document defined counts as its long form: webapp/rag/abbreviations.py;
+    spellings of a compound are one word, and two adjacent question words that the sentence writes
+    as one ("BERT large" / "BERTLARGE") are both found: webapp/rag/compounds.py)."""
+    have = expand(word_forms(sentence), glossary or {})
     prefixes = {w[:6] for w in have if len(w) >= 6}
-    return {t for t in query_terms if t in have or (len(t) >= 6 and t[:6] in prefixes)}
+    found = {t for t in query_terms if t in have or (len(t) >= 6 and t[:6] in prefixes)}
+    for a, b in zip(query_terms, query_terms[1:]):
+        if a + b in have:
+            found.update((a, b))
+    return found
 
 
 def overlap(

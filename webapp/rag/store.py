@@ -650,7 +650,7 @@ class DocumentStore:
                     "SELECT COUNT(*) FROM chunks_fts f JOIN chunks ch ON ch.id = f.rowid "
                     "JOIN documents d ON d.id = ch.document_id "
                     f"WHERE chunks_fts MATCH ? AND d.collection_id = ? AND {self.SEARCHABLE}",
-                    ('"' + term.replace('"', "") + '"', cid),
+                    (fts_alternatives(term), cid),
                 ).fetchone()[0]
                 counted[(cid, term)] = math.log(1 + n / (1 + df))
             with self._term_lock:

@@ -47,7 +47,7 @@ def build_ui(services: Services) -> gr.Blocks:
             banner = gr.HTML("", elem_id="user-banner-box")
         with gr.Tabs() as tabs:
             with gr.Tab("Chat", id="chat"):
-                chat = ChatTab(services.chat, services.conversations, auth)
+                chat = ChatTab(services.answers, services.conversations, auth)
                 chat.render()
             documents = DocumentTabs(services.documents, auth)
             documents.render()

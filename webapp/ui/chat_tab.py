@@ -17,9 +17,9 @@ import gradio as gr
 
 from webapp.auth.gate import Authenticator
 from webapp.chat.conversations import ConversationStore, StoredMessage
-from webapp.chat.service import ChatService
+from webapp.chat.answering import Answer, Answerer, EvidenceReady, Failed, Question, Token
 from webapp.downloads import download_folder
-from webapp.errors import UserError
+from webapp.errors import BackendError, UserError
 from webapp.llm.base import StreamStats
 from webapp.rag.evidence import Claim, cite_inline
 from webapp.ui.safe_markdown import safe_markdown
@@ -52,7 +52,9 @@ def display(messages: list[StoredMessage], claims=None) -> list[dict]:
         if m.role == "user":
             out.append({"role": "user", "content": m.content})
         else:
-            marks = claims if claims is not None else stored_claims(m)
+            # Answers written by webapp/chat/answering.py carry their marks in the text already
+            # (their checks say which mode wrote them); older ones are marked here from their claims.
+            marks = None if "mode" in m.checks else claims if claims is not None else stored_claims(m)
             text = cite_inline(m.content, marks, UNSUPPORTED) if marks else m.content
             text = safe_markdown(text)
             if m.sources:
@@ -113,11 +115,19 @@ def _checks_out(checks: list[dict]) -> tuple:
     return evidence_radio(checks), checks
 
 
-def claims_summary(claims) -> str:
-    if not claims:
-        return ""
-    supported = sum(c.supported for c in claims)
-    return f" · {supported} of {len(claims)} sentences found in the sources"
+def answer_status(answer: Answer, model: str | None) -> str:
+    """The line under a finished answer: model figures, and what the claim check did."""
+    parts = [format_stats(answer.stats, model or "")] if answer.stats.completion_tokens else []
+    if answer.evidence and not answer.refused:
+        parts.append("opens with the sources' own sentences")
+    if answer.claims:
+        supported = sum(c.supported for c in answer.claims)
+        parts.append(f"{supported} of {len(answer.claims)} model sentences found in the sources")
+    if answer.finish_reason == "loop":
+        parts.append("the model started repeating itself and was stopped")
+    if answer.question.collection is None:
+        parts.append("answered without documents")
+    return " · ".join(parts)
 
 
 def page_html(doc_id: int, label: str, page: int, text: str) -> str:
@@ -150,9 +160,22 @@ def format_stats(stats: StreamStats, model: str) -> str:
     return " · ".join(parts)
 
 
+NO_DOCUMENTS_BADGE = (
+    "**Answering without documents**: the model answers from what it learned, not from your files. "
+    "Choose a collection in *Answer from documents in* to answer from them."
+)
+ANSWER_MODES = [
+    ("Quotes only: the sources' sentences, no model", "quote"),
+    ("Quotes + a short answer, only what the sources support", "brief"),
+    ("Quotes + the model's own text, unsupported sentences marked (strong models)", "free"),
+]
+
+
 class ChatTab:
-    def __init__(self, chat: ChatService, conversations: ConversationStore, auth: Authenticator):
-        self.chat = chat
+    def __init__(self, answers: Answerer, conversations: ConversationStore, auth: Authenticator):
+        self.answers = answers
+        self.chat = answers.chat
+        self.documents = answers.documents
         self.conversations = conversations
         self.auth = auth
 
@@ -197,6 +220,8 @@ class ChatTab:
                         elem_id="collection-picker",
                     )
                     refresh = gr.Button("Refresh models", scale=1, size="sm", elem_id="chat-refresh")
+                # Visible while the chat answers without documents although the user has some.
+                self.no_docs = gr.Markdown("", elem_id="no-documents-badge")
                 self.notice = gr.Markdown(self._registry_notice(), elem_id="registry-notice")
                 # The open conversation (None: the next question starts a new one).
                 self.conversation = gr.Number(value=None, precision=0, visible=False, elem_id="conversation-id")
@@ -236,6 +261,12 @@ class ChatTab:
                 with gr.Accordion("Source passages of the last answer", open=False):
                     self.sources = gr.Markdown("", elem_id="chat-sources")
                 with gr.Accordion("Generation settings", open=False):
+                    self.mode = gr.Radio(
+                        choices=ANSWER_MODES,
+                        value=self.answers.settings.answer_mode,
+                        label="Answers from documents",
+                        elem_id="answer-mode",
+                    )
                     max_new = gr.Slider(
                         16,
                         self.chat.max_new_tokens_limit,
@@ -247,7 +278,8 @@ class ChatTab:
                         0.0, 1.5, value=defaults.temperature, step=0.05, label="Temperature (0 = deterministic)"
                     )
 
-        inputs = [self.message, self.conversation, self.model, max_new, temperature, self.collection]
+        inputs = [self.message, self.conversation, self.model, max_new, temperature, self.collection, self.mode]
+        self.collection.change(self.badge, [self.collection], [self.no_docs], queue=False, show_progress="hidden")
         outputs = [
             self.chatbot,
             self.message,
@@ -309,11 +341,20 @@ class ChatTab:
         ]
 
     def on_load(self, actor) -> list:
-        """The newest conversation reopened, the user's list, the collections they may read."""
+        """The newest conversation reopened, the user's list, the collections they may read; the
+        picker on the collection last used (else the only one with documents)."""
         listing = self.conversations.list(actor)
         collections = self.collection_choices(actor)
+        chosen = self.default_collection(actor, listing, collections)
         if not listing:
-            return [gr.Radio(choices=[], value=None), None, [], "", gr.Dropdown(choices=collections), *_checks_out([])]
+            return [
+                gr.Radio(choices=[], value=None),
+                None,
+                [],
+                "",
+                gr.Dropdown(choices=collections, value=chosen),
+                *_checks_out([]),
+            ]
         newest = listing[0]
         messages = self.conversations.messages(actor, newest.id)
         return [
@@ -321,19 +362,41 @@ class ChatTab:
             newest.id,
             display(messages),
             newest.title,
-            gr.Dropdown(choices=collections, value=self._picker_value(newest.collection, collections)),
+            gr.Dropdown(choices=collections, value=self._picker_value(newest.collection, collections, chosen)),
             *_checks_out(last_checks(messages)),
         ]
 
+    def default_collection(self, actor, listing, choices: list[str]) -> str:
+        """The collection last chatted with, else the only readable one that has documents, else none."""
+        for conversation in listing:
+            if conversation.collection in choices:
+                return conversation.collection
+        documents = self.documents
+        if documents is None or len(choices) <= 1:
+            return NO_DOCUMENTS
+        with_documents = {d.collection for d in documents.documents(None, actor)}
+        candidates = [c for c in choices[1:] if c in with_documents]
+        return candidates[0] if len(candidates) == 1 else NO_DOCUMENTS
+
+    def badge(self, collection) -> str:
+        """The "answering without documents" badge, shown only when documents could have been used."""
+        if collection not in (None, "", NO_DOCUMENTS):
+            return ""
+        return NO_DOCUMENTS_BADGE
+
     def collection_choices(self, actor) -> list[str]:
-        documents = self.chat.documents
+        documents = self.documents
         if documents is None or documents.available() is not None:
             return [NO_DOCUMENTS]
         return [NO_DOCUMENTS] + documents.collections(actor)
 
     @staticmethod
-    def _picker_value(collection, choices):
-        return collection if collection in choices else NO_DOCUMENTS
+    def _picker_value(collection, choices, fallback=NO_DOCUMENTS):
+        if collection in choices:
+            return collection
+        # a conversation that had no collection opens on the default one (answering from documents is
+        # the default); one whose collection is gone (or no longer readable) opens without
+        return fallback if collection is None else NO_DOCUMENTS
 
     def _radio(self, actor, selected=None):
         return gr.Radio(choices=[(c.title, c.id) for c in self.conversations.list(actor)], value=selected)
@@ -441,7 +504,11 @@ class ChatTab:
     def _emit(cls, **values):
         return tuple(values.get(name, gr.skip()) for name in cls.RESPOND_OUTPUTS)
 
-    def respond(self, message, conversation_id, model, max_new_tokens, temperature, collection, request: gr.Request):
+    def respond(
+        self, message, conversation_id, model, max_new_tokens, temperature, collection, mode, request: gr.Request
+    ):
+        """One answer: the question stored, then the events of webapp/chat/answering.py shown as
+        they come (evidence, the quoted opening, the model's checked sentences), the answer stored."""
         emit = self._emit
         session = request.session_hash if request is not None else None
         collection = None if collection in (None, "", NO_DOCUMENTS) else collection
@@ -453,6 +520,7 @@ class ChatTab:
             history, shown = [m.as_chat() for m in stored if m.content], display(stored)
             text = self.chat.validate(message)
             params = self.chat.params(max_new_tokens, temperature)
+            mode = self.answers.mode(mode) if collection else None
             ticket = self.chat.admit(session)
         except UserError as exc:  # refused before anything started: the message stays in the box
             yield emit(message=message, stats=f"⚠ {exc.user_message}")
@@ -462,16 +530,29 @@ class ChatTab:
         # Stored before answering: a crash or a closed tab never loses what the user asked.
         self.conversations.append(actor, conversation_id, "user", text)
         conversation = shown + [{"role": "user", "content": text}, {"role": "assistant", "content": ""}]
-        answer, sources, checks, stored = "", [], [], False
-        stored_id: int | None = None
+        answer: Answer | None = None
+        checks: list[dict] = []
+        stored = False
 
-        def store_answer(extra: str = "") -> None:
-            nonlocal stored, stored_id
-            if not stored:
-                stored = True
-                stored_id = self.conversations.append(
-                    actor, conversation_id, "assistant", answer + extra, source_records(sources), {"evidence": checks}
-                )
+        def store_answer(note: str = "") -> None:
+            nonlocal stored
+            if stored or answer is None or not (answer.text or note):
+                return
+            stored = True
+            self.conversations.append(
+                actor,
+                conversation_id,
+                "assistant",
+                answer.text + note,
+                source_records(answer.sources),
+                {
+                    "evidence": checks,
+                    "claims": [c.as_json() for c in answer.claims],
+                    "mode": answer.mode,
+                    "query": answer.query,
+                    "left_out": answer.left_out,
+                },
+            )
 
         try:
             # Show the question at once; while the server is full, say how many are ahead.
@@ -492,63 +573,65 @@ class ChatTab:
                     stats=f"The server is busy: {ahead + 1} in line before your answer starts…",
                     conversation=conversation_id,
                 )
-            loading = not self.chat.catalog.is_loaded(model or "")
+            loading = not self.chat.catalog.is_loaded(model or "") and mode != "quote"
             status = f"Loading {model}…" if loading and model else ("Searching the documents…" if collection else "")
             if status:
                 yield emit(chatbot=conversation, stats=status, conversation=conversation_id)
-            stream = self.chat.reply(
-                model, history, text, params, session=session, collection=collection, ticket=ticket, actor=actor
-            )
-            sources = stream.sources
-            passages = sources_markdown(stream.sources)
-            # The evidence is known before the model writes a word: show it at once.
-            checks = check_items(stream.evidence, stream.sources)
-            yield emit(
-                chatbot=conversation,
-                passages=passages,
-                conversation=conversation_id,
-                evidence=evidence_radio(checks),
-                checks=checks,
-            )
-            for piece in stream:
-                answer += piece
-                conversation[-1] = {"role": "assistant", "content": safe_markdown(answer)}
-                yield emit(chatbot=conversation, conversation=conversation_id)
+            answer = self.answers.start(Question(text, history, collection, model, mode, params, session, actor), ticket)
+            failure = ""
+            for event in answer:
+                if isinstance(event, EvidenceReady):
+                    # The evidence is known before the model writes a word: show it at once.
+                    checks = check_items(event.evidence, event.sources)
+                    writing = "Writing the answer…" if mode in ("brief", "free") or not collection else ""
+                    yield emit(
+                        chatbot=conversation,
+                        stats=writing,
+                        passages=sources_markdown(event.sources),
+                        conversation=conversation_id,
+                        evidence=evidence_radio(checks),
+                        checks=checks,
+                    )
+                elif isinstance(event, Token):
+                    conversation[-1] = {"role": "assistant", "content": safe_markdown(answer.text)}
+                    yield emit(chatbot=conversation, conversation=conversation_id)
+                elif isinstance(event, Failed):
+                    failure = event.message
+            if failure:
+                raise BackendError(failure)
             store_answer()
-            claims = self.chat.claims(answer, stream)
-            if claims and stored_id is not None:
-                self.conversations.add_claims(actor, conversation_id, stored_id, [c.as_json() for c in claims])
-            conversation[-1] = display([StoredMessage("assistant", answer, source_records(sources))], claims=claims)[0]
-            stats = format_stats(stream.stats, model) if stream.stats.completion_tokens else ""
-            yield emit(chatbot=conversation, stats=stats + claims_summary(claims), conversation=conversation_id)
+            conversation[-1] = display([self._as_stored(answer)])[0]
+            yield emit(chatbot=conversation, stats=answer_status(answer, model), conversation=conversation_id)
         except UserError as exc:
             log.warning("chat failed for session %s: %s", session, exc.user_message)
-            store_answer(("\n\n" if answer else "") + f"⚠ {exc.user_message}")
+            partial = answer.text if answer is not None else ""
+            store_answer(("\n\n" if partial else "") + f"⚠ {exc.user_message}")
             conversation[-1] = {
                 "role": "assistant",
-                "content": (safe_markdown(answer) + "\n\n" if answer else "") + f"⚠ {exc.user_message}",
+                "content": (safe_markdown(partial) + "\n\n" if partial else "") + f"⚠ {exc.user_message}",
             }
             yield emit(chatbot=conversation, stats="", conversation=conversation_id)
         except Exception:
             log.exception("unexpected chat failure for session %s", session)
-            store_answer(("\n\n" if answer else "") + "⚠ Something went wrong while answering.")
+            partial = answer.text if answer is not None else ""
+            store_answer(("\n\n" if partial else "") + "⚠ Something went wrong while answering.")
             conversation[-1] = {
                 "role": "assistant",
-                "content": (safe_markdown(answer) + "\n\n" if answer else "")
+                "content": (safe_markdown(partial) + "\n\n" if partial else "")
                 + "⚠ Something went wrong while answering; the error is in the server log.",
             }
             yield emit(chatbot=conversation, stats="", conversation=conversation_id)
         finally:
             ticket.release()  # also when the tab went away or Stop cancelled this event mid-wait
-            if answer and not stored:  # stopped or tab closed mid-answer: keep what was said
-                self.conversations.append(
-                    actor,
-                    conversation_id,
-                    "assistant",
-                    answer + " [stopped]",
-                    source_records(sources),
-                    {"evidence": checks},
-                )
+            if answer is not None:
+                answer.close()  # stops generation if the tab went away mid-answer
+                store_answer(" [stopped]")  # stopped or tab closed mid-answer: keep what was said
+
+    @staticmethod
+    def _as_stored(answer: Answer) -> StoredMessage:
+        return StoredMessage(
+            "assistant", answer.text, source_records(answer.sources), {"mode": answer.mode, "claims": []}
+        )
 
     def show_page(self, key, checks, request: gr.Request):
         """The page of the chosen evidence sentence or citation, its text highlighted."""
@@ -556,7 +639,7 @@ class ChatTab:
         if item is None:
             return ""
         try:
-            doc, _ = self.chat.documents.pdf_path(item["document_id"], self.auth.actor_of(request))
+            doc, _ = self.documents.pdf_path(item["document_id"], self.auth.actor_of(request))
         except UserError as exc:
             return f"<p>⚠ {html.escape(exc.user_message)}</p>"
         return page_html(doc.id, doc.label, item["page"], item["text"])

@@ -1,0 +1,140 @@
+"""The one home for answering (webapp/chat/answering.py), fast tier: scripted model and documents.
+
+What is asserted is what a reader sees: the evidence opens every grounded answer before the model
+writes; brief answers keep only sentences the sources support and count the rest once; loops stop
+generation and never reach the text; refusals never reach the model; follow-ups are searched with
+what they refer to; modes are checked; the events come in their documented order.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.fakes import FakeCatalog, FakeDocuments, FakePassage, ScriptedBackend
+from webapp.chat.answering import Answerer, Checked, Done, EvidenceReady, Question, Token
+from webapp.chat.service import ChatService
+from webapp.errors import InvalidMessage
+from webapp.llm.base import ChatMessage
+from webapp.metrics import Metrics
+from webapp.rag.prompt import NOT_ANSWERED, NOT_FOUND
+from webapp.settings import Settings
+
+PER_DIEM = FakePassage(
+    1, 7, "travel.pdf", 2, "The per diem is 68 euros per day. Hotels are booked by the travel office in advance."
+)
+TAXI = FakePassage(2, 7, "travel.pdf", 5, "Taxis are refunded up to 40 euros per trip. Receipts are required.")
+
+
+def answerer(tmp_path, backend=None, documents=None, **settings) -> tuple[Answerer, ScriptedBackend]:
+    backend = backend or ScriptedBackend()
+    config = Settings(models_dir=tmp_path / "models", data_dir=tmp_path / "data", **settings)
+    chat = ChatService(FakeCatalog({"m": backend}), config, metrics=Metrics())
+    return Answerer(chat, documents, config), backend
+
+
+def ask(service: Answerer, text: str, **fields) -> tuple[list, str]:
+    answer = service.start(Question(text, collection=fields.pop("collection", "travel"), model="m", **fields))
+    events = list(answer)
+    return events, answer.text
+
+
+def test_refusals_never_reach_the_model_and_free_the_slot(tmp_path):
+    nothing, backend = answerer(tmp_path, documents=FakeDocuments([]))
+    _, text = ask(nothing, "What is the per diem?")
+    assert text == NOT_FOUND.format(collection="travel")
+    weak, _ = answerer(tmp_path, backend, FakeDocuments([FakePassage(1, 1, "a.pdf", 3, "Lighthouses are tall.")], 0.1))
+    events, text = ask(weak, "What is the per diem?")
+    assert text.startswith(NOT_ANSWERED.format(collection="travel"))
+    assert "“Lighthouses are tall.” (a.pdf, p. 3)" in text
+    assert isinstance(events[-1], Done) and events[-1].finish_reason == "refused"
+    assert backend.seen == []  # the model was never asked
+    assert nothing.chat.admission.stats().active == 0 and weak.chat.admission.stats().active == 0
+    without, _ = answerer(tmp_path)
+    with pytest.raises(InvalidMessage, match="Documents are not available"):
+        ask(without, "q")
+
+
+def test_quote_mode_answers_with_the_sources_sentences_and_no_model(tmp_path):
+    service, backend = answerer(tmp_path, documents=FakeDocuments([PER_DIEM, TAXI]))
+    events, text = ask(service, "How much is the per diem?", mode="quote")
+    assert isinstance(events[0], EvidenceReady) and events[0].sources == [PER_DIEM, TAXI]
+    assert text.startswith("> “The per diem is 68 euros per day.” [1] — travel.pdf, p. 2")
+    assert "[2] — travel.pdf, p. 5" in text  # the second window too (quoted_evidence=2)
+    assert backend.seen == []
+    assert [type(e) for e in events] == [EvidenceReady, Token, Checked, Done]
+    assert service.chat.admission.stats().active == 0
+
+
+def test_brief_mode_prompts_with_the_windows_and_keeps_only_supported_sentences(tmp_path):
+    backend = ScriptedBackend(
+        pieces=("The per diem ", "is 68 euros [1]. ", "It was raised to 95 euros in 2031 by the board. ", "Done.")
+    )
+    service, _ = answerer(tmp_path, backend, FakeDocuments([PER_DIEM]), brief_sentences=3)
+    events, text = ask(service, "How much is the per diem?", mode="brief")
+    prompt = "\n".join(m.content for m in backend.seen[0])
+    assert "The per diem is 68 euros per day." in prompt
+    assert "Hotels are booked" not in prompt  # the window, not the whole passage
+    # the evidence leads, then the supported sentence with its citation
+    quote, rest = text.split("\n\n**In short:** ")
+    assert quote.startswith("> “The per diem is 68 euros per day.” [1]")
+    assert rest.startswith("The per diem is 68 euros [1].")
+    assert "95 euros" not in text  # unsupported: left out, counted once
+    assert text.count("left out") == 1 and "2 sentences of the model's answer left out" in text
+    checked = next(e for e in events if isinstance(e, Checked))
+    assert [c.supported for c in checked.claims] == [True, False, False]
+    assert checked.left_out == ["It was raised to 95 euros in 2031 by the board.", "Done."]
+
+
+def test_a_looping_model_is_stopped_and_the_loop_never_shows(tmp_path):
+    loop = ("Provide a clear title for your response. ",) * 30
+    backend = ScriptedBackend(pieces=("The per diem is 68 euros per day. ",) + loop)
+    service, _ = answerer(tmp_path, backend, FakeDocuments([PER_DIEM]), brief_sentences=10)
+    events, text = ask(service, "How much is the per diem?", mode="free")
+    assert text.count("Provide a clear title") == 1  # shown once, marked once
+    assert text.count("[not in the sources]") == 1
+    assert events[-1].finish_reason == "loop"
+    assert service.chat.admission.stats().active == 0  # generation stopped, the slot given back
+    plain, _ = answerer(tmp_path, ScriptedBackend(pieces=("Hello there. ",) + loop))
+    _, text = ask(plain, "hi", collection=None)
+    assert text.count("Provide a clear title") == 1
+
+
+def test_brief_answers_stop_at_the_sentence_cap(tmp_path):
+    pieces = tuple(f"The per diem is 68 euros per day {n}. " for n in range(20))
+    backend = ScriptedBackend(pieces=pieces)
+    service, _ = answerer(tmp_path, backend, FakeDocuments([PER_DIEM]), brief_sentences=2)
+    answer = service.start(Question("How much is the per diem?", collection="travel", model="m", mode="brief"))
+    answer.finish()
+    assert answer.finish_reason == "sentences"
+    assert len(answer.claims) == 2
+
+
+def test_free_mode_marks_unsupported_sentences_once_and_defuses_invented_links(tmp_path):
+    backend = ScriptedBackend(pieces=("The per diem is 68 euros. ", "See https://evil.example/pay for more."))
+    service, _ = answerer(tmp_path, backend, FakeDocuments([PER_DIEM]))
+    _, text = ask(service, "How much is the per diem?", mode="free")
+    assert "The per diem is 68 euros [1]." in text
+    assert "See `https://evil.example/pay` for more. [not in the sources]" in text
+    assert text.count("[not in the sources]") == 1
+
+
+def test_follow_ups_are_searched_with_what_they_refer_to(tmp_path):
+    documents = FakeDocuments([PER_DIEM])
+    service, _ = answerer(tmp_path, documents=documents)
+    history = [ChatMessage("user", "What does the Travel Policy say about taxis?"), ChatMessage("assistant", "…")]
+    answer = service.start(
+        Question("And how much is its per diem?", history, "travel", "m", "quote")
+    ).finish()
+    assert documents.searched[-1][1] == "Travel Policy: And how much is its per diem?"
+    assert answer.query == documents.searched[-1][1]
+    service.start(Question("How much is the per diem?", history, "travel", "m", "quote")).finish()
+    assert documents.searched[-1][1] == "How much is the per diem?"  # stands alone: unchanged
+
+
+def test_modes_are_checked_and_the_server_default_applies(tmp_path):
+    service, _ = answerer(tmp_path, documents=FakeDocuments([PER_DIEM]), answer_mode="quote")
+    with pytest.raises(InvalidMessage, match="quote, brief, free"):
+        ask(service, "How much?", mode="poetic")
+    answer = service.start(Question("How much is the per diem?", collection="travel", model="m")).finish()
+    assert answer.mode == "quote"
+    assert service.chat.admission.stats().active == 0

@@ -1,0 +1,369 @@
+"""One home for answering: question in, typed events out. The Chat tab, /v1, MCP and the CLI each
+make one call here (``Answerer.start``) and only adapt the events to their medium.
+
+The steps, in order: validate and take a place in line (admission) -> resolve what a follow-up
+refers to (followups.py) -> retrieve -> find the evidence -> answer:
+
+- a grounded answer **opens with the evidence**: the best windows of the sources, quoted, each
+  with its [n], document and page, emitted before the model writes a token (and the only text in
+  ``quote`` mode, which needs no model);
+- ``brief``: the model gets only those windows (a short prompt: fast prefill for everyone) and
+  may add a few sentences; each sentence is checked against the sources as it completes and is
+  shown only if they support it (with its [n]); the others are left out and counted once at the
+  end. ``free``: the model reads the whole passages and the conversation, and its sentences are
+  shown with unsupported ones marked once each - for a strong remote model;
+- loops never reach the reader: a sentence the model already wrote, a run of repeated characters
+  or runaway text stops generation there (answer_text.SentenceCutter); so does the sentence cap;
+- nothing relevant found, or evidence too weak: the model is not asked; the reply says so.
+
+Events: EvidenceReady (sources and evidence, first), Token (displayed text, in order), Checked
+(the claim check of the model's sentences), then Done, or Failed when the backend broke off (the
+text so far stays). Errors before anything started (invalid input, server busy, unknown
+collection) are raised as UserError, so an HTTP edge can answer with a status code.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from webapp.auth.access import LOCAL, Actor
+from webapp.chat.admission import Ticket
+from webapp.chat.answer_text import SentenceCutter, add_citation, defuse_links, quote_block
+from webapp.chat.followups import retrieval_query
+from webapp.chat.service import ChatService
+from webapp.errors import InvalidMessage, UserError
+from webapp.llm.base import ChatMessage, ChatStream, GenerationParams, StreamStats
+from webapp.rag.evidence import EvidenceFinder
+from webapp.rag.prompt import NOT_ANSWERED, NOT_FOUND, evidence_messages, rag_messages
+from webapp.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MODES = ("quote", "brief", "free")
+QUOTE_MIN = 0.387  # an evidence window below this is not quoted (the first one always is); = EVIDENCE_MIN
+BRIEF_MAX_TOKENS = 96  # a few sentences: more are never shown in brief mode
+FREE_MAX_SENTENCES = 12
+UNSUPPORTED = " [not in the sources]"
+BRIEF_HEADING = "\n\n**In short:** "
+
+
+class GroundingDocuments(Protocol):
+    """What answering from documents needs (webapp/documents/service.py: DocumentService)."""
+
+    def search(self, collection: str, question: str, *, actor: Actor, keyword_hits: bool) -> Sequence[Any]: ...
+
+    def evidence(self, question: str, passages: Sequence[Any]) -> list[Any]: ...
+
+    def claims(self, answer: str, passages: Sequence[Any]) -> list[Any]: ...
+
+
+@dataclass(frozen=True)
+class Question:
+    text: str
+    history: Sequence[ChatMessage] = ()
+    collection: str | None = None  # None: the model alone, without documents
+    model: str | None = None  # None: the catalog's default
+    mode: str | None = None  # None: the server's DOCCHAT_ANSWER_MODE
+    params: GenerationParams | None = None
+    session: str | None = None  # the browser tab (or API call) whose Stop cancels this answer
+    actor: Actor = LOCAL
+
+
+@dataclass(frozen=True)
+class EvidenceReady:
+    sources: list[Any]  # retrieved passages, numbered [1].. in order
+    evidence: list[Any]  # the sentences (windows) that answer, best first
+    query: str  # what retrieval searched for (the question, resolved against the conversation)
+
+
+@dataclass(frozen=True)
+class Token:
+    text: str  # the next piece of the displayed answer
+
+
+@dataclass(frozen=True)
+class Checked:
+    claims: list[Any]  # the model's sentences, each supported or not
+    left_out: list[str]  # sentences not shown (brief mode)
+
+
+@dataclass(frozen=True)
+class Done:
+    text: str  # the whole displayed answer
+    finish_reason: str  # stop | length | cancelled | loop | refused
+
+
+@dataclass(frozen=True)
+class Failed:
+    message: str  # one sentence for the user; the text so far is kept
+
+
+AnswerEvent = EvidenceReady | Token | Checked | Done | Failed
+
+
+@dataclass
+class Answer:
+    """One answer: iterate for events. Afterwards the fields hold the result, so an edge that
+    does not stream reads ``text``, ``claims``... after ``finish()``."""
+
+    question: Question
+    mode: str
+    query: str
+    events: Iterator[AnswerEvent] = field(default_factory=lambda: iter(()))
+    text: str = ""
+    sources: list[Any] = field(default_factory=list)
+    evidence: list[Any] = field(default_factory=list)
+    claims: list[Any] = field(default_factory=list)
+    left_out: list[str] = field(default_factory=list)
+    stats: StreamStats = field(default_factory=StreamStats)
+    finish_reason: str = ""
+    error: str | None = None
+    refused: bool = False  # the documents do not answer this: the model was not asked
+
+    def __iter__(self) -> Iterator[AnswerEvent]:
+        for event in self.events:
+            if isinstance(event, Token):
+                self.text += event.text
+            elif isinstance(event, EvidenceReady):
+                self.sources, self.evidence = list(event.sources), list(event.evidence)
+            elif isinstance(event, Checked):
+                self.claims, self.left_out = list(event.claims), list(event.left_out)
+            elif isinstance(event, Done):
+                self.finish_reason = event.finish_reason
+            elif isinstance(event, Failed):
+                self.error = event.message
+            yield event
+
+    def finish(self) -> Answer:
+        for _ in self:
+            pass
+        return self
+
+    def close(self) -> None:
+        close = getattr(self.events, "close", None)
+        if close is not None:
+            close()
+
+
+def answer_json(answer: Answer) -> dict[str, Any]:
+    """A finished answer as JSON: what MCP ``ask`` and ``python -m webapp ask --json`` return."""
+    out: dict[str, Any] = {
+        "answer": answer.text.strip(),
+        "mode": answer.mode,
+        "query": answer.query,
+        "citations": [
+            {"source": n, "document": p.document, "page": p.page} for n, p in enumerate(answer.sources, start=1)
+        ],
+        "evidence": [e.as_json() for e in answer.evidence],
+        "claims": [c.as_json() for c in answer.claims],
+        "left_out": answer.left_out,
+    }
+    if answer.error:
+        out["error"] = answer.error
+    return out
+
+
+class Answerer:
+    def __init__(self, chat: ChatService, documents: GroundingDocuments | None, settings: Settings) -> None:
+        self.chat = chat
+        self.documents = documents
+        self.settings = settings
+
+    def mode(self, requested: str | None) -> str:
+        mode = (requested or self.settings.answer_mode).strip().lower()
+        if mode not in MODES:
+            raise InvalidMessage(f"The answer mode must be one of {', '.join(MODES)}.")
+        return mode
+
+    def start(self, question: Question, ticket: Ticket | None = None) -> Answer:
+        """Begin answering; iterate the returned Answer for events.
+
+        Holds an admission ``ticket`` until the answer ends: pass one from ``chat.admit`` (the UI
+        shows the place in line while waiting) or this call takes one and waits (Busy when full)."""
+        text = self.chat.validate(question.text)
+        mode = self.mode(question.mode)
+        if ticket is None:
+            ticket = self.chat.admit(question.session)
+            for _ in self.chat.wait_for_slot(ticket):
+                pass
+        try:
+            if not question.collection:
+                return self._plain(question, text, mode, ticket)
+            return self._grounded(question, text, mode, ticket)
+        except BaseException:
+            ticket.release()
+            raise
+
+    def ask(self, question: Question) -> Answer:
+        """The whole answer at once (CLI, MCP)."""
+        return self.start(question).finish()
+
+    # -- without documents ------------------------------------------------------------------
+    def _plain(self, q: Question, text: str, mode: str, ticket: Ticket) -> Answer:
+        stream = self.chat.reply(q.model, q.history, text, q.params, session=q.session, ticket=ticket)
+        answer = Answer(q, mode, text)
+        answer.stats = stream.stats
+        answer.events = self._live(stream, text)
+        return answer
+
+    def _live(self, stream: ChatStream, query: str) -> Iterator[AnswerEvent]:
+        """The model's text as it streams, except what repeats an earlier sentence (held back
+        until it is clearly new; a repeat stops generation)."""
+        yield EvidenceReady([], [], query)
+        cutter = SentenceCutter()
+        pieces = iter(stream)
+        shown, written, reason = 0, "", ""
+        try:
+            for piece in pieces:
+                written += piece
+                cutter.feed(piece)
+                if cutter.looped:
+                    reason = "loop"
+                    break
+                if not cutter.holding_repeat():
+                    # everything but the unfinished sentence, and that too once it cannot be a repeat
+                    yield Token(written[shown:])
+                    shown = len(written)
+            else:
+                cutter.flush()
+                if not cutter.looped and shown < len(written):
+                    yield Token(written[shown:])
+        except UserError as exc:
+            yield Failed(exc.user_message)
+            return
+        finally:
+            pieces.close()  # stops generation when we broke off
+        yield Done("", reason or stream.stats.finish_reason or "stop")
+
+    # -- from documents ---------------------------------------------------------------------
+    def _grounded(self, q: Question, text: str, mode: str, ticket: Ticket) -> Answer:
+        if self.documents is None:
+            raise InvalidMessage("Documents are not available in this app.")
+        query = retrieval_query(text, q.history)
+        answer = Answer(q, mode, query)
+        with self.chat.metrics.retrieval.time():
+            passages = list(self.documents.search(q.collection or "", query, actor=q.actor, keyword_hits=True))
+        if not passages:
+            ticket.release()
+            answer.refused = True
+            answer.events = self._refusal([], [], query, NOT_FOUND.format(collection=q.collection))
+            return answer
+        evidence = self.documents.evidence(query, passages)
+        if not EvidenceFinder.answers(evidence):
+            # Passages came back, but no sentence in them answers the question: say so, offer
+            # the closest sentence, and do not let the model improvise from weak sources.
+            ticket.release()
+            answer.refused = True
+            closest = evidence[0] if evidence else None
+            reply = NOT_ANSWERED.format(collection=q.collection) + (
+                f" The closest sentence is “{closest.text}” ({closest.document}, p. {closest.page})." if closest else ""
+            )
+            answer.events = self._refusal([], evidence[:1], query, reply)
+            return answer
+        quoted = [e for n, e in enumerate(evidence[: self.settings.quoted_evidence]) if n == 0 or e.score >= QUOTE_MIN]
+        opening = quote_block(quoted)
+        if mode == "quote":
+            ticket.release()
+            answer.events = self._quoted(passages, evidence, query, opening)
+            return answer
+        params = q.params or self.chat.default_params()
+        if mode == "brief":
+            messages = evidence_messages(text, quoted)
+            params = GenerationParams(
+                max_new_tokens=min(params.max_new_tokens, BRIEF_MAX_TOKENS),
+                temperature=params.temperature,
+                top_p=params.top_p,
+                repetition_penalty=params.repetition_penalty,
+                no_repeat_ngram_size=params.no_repeat_ngram_size,
+            )
+        else:
+            messages = rag_messages(
+                text, passages, self.chat.trim_history(q.history), style=self.chat.catalog.prompt_style(q.model)
+            )
+        stream = self.chat.stream_messages(q.model, messages, params, session=q.session, ticket=ticket)
+        answer.stats = stream.stats
+        answer.events = self._checked(stream, passages, evidence, query, opening, mode)
+        return answer
+
+    @staticmethod
+    def _refusal(sources: list[Any], evidence: list[Any], query: str, reply: str) -> Iterator[AnswerEvent]:
+        yield EvidenceReady(sources, evidence, query)
+        yield Token(reply)
+        yield Done(reply, "refused")
+
+    @staticmethod
+    def _quoted(passages: list[Any], evidence: list[Any], query: str, opening: str) -> Iterator[AnswerEvent]:
+        yield EvidenceReady(passages, evidence, query)
+        yield Token(opening)
+        yield Checked([], [])
+        yield Done(opening, "stop")
+
+    def _checked(
+        self, stream: ChatStream, passages: list[Any], evidence: list[Any], query: str, opening: str, mode: str
+    ) -> Iterator[AnswerEvent]:
+        """The opening quotes, then the model's sentences as each completes and is checked."""
+        yield EvidenceReady(passages, evidence, query)
+        yield Token(opening)
+        shown = opening
+        documents = self.documents
+        assert documents is not None
+        sources_text = "\n".join(p.text for p in passages)
+        cap = self.settings.brief_sentences if mode == "brief" else FREE_MAX_SENTENCES
+        cutter = SentenceCutter()
+        claims: list[Any] = []
+        left_out: list[str] = []
+        written = 0  # model sentences so far (shown or not)
+        reason = ""
+
+        def judge(sentence: str) -> Iterator[AnswerEvent]:
+            nonlocal shown
+            checked = documents.claims(sentence, passages)
+            claims.extend(checked)
+            supported = bool(checked) and all(c.supported for c in checked)
+            sentence = defuse_links(sentence, sources_text)
+            if supported:
+                piece = add_citation(sentence, checked[0].source)
+            elif mode == "free":
+                piece = sentence + UNSUPPORTED
+            else:
+                left_out.append(sentence)
+                return
+            lead = (BRIEF_HEADING if mode == "brief" else "\n\n") if shown == opening else " "
+            shown += lead + piece
+            yield Token(lead + piece)
+
+        pieces = iter(stream)
+        try:
+            for piece in pieces:
+                for sentence in cutter.feed(piece):
+                    written += 1
+                    yield from judge(sentence)
+                    if written >= cap:
+                        reason = "sentences"
+                        break
+                if reason or cutter.looped:
+                    reason = reason or "loop"
+                    break
+            else:
+                for sentence in cutter.flush():
+                    yield from judge(sentence)
+        except UserError as exc:
+            yield Failed(exc.user_message)
+            return
+        finally:
+            pieces.close()
+        if left_out:
+            n = len(left_out)
+            note = (
+                f"\n\n_({n} sentence{'s' if n > 1 else ''} of the model's answer left out: "
+                "the sources do not support it.)_"
+            )
+            shown += note
+            yield Token(note)
+        yield Checked(claims, left_out)
+        if reason == "loop":
+            log.info("answer stopped: the model started repeating itself")
+        yield Done(shown, reason or stream.stats.finish_reason or "stop")

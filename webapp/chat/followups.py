@@ -1,0 +1,74 @@
+"""Follow-up questions made searchable: what "its", "that model" or "what about X?" refer to.
+
+"And how many parameters does its largest model have?" after a question about LLaMA retrieves
+passages about *any* model's parameters; the words that say which model are in the earlier turn.
+Before retrieval, a question that refers back is given the subject of the newest earlier question
+that had one (the names in it: "LLaMA", "RoBERTa", "GPT-3", "Megatron-LM"); "what about X?" keeps
+the earlier question's topic words and takes X as the new subject. No model: the 135M model cannot
+rewrite questions reliably, and a name copied from the conversation cannot be invented.
+
+The rewritten text is only what retrieval and evidence scoring read; the conversation keeps the
+question as typed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from webapp.llm.base import ChatMessage
+from webapp.rag.retrieval import content_words
+
+_REFERS = re.compile(
+    r"\b(?:it|its|it's|they|them|their|this|that|these|those|the\s+(?:same|former|latter)|"
+    r"the\s+(?:model|models|paper|method|approach|dataset|benchmark|system|authors?|one|ones|first|second|third|"
+    r"last|larger|smaller|bigger|largest|smallest|base|other)\b)\b",
+    re.IGNORECASE,
+)
+_CARRY_TOPIC = re.compile(r"^\s*(?:and|also|what\s+about|how\s+about|and\s+what\s+about|same\s+for)\b", re.IGNORECASE)
+_TOKEN = re.compile(r"[A-Za-z0-9][\w-]*")
+_QUESTION_WORDS = frozenset(
+    "what how which who whom whose why when where is are was were does do did can could should would "
+    "and also the a an in on of for tell give list compare explain describe summarize i".split()
+)
+
+
+def names(text: str) -> list[str]:
+    """Words that name something: with a capital inside or after the first word, or letters and
+    digits together ("BERT", "LLaMA", "RoBERTa", "GPT-3", "HellaSwag"; not "What" or "How")."""
+    out: list[str] = []
+    for i, m in enumerate(_TOKEN.finditer(text)):
+        word = m.group(0)
+        if word.lower() in _QUESTION_WORDS:
+            continue
+        inner_capital = any(ch.isupper() for ch in word[1:])
+        mixed = any(ch.isdigit() for ch in word) and any(ch.isalpha() for ch in word)
+        capitalised = word[0].isupper() and i > 0
+        if (inner_capital or mixed or capitalised) and word not in out:
+            out.append(word)
+    return out
+
+
+def retrieval_query(question: str, history: Sequence[ChatMessage]) -> str:
+    """``question`` with what it refers to from ``history`` (earlier turns, oldest first); the
+    question itself when it stands alone."""
+    earlier = [m.content for m in history if m.role == "user" and m.content.strip()]
+    if not earlier:
+        return question
+    own = {n.lower() for n in names(question)}
+    carry_topic = bool(_CARRY_TOPIC.search(question))
+    if not (_REFERS.search(question) or carry_topic):
+        return question
+    for previous in reversed(earlier):
+        subject = names(previous)
+        if not subject:
+            continue
+        if own:
+            if not carry_topic:  # "Is it bigger than BERT?" names its own subject: leave it
+                return question
+            # "What about RoBERTa?": the new subject, the earlier question's topic
+            subject_words = {s.lower() for s in subject}
+            topic = [w for w in content_words(previous) if w not in subject_words and w not in own]
+            return f"{question} {' '.join(topic)}".strip()
+        return f"{' '.join(subject)}: {question}"
+    return question
