@@ -1,5 +1,7 @@
 """Answers grounded in documents: sources as data, citations, and 'not found' without inventing."""
 
+import re
+
 import pytest
 
 from tests.pdfgen import make_pdf, topic_pdf
@@ -28,8 +30,15 @@ def test_fts_query_is_quoted_and_drops_stopwords():
     assert content_words('What is the "revenue" of ACME in 2023?') == ["revenue", "acme", "2023"]
     # FTS operators become quoted literal words (or vanish), never syntax
     assert fts_query("a OR b NEAR(c) *") == '"near"'
-    assert fts_query('drop table; --revenue "x') == '"drop" OR "table" OR "revenue"'
-    assert fts_query("ZX-4471-Q code", require_all=True) == '"zx-4471-q" AND "code"'
+    hostile = fts_query('drop table; --revenue "x')
+    assert hostile.startswith('"drop" OR "table" OR ("revenue" OR ')
+    assert re.sub(r'"[^"]*"', "", hostile).replace("OR", "").replace("(", "").replace(")", "").strip() == ""
+    # compounds: one term in all spellings ("ZX-4471-Q" is "zx4471q", also "zx 4471q", "zx4471 q")
+    assert fts_query("ZX-4471-Q code", require_all=True) == (
+        '("zx4471q" OR "zx 4471q" OR "zx4471 q") AND "code"'
+    )
+    assert content_words("How big is BERT-large, BERT_LARGE or BERTLARGE?") == ["big", "bertlarge"]
+    assert '"bertlarge"' in fts_query("BERT large") and '"bert large"' in fts_query("BERTLARGE")
 
 
 @pytest.mark.slow

@@ -38,12 +38,15 @@ def tokens(text: str) -> list[str]:
 
 def splits(word: str) -> list[tuple[str, str]]:
     """The ways a folded ``word`` can be two words: "bertlarge" -> ("bert", "large"), ... and
-    "gpt3" -> ("gpt", "3"). Parts have at least MIN_PART letters, except at a letter/digit boundary."""
+    "gpt3" -> ("gpt", "3"). Parts have at least MIN_PART letters, except at a letter/digit boundary;
+    a number is never cut."""
     if len(word) > MAX_SPLIT_WORD:
         return []
     out = []
     for i in range(1, len(word)):
         left, right = word[:i], word[i:]
+        if left[-1].isdigit() and right[0].isdigit():
+            continue  # never inside a number
         boundary = left[-1].isdigit() != right[0].isdigit()
         if boundary or (len(left) >= MIN_PART and len(right) >= MIN_PART):
             out.append((left, right))
