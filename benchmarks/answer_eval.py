@@ -43,6 +43,7 @@ def main() -> int:
     ap.add_argument("--max-new-tokens", type=int, default=128)
     ap.add_argument("--users", type=int, default=4, help="concurrent answers for the throughput figure")
     ap.add_argument("--skip", default="", help="comma-separated parts to skip: questions,compound,followups,load")
+    ap.add_argument("--quoted", type=int, help="evidence windows quoted (default: the setting)")
     ap.add_argument("--show", action="store_true")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
@@ -57,13 +58,22 @@ def main() -> int:
 
     settings, docs = indexed_corpus(args.models_dir, args.data_dir, args.corpus, args.collection)
     docs.close()
+    if args.quoted:
+        settings = settings.model_copy(update={"quoted_evidence": args.quoted})
     services = build_services(settings)
     answers, coll = services.answers, args.collection
     model = services.catalog.default_choice()
     params = services.chat.params(args.max_new_tokens, 0.0)
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    summary: dict = {"cpu": cpu_info(), "model": model, "embedding_model": settings.embedding_model, "modes": {}}
+    summary: dict = {
+        "cpu": cpu_info(),
+        "model": model,
+        "embedding_model": settings.embedding_model,
+        "quoted_evidence": settings.quoted_evidence,
+        "brief_sentences": settings.brief_sentences,
+        "modes": {},
+    }
     print(f"CPU: {summary['cpu']}; model {model}", flush=True)
 
     def run(text: str, mode: str, history=()) -> dict:
@@ -193,7 +203,7 @@ def main() -> int:
             with_context = run(p["second"], mode, history)["answer"]
             alone = run(p["second"], mode)["answer"]
 
-            def page(a):
+            def page(a, p=p):
                 return any(e.document == p["doc"] and e.page in p["pages"] for e in a.evidence)
 
             rows.append(

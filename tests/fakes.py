@@ -134,13 +134,18 @@ class FakeDocuments:
         self.evidence_score = evidence_score
         self.searched: list[tuple[str, str]] = []
 
+    def respell(self, collection: str, question: str, actor=None) -> str:
+        return question
+
     def search(self, collection: str, question: str, actor=None, **_) -> list[FakePassage]:
         self.searched.append((collection, question))
         return list(self.passages)
 
     def evidence(self, question: str, passages: Sequence[FakePassage], k: int | None = None) -> list[FakeEvidence]:
         return [
-            FakeEvidence(n, p.document_id, p.document, p.page, p.text.split(". ")[0].rstrip(".") + ".", self.evidence_score)
+            FakeEvidence(
+                n, p.document_id, p.document, p.page, p.text.split(". ")[0].rstrip(".") + ".", self.evidence_score
+            )
             for n, p in enumerate(passages, start=1)
         ][: k or 3]
 
@@ -149,7 +154,11 @@ class FakeDocuments:
 
         out = []
         for sentence in [s for s in re.split(r"(?<=[.!?])\s+", answer.strip()) if s]:
-            needed = {w for w in re.findall(r"[a-z0-9]+", re.sub(r"\[\d+\]", "", sentence.lower())) if len(w) >= 4 or w.isdigit()}
+            needed = {
+                w
+                for w in re.findall(r"[a-z0-9]+", re.sub(r"\[\d+\]", "", sentence.lower()))
+                if len(w) >= 4 or w.isdigit()
+            }
             source = next(
                 (n for n, p in enumerate(passages, start=1) if needed <= set(re.findall(r"[a-z0-9]+", p.text.lower()))),
                 None,

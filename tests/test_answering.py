@@ -122,9 +122,7 @@ def test_follow_ups_are_searched_with_what_they_refer_to(tmp_path):
     documents = FakeDocuments([PER_DIEM])
     service, _ = answerer(tmp_path, documents=documents)
     history = [ChatMessage("user", "What does the Travel Policy say about taxis?"), ChatMessage("assistant", "…")]
-    answer = service.start(
-        Question("And how much is its per diem?", history, "travel", "m", "quote")
-    ).finish()
+    answer = service.start(Question("And how much is its per diem?", history, "travel", "m", "quote")).finish()
     assert documents.searched[-1][1] == "Travel Policy: And how much is its per diem?"
     assert answer.query == documents.searched[-1][1]
     service.start(Question("How much is the per diem?", history, "travel", "m", "quote")).finish()

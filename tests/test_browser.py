@@ -344,3 +344,40 @@ def test_click_an_evidence_sentence_to_see_its_page_highlighted(browser, live_se
     evidence.locator("label").first.click()
     page.wait_for_function("document.querySelector('#page-image')?.naturalWidth > 400", timeout=30_000)
     page.close()
+
+
+def test_a_compound_question_and_its_follow_up_get_quoted_cited_answers(browser, live_server, tmp_path):
+    """The question a newcomer asks first, spelled as people type it ("BERT-large", the PDF says
+    "BERTLARGE"), then a follow-up that only says "it": both answers open with the sources' own
+    sentence, quoted with its [n] and page; after a reload the chat is on the collection last used."""
+    from tests.pdfgen import make_pdf
+
+    pdf = make_pdf(
+        tmp_path / "model-card.pdf",
+        [
+            "Model card. Section 1: the small model. BERTBASE has 12 layers and 110M parameters in total.",
+            "Section 2: the large model. BERTLARGE has 340M parameters in total and a hidden size of 1024.\n"
+            "Training BERTLARGE took four days on sixteen Cloud TPUs.",
+        ],
+    )
+    page = browser.new_page(viewport={"width": 1280, "height": 1200})
+    open_app(page, live_server)
+    upload_and_index(page, pdf)
+    first = ask_documents(page, "default", "How big is BERT-large?")
+    opening = first.lstrip().split("\n")[0]
+    assert opening.startswith("“") and "BERTLARGE has 340M parameters" in opening, first
+    assert "— model-card.pdf, p. 2" in opening and "[1]" in opening and "Sources:" in first
+    page.locator("#message textarea").fill("And how long did it take to train it?")
+    page.keyboard.press("Enter")
+    bot_messages(page).nth(1).get_by_text("Sources:").wait_for(timeout=90_000)
+    second = bot_messages(page).nth(1).inner_text()
+    assert second.lstrip().startswith("“"), second
+    assert "four days" in second.split("Sources:")[0] and "model-card.pdf, p. 2" in second
+    # "[not in the sources]" is never repeated: an unsupported sentence is left out, counted once
+    assert first.count("not in the sources") <= 1 and second.count("not in the sources") <= 1
+    page.screenshot(path=str(tmp_path / "follow-up.png"), full_page=True)
+    page.reload()
+    wait_until_loaded(page)
+    page.wait_for_function("document.querySelector('#collection-picker input')?.value === 'default'", timeout=20_000)
+    assert page.locator("#no-documents-badge").inner_text().strip() == ""
+    page.close()

@@ -322,3 +322,97 @@ def test_metrics_count_answers_latency_refusals_and_ingestion_without_user_text(
     # No user, collection, question or document in any label.
     for secret in ("ann", "bob", "ann-docs", "volcano", "How do volcanoes form", "Say hello"):
         assert not re.search(r'="[^"]*' + re.escape(secret), text), secret
+
+
+def test_v1_mcp_and_the_cli_give_the_same_answer_through_one_code_path(api, registry_dir):
+    """webapp/chat/answering.py is the one home: the same question gets the same answer (greedy) from
+    /v1 (sync and streamed), the MCP tool and `python -m webapp ask --json`; a follow-up is
+    searched with what it refers to, from the /v1 messages list and from MCP's earlier questions."""
+    import os
+
+    question = "How do volcanoes form?"
+    c = client(api)
+    sync = c.chat.completions.create(
+        model="rag:ann-docs",
+        max_tokens=64,
+        messages=[{"role": "user", "content": question}],
+        extra_body={"docchat": {"answer_mode": "brief"}},
+    )
+    v1 = sync.choices[0].message.content
+    streamed = "".join(
+        chunk.choices[0].delta.content or ""
+        for chunk in c.chat.completions.create(
+            model="rag:ann-docs",
+            max_tokens=64,
+            stream=True,
+            messages=[{"role": "user", "content": question}],
+            extra_body={"docchat": {"answer_mode": "brief"}},
+        )
+        if chunk.choices
+    )
+
+    async def ask(client):
+        return await client.call_tool(
+            "ask", {"collection": "ann-docs", "question": question, "max_tokens": 64, "answer_mode": "brief"}
+        )
+
+    mcp = _payload(_mcp(api, "ann", ask))
+    out = subprocess.run(
+        [
+            *webapp_command(registry_dir, api["data"]),
+            "ask",
+            question,
+            "--collection",
+            "ann-docs",
+            "--user",
+            "ann",
+            "--max-new-tokens",
+            "64",
+            "--answer-mode",
+            "brief",
+            "--json",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "DOCCHAT_AUTH": "password"},
+    )
+    assert out.returncode == 0, out.stderr
+    cli = json.loads(out.stdout)
+    # evidence-led: the answer opens with a quote of the best evidence, with its [n] and page
+    assert v1.startswith("> “") and "[1] — volcano-notes.pdf, p." in v1
+    assert v1.strip() == streamed.strip() == mcp["answer"] == cli["answer"]
+    assert sync.model_extra["docchat"]["mode"] == mcp["mode"] == cli["mode"] == "brief"
+    assert sync.model_extra["docchat"]["evidence"] == mcp["evidence"] == cli["evidence"]
+
+    follow = c.chat.completions.create(
+        model="rag:ann-docs",
+        max_tokens=16,
+        messages=[
+            {"role": "user", "content": question},
+            {"role": "assistant", "content": v1},
+            {"role": "user", "content": "What do they release when they erupt?"},
+        ],
+        extra_body={"docchat": {"answer_mode": "quote"}},
+    )
+    assert follow.model_extra["docchat"]["query"].startswith("volcanoes")
+
+    async def follow_up(client):
+        return await client.call_tool(
+            "ask",
+            {
+                "collection": "ann-docs",
+                "question": "What do they release when they erupt?",
+                "previous_questions": [question],
+                "answer_mode": "quote",
+            },
+        )
+
+    assert _payload(_mcp(api, "ann", follow_up))["query"] == follow.model_extra["docchat"]["query"]
+    with pytest.raises(Exception, match="answer mode must be one of"):
+        c.chat.completions.create(
+            model="rag:ann-docs",
+            messages=[{"role": "user", "content": question}],
+            extra_body={"docchat": {"answer_mode": "poem"}},
+        )

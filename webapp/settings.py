@@ -235,7 +235,7 @@ class Settings(BaseSettings):
         ),
     )
     quoted_evidence: int = Field(
-        2, ge=1, le=10, description="evidence windows quoted at the start of a grounded answer"
+        3, ge=1, le=10, description="evidence windows quoted at the start of a grounded answer"
     )
     brief_sentences: int = Field(
         2, ge=1, le=10, description="most sentences the model may add in 'brief' mode (more are not generated)"

@@ -21,8 +21,8 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
 
 from webapp.api.openai_api import passage_json
-from webapp.chat.answering import Question, answer_json
 from webapp.auth.gate import request_user
+from webapp.chat.answering import Question, answer_json
 from webapp.errors import UserError
 from webapp.llm.base import ChatMessage
 

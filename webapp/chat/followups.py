@@ -3,7 +3,8 @@
 "And how many parameters does its largest model have?" after a question about LLaMA retrieves
 passages about *any* model's parameters; the words that say which model are in the earlier turn.
 Before retrieval, a question that refers back is given the subject of the newest earlier question
-that had one (the names in it: "LLaMA", "RoBERTa", "GPT-3", "Megatron-LM"); "what about X?" keeps
+that had one (the names in it: "LLaMA", "RoBERTa", "GPT-3", "Megatron-LM"; else its first topic
+words); "what about X?" keeps
 the earlier question's topic words and takes X as the new subject. No model: the 135M model cannot
 rewrite questions reliably, and a name copied from the conversation cannot be invented.
 
@@ -60,15 +61,17 @@ def retrieval_query(question: str, history: Sequence[ChatMessage]) -> str:
     if not (_REFERS.search(question) or carry_topic):
         return question
     for previous in reversed(earlier):
-        subject = names(previous)
+        # the names it mentions; else its topic words ("How do volcanoes form?" -> volcanoes form)
+        subject = names(previous) or content_words(previous)[:4]
         if not subject:
             continue
-        if own:
-            if not carry_topic:  # "Is it bigger than BERT?" names its own subject: leave it
-                return question
+        if own and carry_topic and not _REFERS.search(question):
             # "What about RoBERTa?": the new subject, the earlier question's topic
             subject_words = {s.lower() for s in subject}
             topic = [w for w in content_words(previous) if w not in subject_words and w not in own]
             return f"{question} {' '.join(topic)}".strip()
-        return f"{' '.join(subject)}: {question}"
+        # "What accuracy did the second one reach on RACE?", "Is it bigger than BERT?": the earlier
+        # subject is what "it" / "the second one" means, whatever else the question names
+        missing = [w for w in subject if w.lower() not in own and w.lower() not in question.lower()]
+        return f"{' '.join(missing)}: {question}" if missing else question
     return question

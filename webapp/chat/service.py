@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 
 from webapp.chat.admission import Admission, Busy, Ticket
 from webapp.errors import InvalidMessage
-from webapp.llm.base import CancelToken, ChatMessage, ChatStream, Finished, GenerationParams, StreamEvent, TextDelta
+from webapp.llm.base import CancelToken, ChatMessage, ChatStream, GenerationParams, StreamEvent
 from webapp.llm.catalog import ModelCatalog
 from webapp.metrics import Metrics
 from webapp.settings import Settings

@@ -8,6 +8,7 @@ and store open lazily: the chat works even when no embedding model is built.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -24,12 +25,16 @@ from webapp.rag.chunking import PageChunker
 from webapp.rag.ocr import MISSING as OCR_MISSING
 from webapp.rag.ocr import ocr_pages
 from webapp.rag.pdf_text import PageRange, ParsedPdf, PdfProblem, read_pages, unusable
-from webapp.rag.retrieval import Passage, Retriever, content_words
+from webapp.rag.retrieval import Passage, Retriever, search_terms
 from webapp.rag.store import Document, DocumentGone, DocumentStore, recorded_embedding_model
 from webapp.registry import RegistryError, load_entry, scan
 from webapp.resources import usable_cpus
 from webapp.settings import Settings
 
+# A word typed with capitals inside, long enough to be two run together ("BERTLARGE", "BertLarge"); a
+# plain lower-case word ("dataset", "generate") is left alone: hyphenation in PDFs ("gener-ate")
+# would otherwise find a "split" for ordinary words.
+_RUN_TOGETHER = re.compile(r"\b(?=[a-z]*[A-Z][a-z]*[A-Z])[A-Za-z]{7,24}\b")
 log = logging.getLogger(__name__)
 
 # progress(fraction 0..1, description)
@@ -576,6 +581,25 @@ class DocumentService:
             name, question, k or self.settings.retrieval_k, mode, min_similarity, keyword_hits=keyword_hits
         )
 
+    def respell(self, collection: str, question: str, actor: Actor = LOCAL) -> str:
+        """``question`` with words typed run together written apart where the collection writes them
+        apart ("BERTLARGE" -> "BERT LARGE" when the documents say "BERT-large" or "BERT large"), so
+        that every spelling of a compound is searched and scored alike (webapp/rag/compounds.py).
+        One keyword-index probe per possible split of a long word: a few milliseconds."""
+        from webapp.rag.compounds import splits
+
+        self._open()
+        cid = self.store.collection_id(self._access(collection, actor).name, create=False)
+
+        def apart(m: re.Match[str]) -> str:
+            word = m.group(0)
+            for left, right in splits(word.lower()):
+                if len(left) >= 3 and len(right) >= 3 and self.store.keyword_search(cid, f'"{left} {right}"', 1):
+                    return f"{word[: len(left)]} {word[len(left) :]}"
+            return word
+
+        return _RUN_TOGETHER.sub(apart, question)
+
     # -- checking answers ------------------------------------------------------------------
     def _finder(self):
         from webapp.rag.evidence import EvidenceFinder
@@ -592,7 +616,7 @@ class DocumentService:
         first = self.store.document(passages[0].document_id) if passages else None
         if first is not None:  # all passages of one answer come from one collection
             cid = self.store.collection_id(first.collection, create=False)
-            weights = self.store.term_weights(cid, content_words(question))
+            weights = self.store.term_weights(cid, search_terms(question))
         return self._finder().evidence(question, passages, k or self.settings.evidence_sentences, glossaries, weights)
 
     def _glossary(self, doc_id: int) -> dict[str, tuple[str, ...]]:

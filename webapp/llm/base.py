@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -111,7 +111,7 @@ class ChatStream:
     # are complete by then (metrics use it).
     on_end: Callable[[ChatStream, BaseException | None], None] | None = None
 
-    def __iter__(self) -> Iterator[str]:
+    def __iter__(self) -> Generator[str, None, None]:
         start = time.perf_counter()
         ended_by: BaseException | None = None
         try:

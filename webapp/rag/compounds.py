@@ -5,7 +5,8 @@ PDF text loses the space before a subscript ("BERT\\ :sub:`LARGE`" comes out of 
 papers write "pre-training" and "pretraining" on the same page, and a reader types whichever
 spelling comes to mind. The store keeps the text as the PDF has it; the matching folds:
 
-- a question word is *folded*: case, hyphens and underscores removed ("bert-large" -> "bertlarge");
+- a question word written with a hyphen or underscore is its parts ("BERT-large" -> "bert", "large",
+  as if typed "BERT large"); a word typed as one ("BERTLARGE") is folded to lower case;
 - in the keyword index (FTS5, porter + unicode61, which splits "BERT-large" into two tokens) a folded
   word is searched as itself OR as a phrase of any two parts it can be split into ("bertlarge" OR
   "bert large"), so the one-word spelling finds the split one and the other way round; two adjacent
@@ -29,6 +30,11 @@ MAX_SPLIT_WORD = 24  # longer "words" (hashes, URLs) are not split
 def fold(word: str) -> str:
     """``word`` lower-cased, without hyphens and underscores ("BERT_Large" -> "bertlarge")."""
     return _SEPARATORS.sub("", word.lower())
+
+
+def parts_of(token: str) -> list[str]:
+    """The words a hyphenated or underscored token is made of ("bert-large" -> bert, large)."""
+    return [p for p in _SEPARATORS.split(token.lower()) if p]
 
 
 def tokens(text: str) -> list[str]:
@@ -65,7 +71,7 @@ def fts_alternatives(term: str) -> str:
 
 def joined_pairs(terms: list[str]) -> list[str]:
     """Adjacent question words written together ("bert", "large" -> "bertlarge")."""
-    return [a + b for a, b in zip(terms, terms[1:]) if not (a + b) in terms]
+    return [a + b for a, b in zip(terms, terms[1:]) if (a + b) not in terms]
 
 
 def word_forms(text: str) -> set[str]:

@@ -14,11 +14,12 @@ match is the strongest evidence there is.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
 
-from webapp.rag.compounds import fold, fts_alternatives, joined_pairs, tokens
+from webapp.rag.compounds import fold, fts_alternatives, joined_pairs, parts_of, tokens
 from webapp.rag.embedder import Embedder
 from webapp.rag.store import DocumentStore, StoreError
 
@@ -38,6 +39,31 @@ their there these this to was were what when where which who whom why will with 
 should about than then them they i you we he she our your my me us not no yes""".split()
 )
 
+# After "how" these ask for a quantity ("how big is BERT-large?"); as topic words they would make
+# a passage without the word "big" look unrelated to the question.
+_HOW_WORDS = frozenset("big large many much long fast small high old often far wide deep tall heavy".split())
+_HOW_HINTS = {
+    "big": ("size", "parameters"),
+    "large": ("size", "parameters"),
+    "small": ("size", "parameters"),
+    "long": ("length", "time"),
+    "fast": ("speed", "faster"),
+    "old": ("age", "year"),
+    "heavy": ("weight",),
+    "wide": ("width",),
+    "deep": ("depth", "layers"),
+    "tall": ("height",),
+    "high": ("height",),
+    "far": ("distance",),
+}
+_HOW_IDIOM = re.compile(r"\bhow\s+(" + "|".join(_HOW_HINTS) + r")\b", re.IGNORECASE)
+_NUMBER_QUESTION = re.compile(
+    r"\bhow\s+(?:big|large|many|much|long|fast|small|high|old|often|far|wide|deep|tall|heavy)\b|"
+    r"\bwhat\s+(?:size|number|percentage|fraction|share|score|accuracy|proportion|amount|year)\b|"
+    r"\bwhich\s+year\b",
+    re.IGNORECASE,
+)
+
 
 @dataclass(frozen=True)
 class Passage:
@@ -52,23 +78,47 @@ class Passage:
 
 
 def content_words(question: str) -> list[str]:
-    """The question's searchable words, in order, folded (webapp/rag/compounds.py: "BERT-large" and
-    "BERT_LARGE" are "bertlarge"); stopwords and one- or two-letter words without a digit dropped."""
+    """The question's searchable words, in order, lower-cased; a compound is its parts ("BERT-large",
+    "BERT_LARGE" and "BERT large" are all "bert", "large"; "BERTLARGE" is "bertlarge", which keyword
+    search and evidence match to the split spellings: webapp/rag/compounds.py); stopwords and one- or
+    two-letter words without a digit dropped."""
     words: list[str] = []
+    previous = ""
     for token in tokens(question):  # "the model's size": the word is "model"
-        w = fold(token)
-        if (len(w) >= 3 or any(ch.isdigit() for ch in w)) and token not in _STOPWORDS and w and w not in words:
-            words.append(w)
+        idiom = previous == "how" and token in _HOW_WORDS  # "how big": asks for a size, "big" is not a topic
+        previous = token
+        if idiom or token in _STOPWORDS:
+            continue
+        parts = parts_of(token)
+        if len(parts) > 1:  # "BERT-large", "BERT_LARGE": the words "bert" and "large", as if typed apart
+            keep = [p for p in parts if len(p) >= 2 or p.isdigit()]
+        else:
+            w = fold(token)
+            keep = [w] if len(w) >= 3 or any(ch.isdigit() for ch in w) else []
+        words.extend(w for w in keep if w not in words)
     return words[:32]
+
+
+def search_terms(question: str) -> list[str]:
+    """The content words, plus what a quantity question means by its idiom ("how big" -> size,
+    parameters): the words a sentence stating the answer uses, which the question never says."""
+    words = content_words(question)
+    hints = [h for m in _HOW_IDIOM.finditer(question) for h in _HOW_HINTS[m.group(1).lower()]]
+    return words + [h for h in dict.fromkeys(hints) if h not in words]
+
+
+def asks_for_number(question: str) -> bool:
+    """ "How big / many / much...", "what size / percentage...": the answer is a number."""
+    return bool(_NUMBER_QUESTION.search(question))
 
 
 def fts_query(question: str, require_all: bool = False) -> str:
     """An FTS5 query over the question's content words, each in all its spellings (no FTS syntax
     injection: every word is a quoted phrase). ``require_all``: every word must be there; otherwise
     any, and adjacent words written together count too ("BERT large" also finds "BERTLARGE")."""
-    terms = content_words(question)
     if require_all:
-        return " AND ".join(fts_alternatives(t) for t in terms)
+        return " AND ".join(fts_alternatives(t) for t in content_words(question))
+    terms = search_terms(question)
     return " OR ".join([fts_alternatives(t) for t in terms] + ['"' + j + '"' for j in joined_pairs(terms)])
 
 

@@ -17,7 +17,7 @@ from functools import lru_cache
 
 from webapp.rag.abbreviations import expand
 from webapp.rag.compounds import word_forms
-from webapp.rag.retrieval import content_words
+from webapp.rag.retrieval import search_terms
 
 MIN_CHARS = 20
 MIN_WORDS = 4
@@ -116,4 +116,4 @@ def negated(text: str) -> bool:
 
 
 def terms(text: str) -> list[str]:
-    return content_words(text)
+    return search_terms(text)

@@ -36,6 +36,7 @@ import numpy as np
 
 from webapp.auth.access import VISIBILITIES, CollectionAccess
 from webapp.errors import UserError
+from webapp.rag.compounds import fts_alternatives
 from webapp.rag.index_files import IndexDelta, IndexFiles
 from webapp.rag.text_forms import TEXT_VERSION, normalize
 from webapp.sqlite_db import ThreadConnections, transaction

@@ -16,8 +16,8 @@ import urllib.parse
 import gradio as gr
 
 from webapp.auth.gate import Authenticator
-from webapp.chat.conversations import ConversationStore, StoredMessage
 from webapp.chat.answering import Answer, Answerer, EvidenceReady, Failed, Question, Token
+from webapp.chat.conversations import ConversationStore, StoredMessage
 from webapp.downloads import download_folder
 from webapp.errors import BackendError, UserError
 from webapp.llm.base import StreamStats
@@ -577,7 +577,9 @@ class ChatTab:
             status = f"Loading {model}…" if loading and model else ("Searching the documents…" if collection else "")
             if status:
                 yield emit(chatbot=conversation, stats=status, conversation=conversation_id)
-            answer = self.answers.start(Question(text, history, collection, model, mode, params, session, actor), ticket)
+            answer = self.answers.start(
+                Question(text, history, collection, model, mode, params, session, actor), ticket
+            )
             failure = ""
             for event in answer:
                 if isinstance(event, EvidenceReady):
