@@ -104,8 +104,10 @@ def main() -> int:
         return [c for t in texts for c in services.documents.claims(t, passages)]
 
     def degenerate(a) -> bool:
-        sentences = [normal(s) for s in a.text.replace("\n", " ").split(". ") if normal(s)]
-        return a.finish_reason == "loop" or len(sentences) != len(set(sentences))
+        """Stopped as a loop, or a sentence shown twice (quotes and the model's shown sentences)."""
+        shown = [normal(e.text) for e in quoted(a)] + [normal(c.text) for c in a.claims if c.text not in a.left_out]
+        shown = [s for s in shown if s]
+        return a.finish_reason == "loop" or len(shown) != len(set(shown))
 
     # -- the question set, per mode ------------------------------------------------------------------
     questions = json.loads((ROOT / "benchmarks" / "arxiv_questions.json").read_text())["questions"]

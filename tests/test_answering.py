@@ -67,9 +67,15 @@ def test_quote_mode_answers_with_the_sources_sentences_and_no_model(tmp_path):
 
 def test_brief_mode_prompts_with_the_windows_and_keeps_only_supported_sentences(tmp_path):
     backend = ScriptedBackend(
-        pieces=("The per diem ", "is 68 euros [1]. ", "It was raised to 95 euros in 2031 by the board. ", "Done.")
+        pieces=(
+            "The per diem is 68 euros per day. ",  # a copy of the quote: not shown twice, not counted
+            "Hotels are booked ",
+            "by the travel office [1]. ",
+            "It was raised to 95 euros in 2031 by the board. ",
+            "Done.",
+        )
     )
-    service, _ = answerer(tmp_path, backend, FakeDocuments([PER_DIEM]), brief_sentences=3)
+    service, _ = answerer(tmp_path, backend, FakeDocuments([PER_DIEM]), brief_sentences=4)
     events, text = ask(service, "How much is the per diem?", mode="brief")
     prompt = "\n".join(m.content for m in backend.seen[0])
     assert "The per diem is 68 euros per day." in prompt
@@ -77,7 +83,8 @@ def test_brief_mode_prompts_with_the_windows_and_keeps_only_supported_sentences(
     # the evidence leads, then the supported sentence with its citation
     quote, rest = text.split("\n\n**In short:** ")
     assert quote.startswith("> “The per diem is 68 euros per day.” [1]")
-    assert rest.startswith("The per diem is 68 euros [1].")
+    assert rest.startswith("Hotels are booked by the travel office [1].")
+    assert text.count("The per diem is 68 euros per day") == 1
     assert "95 euros" not in text  # unsupported: left out, counted once
     assert text.count("left out") == 1 and "2 sentences of the model's answer left out" in text
     checked = next(e for e in events if isinstance(e, Checked))
@@ -110,10 +117,10 @@ def test_brief_answers_stop_at_the_sentence_cap(tmp_path):
 
 
 def test_free_mode_marks_unsupported_sentences_once_and_defuses_invented_links(tmp_path):
-    backend = ScriptedBackend(pieces=("The per diem is 68 euros. ", "See https://evil.example/pay for more."))
+    backend = ScriptedBackend(pieces=("Hotels are booked in advance. ", "See https://evil.example/pay for more."))
     service, _ = answerer(tmp_path, backend, FakeDocuments([PER_DIEM]))
     _, text = ask(service, "How much is the per diem?", mode="free")
-    assert "The per diem is 68 euros [1]." in text
+    assert "Hotels are booked in advance [1]." in text
     assert "See `https://evil.example/pay` for more. [not in the sources]" in text
     assert text.count("[not in the sources]") == 1
 
@@ -135,4 +142,10 @@ def test_modes_are_checked_and_the_server_default_applies(tmp_path):
         ask(service, "How much?", mode="poetic")
     answer = service.start(Question("How much is the per diem?", collection="travel", model="m")).finish()
     assert answer.mode == "quote"
+    # "auto" (the default): quotes only for a small local model (the catalog's "short" prompt style)
+    auto, backend = answerer(tmp_path, documents=FakeDocuments([PER_DIEM]))
+    assert auto.start(Question("How much is the per diem?", collection="travel", model="m")).finish().mode == "quote"
+    assert backend.seen == []
+    auto.chat.catalog.prompt_style = lambda name: "full"  # a larger or remote model
+    assert auto.mode(None, "m") == "brief"
     assert service.chat.admission.stats().active == 0

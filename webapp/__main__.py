@@ -474,9 +474,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int)
     p.add_argument(
         "--answer-mode",
-        choices=["quote", "brief", "free"],
+        choices=["auto", "quote", "brief", "free"],
         help="quote: the sources' sentences only (no model); brief: quotes + a short checked answer; "
-        "free: quotes + the model's own text, unsupported sentences marked (default: DOCCHAT_ANSWER_MODE)",
+        "free: quotes + the model's own text, unsupported sentences marked; auto: quote for small local "
+        "models, brief for others (default: DOCCHAT_ANSWER_MODE, auto)",
     )
     p.add_argument(
         "--previous",

@@ -225,13 +225,14 @@ class Settings(BaseSettings):
     evidence_sentences: int = Field(
         3, ge=1, le=10, description=("sentences of the sources shown as evidence under each grounded answer")
     )
-    answer_mode: Literal["quote", "brief", "free"] = Field(
-        "brief",
+    answer_mode: Literal["auto", "quote", "brief", "free"] = Field(
+        "auto",
         description=(
             "how grounded answers are written: 'quote' (the sources' own sentences, no model), 'brief' (the "
-            "quotes, then a short answer from the model keeping only sentences the sources support) or 'free' "
+            "quotes, then a short answer from the model keeping only sentences the sources support), 'free' "
             "(the quotes, then the model's own text with unsupported sentences marked: for a strong remote "
-            "model); each request may choose another (docs/evidence.md)"
+            "model), or 'auto' (quote for small local models, brief for others); each request may choose "
+            "another (docs/evidence.md)"
         ),
     )
     quoted_evidence: int = Field(

@@ -193,7 +193,7 @@ def openai_router(services) -> APIRouter:
         except UserError as exc:
             raise APIError(400, exc.user_message, param="messages") from exc
         try:
-            mode = answers.mode((body.docchat or {}).get("answer_mode")) if collection else None
+            mode = answers.mode((body.docchat or {}).get("answer_mode"), model) if collection else None
         except UserError as exc:
             raise APIError(400, exc.user_message, param="docchat.answer_mode") from exc
         session = "api-" + secrets.token_hex(8)  # its own: Stop and supersede never touch a browser tab

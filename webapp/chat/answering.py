@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 from webapp.auth.access import LOCAL, Actor
 from webapp.chat.admission import Ticket
-from webapp.chat.answer_text import SentenceCutter, add_citation, defuse_links, quote_block
+from webapp.chat.answer_text import SentenceCutter, add_citation, defuse_links, normal, quote_block
 from webapp.chat.followups import retrieval_query
 from webapp.chat.service import ChatService
 from webapp.errors import InvalidMessage, UserError
@@ -68,7 +68,7 @@ class Question:
     history: Sequence[ChatMessage] = ()
     collection: str | None = None  # None: the model alone, without documents
     model: str | None = None  # None: the catalog's default
-    mode: str | None = None  # None: the server's DOCCHAT_ANSWER_MODE
+    mode: str | None = None  # quote | brief | free | auto; None: the server's DOCCHAT_ANSWER_MODE
     params: GenerationParams | None = None
     session: str | None = None  # the browser tab (or API call) whose Stop cancels this answer
     actor: Actor = LOCAL
@@ -174,10 +174,15 @@ class Answerer:
         self.documents = documents
         self.settings = settings
 
-    def mode(self, requested: str | None) -> str:
+    def mode(self, requested: str | None, model: str | None = None) -> str:
+        """The answer mode to use: the one asked for, else the server's; "auto" is "quote" for the
+        small local models (they add nothing the quotes do not say: docs/evidence.md) and "brief" for
+        larger and remote ones."""
         mode = (requested or self.settings.answer_mode).strip().lower()
+        if mode == "auto":
+            return "quote" if self.chat.catalog.prompt_style(model) == "short" else "brief"
         if mode not in MODES:
-            raise InvalidMessage(f"The answer mode must be one of {', '.join(MODES)}.")
+            raise InvalidMessage(f"The answer mode must be one of auto, {', '.join(MODES)}.")
         return mode
 
     def start(self, question: Question, ticket: Ticket | None = None) -> Answer:
@@ -186,7 +191,7 @@ class Answerer:
         Holds an admission ``ticket`` until the answer ends: pass one from ``chat.admit`` (the UI
         shows the place in line while waiting) or this call takes one and waits (Busy when full)."""
         text = self.chat.validate(question.text)
-        mode = self.mode(question.mode)
+        mode = self.mode(question.mode, question.model)
         if ticket is None:
             ticket = self.chat.admit(question.session)
             for _ in self.chat.wait_for_slot(ticket):
@@ -324,8 +329,12 @@ class Answerer:
         written = 0  # model sentences so far (shown or not)
         reason = ""
 
+        already = normal(" ".join(e.text for e in evidence))
+
         def judge(sentence: str) -> Iterator[AnswerEvent]:
             nonlocal shown
+            if normal(sentence) in already:  # the model copied a quoted sentence: it is on screen already
+                return
             checked = documents.claims(sentence, passages)
             claims.extend(checked)
             supported = bool(checked) and all(c.supported for c in checked)
@@ -365,7 +374,7 @@ class Answerer:
             n = len(left_out)
             note = (
                 f"\n\n_({n} sentence{'s' if n > 1 else ''} of the model's answer left out: "
-                "the sources do not support it.)_"
+                f"the sources do not support {'them' if n > 1 else 'it'}.)_"
             )
             shown += note
             yield Token(note)

@@ -65,7 +65,7 @@ def retrieval_query(question: str, history: Sequence[ChatMessage]) -> str:
         subject = names(previous) or content_words(previous)[:4]
         if not subject:
             continue
-        if own and carry_topic and not _REFERS.search(question):
+        if own and carry_topic:
             # "What about RoBERTa?": the new subject, the earlier question's topic
             subject_words = {s.lower() for s in subject}
             topic = [w for w in content_words(previous) if w not in subject_words and w not in own]

@@ -165,6 +165,7 @@ NO_DOCUMENTS_BADGE = (
     "Choose a collection in *Answer from documents in* to answer from them."
 )
 ANSWER_MODES = [
+    ("Automatic: quotes only with small models, quotes + a short checked answer with larger ones", "auto"),
     ("Quotes only: the sources' sentences, no model", "quote"),
     ("Quotes + a short answer, only what the sources support", "brief"),
     ("Quotes + the model's own text, unsupported sentences marked (strong models)", "free"),
@@ -520,7 +521,7 @@ class ChatTab:
             history, shown = [m.as_chat() for m in stored if m.content], display(stored)
             text = self.chat.validate(message)
             params = self.chat.params(max_new_tokens, temperature)
-            mode = self.answers.mode(mode) if collection else None
+            mode = self.answers.mode(mode, model) if collection else None
             ticket = self.chat.admit(session)
         except UserError as exc:  # refused before anything started: the message stays in the box
             yield emit(message=message, stats=f"⚠ {exc.user_message}")
