@@ -5,6 +5,7 @@ import re
 import pytest
 
 from tests.pdfgen import make_pdf, topic_pdf
+from webapp.chat.answering import Question
 from webapp.llm.base import GenerationParams
 from webapp.rag.prompt import CLOSE, OPEN, rag_messages
 from webapp.rag.retrieval import Passage, content_words, fts_query
@@ -56,25 +57,31 @@ def test_chat_answers_from_a_collection_with_citations(services, tmp_path):
     )
     docs.add_files("handbook", [(pdf, "handbook.pdf"), (topic_pdf(tmp_path / "b.pdf", "bees"), "bees.pdf")])
     assert not docs.index_queued("handbook").failed
-    stream = services.chat.reply(
-        "smollm2-135m-instruct-int4",
-        [],
-        "How many days of paid holiday do employees get?",
-        GenerationParams(max_new_tokens=48),
-        collection="handbook",
+    answer = services.answers.ask(
+        Question(
+            "How many days of paid holiday do employees get?",
+            collection="handbook",
+            model="smollm2-135m-instruct-int4",
+            mode="brief",
+            params=GenerationParams(max_new_tokens=48),
+        )
     )
-    answer = "".join(stream)
-    assert answer.strip()
-    assert stream.sources and stream.sources[0].document == "handbook.pdf" and stream.sources[0].page == 2
-    assert "27" in stream.sources[0].text
+    assert answer.sources and answer.sources[0].document == "handbook.pdf" and answer.sources[0].page == 2
+    assert "27" in answer.sources[0].text
+    # the answer opens with the sentence that answers, quoted and cited, whatever the model adds
+    assert answer.text.startswith("> “") and "27 days of paid holiday" in answer.text.split("\n")[0]
+    assert "[1] — handbook.pdf, p. 2" in answer.text.split("\n")[0]
+    assert answer.finish_reason in ("stop", "length", "sentences", "loop")
+    assert all(c.text not in answer.text for c in answer.claims if not c.supported)  # left out, not shown
 
-    nothing = services.chat.reply(
-        "smollm2-135m-instruct-int4", [], "Who won the 1998 football world cup?", collection="handbook"
+    nothing = services.answers.ask(
+        Question("Who won the 1998 football world cup?", collection="handbook", model="smollm2-135m-instruct-int4")
     )
-    text = "".join(nothing)
-    assert "could not find" in text and nothing.sources == []
+    assert "could not find" in nothing.text and nothing.sources == [] and nothing.refused
 
     assert docs.search("handbook", 'NEAR( "unbalanced * OR AND') is not None  # hostile query syntax is inert
 
-    plain = services.chat.reply("smollm2-135m-instruct-int4", [], "Say hello.", GenerationParams(max_new_tokens=16))
-    assert "".join(plain).strip() and plain.sources == []
+    plain = services.answers.ask(
+        Question("Say hello.", model="smollm2-135m-instruct-int4", params=GenerationParams(max_new_tokens=16))
+    )
+    assert plain.text.strip() and plain.sources == [] and plain.mode  # without documents: the model alone

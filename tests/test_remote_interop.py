@@ -3,6 +3,7 @@ serving the SmolLM2 GGUF (OVMS itself cannot be installed here; it speaks the sa
 
 import pytest
 
+from webapp.chat.answering import Question
 from webapp.errors import BackendError
 from webapp.llm.base import CancelToken, ChatMessage, ChatStream, GenerationParams
 from webapp.llm.openai_remote import RemoteChatBackend, RemoteServer
@@ -82,14 +83,17 @@ def test_rag_chat_over_the_remote_server(llama_server, key_file, settings_factor
         pdf = make_pdf(tmp_path / "menu.pdf", ["Cafeteria menu.", "On Fridays the cafeteria serves fish and chips."])
         services.documents.add_files("menu", [(pdf, "menu.pdf")])
         services.documents.index_queued("menu")
-        stream = services.chat.reply(
-            "remote:llama/smollm2",
-            [],
-            "What does the cafeteria serve on Fridays?",
-            GenerationParams(max_new_tokens=32),
-            collection="menu",
+        answer = services.answers.ask(
+            Question(
+                "What does the cafeteria serve on Fridays?",
+                collection="menu",
+                model="remote:llama/smollm2",
+                params=GenerationParams(max_new_tokens=32),
+            )
         )
-        assert "".join(stream).strip()
-        assert stream.sources[0].document == "menu.pdf" and stream.sources[0].page == 2
+        assert answer.mode == "brief"  # "auto": a remote model adds a short checked answer to the quotes
+        assert answer.text.startswith("> “On Fridays the cafeteria serves fish and chips.”")
+        assert answer.sources[0].document == "menu.pdf" and answer.sources[0].page == 2
+        assert answer.stats.completion_tokens > 0  # the remote model was asked
     finally:
         services.close()

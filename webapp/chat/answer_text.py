@@ -17,6 +17,8 @@ _URL = re.compile(r"\b(?:https?://|www\.)[^\s<>()\[\]\"']+", re.IGNORECASE)
 # line. Decimals ("3.5") and most abbreviations are not followed by a space and a capital.
 _END = re.compile(r"(?<=[.!?])[\"”’')\]]*(?:\s*\[\d+\])?(?=\s+[\"“(\[A-Z0-9*])|\n\s*\n")
 _RUN = re.compile(r"(.{1,24}?)\1{5,}", re.DOTALL)  # "000,000,000,..." or "ha ha ha ..." inside a sentence
+_ATTRIBUTION = re.compile(r"—\s*[^—\n]*?,\s*p\.\s*\d*")  # "— bert.pdf, p. 3" after a quote
+MIN_REPEAT_WORDS = 4  # shorter "sentences" may recur without being a loop
 RUNAWAY_CHARS = 600  # a "sentence" this long without an end is a loop or a list the reader cannot use
 
 
@@ -64,6 +66,7 @@ class SentenceCutter:
         self.pending = ""
         self.seen: set[str] = set()
         self.looped = False
+        self.consumed = 0  # characters of the input that belong to accepted sentences (and space after)
 
     def feed(self, piece: str) -> list[str]:
         if self.looped:
@@ -77,6 +80,7 @@ class SentenceCutter:
             sentence, self.pending = self.pending[: m.end()].strip(), self.pending[m.end() :]
             if sentence and not self._accept(sentence):
                 return out
+            self.consumed += m.end()
             if sentence:
                 out.append(sentence)
         if _RUN.search(self.pending) or len(self.pending) > RUNAWAY_CHARS:
@@ -96,10 +100,14 @@ class SentenceCutter:
         return bool(start) and any(s.startswith(start) for s in self.seen)
 
     def _accept(self, sentence: str) -> bool:
-        key = normal(sentence)
-        if key and key in self.seen or _RUN.search(sentence):
+        if _RUN.search(sentence):
             self.looped, self.pending = True, ""
             return False
-        if key:
-            self.seen.add(key)
+        key = normal(_ATTRIBUTION.sub("", sentence))
+        if len(key.split()) < MIN_REPEAT_WORDS:  # "p. 1", "Table 2." and citations may recur
+            return True
+        if key in self.seen:
+            self.looped, self.pending = True, ""
+            return False
+        self.seen.add(key)
         return True

@@ -227,7 +227,10 @@ class Answerer:
             for piece in pieces:
                 written += piece
                 cutter.feed(piece)
-                if cutter.looped:
+                if cutter.looped:  # show what came before the repetition, then stop
+                    if cutter.consumed > shown:
+                        yield Token(written[shown : cutter.consumed])
+                        shown = cutter.consumed
                     reason = "loop"
                     break
                 if not cutter.holding_repeat():

@@ -249,8 +249,10 @@ class EvidenceFinder:
                 window = _window(candidates, i, used, query_terms, idf, glossaries)
                 text = " ".join(candidates[n].text for n in window)
                 key, own = _plain(text), _plain(c.text)
-                # Chunks overlap, so the same sentence (or a cut-off copy of it) comes from two passages.
-                if any(own in other or other in key for other in shown):
+                # Chunks overlap, so the same sentence (or a cut-off copy of it) comes from two passages;
+                # a window is also skipped when a neighbour it would add is shown already.
+                parts = [_plain(candidates[n].text) for n in window]
+                if any(own in other or other in key or any(p in other for p in parts) for other in shown):
                     continue
                 used.update(window)  # a sentence shown as the tail of a window is not shown again
                 shown.append(key)
