@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def add_corpus_arguments(ap: argparse.ArgumentParser) -> None:
+    """--data-dir, --models-dir, --corpus and --collection, as indexed_corpus takes them."""
+    ap.add_argument("--data-dir", type=Path, default=ROOT / "data-bench")
+    ap.add_argument("--models-dir", type=Path, default=ROOT / "models")
+    ap.add_argument("--corpus", type=Path, default=ROOT.parent / "shared" / "corpus" / "arxiv")
+    ap.add_argument("--collection", default="arxiv")
 
 
 def indexed_corpus(models_dir: Path, data_dir: Path, corpus: Path, collection: str, embedding_model: str | None = None):

@@ -53,10 +53,9 @@ def pct(values: list[float], q: float) -> float:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data-dir", type=Path, default=ROOT / "data-bench")
-    ap.add_argument("--models-dir", type=Path, default=ROOT / "models")
-    ap.add_argument("--corpus", type=Path, default=ROOT.parent / "shared" / "corpus" / "arxiv")
-    ap.add_argument("--collection", default="arxiv")
+    from benchmarks.corpus import add_corpus_arguments
+
+    add_corpus_arguments(ap)
     ap.add_argument("--model", default=None, help="chat model (default: the app's default)")
     ap.add_argument("--styles", default="full,short", help="prompt styles to compare (webapp/rag/prompt.py)")
     ap.add_argument("--max-new-tokens", type=int, default=96)

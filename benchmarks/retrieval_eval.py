@@ -27,10 +27,9 @@ sys.path.insert(0, str(ROOT))
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data-dir", type=Path, default=ROOT / "data-bench")
-    ap.add_argument("--models-dir", type=Path, default=ROOT / "models")
-    ap.add_argument("--corpus", type=Path, default=ROOT.parent / "shared" / "corpus" / "arxiv")
-    ap.add_argument("--collection", default="arxiv")
+    from benchmarks.corpus import add_corpus_arguments
+
+    add_corpus_arguments(ap)
     ap.add_argument(
         "--embedding-model",
         default=None,

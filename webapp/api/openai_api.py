@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from webapp.auth.gate import request_user
 from webapp.chat.admission import Busy
-from webapp.chat.answering import Answer, Failed, Question, Token
+from webapp.chat.answering import Answer, Failed, Question, Token, grounding_json
 from webapp.errors import BackendError, UserError
 from webapp.llm.base import ChatMessage
 
@@ -223,18 +223,7 @@ def openai_router(services) -> APIRouter:
         pieces = _pieces(answer, _Cut(stops), chat, session)
 
         def extra() -> dict | None:
-            if not collection:
-                return None
-            return {
-                "mode": answer.mode,
-                "query": answer.query,
-                "citations": [
-                    {"source": n, "document": p.document, "page": p.page} for n, p in enumerate(answer.sources, start=1)
-                ],
-                "evidence": [e.as_json() for e in answer.evidence],
-                "claims": [c.as_json() for c in answer.claims],
-                "left_out": answer.left_out,
-            }
+            return grounding_json(answer) if collection else None
 
         def usage() -> dict:
             prompt, completion = answer.stats.prompt_tokens or 0, answer.stats.completion_tokens or 0

@@ -150,10 +150,9 @@ class Answer:
             close()
 
 
-def answer_json(answer: Answer) -> dict[str, Any]:
-    """A finished answer as JSON: what MCP ``ask`` and ``python -m webapp ask --json`` return."""
-    out: dict[str, Any] = {
-        "answer": answer.text.strip(),
+def grounding_json(answer: Answer) -> dict[str, Any]:
+    """What a grounded answer rests on, as JSON: /v1's ``docchat`` field, and part of answer_json."""
+    return {
         "mode": answer.mode,
         "query": answer.query,
         "citations": [
@@ -163,6 +162,11 @@ def answer_json(answer: Answer) -> dict[str, Any]:
         "claims": [c.as_json() for c in answer.claims],
         "left_out": answer.left_out,
     }
+
+
+def answer_json(answer: Answer) -> dict[str, Any]:
+    """A finished answer as JSON: what MCP ``ask`` and ``python -m webapp ask --json`` return."""
+    out: dict[str, Any] = {"answer": answer.text.strip(), **grounding_json(answer)}
     if answer.error:
         out["error"] = answer.error
     return out
