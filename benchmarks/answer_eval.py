@@ -10,7 +10,8 @@ benchmarks/arxiv_questions.json separately and together:
 
 - key fact in the displayed answer text (on-topic questions; a refusal counts as a miss);
 - sentences of the displayed answer the claim check cannot support (quotes of the sources are
-  checked too), and degenerate answers (a sentence repeated, or generation stopped as a loop);
+  checked too), degenerate answers (a sentence shown twice) and loops stopped (the model began
+  repeating itself and generation was cut there, before the repeat was shown);
 - on-topic questions refused, off-topic questions refused;
 - first words (time to the first displayed text) and whole answer, p50 / p95, one user;
 - compound spellings (benchmarks/compound_questions.json): every spelling of a term answered
@@ -103,10 +104,11 @@ def main() -> int:
         return [c for t in texts for c in services.documents.claims(t, passages)]
 
     def degenerate(a) -> bool:
-        """Stopped as a loop, or a sentence shown twice (quotes and the model's shown sentences)."""
+        """What the reader sees repeats itself: a sentence shown twice (quotes and the model's shown
+        sentences). A model that started looping and was stopped counts under loops_stopped."""
         shown = [normal(e.text) for e in quoted(a)] + [normal(c.text) for c in a.claims if c.text not in a.left_out]
         shown = [s for s in shown if s]
-        return a.finish_reason == "loop" or len(shown) != len(set(shown))
+        return len(shown) != len(set(shown))
 
     # -- the question set, per mode ------------------------------------------------------------------
     questions = json.loads((ROOT / "benchmarks" / "arxiv_questions.json").read_text())["questions"]
@@ -138,6 +140,7 @@ def main() -> int:
                     "unsupported_sentences": round(unsupported / max(1, total), 3),
                     "displayed_sentences": total,
                     "degenerate": sum(degenerate(r["answer"]) for r in subset),
+                    "loops_stopped": sum(r["answer"].finish_reason == "loop" for r in subset),
                     "on_topic_refused": round(sum(r["answer"].refused for r in on) / max(1, len(on)), 3),
                     "off_topic_refused": round(sum(r["answer"].refused for r in off) / max(1, len(off)), 3),
                 }
