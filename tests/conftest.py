@@ -101,8 +101,11 @@ def webapp_command(registry_dir: Path, data: Path) -> list[str]:
 
 
 @contextmanager
-def running_app(registry_dir: Path, data: Path, extra_env: dict | None = None):
-    """The real app in its own process, as `python -m webapp serve` runs it; yields its base URL."""
+def running_app(
+    registry_dir: Path, data: Path, extra_env: dict | None = None, wait_for: str = "/readyz", timeout: float = 180
+):
+    """The real app in its own process, as `python -m webapp serve` runs it; yields its base URL
+    once ``wait_for`` answers 200 (within ``timeout`` seconds)."""
     port = free_port()
     log_path = data / "server.log"
     data.mkdir(parents=True, exist_ok=True)
@@ -122,7 +125,7 @@ def running_app(registry_dir: Path, data: Path, extra_env: dict | None = None):
         )
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_http(base + "/readyz", timeout=180)
+        wait_http(base + wait_for, timeout=timeout)
         yield base
     finally:
         proc.terminate()

@@ -191,3 +191,26 @@ class Handler(JSONHandler):
                 )
             d["metadata"]["annotations"].update(body.get("metadata", {}).get("annotations", {}))
             return self.send_json(200, d)
+
+
+class SilentKubeAPI:
+    """An API address that accepts connections and never answers: what a black-holed or
+    overloaded API server looks like to a client (a dropped SYN cannot be staged without root).
+    FAKE, like FakeKubeAPI above."""
+
+    def __init__(self):
+        import socket
+
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(64)  # the kernel completes handshakes; nothing ever reads or replies
+        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+
+    def kubeconfig(self, path) -> None:
+        FakeKubeAPI.kubeconfig(self, path)  # type: ignore[arg-type]  # it only reads .url
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._sock.close()

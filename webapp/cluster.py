@@ -24,6 +24,12 @@ MANAGED_DEPLOYMENTS = ("docchat", "ovms")
 REPLICAS_ANNOTATION = "docchat.io/replicas-before-down"
 OVMS_LABEL = "docchat.io/ovms=true"
 API_PATH_ANNOTATION = "docchat.io/api-path"
+# (connect, read) seconds for every API call. Without them a black-holed API address hangs a
+# call for the kernel's SYN retries times urllib3's retries: 540 s were measured, longer than the
+# pod's startupProbe allows.
+REQUEST_TIMEOUT = (5.0, 15.0)
+# One retry, not urllib3's three: a call gives up within ~2 x REQUEST_TIMEOUT.
+REQUEST_RETRIES = 1
 
 
 class ClusterError(UserError):
@@ -32,27 +38,35 @@ class ClusterError(UserError):
 
 def api_client(kubeconfig: Path | None = None, context: str | None = None):
     """In-cluster credentials when running in a pod, otherwise the kubeconfig."""
-    from kubernetes import client, config
+    from kubernetes import config
     from kubernetes.config.config_exception import ConfigException
 
     try:
         if kubeconfig is None and context is None:
             try:
                 config.load_incluster_config()
-                return client.ApiClient()
+                return _client_with_few_retries()
             except ConfigException:
                 pass
         if kubeconfig is None and os.environ.get("KUBECONFIG"):
             # read now: the client captures $KUBECONFIG once, at import time
             kubeconfig = Path(os.environ["KUBECONFIG"].split(os.pathsep)[0])
         config.load_kube_config(config_file=str(kubeconfig) if kubeconfig else None, context=context)
-        return client.ApiClient()
+        return _client_with_few_retries()
     except (ConfigException, FileNotFoundError, OSError) as exc:
         log.debug("kubeconfig problem: %s", exc)
         raise ClusterError(
             "No Kubernetes configuration was found: set KUBECONFIG (or pass --kubeconfig), "
             "e.g. after `gcloud container clusters get-credentials <cluster>`."
         ) from exc
+
+
+def _client_with_few_retries():
+    from kubernetes import client
+
+    configuration = client.Configuration.get_default_copy()
+    configuration.retries = REQUEST_RETRIES
+    return client.ApiClient(configuration)
 
 
 def explain(exc: Exception, namespace: str, doing: str) -> ClusterError:
@@ -115,6 +129,7 @@ class Cluster:
         self.apps = client.AppsV1Api(self.api)
 
     def _call(self, doing: str, fn, *args, **kwargs):
+        kwargs.setdefault("_request_timeout", REQUEST_TIMEOUT)
         try:
             return fn(*args, **kwargs)
         except Exception as exc:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import threading
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from webapp.auth.signin import signin_router
 from webapp.documents.routes import document_router
 from webapp.errors import UserError
 from webapp.http_limits import BodySizeLimit, UnknownEventIs404
+from webapp.llm.catalog_refresher import CatalogRefresher
 from webapp.services import Services, build_services
 from webapp.settings import Settings, is_loopback
 from webapp.ui.app import build_ui
@@ -34,19 +34,11 @@ log = logging.getLogger(__name__)
 MAX_JSON_BODY = 4 * 1024 * 1024
 
 
-def _preload(services: Services) -> None:
-    """Load the default model (and open + check the document store) in the background."""
+def _check_documents(services: Services) -> None:
+    """Open and check the document store in the background, so problems reach the log early."""
     problem = services.documents.available()
     if problem:
         log.warning("documents unavailable: %s", problem)
-    name = services.catalog.default_choice()
-    if not name:
-        log.warning("no chat model to preload: %s", "; ".join(services.catalog.problems()) or "registry is empty")
-        return
-    try:
-        services.catalog.get(name)
-    except UserError as exc:
-        log.error("preloading %s failed: %s", name, exc.user_message)
 
 
 def _fresh_upload_folder(settings: Settings) -> Path:
@@ -75,7 +67,7 @@ def check_auth_settings(settings: Settings) -> None:
 
 def create_app(settings: Settings, services: Services | None = None, preload: bool = True) -> FastAPI:
     check_auth_settings(settings)
-    services = services or build_services(settings)
+    services = services or build_services(settings, ask_remote_servers=False)
     uploads = _fresh_upload_folder(settings)
     auth = services.auth
     if auth.mode == "password" and not services.users.count_admins():
@@ -89,12 +81,19 @@ def create_app(settings: Settings, services: Services | None = None, preload: bo
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        if preload:
-            threading.Thread(target=_preload, args=(services,), name="preload", daemon=True).start()
+        # Everything slow or remote starts once the port is open: the remote servers and the
+        # Kubernetes API are asked, and the default model loaded, by the catalog refresher.
+        refresher = CatalogRefresher(
+            services.catalog,
+            settings.catalog_refresh_s,
+            load_default=preload,
+            first_round=(lambda: _check_documents(services)) if preload else None,
+        ).start()
         if settings.metrics_port:
             services.metrics.serve(settings.metrics_port)
         async with mcp_server.session_manager.run():
             yield
+        refresher.stop()
         services.close()
 
     app = FastAPI(

@@ -12,6 +12,7 @@ from webapp.chat.conversations import ConversationStore
 from webapp.chat.service import ChatService
 from webapp.documents.service import DocumentService
 from webapp.llm.catalog import ModelCatalog
+from webapp.llm.registry_source import RegistrySource
 from webapp.metrics import Metrics
 from webapp.settings import Settings
 
@@ -36,8 +37,12 @@ class Services:
         self.users.close()
 
 
-def build_services(settings: Settings) -> Services:
-    catalog = ModelCatalog(settings).refresh()
+def build_services(settings: Settings, ask_remote_servers: bool = True) -> Services:
+    """``ask_remote_servers=False`` scans only the local registry now: the server asks remote
+    servers (and the Kubernetes API, for discovery) after its port is open (webapp/server.py),
+    so an unreachable one cannot keep the pod from answering its probes."""
+    catalog = ModelCatalog(settings)
+    catalog.refresh(None if ask_remote_servers else [RegistrySource.kind])
     users = UserStore(settings.data_dir)
     metrics = Metrics()
     documents = DocumentService(settings, users, metrics)

@@ -165,6 +165,15 @@ class Settings(BaseSettings):
     discover_ovms: bool = Field(False, description="discover OVMS Services in the namespace (in-cluster)")
     namespace: str = Field("docchat", description="Kubernetes namespace for discovery and `cluster` commands")
     ovms_api_key_file: Path | None = Field(None, description="API key file for discovered OVMS endpoints")
+    catalog_refresh_s: float = Field(
+        60.0,
+        ge=0,
+        description=(
+            "ask the model registry, the remote servers and discovery again every N seconds, so a model "
+            "published while the app runs is offered (and loaded, if it is the default) without a restart; "
+            "0: only at start and on Refresh"
+        ),
+    )
 
     # Documents
     embedding_model: str = Field(

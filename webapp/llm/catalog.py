@@ -41,10 +41,12 @@ class ModelCatalog:
     def source(self, kind: str) -> ModelSource | None:
         return self._by_kind.get(kind)
 
-    def refresh(self) -> ModelCatalog:
-        """Scan and ask every source again (the I/O); returns the catalog, for one-line set-ups."""
+    def refresh(self, kinds: Sequence[str] | None = None) -> ModelCatalog:
+        """Scan and ask every source (or those of ``kinds``) again (the I/O); returns the catalog,
+        for one-line set-ups."""
         for source in self.sources:
-            source.refresh()
+            if kinds is None or source.kind in kinds:
+                source.refresh()
         return self
 
     def problems(self) -> list[str]:
