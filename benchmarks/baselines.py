@@ -23,7 +23,12 @@ class LlamaCppBackend:
     def __init__(self, gguf: Path, n_ctx: int = 4096):
         from llama_cpp import Llama
 
-        self.name = f"{gguf.stem} (llama.cpp)"
+        from benchmarks.llama_cpp_amx import disable_weight_repacking
+
+        # On AMX CPUs repacked weights crash llama.cpp (benchmarks/llama_cpp_amx.py); the name says
+        # when figures were taken without repacking.
+        unrepacked = disable_weight_repacking()
+        self.name = f"{gguf.stem} (llama.cpp{', no repack: AMX' if unrepacked else ''})"
         self.context_length = n_ctx
         self._llm = Llama(model_path=str(gguf), n_ctx=n_ctx, verbose=False)
         self._lock = threading.Lock()
