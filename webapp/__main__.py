@@ -195,7 +195,12 @@ def cmd_search(args) -> int:
     actor = _actor(args, settings)
     docs = DocumentService(settings)
     passages = docs.search(
-        args.collection or settings.default_collection, args.question, k=args.k, mode=args.mode, actor=actor
+        args.collection or settings.default_collection,
+        args.question,
+        k=args.k,
+        mode=args.mode,
+        actor=actor,
+        documents=args.document,
     )
     if args.json:
         _print_json([_passage_json(n, p) for n, p in enumerate(passages, start=1)])
@@ -228,6 +233,7 @@ def cmd_ask(args) -> int:
                 args.answer_mode,
                 services.chat.params(args.max_new_tokens, None),
                 actor=actor,
+                documents=tuple(args.document or ()),
             )
         )
         for event in answer:
@@ -463,6 +469,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--collection")
     p.add_argument("--k", type=int, default=5, help="number of passages (default 5)")
     p.add_argument("--mode", choices=["hybrid", "dense", "keyword"], default="hybrid")
+    p.add_argument(
+        "--document",
+        action="append",
+        metavar="NAME",
+        help="search only this document of the collection (its file name as listed; repeatable)",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     _add_identity(p)
     p.set_defaults(func=cmd_search)
@@ -470,6 +482,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ask", help="answer a question from a collection, with cited pages")
     p.add_argument("question")
     p.add_argument("--collection")
+    p.add_argument(
+        "--document",
+        action="append",
+        metavar="NAME",
+        help="answer only from this document of the collection (its file name as listed; repeatable)",
+    )
     p.add_argument("--model", help="registry name of the chat model")
     p.add_argument("--max-new-tokens", type=int)
     p.add_argument(

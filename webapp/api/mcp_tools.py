@@ -32,6 +32,7 @@ MCP_PATH = "/mcp"
 def build_mcp(services):
     """(MCPServer, its Starlette routes); run ``server.session_manager.run()`` in the app's lifespan."""
     chat, answers, documents, auth = services.chat, services.answers, services.documents, services.auth
+    docs = documents  # the tools' own `documents` parameter (a scope) shadows the name inside them
     server = MCPServer(
         name="DocChat",
         instructions=(
@@ -58,12 +59,16 @@ def build_mcp(services):
 
     @server.tool(
         description="Ranked passages from one collection for a query (no language model involved): "
-        "document, page, scores and text of each."
+        "document, page, scores and text of each. `documents`: search only these documents of the "
+        "collection (file names as listed)."
     )
-    async def search(collection: str, query: str, k: int = 5, ctx: Context = None) -> list[dict]:
+    async def search(
+        collection: str, query: str, k: int = 5, documents: list[str] | None = None, ctx: Context = None
+    ) -> list[dict]:
         actor = actor_of(ctx)
         k = max(1, min(int(k), 50))
-        passages = await in_thread(lambda: documents.search(collection, query, k=k, actor=actor))
+        scope = list(documents or [])[:100]
+        passages = await in_thread(lambda: docs.search(collection, query, k=k, actor=actor, documents=scope or None))
         return [passage_json(n, p) for n, p in enumerate(passages, start=1)]
 
     @server.tool(
@@ -72,7 +77,7 @@ def build_mcp(services):
         "documents (best first) and which sentences of the model's part the documents support. "
         "answer_mode: 'quote' (no model), 'brief' or 'free' (default: the server's). For a follow-up, "
         "pass the earlier questions (oldest first) in `previous_questions` so that 'its' or 'that "
-        "model' can be resolved."
+        "model' can be resolved. `documents`: answer from only these documents of the collection."
     )
     async def ask(
         collection: str,
@@ -80,6 +85,7 @@ def build_mcp(services):
         max_tokens: int = 256,
         answer_mode: str | None = None,
         previous_questions: list[str] | None = None,
+        documents: list[str] | None = None,
         ctx: Context = None,
     ) -> dict:
         actor = actor_of(ctx)
@@ -95,6 +101,7 @@ def build_mcp(services):
                     answer_mode,
                     chat.params(max_tokens, None),
                     actor=actor,
+                    documents=tuple(documents or ())[:100],
                 )
             )
             return answer_json(done)

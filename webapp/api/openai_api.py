@@ -86,8 +86,22 @@ class ChatRequest(BaseModel):
     temperature: float | None = Field(None, ge=0, le=2)
     stop: str | list[str] | None = None
     stream_options: StreamOptions | None = None
-    # our extra: {"model": "<chat model for a rag: request>", "answer_mode": "quote" | "brief" | "free"}
+    # our extra: {"model": "<chat model for a rag: request>", "answer_mode": "quote" | "brief" | "free",
+    #             "documents": ["bert.pdf", ...] (answer from these documents of the collection alone)}
     docchat: dict[str, Any] | None = None
+
+
+MAX_SCOPED_DOCUMENTS = 100
+
+
+def scoped_documents(extra: dict[str, Any] | None) -> list[str]:
+    """``docchat.documents``: names of documents to answer from alone; [] = the whole collection."""
+    names = (extra or {}).get("documents") or []
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise APIError(400, "docchat.documents must be a list of document names.", param="docchat.documents")
+    if len(names) > MAX_SCOPED_DOCUMENTS:
+        raise APIError(400, f"Pick at most {MAX_SCOPED_DOCUMENTS} documents.", param="docchat.documents")
+    return names
 
 
 class SearchRequest(BaseModel):
@@ -95,6 +109,7 @@ class SearchRequest(BaseModel):
     query: str = Field(max_length=32_000)
     k: int = Field(5, ge=1, le=50)
     mode: Literal["hybrid", "dense", "keyword"] = "hybrid"
+    documents: list[str] | None = Field(None, max_length=MAX_SCOPED_DOCUMENTS)  # search these documents alone
 
 
 def passage_json(rank: int, p) -> dict:
@@ -164,7 +179,9 @@ def openai_router(services) -> APIRouter:
     def search(body: SearchRequest, request: Request):
         """Ranked passages from one collection (no model involved)."""
         try:
-            passages = documents.search(body.collection, body.query, k=body.k, mode=body.mode, actor=actor_of(request))
+            passages = documents.search(
+                body.collection, body.query, k=body.k, mode=body.mode, actor=actor_of(request), documents=body.documents
+            )
         except UserError as exc:
             raise APIError(404 if "no collection" in exc.user_message else 400, exc.user_message) from exc
         return {"object": "list", "data": [passage_json(n, p) for n, p in enumerate(passages, start=1)]}
@@ -202,7 +219,9 @@ def openai_router(services) -> APIRouter:
         except Busy as exc:
             raise APIError(429, exc.user_message, type_="rate_limit_error", code="server_busy") from exc
         stops = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
-        question = Question(text, history, collection, model, mode, params, session, actor)
+        question = Question(
+            text, history, collection, model, mode, params, session, actor, scoped_documents(body.docchat)
+        )
 
         def start():
             for _ in chat.wait_for_slot(ticket):

@@ -55,7 +55,9 @@ class GroundingDocuments(Protocol):
 
     def respell(self, collection: str, question: str, actor: Actor) -> str: ...
 
-    def search(self, collection: str, question: str, *, actor: Actor, keyword_hits: bool) -> Sequence[Any]: ...
+    def search(
+        self, collection: str, question: str, *, actor: Actor, keyword_hits: bool, documents: Sequence[str] | None
+    ) -> Sequence[Any]: ...
 
     def evidence(self, question: str, passages: Sequence[Any]) -> list[Any]: ...
 
@@ -72,6 +74,7 @@ class Question:
     params: GenerationParams | None = None
     session: str | None = None  # the browser tab (or API call) whose Stop cancels this answer
     actor: Actor = LOCAL
+    documents: Sequence[str] = ()  # names of documents in the collection to answer from alone; () = all
 
 
 @dataclass(frozen=True)
@@ -261,7 +264,11 @@ class Answerer:
             # "BERTLARGE" is searched as the documents write it ("BERT large"), like every spelling
             query = self.documents.respell(q.collection or "", query, actor=q.actor)
             answer = Answer(q, mode, query)
-            passages = list(self.documents.search(q.collection or "", query, actor=q.actor, keyword_hits=True))
+            passages = list(
+                self.documents.search(
+                    q.collection or "", query, actor=q.actor, keyword_hits=True, documents=list(q.documents) or None
+                )
+            )
         if not passages:
             ticket.release()
             answer.refused = True

@@ -569,17 +569,45 @@ class DocumentService:
         min_similarity: float | None = None,
         actor: Actor = LOCAL,
         keyword_hits: bool = False,
+        documents: Sequence[str] | None = None,
     ) -> list[Passage]:
         """Passages from ``collection`` only, and only if ``actor`` may read it: retrieval is where
         a private document could leak into someone else's answer, so the check is here.
-        ``keyword_hits``: see Retriever.search (grounded answers use them)."""
+        ``keyword_hits``: see Retriever.search (grounded answers use them). ``documents``: names
+        of documents in the collection to search alone (a scoped chat); see ``scope``."""
         if not (question or "").strip():
             raise UserError("Type a question first.")
         self._open()
         name = self._access(collection, actor).name
+        ids = [d.id for d in self.scope(name, documents, actor)] if documents else None
         return self._retriever.search(
-            name, question, k or self.settings.retrieval_k, mode, min_similarity, keyword_hits=keyword_hits
+            name,
+            question,
+            k or self.settings.retrieval_k,
+            mode,
+            min_similarity,
+            keyword_hits=keyword_hits,
+            documents=ids,
         )
+
+    def scope(self, collection: str, names: Sequence[str], actor: Actor = LOCAL) -> list[Document]:
+        """The documents of ``collection`` named ``names`` (file names as listed), each searchable.
+        A name that matches none is one sentence, never a silent fall-back to the whole collection:
+        an answer from the wrong documents would look like an answer from the right ones."""
+        docs = self.documents(collection, actor)
+        by_label = {d.label: d for d in docs}
+        by_folded = {d.label.casefold(): d for d in docs}
+        found: list[Document] = []
+        for raw in names:
+            name = (raw or "").strip()
+            doc = by_label.get(name) or by_folded.get(name.casefold())
+            if doc is None:
+                raise UserError(f"There is no document named “{name}” in the collection {collection}.")
+            if doc.indexed_at is None:
+                raise UserError(f"The document {doc.label} is not indexed yet ({doc.status}); pick it once it is.")
+            if doc not in found:
+                found.append(doc)
+        return found
 
     def respell(self, collection: str, question: str, actor: Actor = LOCAL) -> str:
         """``question`` with words typed run together written apart where the collection writes them

@@ -15,6 +15,7 @@ match is the strongest evidence there is.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -136,8 +137,10 @@ class Retriever:
         mode: str = "hybrid",
         min_similarity: float | None = None,
         keyword_hits: bool = False,
+        documents: Sequence[int] | None = None,
     ) -> list[Passage]:
         """Up to k passages, best first; ``min_similarity`` overrides the gate (benchmarks calibrate it).
+        ``documents``: only passages of these documents (ids of this collection's documents).
 
         ``keyword_hits``: also keep the best keyword hits that fail the gate (marked not ``relevant``),
         for grounded answers whose evidence check decides; a plain search keeps the old contract
@@ -150,7 +153,16 @@ class Retriever:
         qvec = self.embedder.embed_query(question)
         dense_ids: list[int] = []
         dense_scores: dict[int, float] = {}
-        if mode in ("hybrid", "dense"):
+        if mode in ("hybrid", "dense") and documents is not None:
+            ids_, vectors = self.store.document_vectors(documents)
+            if len(ids_):
+                if vectors.shape[1] != qvec.shape[0]:
+                    raise StoreError("The documents are being re-embedded with another model; ask again in a moment.")
+                sims = vectors @ qvec
+                for j in np.argsort(-sims)[:pool]:
+                    dense_ids.append(int(ids_[j]))
+                    dense_scores[int(ids_[j])] = float(sims[j])
+        elif mode in ("hybrid", "dense"):
             index = self.store.index_for(cid)
             if index.d != qvec.shape[0]:  # the folder was re-embedded after this question was embedded
                 raise StoreError("The documents are being re-embedded with another model; ask again in a moment.")
@@ -160,9 +172,9 @@ class Retriever:
                     if i >= 0:
                         dense_ids.append(int(i))
                         dense_scores[int(i)] = float(s)
-        keyword_ids = self.store.keyword_search(cid, fts_query(question), pool) if mode != "dense" else []
+        keyword_ids = self.store.keyword_search(cid, fts_query(question), pool, documents) if mode != "dense" else []
         exact = (
-            set(self.store.keyword_search(cid, fts_query(question, require_all=True), pool))
+            set(self.store.keyword_search(cid, fts_query(question, require_all=True), pool, documents))
             if mode != "dense"
             else set()
         )

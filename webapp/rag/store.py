@@ -619,17 +619,43 @@ class DocumentStore:
         rows = self._db().execute(f"SELECT id, embedding FROM chunks WHERE id IN ({marks})", [int(i) for i in ids])
         return {r[0]: np.frombuffer(r[1], dtype=np.float32) for r in rows}
 
-    def keyword_search(self, cid: int, fts_query: str, limit: int) -> list[int]:
+    def keyword_search(self, cid: int, fts_query: str, limit: int, documents: Sequence[int] | None = None) -> list[int]:
+        """Chunk ids matching ``fts_query``, best first; only of ``documents`` when given."""
         if not fts_query:
             return []
+        scope, args = self._scope(documents)
         rows = self._db().execute(
             "SELECT ch.id FROM chunks_fts f JOIN chunks ch ON ch.id = f.rowid "
             "JOIN documents d ON d.id = ch.document_id "
-            f"WHERE chunks_fts MATCH ? AND d.collection_id = ? AND {self.SEARCHABLE} "
+            f"WHERE chunks_fts MATCH ? AND d.collection_id = ? AND {self.SEARCHABLE}{scope} "
             "ORDER BY bm25(chunks_fts) LIMIT ?",
-            (fts_query, cid, limit),
+            (fts_query, cid, *args, limit),
         )
         return [r[0] for r in rows]
+
+    @staticmethod
+    def _scope(documents: Sequence[int] | None) -> tuple[str, list[int]]:
+        if documents is None:
+            return "", []
+        return f" AND ch.document_id IN ({','.join('?' * len(documents)) or 'NULL'})", [int(d) for d in documents]
+
+    def document_vectors(self, documents: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(chunk ids, their embeddings as rows) of the searchable chunks of ``documents``: a chat
+        scoped to a few documents is searched exactly, by brute force, instead of through the
+        collection's FAISS index (which cannot filter by document without a full scan anyway)."""
+        scope, args = self._scope(documents)
+        rows = (
+            self._db()
+            .execute(
+                f"SELECT ch.id, ch.embedding FROM chunks ch JOIN documents d ON d.id = ch.document_id "
+                f"WHERE {self.SEARCHABLE}{scope} ORDER BY ch.id",
+                args,
+            )
+            .fetchall()
+        )
+        ids = np.array([r[0] for r in rows], dtype=np.int64)
+        vectors = np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows]) if rows else np.zeros((0, 0))
+        return ids, vectors
 
     def term_weights(self, cid: int, terms: Sequence[str]) -> dict[str, float]:
         """Inverse document frequency of each term over the collection's searchable chunks
