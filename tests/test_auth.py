@@ -426,24 +426,25 @@ def test_no_sign_in_on_an_open_address_is_refused(registry_dir, tmp_path):
 
 def test_identity_header_only_from_a_trusted_proxy(registry_dir, tmp_path):
     """Header mode trusts 127.0.0.1 only; the same header from 127.0.0.2 (another address on the
-    loopback network, as a pod next door would be) is refused, with or without X-Forwarded-For."""
+    loopback network, as a pod next door would be) is refused, with or without X-Forwarded-For.
+    (Google IAP's header needs its signed assertion as well: tests/test_iap.py.)"""
     data = tmp_path / "header-data"
     make_users(data)
     env = {
         "DOCCHAT_AUTH": "header",
         "DOCCHAT_TRUSTED_PROXIES": '["127.0.0.1/32"]',
-        "DOCCHAT_AUTH_HEADER": "X-Goog-Authenticated-User-Email",
+        "DOCCHAT_AUTH_HEADER": "X-Forwarded-User",
     }
     with running_app(registry_dir, data, extra_env=env) as base:
-        iap = {"X-Goog-Authenticated-User-Email": "accounts.google.com:ada"}
-        trusted = httpx.get(base + "/config", headers=iap, timeout=30)
+        named = {"X-Forwarded-User": "ada"}
+        trusted = httpx.get(base + "/config", headers=named, timeout=30)
         assert trusted.status_code == 200 and trusted.json()["username"] == "ada"
         elsewhere = httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2"), timeout=30)
-        assert elsewhere.get(base + "/config", headers=iap).status_code == 401
-        assert elsewhere.get(base + "/config", headers={**iap, "X-Forwarded-For": "127.0.0.1"}).status_code == 401
+        assert elsewhere.get(base + "/config", headers=named).status_code == 401
+        assert elsewhere.get(base + "/config", headers={**named, "X-Forwarded-For": "127.0.0.1"}).status_code == 401
         assert httpx.get(base + "/config", timeout=30).status_code == 401  # trusted proxy, no header
         # A first-time user named by the proxy becomes a viewer: they chat, they cannot upload.
-        newcomer = {"X-Goog-Authenticated-User-Email": "accounts.google.com:newcomer@example.com"}
+        newcomer = {"X-Forwarded-User": "newcomer@example.com"}
         config = httpx.get(base + "/config", headers=newcomer, timeout=30)
         assert config.status_code == 200 and config.json()["username"] == "newcomer@example.com"
         banner = httpx.Client(base_url=base, headers=newcomer, timeout=60)

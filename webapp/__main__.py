@@ -429,7 +429,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--auth",
         choices=["none", "password", "header"],
         help="sign-in: none (default on 127.0.0.1 only), password (users of `users add`; default "
-        "elsewhere), header (an identity-aware proxy names the user; set DOCCHAT_TRUSTED_PROXIES)",
+        "elsewhere), header (an identity-aware proxy names the user; set DOCCHAT_TRUSTED_PROXIES, and behind "
+        "Google IAP DOCCHAT_IAP_AUDIENCE)",
     )
     p.add_argument(
         "--insecure-no-auth",

@@ -71,6 +71,29 @@ class Settings(BaseSettings):
             "role given to a user the proxy names for the first time ('' = refuse users not created by an admin)"
         ),
     )
+    iap_audience: str = Field(
+        "",
+        description=(
+            "Google IAP only: believe a request only with a valid signed x-goog-iap-jwt-assertion for this "
+            "audience, and take the user from its email claim, e.g. "
+            "/projects/PROJECT_NUMBER/global/backendServices/SERVICE_ID (required when auth_header is "
+            "X-Goog-Authenticated-User-Email; docs/users.md)"
+        ),
+    )
+    iap_keys_file: Path | None = Field(
+        None,
+        description=(
+            "Google IAP's public keys as a JSON object {key id: PEM}, read from this file instead of "
+            "fetched from iap_keys_url (for a cluster without internet egress)"
+        ),
+    )
+    iap_keys_url: str = Field(
+        "https://www.gstatic.com/iap/verify/public_key",
+        description=(
+            "where IAP's public keys ({key id: PEM}) are fetched; cached, fetched again for an unknown key "
+            "id at most once a minute"
+        ),
+    )
     session_hours: float = Field(168.0, gt=0, le=24 * 90, description="how long a browser stays signed in")
     signin_max_failures: int = Field(
         5,
