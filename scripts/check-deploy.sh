@@ -13,7 +13,8 @@ if [ ! -x "$OPS/bin/checkov" ]; then
 fi
 command -v kubectl >/dev/null || { echo "kubectl is needed to render the kustomize overlays" >&2; exit 1; }
 out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
+example=$(mktemp -d)
+trap 'rm -rf "$out" "$example"' EXIT
 for overlay in k8s/overlays/*/; do
   name=$(basename "$overlay")
   kubectl kustomize "$overlay" > "$out/$name.yaml"
@@ -40,6 +41,23 @@ for overlay in k8s/overlays/*/; do
     echo "  OVMS scales out: HPA, PDB, spread over nodes, models in a bucket, no shared RWO disk"
   fi
 done
+# The opt-in OVMS discovery renders only with the user's API-server address (a ConfigMap the
+# overlay must add); validate and scan it the way a user would build it, with an example address.
+k8s=$(realpath --relative-to="$example" k8s)
+cat > "$example/kustomization.yaml" <<EOF
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+namespace: docchat
+resources: [$k8s/overlays/gke]
+components: [$k8s/components/ovms-discovery]
+configMapGenerator:
+  - name: docchat-kube-api
+    literals: [cidr=10.0.0.2/32]
+    options: {disableNameSuffixHash: true, annotations: {config.kubernetes.io/local-config: "true"}}
+EOF
+kubectl kustomize "$example" > "$out/gke-with-discovery.yaml"
+"$OPS/bin/kubernetes-validate" --kubernetes-version "$K8S_VERSION" --strict --quiet "$out/gke-with-discovery.yaml"
+echo "rendered gke + ovms-discovery (example API address): schema-valid for Kubernetes $K8S_VERSION"
 # Skips carry their reasons as checkov.io/skipN annotations on the objects themselves.
 "$OPS/bin/checkov" --directory "$out" --framework kubernetes --quiet --compact --skip-download
 "$OPS/bin/checkov" --file Dockerfile --framework dockerfile --quiet --compact --skip-download

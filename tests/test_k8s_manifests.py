@@ -1,0 +1,436 @@
+"""What the cluster would receive: each overlay rendered by `kubectl kustomize` (as
+scripts/check-deploy.sh renders it) and checked for the paths a pod needs to start on GKE
+(issue 24): the metadata server for every pod that reaches Cloud Storage, DNS for every pod, no
+made-up address in a NetworkPolicy, OVMS reached by its Service name, autoscaling on the OVMS
+container's CPU, spread with minDomains, a quantize Job that outlives spot preemption, OVMS
+waiting for the registry, and the IAP audience.
+
+No API server or CNI runs on these machines, so NetworkPolicies are evaluated here by their
+documented semantics (union of the rules of every policy that selects the pod; no `to` = any
+destination, no `ports` = any port), not enforced by a real dataplane.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+from webapp.settings import RemoteEndpoint
+
+K8S = ROOT / "k8s"
+OVERLAYS = ("local", "gke", "gke-iap")
+GKE = ("gke", "gke-iap")
+
+METADATA_SERVER = ("169.254.169.254", 80)  # Workload Identity tokens (Calico dataplane)
+METADATA_SERVER_DPV2 = ("169.254.169.252", 988)  # the same, GKE Dataplane V2
+CLOUD_DNS = "169.254.169.254"  # Cloud DNS for GKE answers pods on the metadata address
+KUBE_SYSTEM = {"kubernetes.io/metadata.name": "kube-system"}
+KUBE_DNS = {"k8s-app": "kube-dns"}
+
+# Every address a shipped overlay may name in a NetworkPolicy, with why it is the same in every
+# cluster. A cluster-specific address (the API server, a node range) cannot be right for
+# everyone, so it must come from the user (components/ovms-discovery), never from the repo.
+FIXED_ADDRESSES = {
+    "169.254.169.254/32": "GKE metadata server / Cloud DNS",
+    "169.254.169.252/32": "GKE metadata server under Dataplane V2",
+    "169.254.20.10/32": "NodeLocal DNSCache",
+    "35.191.0.0/16": "Google load balancer front ends and health checks",
+    "130.211.0.0/22": "Google load balancer front ends and health checks",
+}
+PLACEHOLDER_RANGES = [
+    ipaddress.ip_network(n)
+    for n in ("172.16.0.2/32", "192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32")
+]
+
+
+def _kubectl() -> str:
+    found = shutil.which("kubectl")
+    if found:
+        return found
+    if os.environ.get("CI"):
+        pytest.fail("kubectl is needed to render the overlays (scripts/check-deploy.sh needs it too)")
+    pytest.skip("kubectl is not installed (it renders the overlays; CI has it)")
+
+
+def kustomize(directory: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [_kubectl(), "kustomize", str(directory)], capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def render(directory: Path) -> list[dict]:
+    out = kustomize(directory)
+    assert out.returncode == 0, out.stderr
+    return [doc for doc in yaml.safe_load_all(out.stdout) if doc]
+
+
+@pytest.fixture(scope="module")
+def rendered() -> dict[str, list[dict]]:
+    return {name: render(K8S / "overlays" / name) for name in OVERLAYS}
+
+
+def temp_overlay(tmp_path: Path, body: dict) -> Path:
+    """An overlay outside the repo (like a user's own), pointing at the repo's base/components."""
+
+    def rel(p: str) -> str:
+        return os.path.relpath(K8S / p, tmp_path)
+
+    body = dict(body)
+    body["resources"] = [rel(p) for p in body.get("resources", [])]
+    body["components"] = [rel(p) for p in body.get("components", [])]
+    (tmp_path / "kustomization.yaml").write_text(
+        yaml.safe_dump({"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", **body})
+    )
+    return tmp_path
+
+
+# --- reading the objects ---------------------------------------------------------------------
+
+
+def find(objs: list[dict], kind: str, name: str) -> dict:
+    hits = [o for o in objs if o["kind"] == kind and o["metadata"]["name"] == name]
+    assert hits, f"no {kind} {name}"
+    return hits[0]
+
+
+def pod_templates(objs: list[dict]) -> list[dict]:
+    return [o for o in objs if o["kind"] in ("Deployment", "Job")]
+
+
+def pod_labels(workload: dict) -> dict:
+    return workload["spec"]["template"]["metadata"].get("labels", {})
+
+
+def container(workload: dict, name: str) -> dict:
+    spec = workload["spec"]["template"]["spec"]
+    hits = [c for c in spec["containers"] if c["name"] == name]
+    assert hits, f"{workload['metadata']['name']} has no container {name}"
+    return hits[0]
+
+
+def env(workload: dict, name: str) -> dict[str, dict]:
+    return {e["name"]: e for e in container(workload, name).get("env", [])}
+
+
+def reaches_cloud_storage(workload: dict) -> bool:
+    """Mounts the bucket (Cloud Storage FUSE sidecar) or talks to it itself (gs:// arguments)."""
+    template = workload["spec"]["template"]
+    if template["metadata"].get("annotations", {}).get("gke-gcsfuse/volumes") == "true":
+        return True
+    if any(v.get("csi", {}).get("driver") == "gcsfuse.csi.storage.gke.io" for v in template["spec"].get("volumes", [])):
+        return True
+    return any("gs://" in a for c in template["spec"]["containers"] for a in c.get("args", []))
+
+
+def selector_matches(selector: dict | None, labels: dict) -> bool:
+    if selector is None:
+        return False
+    for key, value in selector.get("matchLabels", {}).items():
+        if labels.get(key) != value:
+            return False
+    for expr in selector.get("matchExpressions", []):
+        key, op, values = expr["key"], expr["operator"], expr.get("values", [])
+        if op == "In" and labels.get(key) not in values:
+            return False
+        if op == "NotIn" and labels.get(key) in values:
+            return False
+        if op == "Exists" and key not in labels:
+            return False
+        if op == "DoesNotExist" and key in labels:
+            return False
+    return True
+
+
+def egress_rules(objs: list[dict], labels: dict) -> list[dict] | None:
+    """The egress rules that apply to a pod with these labels; None when no policy restricts its egress."""
+    selecting = [
+        p
+        for p in objs
+        if p["kind"] == "NetworkPolicy"
+        and "Egress" in p["spec"].get("policyTypes", [])
+        and selector_matches(p["spec"]["podSelector"], labels)
+    ]
+    if not selecting:
+        return None
+    return [rule for p in selecting for rule in p["spec"].get("egress") or []]
+
+
+def port_matches(rule: dict, port: int, protocol: str) -> bool:
+    if not rule.get("ports"):
+        return True
+    for p in rule["ports"]:
+        if p.get("protocol", "TCP") != protocol or not isinstance(p.get("port"), int):
+            continue
+        if p["port"] <= port <= p.get("endPort", p["port"]):
+            return True
+    return False
+
+
+def egress_to_ip(objs: list[dict], labels: dict, ip: str, port: int, protocol: str = "TCP") -> bool:
+    rules = egress_rules(objs, labels)
+    if rules is None:
+        return True
+    address = ipaddress.ip_address(ip)
+    for rule in rules:
+        if not port_matches(rule, port, protocol):
+            continue
+        if not rule.get("to"):
+            return True
+        for peer in rule["to"]:
+            block = peer.get("ipBlock")
+            if block and address in ipaddress.ip_network(block["cidr"]):
+                if not any(address in ipaddress.ip_network(e) for e in block.get("except", [])):
+                    return True
+    return False
+
+
+def egress_to_pods(objs: list[dict], labels: dict, ns_labels: dict, dest: dict, port: int, protocol: str) -> bool:
+    """Egress to pods labelled `dest` in a namespace labelled `ns_labels` (not the pod's own)."""
+    rules = egress_rules(objs, labels)
+    if rules is None:
+        return True
+    for rule in rules:
+        if not port_matches(rule, port, protocol):
+            continue
+        if not rule.get("to"):
+            return True
+        for peer in rule["to"]:
+            if "ipBlock" in peer or "namespaceSelector" not in peer:
+                continue  # a bare podSelector means the policy's own namespace only
+            ns_ok = selector_matches(peer["namespaceSelector"], ns_labels)
+            pod_ok = "podSelector" not in peer or selector_matches(peer["podSelector"], dest)
+            if ns_ok and pod_ok:
+                return True
+    return False
+
+
+# --- network paths ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("overlay", GKE)
+def test_pods_that_reach_cloud_storage_can_reach_the_metadata_server(rendered, overlay):
+    """The FUSE sidecar (not hostNetwork) and the publishing Job get Workload Identity tokens from
+    the GKE metadata server; without this egress the bucket never mounts."""
+    objs = rendered[overlay]
+    users = [w for w in pod_templates(objs) if reaches_cloud_storage(w)]
+    names = {w["metadata"]["name"] for w in users}
+    assert names == {"docchat", "ovms", "docchat-quantize"}
+    for w in users:
+        for ip, port in (METADATA_SERVER, METADATA_SERVER_DPV2):
+            assert egress_to_ip(objs, pod_labels(w), ip, port), f"{overlay}: {w['metadata']['name']} -> {ip}:{port}"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_pod_can_resolve_names(rendered, overlay):
+    """kube-dns in kube-system, or Cloud DNS for GKE on 169.254.169.254: every pod needs one of
+    them to find a Service, the bucket or the package index, and which one depends on the cluster."""
+    objs = rendered[overlay]
+    for w in pod_templates(objs):
+        labels, name = pod_labels(w), w["metadata"]["name"]
+        for protocol in ("UDP", "TCP"):
+            assert egress_to_ip(objs, labels, CLOUD_DNS, 53, protocol), f"{overlay}: {name} has no Cloud DNS {protocol}"
+            assert egress_to_pods(objs, labels, KUBE_SYSTEM, KUBE_DNS, 53, protocol), (
+                f"{overlay}: {name} cannot reach kube-dns over {protocol}"
+            )
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_network_policies_name_no_placeholder_address(rendered, overlay):
+    cidrs = [
+        peer["ipBlock"]["cidr"]
+        for p in rendered[overlay]
+        if p["kind"] == "NetworkPolicy"
+        for rule in (p["spec"].get("egress") or []) + (p["spec"].get("ingress") or [])
+        for peer in rule.get("to", []) + rule.get("from", [])
+        if "ipBlock" in peer
+    ]
+    for cidr in cidrs:
+        net = ipaddress.ip_network(cidr)
+        assert not any(net.overlaps(r) for r in PLACEHOLDER_RANGES), f"{overlay}: placeholder address {cidr}"
+        assert cidr in FIXED_ADDRESSES, f"{overlay}: {cidr} is cluster-specific; it cannot ship in an overlay"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_app_reaches_ovms_by_service_name_without_the_api_server(rendered, overlay):
+    """Discovery needs the API server, whose address differs per cluster (and blocked start-up
+    when it was wrong): the shipped overlays name the ovms Service instead."""
+    objs = rendered[overlay]
+    app = find(objs, "Deployment", "docchat")
+    variables = env(app, "docchat")
+    assert variables.get("DOCCHAT_DISCOVER_OVMS", {}).get("value", "false") == "false"
+    endpoints = [RemoteEndpoint(**e) for e in json.loads(variables["DOCCHAT_REMOTE_ENDPOINTS"]["value"])]
+    url = urlsplit(endpoints[0].base_url)
+    service = find(objs, "Service", url.hostname)
+    assert url.port in [p["port"] for p in service["spec"]["ports"]]
+    assert selector_matches({"matchLabels": service["spec"]["selector"]}, pod_labels(find(objs, "Deployment", "ovms")))
+    # No token and no Role: nothing in the pod can talk to the API server.
+    assert app["spec"]["template"]["spec"].get("automountServiceAccountToken") is False
+    assert not [o for o in objs if o["kind"] in ("Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding")]
+
+
+def test_discovery_is_opt_in_and_needs_the_real_api_server_address(tmp_path):
+    body = {
+        "namespace": "docchat",
+        "resources": ["base"],
+        "components": ["components/ovms", "components/ovms-discovery"],
+    }
+    missing = kustomize(temp_overlay(tmp_path, body))
+    assert missing.returncode != 0 and "docchat-kube-api" in missing.stderr
+    body["configMapGenerator"] = [
+        {
+            "name": "docchat-kube-api",
+            "literals": ["cidr=10.9.8.7/32"],
+            "options": {
+                "disableNameSuffixHash": True,
+                "annotations": {"config.kubernetes.io/local-config": "true"},
+            },
+        }
+    ]
+    objs = render(temp_overlay(tmp_path, body))
+    labels = pod_labels(find(objs, "Deployment", "docchat"))
+    assert egress_to_ip(objs, labels, "10.9.8.7", 443)
+    assert not egress_to_ip(objs, labels, "10.9.8.8", 443)
+    app = find(objs, "Deployment", "docchat")
+    assert env(app, "docchat")["DOCCHAT_DISCOVER_OVMS"]["value"] == "true"
+    assert app["spec"]["template"]["spec"]["automountServiceAccountToken"] is True
+    find(objs, "Role", "docchat-discovery")
+    assert not [o for o in objs if o["kind"] == "ConfigMap"], "the address holder must not be deployed"
+
+
+def test_ovms_api_key_reaches_the_configured_endpoint(tmp_path):
+    body = {"resources": ["overlays/gke"], "components": ["components/ovms-api-key"]}
+    objs = render(temp_overlay(tmp_path, body))
+    app = find(objs, "Deployment", "docchat")
+    (endpoint,) = [RemoteEndpoint(**e) for e in json.loads(env(app, "docchat")["DOCCHAT_REMOTE_ENDPOINTS"]["value"])]
+    mounts = {m["mountPath"] for m in container(app, "docchat")["volumeMounts"]}
+    assert endpoint.api_key_file is not None and str(endpoint.api_key_file.parent) in mounts
+    ovms_args = container(find(objs, "Deployment", "ovms"), "ovms")["args"]
+    assert f"--api_key_file={endpoint.api_key_file}" in ovms_args
+
+
+# --- scaling and lifecycle --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("overlay", GKE)
+def test_ovms_scales_on_its_own_container_cpu(rendered, overlay):
+    """A pod-level CPU metric counts the FUSE sidecar's 1-CPU request: 70% of 3 CPUs is 2.1, not
+    the 1.4 the OVMS container's 2-CPU request gives."""
+    objs = rendered[overlay]
+    hpa = find(objs, "HorizontalPodAutoscaler", "ovms")
+    assert hpa["spec"]["scaleTargetRef"]["name"] == "ovms"
+    metrics = hpa["spec"]["metrics"]
+    assert [m["type"] for m in metrics] == ["ContainerResource"]
+    assert metrics[0]["containerResource"]["container"] == "ovms"
+    assert metrics[0]["containerResource"]["name"] == "cpu"
+    container(find(objs, "Deployment", "ovms"), "ovms")
+
+
+@pytest.mark.parametrize("overlay", GKE)
+def test_ovms_spread_over_nodes_has_min_domains(rendered, overlay):
+    """Without minDomains a one-node pool takes both replicas (skew 1 is allowed), and one spot
+    preemption takes them both."""
+    objs = rendered[overlay]
+    spread = find(objs, "Deployment", "ovms")["spec"]["template"]["spec"]["topologySpreadConstraints"]
+    by_node = [c for c in spread if c["topologyKey"] == "kubernetes.io/hostname"]
+    assert by_node and by_node[0].get("minDomains", 0) >= 2
+    assert by_node[0]["whenUnsatisfiable"] == "DoNotSchedule"
+    hpa = find(objs, "HorizontalPodAutoscaler", "ovms")
+    assert by_node[0]["minDomains"] <= hpa["spec"]["minReplicas"]
+    for c in spread:
+        if "minDomains" in c:
+            assert c["whenUnsatisfiable"] == "DoNotSchedule"  # the API rejects it otherwise
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_quantize_job_outlives_preemption(rendered, overlay):
+    job = find(rendered[overlay], "Job", "docchat-quantize")
+    spec = job["spec"]
+    assert spec["template"]["spec"]["restartPolicy"] == "Never"  # podFailurePolicy requires it
+    rules = spec["podFailurePolicy"]["rules"]
+    ignore = [r for r in rules if r["action"] == "Ignore"]
+    conditions = [c for r in ignore for c in r.get("onPodConditions", [])]
+    assert {"type": "DisruptionTarget", "status": "True"} in conditions
+    # Rules apply in order: the disruption rule must come before anything that fails the Job.
+    first_ignore = rules.index(ignore[0])
+    assert all(r["action"] != "FailJob" for r in rules[:first_ignore])
+    for r in rules:
+        if "onExitCodes" in r:
+            assert r["onExitCodes"].get("containerName") == "quantize"
+    assert spec["backoffLimit"] >= 3
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_ovms_waits_for_the_registry_with_a_restricted_container(rendered, overlay):
+    ovms = find(rendered[overlay], "Deployment", "ovms")
+    pod = ovms["spec"]["template"]["spec"]
+    config_path = next(a.split("=", 1)[1] for a in container(ovms, "ovms")["args"] if a.startswith("--config_path="))
+    waits = [c for c in pod.get("initContainers", []) if config_path in c.get("command", []) + c.get("args", [])]
+    assert waits, f"{overlay}: no init container waits for {config_path}"
+    wait = waits[0]
+    models_mount = next(m for m in container(ovms, "ovms")["volumeMounts"] if config_path.startswith(m["mountPath"]))
+    assert any(
+        m["name"] == models_mount["name"] and m["mountPath"] == models_mount["mountPath"] for m in wait["volumeMounts"]
+    )
+    sc = wait["securityContext"]
+    assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"]["drop"] == ["ALL"]
+    assert sc.get("runAsNonRoot", pod["securityContext"].get("runAsNonRoot")) is True
+    assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    assert wait["resources"]["limits"]
+
+
+def test_the_registry_wait_blocks_until_config_json_appears(rendered, tmp_path):
+    """Runs the init container's own command (a POSIX shell, as in the OVMS image) with the
+    registry path pointed at a temporary folder."""
+    ovms = find(rendered["gke"], "Deployment", "ovms")
+    config_path = next(a.split("=", 1)[1] for a in container(ovms, "ovms")["args"] if a.startswith("--config_path="))
+    (wait,) = [c for c in ovms["spec"]["template"]["spec"]["initContainers"] if config_path in c["command"]]
+    target = tmp_path / "config.json"
+    command = [str(target) if part == config_path else part for part in wait["command"]]
+    command[-1] = "0.1"  # the poll interval, shortened for the test
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        with pytest.raises(subprocess.TimeoutExpired):
+            proc.wait(timeout=1.0)
+        target.write_text("{}")
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()
+    assert str(target) in proc.stdout.read()  # it said what it waits for
+
+
+# --- sign-in behind IAP -----------------------------------------------------------------------
+
+
+def test_gke_iap_sets_the_iap_audience(rendered):
+    app = find(rendered["gke-iap"], "Deployment", "docchat")
+    audience = env(app, "docchat")["DOCCHAT_IAP_AUDIENCE"]["value"]
+    assert re.fullmatch(r"/projects/[^/]+/global/backendServices/[^/]+", audience)
+    for overlay in ("local", "gke"):
+        assert "DOCCHAT_IAP_AUDIENCE" not in env(find(rendered[overlay], "Deployment", "docchat"), "docchat")
+
+
+def test_iap_component_without_an_audience_does_not_render(tmp_path):
+    """The audience differs per load balancer: using the component without setting it is an
+    error at render time, not a deployment that trusts nobody (or anybody)."""
+    out = kustomize(temp_overlay(tmp_path, {"resources": ["overlays/gke"], "components": ["components/iap"]}))
+    assert out.returncode != 0 and "docchat-iap" in out.stderr
+
+
+def test_capacity_doc_sizes_replicas_as_the_manifests_do(rendered):
+    """docs/capacity.md's team table counts people per OVMS replica of the manifests' size."""
+    objs = rendered["gke"]
+    cpu = container(find(objs, "Deployment", "ovms"), "ovms")["resources"]["requests"]["cpu"]
+    doc = (ROOT / "docs" / "capacity.md").read_text()
+    assert f"per {cpu}-CPU replica" in doc
+    assert f"stops at {find(objs, 'HorizontalPodAutoscaler', 'ovms')['spec']['maxReplicas']} replicas" in doc
