@@ -27,6 +27,7 @@ from webapp.rag.ocr import ocr_pages
 from webapp.rag.pdf_text import PageRange, ParsedPdf, PdfProblem, read_pages, unusable
 from webapp.rag.retrieval import Passage, Retriever, search_terms
 from webapp.rag.store import Document, DocumentGone, DocumentStore, recorded_embedding_model
+from webapp.rag.summaries import Extract
 from webapp.registry import RegistryError, load_entry, scan
 from webapp.resources import usable_cpus
 from webapp.settings import Settings
@@ -106,6 +107,7 @@ class DocumentService:
         self._pages = None  # PageImages, made on first use
         self._evidence = None  # EvidenceFinder for the current embedder (it caches sentence vectors)
         self._glossaries: dict[tuple[int, str | None], dict[str, tuple[str, ...]]] = {}  # abbreviations per document
+        self._titles: dict[tuple[int, str | None], str] = {}  # per indexed version of a document
         self._glossary_lock = threading.Lock()
         self.repairs: list[str] = []
         self.maintenance: threading.Thread | None = None  # background upkeep of an older store, if any
@@ -627,6 +629,75 @@ class DocumentService:
             return word
 
         return _RUN_TOGETHER.sub(apart, question)
+
+    # -- whole documents -------------------------------------------------------------------
+    def summary(self, doc: Document, exclude: Callable[[str], bool] | None = None) -> list[Extract]:
+        """The document's most central sentences with their pages (webapp/rag/summaries.py),
+        computed once per indexed version of the document and stored with it (a re-index makes
+        a new one). ``exclude``: sentences to leave out (benchmarks leave out the abstract); such
+        a summary is neither read from nor written to the store."""
+        from webapp.rag.summaries import METHOD, central, document_sentences
+
+        self._open()
+        if exclude is None and doc.indexed_at:
+            cached = self.store.cached_summary(doc.id, doc.indexed_at, METHOD)
+            if cached is not None:
+                return [Extract(**e) for e in cached["sentences"]]
+        sentences = document_sentences(self.store.page_texts(doc.id), exclude)
+        picked = central(sentences, self._embedder.embed_documents, n=self.settings.summary_sentences)
+        if exclude is None and doc.indexed_at:
+            self.store.save_summary(doc.id, doc.indexed_at, METHOD, {"sentences": [e.as_json() for e in picked]})
+        return picked
+
+    def outline(self, doc: Document) -> list:
+        """Numbered section headings and table/figure captions with their pages."""
+        from webapp.rag.summaries import outline
+
+        self._open()
+        return outline(self.store.page_texts(doc.id))
+
+    def title(self, doc: Document) -> str:
+        """The document's title as its first page prints it (its file name when none is found)."""
+        key = (doc.id, doc.indexed_at)
+        if key in self._titles:
+            return self._titles[key]
+        self._open()
+        pages = self.store.page_texts(doc.id)
+        found = doc.label
+        for line in (pages[0][1].splitlines() if pages else [])[:8]:
+            line = " ".join(line.split())
+            words = line.split()
+            if 2 <= len(words) <= 25 and sum(ch.isalpha() for ch in line) > 0.7 * len(line.replace(" ", "")):
+                if not line.lower().startswith(("arxiv", "preprint", "published", "proceedings")):
+                    found = line
+                    break
+        self._titles[key] = found
+        return found
+
+    def named_in(self, collection: str, text: str, actor: Actor = LOCAL) -> list[Document]:
+        """The indexed documents of ``collection`` that ``text`` names, in the order it names them:
+        by file name ("roberta.pdf", "roberta") or by the short name a title opens with
+        ("RoBERTa: A Robustly Optimized..." -> "RoBERTa")."""
+        found: list[tuple[int, Document]] = []
+        for doc in self.documents(collection, actor):
+            if doc.indexed_at is None:
+                continue
+            stem = re.sub(r"\.[A-Za-z0-9]{1,5}$", "", doc.label)
+            names = {doc.label, stem, re.sub(r"[_\-.]+", " ", stem)}
+            title = self.title(doc)
+            short = title.split(":")[0].strip()
+            if ":" in title and 1 <= len(short.split()) <= 3:
+                names.add(short)
+            at = [
+                m.start()
+                for name in names
+                if len(name) >= 3
+                for m in [re.search(r"(?<![\w-])" + re.escape(name) + r"(?![\w-])", text, re.IGNORECASE)]
+                if m
+            ]
+            if at:
+                found.append((min(at), doc))
+        return [doc for _, doc in sorted(found, key=lambda x: x[0])]
 
     # -- checking answers ------------------------------------------------------------------
     def _finder(self):

@@ -21,6 +21,7 @@ patching, atomic files, the cache) lives in index_files.py. No pickle anywhere.
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
 import math
 import sqlite3
@@ -71,6 +72,9 @@ CREATE TABLE IF NOT EXISTS chunks (
     document_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
     page INTEGER NOT NULL, ordinal INTEGER NOT NULL, text TEXT NOT NULL, embedding BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS chunks_by_document ON chunks(document_id);
+CREATE TABLE IF NOT EXISTS summaries (
+    document_id INTEGER PRIMARY KEY REFERENCES documents(id) ON DELETE CASCADE,
+    indexed_at TEXT NOT NULL, method INTEGER NOT NULL, body TEXT NOT NULL);
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
     text, content='chunks', content_rowid='id', tokenize='porter unicode61');
 CREATE TRIGGER IF NOT EXISTS chunks_ai AFTER INSERT ON chunks BEGIN
@@ -138,6 +142,15 @@ def valid_collection_name(name: str) -> str:
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
         raise StoreError("A collection name cannot contain control characters.")
     return name
+
+
+def _join_overlapping(before: str, after: str) -> str:
+    """Two consecutive chunks as one text: chunks overlap, so ``after`` usually starts with the
+    end of ``before``; otherwise they are simply joined."""
+    at = before.rfind(after[:40])
+    if at >= 0 and after.startswith(before[at:]):
+        return before + after[len(before) - at :]
+    return before + "\n" + after
 
 
 def migrate(db: sqlite3.Connection, version: int) -> None:
@@ -611,6 +624,38 @@ class DocumentStore:
         """All of a document's chunk text in reading order (chunks overlap: some text repeats)."""
         rows = self._db().execute("SELECT text FROM chunks WHERE document_id = ? ORDER BY ordinal, id", (doc_id,))
         return "\n".join(r[0] for r in rows)
+
+    def page_texts(self, doc_id: int) -> list[tuple[int, str]]:
+        """(page, text) of a document, its chunks joined back where they overlap."""
+        rows = (
+            self._db()
+            .execute("SELECT page, text FROM chunks WHERE document_id = ? ORDER BY ordinal, id", (doc_id,))
+            .fetchall()
+        )
+        pages: dict[int, str] = {}
+        for page, text in rows:
+            pages[page] = _join_overlapping(pages[page], text) if page in pages else text
+        return sorted(pages.items())
+
+    def cached_summary(self, doc_id: int, indexed_at: str, method: int) -> dict | None:
+        """A summary computed for this indexed version of the document by this method, if any."""
+        row = (
+            self._db()
+            .execute(
+                "SELECT body FROM summaries WHERE document_id = ? AND indexed_at = ? AND method = ?",
+                (doc_id, indexed_at, method),
+            )
+            .fetchone()
+        )
+        return json.loads(row[0]) if row else None
+
+    def save_summary(self, doc_id: int, indexed_at: str, method: int, body: dict) -> None:
+        with self.writing() as db:
+            if db.execute("SELECT 1 FROM documents WHERE id = ? AND indexed_at = ?", (doc_id, indexed_at)).fetchone():
+                db.execute(
+                    "INSERT OR REPLACE INTO summaries(document_id, indexed_at, method, body) VALUES (?, ?, ?, ?)",
+                    (doc_id, indexed_at, method, json.dumps(body)),
+                )
 
     def vectors_by_id(self, ids: Sequence[int]) -> dict[int, np.ndarray]:
         if not ids:

@@ -1,0 +1,162 @@
+"""Whole-document views without a generative model: an extractive summary and an outline.
+
+A 135M model cannot be trusted to summarise a paper, and every sentence of a summary must be
+checkable against its page anyway, so a summary here is the document's own most central
+sentences, in reading order, each with its page:
+
+1. the document's sentences (from its indexed chunks, page by page; overlap between chunks and
+   repeated running heads removed; the reference list, figure/table captions and sentences that
+   are mostly numbers or citations left out);
+2. each embedded with the collection's embedder; a sentence is central when it is close to the
+   document's centroid (what the whole text is about) and close to its section's centroid (so
+   every part of the document has a voice, not only the longest one);
+3. picked greedily by maximal marginal relevance (central, but unlike what was already picked),
+   with a small bonus for the opening and closing pages (where papers state what they did).
+
+The outline is read from the same text: numbered headings ("3.2 Training data") and the captions
+of tables and figures, each with its page.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from webapp.rag.sentences import split_sentences
+
+METHOD = 1  # bump when the selection changes: cached summaries of an older method are recomputed
+# Chosen on the dev half of the arXiv papers (benchmarks/summary_eval.py, docs/evidence.md).
+EDGE_BONUS = 0.1  # added to the centrality of sentences on the opening and closing pages
+OPENING_PAGES = 2
+GLOBAL_WEIGHT = 0.6  # centrality to the whole document; the rest to the sentence's own section
+DIVERSITY = 0.2  # maximal marginal relevance: how much likeness to picked sentences costs
+MAX_SENTENCES = 2000  # a 300-page book is summarised from its first 2000 sentences
+_REFERENCES = re.compile(r"^\s*(references|bibliography|acknowledg(e)?ments?)\s*$", re.IGNORECASE | re.MULTILINE)
+_CAPTION = re.compile(r"^\s*(table|figure|fig\.)\s*\d+\s*[:.]", re.IGNORECASE)
+_CITATIONS = re.compile(r"\(\s*[A-Z][^()]{0,60}\d{4}[a-z]?\s*\)|\[\d+(?:[,–-]\s*\d+)*\]")
+_HEADING = re.compile(r"^\s*(\d{1,2}(?:\.\d{1,2}){0,2})\.?\s+([A-Z][A-Za-z][^\n]{1,70})$")
+_CAPTION_LINE = re.compile(r"^\s*((?:Table|Figure|Fig\.)\s*\d+)\s*[:.]\s*([^\n]{3,160})", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Extract:
+    page: int
+    text: str
+    score: float = 0.0
+
+    def as_json(self) -> dict:
+        return {"page": self.page, "text": self.text, "score": round(self.score, 4)}
+
+
+@dataclass(frozen=True)
+class Heading:
+    kind: str  # "section" | "table" | "figure"
+    label: str  # "3.2" | "Table 4"
+    title: str
+    page: int
+
+    def as_json(self) -> dict:
+        return {"kind": self.kind, "label": self.label, "title": self.title, "page": self.page}
+
+
+def _usable(sentence: str) -> bool:
+    words = sentence.split()
+    if not 6 <= len(words) <= 60 or _CAPTION.match(sentence):
+        return False
+    letters = sum(ch.isalpha() for ch in sentence)
+    if letters < 0.6 * len(sentence.replace(" ", "")):  # tables flattened into numbers
+        return False
+    return len(_CITATIONS.findall(sentence)) <= 2
+
+
+def document_sentences(pages: Sequence[tuple[int, str]], exclude: Callable[[str], bool] | None = None) -> list[Extract]:
+    """The document's sentences in reading order, each once, up to the reference list."""
+    seen: set[str] = set()
+    out: list[Extract] = []
+    for page, text in pages:
+        cut = _REFERENCES.search(text)
+        body = text[: cut.start()] if cut and out else text
+        for sentence in split_sentences(body):
+            key = " ".join(sentence.lower().split())
+            if key in seen or not _usable(sentence) or (exclude and exclude(sentence)):
+                continue
+            seen.add(key)
+            out.append(Extract(page, " ".join(sentence.split())))
+            if len(out) >= MAX_SENTENCES:
+                return out
+        if cut and len(out) > 20:  # the references start here: what follows is not the paper's text
+            break
+    return out
+
+
+def central(
+    sentences: Sequence[Extract], embed: Callable[[list[str]], np.ndarray], n: int = 7, diversity: float = DIVERSITY
+) -> list[Extract]:
+    """The ``n`` most central of ``sentences`` (see the module doc), in reading order."""
+    if len(sentences) <= n:
+        return list(sentences)
+    vectors = np.asarray(embed([s.text for s in sentences]), dtype=np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True) + 1e-9
+    centroid = vectors.mean(axis=0)
+    centroid /= np.linalg.norm(centroid) + 1e-9
+    # sections: runs of pages, about n of them, each with its own centroid
+    pages = sorted({s.page for s in sentences})
+    per = max(1, -(-len(pages) // n))
+    section_of = np.asarray([pages.index(s.page) // per for s in sentences])
+    local = np.zeros(len(sentences), dtype=np.float32)
+    for sec in set(section_of.tolist()):
+        rows = section_of == sec
+        c = vectors[rows].mean(axis=0)
+        local[rows] = vectors[rows] @ (c / (np.linalg.norm(c) + 1e-9))
+    # where papers say what they did: the opening (abstract, introduction) and the closing pages
+    opening = set(pages[:OPENING_PAGES])
+    closing = {s.page for s in sentences[-max(1, len(sentences) // 12) :]}
+    edge = np.asarray(
+        [EDGE_BONUS if s.page in opening or s.page in closing else 0.0 for s in sentences], dtype=np.float32
+    )
+    score = GLOBAL_WEIGHT * (vectors @ centroid) + (1 - GLOBAL_WEIGHT) * local + edge
+    chosen: list[int] = []
+    while len(chosen) < n:
+        if chosen:
+            redundancy = (vectors @ vectors[chosen].T).max(axis=1)
+            mmr = (1 - diversity) * score - diversity * redundancy
+        else:
+            mmr = score.copy()
+        mmr[chosen] = -np.inf
+        chosen.append(int(np.argmax(mmr)))
+    return [Extract(sentences[i].page, sentences[i].text, float(score[i])) for i in sorted(chosen)]
+
+
+def outline(pages: Sequence[tuple[int, str]]) -> list[Heading]:
+    """Numbered section headings and table/figure captions, in reading order, each once."""
+    found: list[Heading] = []
+    seen: set[tuple[str, str]] = set()
+    last_number: tuple[int, ...] = ()
+    for page, text in pages:
+        for line in text.splitlines():
+            m = _CAPTION_LINE.match(line)
+            if m:
+                label = " ".join(m.group(1).replace("Fig.", "Figure").split()).title()
+                key = ("caption", label.lower())
+                if key not in seen:
+                    seen.add(key)
+                    kind = "table" if label.lower().startswith("table") else "figure"
+                    found.append(Heading(kind, label, m.group(2).strip(), page))
+                continue
+            m = _HEADING.match(line)
+            if not m or sum(ch.isdigit() for ch in m.group(2)) > 2 or m.group(2).rstrip().endswith((".", ",")):
+                continue
+            number = tuple(int(x) for x in m.group(1).split("."))
+            # headings come in order: "4 2017 results" in a table is not section 4 after section 5
+            if last_number and number <= last_number:
+                continue
+            key = ("section", m.group(1))
+            if key in seen or len(m.group(2).split()) > 10:
+                continue
+            seen.add(key)
+            last_number = number
+            found.append(Heading("section", m.group(1), m.group(2).strip(), page))
+    return found
