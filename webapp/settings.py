@@ -251,6 +251,17 @@ class Settings(BaseSettings):
     ocr_dpi: int = Field(300, ge=100, le=600, description="resolution scanned pages are drawn at for OCR")
     ocr_page_timeout_s: float = Field(90.0, gt=0, description="time limit for reading one page by OCR")
     ocr_command: str = Field("tesseract", description="the Tesseract program (a name on PATH or a path)")
+    ocr_max_pages: int = Field(
+        300,
+        ge=1,
+        description=(
+            "most scanned pages read by OCR per document (~3 s of a core each); the rest are left unread and "
+            "the document's note says how many were read"
+        ),
+    )
+    ocr_max_seconds: float = Field(
+        1800.0, gt=0, description="OCR work allowed per document, in seconds of reading summed over its pages"
+    )
     chunk_size: int = Field(1000, ge=100, description="characters per chunk")
     chunk_overlap: int = Field(150, ge=0, description="characters shared by neighbouring chunks")
     retrieval_k: int = Field(4, ge=1, le=20, description="passages given to the model per question")
@@ -280,6 +291,21 @@ class Settings(BaseSettings):
         200.0,
         gt=0,
         description=("disk for rendered, highlighted PDF pages under <data_dir>/pages (oldest removed first)"),
+    )
+    page_render_workers: int = Field(
+        0,
+        ge=0,
+        le=32,
+        description=(
+            "page images drawn at once (0 = one per usable CPU); each is a child process of up to "
+            "pdf_memory_mb, and a page is drawn at most 16 megapixels large"
+        ),
+    )
+    page_render_wait_s: float = Field(
+        10.0,
+        ge=0,
+        le=120,
+        description="longest a page image waits for a free drawing slot before the request is told the server is busy",
     )
     min_similarity: float | None = Field(
         None,

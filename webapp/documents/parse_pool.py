@@ -4,9 +4,11 @@ pypdf is pure Python, so reading PDFs is most of the indexing time and only more
 processes make it faster. Files are started largest first (a big file started
 last would leave the other cores idle at the end). A file's first job reads its
 first FIRST_RANGE pages and learns the page count; the rest of a longer file is
-split into one range per worker and those ranges jump the queue, so a single
-500-page manual is read by every core instead of one. Each range runs in its
-own limited child process (webapp.rag.pdf_text.read_pages).
+split into one range per worker (at most MAX_RANGE pages each) and those ranges
+jump the queue, so a single 500-page manual is read by every core instead of one.
+Each range runs in its own limited child process (webapp.rag.pdf_text.read_pages),
+started when the service's fair share of children grants it a slot; bounded ranges
+mean a 3000-page file gives a slot back every few seconds to whoever else is waiting.
 
 Results come back per document in completion order, as a function that returns
 the assembled ParsedPdf or raises the PdfProblem that stopped it, so the caller
@@ -28,6 +30,8 @@ from webapp.rag.store import Document
 FIRST_RANGE = 32
 # The smallest range worth another process (each opens the PDF again).
 MIN_RANGE = 16
+# The largest: ~5 s of pypdf (about 26 pages/s per core), the longest another upload waits for a slot.
+MAX_RANGE = 128
 
 # read(document, password, start, stop) -> PageRange
 ReadRange = Callable[[Document, "str | None", int, "int | None"], PageRange]
@@ -89,7 +93,7 @@ class ParsePool:
                         yield file.doc, _assembler(file.parts)
 
     def _ranges(self, start: int, total: int) -> list[tuple[int, int]]:
-        size = max(MIN_RANGE, math.ceil((total - start) / self.workers))
+        size = min(MAX_RANGE, max(MIN_RANGE, math.ceil((total - start) / self.workers)))
         return [(a, min(a + size, total)) for a in range(start, total, size)]
 
 

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
 
 from webapp.auth.gate import Authenticator, request_user
-from webapp.documents.service import DocumentService
+from webapp.documents.service import DocumentsBusy, DocumentService
 from webapp.errors import UserError
 
 
@@ -51,6 +51,8 @@ def document_router(documents: DocumentService, auth: Authenticator) -> APIRoute
         """Page ``page`` drawn as an image with ``highlight`` marked (cached on the data volume)."""
         try:
             image = documents.page_image(doc_id, page, highlight, actor(request))
+        except DocumentsBusy as exc:  # the render pool is full: try again, nothing is wrong with the page
+            return JSONResponse({"detail": exc.user_message}, status_code=503, headers={"retry-after": "2"})
         except UserError as exc:
             return JSONResponse({"detail": exc.user_message}, status_code=404)
         return FileResponse(image.path, media_type="image/png", headers={"cache-control": "private, max-age=3600"})

@@ -7,6 +7,7 @@ and store open lazily: the chat works even when no embedding model is built.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 import threading
@@ -18,12 +19,14 @@ from pathlib import Path
 from webapp.atomic import atomic_write_json
 from webapp.auth.access import LOCAL, Actor, CollectionAccess, Forbidden
 from webapp.auth.users import valid_name
+from webapp.documents.fair_share import FairShare
 from webapp.documents.parse_pool import ParsePool
 from webapp.documents.uploads import discard_uploads, safe_label, store_upload, upload_problem
 from webapp.errors import UserError
 from webapp.rag.chunking import PageChunker
 from webapp.rag.ocr import MISSING as OCR_MISSING
-from webapp.rag.ocr import ocr_pages
+from webapp.rag.ocr import OcrResult, ocr_pages
+from webapp.rag.page_image import PageImageError, PageImages, RenderBusy
 from webapp.rag.pdf_text import PageRange, ParsedPdf, PdfProblem, read_pages, unusable
 from webapp.rag.retrieval import Passage, Retriever, search_terms
 from webapp.rag.store import Document, DocumentGone, DocumentStore, recorded_embedding_model
@@ -40,6 +43,12 @@ log = logging.getLogger(__name__)
 
 # progress(fraction 0..1, description)
 Progress = Callable[[float, str], None]
+
+ALREADY_RUNNING = "Indexing is already running; wait for it to finish."
+
+
+class DocumentsBusy(UserError):
+    """The server is at capacity for this kind of work right now (HTTP 503); try again shortly."""
 
 
 @dataclass
@@ -60,12 +69,15 @@ class IndexReport:
     seconds: float = 0.0
     ocr_pages: int = 0  # scanned pages read by OCR
     ocr_seconds: float = 0.0
+    ocr_over_budget: int = 0  # scanned pages left unread: past a document's OCR budget
 
     def summary(self) -> str:
         rate = f", {self.pages / self.seconds:.1f} pages/s" if self.seconds > 0 and self.pages else ""
         text = f"Indexed {len(self.indexed)} document(s): {self.pages} pages, {self.chunks} chunks in {self.seconds:.1f} s{rate}."
         if self.ocr_pages:
             text += f" {self.ocr_pages} scanned page(s) read by OCR in {self.ocr_seconds:.1f} s."
+        if self.ocr_over_budget:
+            text += f" {self.ocr_over_budget} scanned page(s) were past the OCR budget and not read (see each note)."
         if self.failed:
             text += f" {len(self.failed)} failed: " + "; ".join(f"{d.label}: {d.reason}" for d in self.failed)
         if self.deleted:
@@ -85,6 +97,12 @@ def _no_text_sentence(all_pages_empty: bool, ocr, ocr_enabled: bool) -> str:
             "No text layer was found in this PDF (it looks scanned or image-only) and OCR is turned off "
             "on this server (DOCCHAT_OCR_ENABLED)."
         )
+    if ocr is not None and ocr.over_budget:
+        return (
+            f"No text layer was found in this PDF and OCR found no text in the {len(ocr.texts) + len(ocr.failed)} "
+            f"scanned page(s) it tried; the other {len(ocr.over_budget)} were not read (past this server's "
+            "OCR budget per document)."
+        )
     if ocr is not None and ocr.failed and not ocr.pages:
         reason = next(iter(ocr.failed.values()))
         if reason == OCR_MISSING:
@@ -99,12 +117,31 @@ class DocumentService:
         self.metrics = metrics  # webapp.metrics.Metrics, when the app exports metrics
         self.users = users  # UserStore: names given to share() must exist
         self._open_lock = threading.Lock()
-        self._index_lock = threading.Lock()
+        # Indexing runs go side by side (one member's scan must not hold up another's upload);
+        # what they may not share is recorded here, under _runs_lock: documents being indexed
+        # (claimed, one run each), collections a management run holds (a re-index all, retry,
+        # index queued: its queue stays its own), every collection (an admin's run over all), and
+        # re-embedding, which replaces every vector and so runs alone.
+        self._runs_lock = threading.Lock()
+        self._claimed: set[int] = set()
+        self._held: set[str] = set()
+        self._all_held = False
+        self._reembedding = False
+        self._run_ids = itertools.count(1)
+        # The indexer's sandboxed children (PDF ranges, OCR pages) across all runs, shared fairly.
+        self._share = FairShare(settings.parse_workers or usable_cpus())
         self._store: DocumentStore | None = None
         self._embedder = None
         self._retriever: Retriever | None = None
         self.chunker = PageChunker(settings.chunk_size, settings.chunk_overlap)
-        self._pages = None  # PageImages, made on first use
+        self._pages = PageImages(
+            Path(settings.data_dir) / "pages",
+            settings.page_cache_mb,
+            min(30.0, settings.pdf_timeout_s),
+            settings.pdf_memory_mb,
+            workers=settings.page_render_workers or usable_cpus(),
+            wait_s=settings.page_render_wait_s,
+        )
         self._evidence = None  # EvidenceFinder for the current embedder (it caches sentence vectors)
         self._glossaries: dict[tuple[int, str | None], dict[str, tuple[str, ...]]] = {}  # abbreviations per document
         self._titles: dict[tuple[int, str | None], str] = {}  # per indexed version of a document
@@ -344,20 +381,23 @@ class DocumentService:
         passwords: dict[int, str] | None = None,
         actor: Actor = LOCAL,
     ) -> IndexReport:
-        """Queue documents again and index everything queued, under the indexing lock.
+        """Queue documents again and index everything queued in the collection (or in all of them).
 
         ``doc_ids`` None means every document of the collection (``only_failed``: the failed
-        ones), [] means none (just what is already queued). Statuses change only once the lock
-        is held, so a run refused because another one is going changes nothing; and documents
-        keep their old chunks searchable until the new ones commit (store.SEARCHABLE).
+        ones), [] means none (just what is already queued). Such a run holds its collection: a
+        second one there is refused (with ALREADY_RUNNING) before it changes any status, while
+        runs in other collections and uploads' own runs (``index_new``) go side by side.
+        Documents keep their old chunks searchable until the new ones commit (store.SEARCHABLE).
         """
         if collection is None:
             actor.require_admin("index every collection at once")
         else:
             collection = self._managed(collection, actor).name
-        if not self._index_lock.acquire(blocking=False):
-            raise UserError("Indexing is already running; wait for it to finish.")
-        try:
+        with self._runs_lock:
+            if self._reembedding or self._all_held or collection in self._held:
+                raise UserError(ALREADY_RUNNING)
+            if collection is None and (self._held or self._claimed):
+                raise UserError(ALREADY_RUNNING)
             docs = self.documents(collection)
             if doc_ids is None:
                 chosen = [d for d in docs if not only_failed or d.status == "failed"]
@@ -368,18 +408,66 @@ class DocumentService:
                 if missing:
                     where = f" in collection {collection}" if collection else ""
                     raise UserError(f"There is no document {min(missing)}{where}.")
+                if wanted & self._claimed:
+                    raise UserError(ALREADY_RUNNING)
+            # Documents an upload is indexing right now are left to it.
             for d in chosen:
-                self.store.set_status(d.id, "queued")
-            return self._index_locked(collection, progress, passwords or {})
+                if d.id not in self._claimed:
+                    self.store.set_status(d.id, "queued")
+            queue = [d for d in self.documents(collection) if d.status == "queued" and d.id not in self._claimed]
+            self._claim(queue, collection, whole=True)
+        try:
+            return self._run(queue, progress, passwords or {})
         finally:
-            self._index_lock.release()
+            self._unclaim(queue, collection, whole=True)
 
-    def _index_locked(
-        self, collection: str | None, progress: Progress | None, passwords: dict[int, str]
+    def index_new(
+        self, collection: str, doc_ids: Sequence[int], progress: Progress | None = None, actor: Actor = LOCAL
     ) -> IndexReport:
+        """Index the documents an upload just added (and nothing else), beside any other run.
+
+        Unlike ``reindex`` this never waits for or refuses because of another run in the
+        collection: the new documents are in no other run's queue. One that a management run
+        picked up first (it was queued in between) is left to that run."""
+        collection = self._managed(collection, actor).name
+        wanted = {int(i) for i in doc_ids}
+        with self._runs_lock:
+            if self._reembedding:
+                raise UserError(ALREADY_RUNNING)
+            queue = [
+                d
+                for d in self.documents(collection)
+                if d.id in wanted and d.status == "queued" and d.id not in self._claimed
+            ]
+            self._claim(queue, collection, whole=False)
+        try:
+            return self._run(queue, progress, {})
+        finally:
+            self._unclaim(queue, collection, whole=False)
+
+    def _claim(self, docs: Sequence[Document], collection: str | None, whole: bool) -> None:
+        """(under _runs_lock)"""
+        self._claimed.update(d.id for d in docs)
+        if whole:
+            if collection is None:
+                self._all_held = True
+            else:
+                self._held.add(collection)
+
+    def _unclaim(self, docs: Sequence[Document], collection: str | None, whole: bool) -> None:
+        with self._runs_lock:
+            self._claimed.difference_update(d.id for d in docs)
+            if whole:
+                if collection is None:
+                    self._all_held = False
+                else:
+                    self._held.discard(collection)
+
+    def _run(self, queue: list[Document], progress: Progress | None, passwords: dict[int, str]) -> IndexReport:
+        """Index ``queue`` (documents this run has claimed); failures are per document."""
         report = IndexReport()
         started = time.perf_counter()
-        queue = [d for d in self.documents(collection) if d.status == "queued"]
+        run = next(self._run_ids)  # this run's key in the fair share of children
         # PDFs are read on every core, big ones split into page ranges (parse_pool.py), and
         # each is chunked and embedded as soon as it has been read, in whatever order that is.
         finished = [0]
@@ -389,7 +477,11 @@ class DocumentService:
             if progress:
                 progress(finished[0] / max(1, len(queue)), f"{d.label}: reading pages")
 
-        pool = ParsePool(self._read_range, self.settings.parse_workers or usable_cpus(), on_start=reading)
+        def read(d: Document, password: str | None, start: int, stop: int | None) -> PageRange:
+            with self._share.slot(run):
+                return self._read_range(d, password, start, stop)
+
+        pool = ParsePool(read, self.settings.parse_workers or usable_cpus(), on_start=reading)
         for n, (doc, parse) in enumerate(pool.parsed(queue, passwords)):
             finished[0] = n
 
@@ -397,7 +489,7 @@ class DocumentService:
                 if progress:
                     progress((n + fraction) / max(1, len(queue)), f"{doc.label}: {what}")
 
-            done = self._index_one(doc, step, parse, report)
+            done = self._index_one(doc, step, parse, report, run)
             if done is None:
                 report.deleted.append(doc.label)
             elif done.status == "indexed":
@@ -431,17 +523,23 @@ class DocumentService:
         )
 
     def _index_one(
-        self, doc: Document, step: Callable[[float, str], None], parse: Callable[[], ParsedPdf], report: IndexReport
+        self,
+        doc: Document,
+        step: Callable[[float, str], None],
+        parse: Callable[[], ParsedPdf],
+        report: IndexReport,
+        run: int = 0,
     ) -> Document | None:
         """The document as indexing left it, or None if it was deleted meanwhile."""
         store = self.store
         try:
             step(0.0, "reading text")
             parsed = parse()
-            ocr = self._ocr(doc, parsed, step)
+            ocr = self._ocr(doc, parsed, step, run)
             if ocr:
                 report.ocr_pages += ocr.pages
                 report.ocr_seconds += ocr.seconds
+                report.ocr_over_budget += len(ocr.over_budget)
             empty = [p for p in parsed.empty_pages if unusable(parsed.pages[p - 1])]
             chunks = self.chunker.split(parsed.pages)
             if not chunks:
@@ -454,7 +552,9 @@ class DocumentService:
                 [c.text for c in chunks], progress=lambda i, n: step(0.2 + 0.75 * i / n, f"embedded {i}/{n} chunks")
             )
             notes = []
-            if ocr and ocr.pages:
+            if ocr and ocr.over_budget:
+                notes.append(self._over_budget_note(ocr, len(parsed.empty_pages)))
+            elif ocr and ocr.pages:
                 notes.append(f"Read {ocr.pages} scanned page(s) by OCR in {ocr.seconds:.1f} s.")
             if ocr and ocr.failed:
                 notes += sorted(
@@ -473,6 +573,8 @@ class DocumentService:
                 notes.append(f"Text inside {parsed.skipped_figures} very large figure(s) was not read.")
             note = " ".join(notes) or None
             store.save_chunks(doc.id, [len(p) for p in parsed.pages], chunks, vectors, note=note)
+            if ocr and ocr.words:
+                self._save_ocr_words(doc, ocr)
         except DocumentGone:
             log.info("document %s (%s) was deleted while being indexed", doc.id, doc.label)
         except PdfProblem as exc:
@@ -484,8 +586,9 @@ class DocumentService:
             store.set_status(doc.id, "failed", "An unexpected error stopped indexing this file; see the server log.")
         return store.document(doc.id)
 
-    def _ocr(self, doc: Document, parsed: ParsedPdf, step):
-        """OCR the pages without a text layer (in place), keep their word boxes; None when off or none."""
+    def _ocr(self, doc: Document, parsed: ParsedPdf, step, run: int = 0) -> OcrResult | None:
+        """OCR the pages without a text layer (in place), within the document's budget; None when
+        off or none. Each page takes a slot of the fair share, as parsing does."""
         s = self.settings
         if not parsed.empty_pages or not s.ocr_enabled:
             return None
@@ -499,19 +602,42 @@ class DocumentService:
             memory_mb=s.pdf_memory_mb,
             nice=s.pdf_parser_nice,
             command=s.ocr_command,
+            max_pages=s.ocr_max_pages,
+            budget_s=s.ocr_max_seconds,
+            slot=lambda: self._share.slot(run),
+            progress=lambda done, n: step(0.05 + 0.15 * done / n, f"OCR: {done} of {n} scanned page(s) read"),
         )
         for page, text in result.texts.items():
             parsed.pages[page - 1] = text
-        if result.words:
-            # The boxes let a citation highlight OCR'd text on the page (webapp/rag/page_image.py).
-            atomic_write_json(
-                self.ocr_words_path(doc.sha256),
-                {"format_version": 1, "pages": {str(p): w for p, w in result.words.items()}},
-            )
         log.info(
-            "OCR of %s: %d page(s) read, %d failed, %.1f s", doc.label, result.pages, len(result.failed), result.seconds
+            "OCR of %s: %d page(s) read, %d failed, %d over budget, %.1f s",
+            doc.label,
+            result.pages,
+            len(result.failed),
+            len(result.over_budget),
+            result.seconds,
         )
         return result
+
+    def _save_ocr_words(self, doc: Document, ocr: OcrResult) -> None:
+        """The word boxes that let a citation highlight OCR'd text on the page (webapp/rag/page_image.py),
+        written once the chunks are committed, so a failed re-index leaves the boxes of the text still
+        being searched; failing to write them costs highlights, never the indexed document."""
+        try:
+            atomic_write_json(
+                self.ocr_words_path(doc.sha256),
+                {"format_version": 1, "pages": {str(p): w for p, w in ocr.words.items()}},
+            )
+        except OSError as exc:
+            log.warning("could not keep the OCR word boxes of %s: %s", doc.label, exc)
+
+    def _over_budget_note(self, ocr: OcrResult, scanned: int) -> str:
+        s = self.settings
+        return (
+            f"Read {ocr.pages} of {scanned} scanned page(s) by OCR in {ocr.seconds:.1f} s; page(s) "
+            f"{_pages(ocr.over_budget)} were not read: this server reads at most {s.ocr_max_pages} scanned "
+            f"pages and {s.ocr_max_seconds:.0f} s of OCR per document."
+        )
 
     def ocr_words_path(self, sha256: str) -> Path:
         return Path(self.settings.data_dir) / "ocr" / f"{sha256}.json"
@@ -550,8 +676,10 @@ class DocumentService:
             raise UserError(f"Cannot re-embed with {model}: {exc.user_message}") from exc
         if entry.kind != "embedding":
             raise UserError(f"{model} is a {entry.kind} model, not an embedding model.")
-        if not self._index_lock.acquire(blocking=False):
-            raise UserError("Indexing is running; re-embed when it has finished.")
+        with self._runs_lock:
+            if self._reembedding or self._claimed or self._held or self._all_held:
+                raise UserError("Indexing is running; re-embed when it has finished.")
+            self._reembedding = True
         try:
             embedder = Embedder(entry)
             report = (lambda i, n: progress(i / max(1, n), f"re-embedded {i}/{n} chunks")) if progress else None
@@ -559,7 +687,8 @@ class DocumentService:
             self._embedder, self._retriever = embedder, self._retriever_for(self._store, embedder)
             return count
         finally:
-            self._index_lock.release()
+            with self._runs_lock:
+                self._reembedding = False
 
     # -- retrieval -------------------------------------------------------------------------
     def search(
@@ -750,19 +879,15 @@ class DocumentService:
         return doc, self.store.files_dir / f"{doc.sha256}.pdf"
 
     def page_image(self, doc_id: int, page: int, highlight: str, actor: Actor = LOCAL):
-        """Page ``page`` of a document as a PNG with ``highlight`` marked (cached; rendered in the sandbox)."""
-        from webapp.rag.page_image import PageImageError, PageImages
-
+        """Page ``page`` of a document as a PNG with ``highlight`` marked (cached; rendered in the
+        sandbox, a few at a time: DocumentsBusy when the render pool stays full)."""
         doc, path = self.pdf_path(doc_id, actor)
-        if self._pages is None:
-            s = self.settings
-            self._pages = PageImages(
-                Path(s.data_dir) / "pages", s.page_cache_mb, min(30.0, s.pdf_timeout_s), s.pdf_memory_mb
-            )
         try:
             return self._pages.get(
                 path, doc.sha256, int(page), (highlight or "")[:4000], self._ocr_words(doc.sha256, int(page))
             )
+        except RenderBusy as exc:
+            raise DocumentsBusy(exc.user_message) from exc
         except PageImageError as exc:
             raise UserError(exc.user_message) from exc
 

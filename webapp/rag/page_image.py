@@ -9,6 +9,12 @@ per line and painted translucent yellow.
 Rendering runs in the same sandbox as parsing (a child process with a memory limit and a
 deadline, webapp/rag/pdf_text.run_limited): a hostile PDF can crash or stall the renderer, never
 the app. Images are cached under <data>/pages (atomic writes, oldest removed past a size cap).
+
+A page is drawn at most MAX_PIXELS large and MAX_SIDE wide or tall, whatever size it claims: a
+789-byte PDF with one 6000 x 6000 pt page would otherwise be drawn at 9000 x 9000 px (~1.4 GB of
+bitmaps, seconds of CPU) on every uncached request. And only a few pages are drawn at once (the
+render pool of PageImages): a burst of requests is told the server is busy instead of starting a
+child each.
 """
 
 from __future__ import annotations
@@ -16,8 +22,10 @@ from __future__ import annotations
 import difflib
 import hashlib
 import logging
+import math
 import os
 import re
+import threading
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +34,10 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 SCALE = 1.5  # 108 dpi: readable on a laptop screen, ~150-300 KB per page
+# A drawn page never exceeds these, for page images and OCR alike: 16 MP is an A3 page at ~290 dpi
+# (an RGBA bitmap of 64 MB), and no side beyond what browsers and Tesseract (32,767) accept.
+MAX_PIXELS = 16_000_000
+MAX_SIDE = 10_000
 HIGHLIGHT = (255, 214, 0, 110)  # translucent yellow
 MIN_MATCH = 0.6  # below this share of the passage's letters found in one run, nothing is highlighted
 
@@ -34,6 +46,25 @@ class PageImageError(Exception):
     def __init__(self, message: str):
         super().__init__(message)
         self.user_message = message
+
+
+class RenderBusy(PageImageError):
+    """Every render slot is taken and stayed taken for the wait allowed: try again shortly."""
+
+
+BUSY = "The server is drawing other pages right now; try again in a moment."
+
+
+def fit_scale(width_pt: float, height_pt: float, scale: float, max_pixels: int = MAX_PIXELS) -> float:
+    """``scale`` (pixels per point), or less so that the page drawn at it has at most ``max_pixels``
+    pixels and no side longer than MAX_SIDE; the aspect ratio is kept."""
+    if width_pt <= 0 or height_pt <= 0:
+        return scale
+    scale = min(scale, math.sqrt(max_pixels / (width_pt * height_pt)), MAX_SIDE / max(width_pt, height_pt))
+    # PDFium rounds each side up to whole pixels: step down until the rounded size fits too.
+    while scale > 0 and math.ceil(width_pt * scale) * math.ceil(height_pt * scale) > max_pixels:
+        scale *= 0.999
+    return scale
 
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
@@ -155,6 +186,7 @@ def render_highlight(
             text, ocr_boxes = _ocr_text(ocr_words)
             char_box = ocr_boxes.__getitem__
         found = locate(text, passage) if passage.strip() else None
+        scale = fit_scale(width_pt, height_pt, scale)
         boxes_pt = []
         if found:
             for first, last in found[0]:
@@ -193,26 +225,64 @@ class PageImage:
 
 
 class PageImages:
-    """Rendered pages under ``folder``, keyed by file, page and passage; at most ``max_mb`` in total."""
+    """Rendered pages under ``folder``, keyed by file, page and passage; at most ``max_mb`` in total.
 
-    def __init__(self, folder: Path, max_mb: float, timeout_s: float, memory_mb: int):
+    At most ``workers`` pages are drawn at once (each in a child process that may use up to
+    ``memory_mb``); a request waits up to ``wait_s`` for a free slot, and at most ``2 * workers``
+    wait at all: every waiting request holds one of the server's worker threads, and a pile of
+    them would starve everything else, health checks included. Beyond that: RenderBusy."""
+
+    def __init__(
+        self, folder: Path, max_mb: float, timeout_s: float, memory_mb: int, workers: int = 2, wait_s: float = 10.0
+    ):
         self.folder = Path(folder)
         self.max_bytes = int(max_mb * 1024 * 1024)
         self.timeout_s = timeout_s
         self.memory_mb = memory_mb
+        self.workers = max(1, workers)
+        self.wait_s = max(0.0, wait_s)
+        self._slots = threading.BoundedSemaphore(self.workers)
+        self._waiting = 0
+        self._waiting_lock = threading.Lock()
 
     def get(
         self, pdf_path: Path, sha256: str, page: int, passage: str, ocr_words: list[Any] | None = None
     ) -> PageImage:
-        from webapp.rag.pdf_text import run_limited
-
         digest = hashlib.sha256(passage.encode()).hexdigest()[:16]
         target = self.folder / f"{sha256}-p{int(page)}-{digest}.png"
-        if target.is_file():
+        if target.is_file():  # a cached page needs no slot
             os.utime(target)  # recently used: pruned last
             return PageImage(target, -1.0, [])
+        self._take_slot()
+        try:
+            if target.is_file():  # drawn by a request that held the slot before us
+                os.utime(target)
+                return PageImage(target, -1.0, [])
+            return self._render(pdf_path, page, passage, ocr_words, target)
+        finally:
+            self._slots.release()
+
+    def _take_slot(self) -> None:
+        with self._waiting_lock:
+            if self._waiting >= 2 * self.workers:
+                log.warning("page render refused: %d renders running and %d waiting", self.workers, self._waiting)
+                raise RenderBusy(BUSY)
+            self._waiting += 1
+        try:
+            got = self._slots.acquire(timeout=self.wait_s)
+        finally:
+            with self._waiting_lock:
+                self._waiting -= 1
+        if not got:
+            log.warning("page render refused: no render slot free within %.1f s", self.wait_s)
+            raise RenderBusy(BUSY)
+
+    def _render(self, pdf_path: Path, page: int, passage: str, ocr_words: list[Any] | None, target: Path) -> PageImage:
+        from webapp.rag.pdf_text import run_limited
+
         self.folder.mkdir(parents=True, exist_ok=True)
-        partial = target.with_suffix(f".{os.getpid()}.part")
+        # Unique per render: two threads of this process may draw the same page at once.
+        partial = target.with_suffix(f".{os.getpid()}-{threading.get_ident()}.part")
         run = run_limited(
             render_highlight,
             (str(pdf_path), int(page), passage, str(partial), SCALE, ocr_words),

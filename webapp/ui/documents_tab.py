@@ -31,6 +31,10 @@ STATUS_WORDS = {
     "indexed": "indexed",
     "failed": "FAILED",
 }
+# Uploads and indexing runs of different users go side by side (they share the indexer's CPU slots
+# fairly, webapp/documents/fair_share.py): one group of events, so a big scan never makes someone
+# else's upload wait in Gradio's queue. The bound only caps threads parked in waiting runs.
+INGEST = dict(concurrency_id="ingest", concurrency_limit=16)
 VISIBILITY_CHOICES = [
     ("Private: only me", "private"),
     ("Shared with the users named below", "shared"),
@@ -189,20 +193,20 @@ class DocumentTabs:
             self.upload,
             [self.up_collection, files, index_now],
             [upload_result, table, files, self.ix_collection],
-            concurrency_limit=1,
+            **INGEST,
         )
         shown = [table, sharing_note, visibility, members, selected, selected_note, confirm]
         self.ix_collection.change(self.show_collection, [self.ix_collection], shown, queue=False)
         refresh.click(self.refresh, [self.ix_collection], [self.up_collection, self.ix_collection] + shown, queue=False)
         table.select(self.select_row, [self.ix_collection], [selected, selected_note, confirm], queue=False)
-        index_btn.click(self.index, [self.ix_collection], [index_result, table], concurrency_limit=1)
-        reindex_btn.click(self.reindex_all, [self.ix_collection], [index_result, table], concurrency_limit=1)
-        retry_btn.click(self.retry_failed, [self.ix_collection], [index_result, table], concurrency_limit=1)
+        index_btn.click(self.index, [self.ix_collection], [index_result, table], **INGEST)
+        reindex_btn.click(self.reindex_all, [self.ix_collection], [index_result, table], **INGEST)
+        retry_btn.click(self.retry_failed, [self.ix_collection], [index_result, table], **INGEST)
         with_password.click(
             self.index_with_password,
             [self.ix_collection, selected, password],
             [index_result, table, password],
-            concurrency_limit=1,
+            **INGEST,
         )
         delete.click(
             self.ask_delete, [self.ix_collection, selected], [confirm, confirm_text, index_result], queue=False
@@ -359,9 +363,20 @@ class DocumentTabs:
             else:
                 lines.append(f"- **{label}** added.")
         text = "\n".join(lines)
-        if index_now and any(r.document and not r.duplicate for r in results):
-            text += "\n\n" + self._run_index(collection, progress, actor, [])
+        added = [r.document.id for r in results if r.document and not r.duplicate]
+        if index_now and added:
+            text += "\n\n" + self._index_added(collection, added, progress, actor)
         return text, self.rows(collection, actor), None, gr.Dropdown(value=collection)
+
+    def _index_added(self, collection, doc_ids, progress, actor) -> str:
+        """Index just what this upload added, beside whatever else is being indexed."""
+        try:
+            report = self.documents.index_new(
+                collection, doc_ids, progress=lambda f, what: progress(f, desc=what), actor=actor
+            )
+        except UserError as exc:
+            return f"⚠ {exc.user_message}"
+        return safe_markdown(report.summary())
 
     def _run_index(self, collection, progress, actor, doc_ids=None, only_failed=False, passwords=None) -> str:
         try:
