@@ -637,7 +637,7 @@ class DocumentStore:
             pages[page] = _join_overlapping(pages[page], text) if page in pages else text
         return sorted(pages.items())
 
-    def cached_summary(self, doc_id: int, indexed_at: str, method: int) -> dict | None:
+    def cached_summary(self, doc_id: int, indexed_at: str, method: int) -> dict[str, Any] | None:
         """A summary computed for this indexed version of the document by this method, if any."""
         row = (
             self._db()
@@ -649,7 +649,7 @@ class DocumentStore:
         )
         return json.loads(row[0]) if row else None
 
-    def save_summary(self, doc_id: int, indexed_at: str, method: int, body: dict) -> None:
+    def save_summary(self, doc_id: int, indexed_at: str, method: int, body: dict[str, Any]) -> None:
         with self.writing() as db:
             if db.execute("SELECT 1 FROM documents WHERE id = ? AND indexed_at = ?", (doc_id, indexed_at)).fetchone():
                 db.execute(

@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -47,7 +48,7 @@ class Extract:
     text: str
     score: float = 0.0
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         return {"page": self.page, "text": self.text, "score": round(self.score, 4)}
 
 
@@ -58,7 +59,7 @@ class Heading:
     title: str
     page: int
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "label": self.label, "title": self.title, "page": self.page}
 
 
