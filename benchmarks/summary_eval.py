@@ -81,7 +81,7 @@ def main() -> int:
         def in_abstract(sentence: str, folded=folded, abstract_words=abstract_words) -> bool:
             plain = " ".join(re.findall(r"\w+", sentence.lower()))
             mine = words_of(sentence)
-            return plain in folded or (bool(mine) and len(mine & abstract_words) / len(mine) >= 0.8)
+            return plain in folded or (len(mine) >= 5 and len(mine & abstract_words) / len(mine) >= 0.9)
 
         picked = docs.summary(doc, exclude=in_abstract)
         text = " ".join(e.text for e in picked)

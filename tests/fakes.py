@@ -137,6 +137,16 @@ class FakeDocuments:
     def respell(self, collection: str, question: str, actor=None) -> str:
         return question
 
+    # whole-document questions are tested against the real DocumentService (test_document_scope.py)
+    def scope(self, collection: str, names, actor=None) -> list:
+        return []
+
+    def named_in(self, collection: str, text: str, actor=None) -> list:
+        return []
+
+    def documents(self, collection=None, actor=None) -> list:
+        return []
+
     def search(self, collection: str, question: str, actor=None, **_) -> list[FakePassage]:
         self.searched.append((collection, question))
         return list(self.passages)

@@ -234,6 +234,7 @@ def cmd_ask(args) -> int:
                 services.chat.params(args.max_new_tokens, None),
                 actor=actor,
                 documents=tuple(args.document or ()),
+                task=args.task,
             )
         )
         for event in answer:
@@ -488,6 +489,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="NAME",
         help="answer only from this document of the collection (its file name as listed; repeatable)",
+    )
+    p.add_argument(
+        "--task",
+        choices=["answer", "summarize", "compare", "outline", "overview"],
+        help="what to do with the documents (default: read from the question: 'summarize X', 'compare A and B', "
+        "'what sections does X have', 'what is in this collection')",
     )
     p.add_argument("--model", help="registry name of the chat model")
     p.add_argument("--max-new-tokens", type=int)

@@ -285,7 +285,7 @@ class Settings(BaseSettings):
         2, ge=1, le=10, description="most sentences the model may add in 'brief' mode (more are not generated)"
     )
     summary_sentences: int = Field(
-        7, ge=3, le=30, description="sentences in a document's summary (its most central ones, each with its page)"
+        12, ge=3, le=30, description="sentences in a document's summary (its most central ones, each with its page)"
     )
     page_cache_mb: float = Field(
         200.0,

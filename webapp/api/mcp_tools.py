@@ -77,7 +77,9 @@ def build_mcp(services):
         "documents (best first) and which sentences of the model's part the documents support. "
         "answer_mode: 'quote' (no model), 'brief' or 'free' (default: the server's). For a follow-up, "
         "pass the earlier questions (oldest first) in `previous_questions` so that 'its' or 'that "
-        "model' can be resolved. `documents`: answer from only these documents of the collection."
+        "model' can be resolved. `documents`: answer from only these documents of the collection. "
+        "`task`: 'summarize', 'compare' (two or more documents), 'outline', 'overview' or 'answer' "
+        "(default: read from the question)."
     )
     async def ask(
         collection: str,
@@ -86,6 +88,7 @@ def build_mcp(services):
         answer_mode: str | None = None,
         previous_questions: list[str] | None = None,
         documents: list[str] | None = None,
+        task: str | None = None,
         ctx: Context = None,
     ) -> dict:
         actor = actor_of(ctx)
@@ -102,6 +105,7 @@ def build_mcp(services):
                     chat.params(max_tokens, None),
                     actor=actor,
                     documents=tuple(documents or ())[:100],
+                    task=task,
                 )
             )
             return answer_json(done)

@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from webapp.auth.gate import request_user
 from webapp.chat.admission import Busy
 from webapp.chat.answering import Answer, Failed, Question, Token, grounding_json
+from webapp.chat.tasks import TASKS
 from webapp.errors import BackendError, UserError
 from webapp.llm.base import ChatMessage
 
@@ -87,7 +88,8 @@ class ChatRequest(BaseModel):
     stop: str | list[str] | None = None
     stream_options: StreamOptions | None = None
     # our extra: {"model": "<chat model for a rag: request>", "answer_mode": "quote" | "brief" | "free",
-    #             "documents": ["bert.pdf", ...] (answer from these documents of the collection alone)}
+    #             "documents": ["bert.pdf", ...] (answer from these documents of the collection alone),
+    #             "task": "summarize" | "compare" | "outline" | "overview" | "answer" (default: from the question)}
     docchat: dict[str, Any] | None = None
 
 
@@ -219,8 +221,11 @@ def openai_router(services) -> APIRouter:
         except Busy as exc:
             raise APIError(429, exc.user_message, type_="rate_limit_error", code="server_busy") from exc
         stops = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
+        task = (body.docchat or {}).get("task")
+        if task is not None and task not in TASKS:
+            raise APIError(400, f"docchat.task must be one of {', '.join(TASKS)}.", param="docchat.task")
         question = Question(
-            text, history, collection, model, mode, params, session, actor, scoped_documents(body.docchat)
+            text, history, collection, model, mode, params, session, actor, scoped_documents(body.docchat), task
         )
 
         def start():

@@ -30,10 +30,12 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from webapp.auth.access import LOCAL, Actor
+from webapp.chat import whole_documents
 from webapp.chat.admission import Ticket
 from webapp.chat.answer_text import SentenceCutter, add_citation, defuse_links, normal, quote_block
 from webapp.chat.followups import retrieval_query
 from webapp.chat.service import ChatService
+from webapp.chat.tasks import TASKS, aspect_of, task_of
 from webapp.errors import InvalidMessage, UserError
 from webapp.llm.base import ChatMessage, ChatStream, GenerationParams, StreamStats
 from webapp.rag.evidence import EvidenceFinder
@@ -75,6 +77,7 @@ class Question:
     session: str | None = None  # the browser tab (or API call) whose Stop cancels this answer
     actor: Actor = LOCAL
     documents: Sequence[str] = ()  # names of documents in the collection to answer from alone; () = all
+    task: str | None = None  # answer | summarize | compare | outline | overview; None: read from the question
 
 
 @dataclass(frozen=True)
@@ -260,10 +263,14 @@ class Answerer:
         if self.documents is None:
             raise InvalidMessage("Documents are not available in this app.")
         query = retrieval_query(text, q.history)
+        as_asked = query  # documents are named as typed: "DistilBERT", before respelling splits it
         with self.chat.metrics.retrieval.time():
             # "BERTLARGE" is searched as the documents write it ("BERT large"), like every spelling
             query = self.documents.respell(q.collection or "", query, actor=q.actor)
             answer = Answer(q, mode, query)
+            whole = self._about_whole_documents(q, text, as_asked, answer, ticket)
+            if whole is not None:
+                return whole
             passages = list(
                 self.documents.search(
                     q.collection or "", query, actor=q.actor, keyword_hits=True, documents=list(q.documents) or None
@@ -312,6 +319,72 @@ class Answerer:
         answer.stats = stream.stats
         answer.events = self._checked(stream, passages, evidence, query, opening, mode)
         return answer
+
+    def _about_whole_documents(
+        self, q: Question, text: str, query: str, answer: Answer, ticket: Ticket
+    ) -> Answer | None:
+        """Summaries, comparisons, outlines and the collection overview (whole_documents.py); None
+        for a question answered from passages."""
+        docs: Any = self.documents
+        collection = q.collection or ""
+        if q.task is not None and q.task not in TASKS:
+            raise InvalidMessage(f"The task must be one of {', '.join(TASKS)}.")
+        scoped = docs.scope(collection, q.documents, q.actor) if q.documents else []
+        named = docs.named_in(collection, query, q.actor)
+        if scoped:
+            named = [d for d in named if d in scoped] or scoped
+        task = q.task or task_of(text, len(named))
+        if task == "answer":
+            return None
+        if not named and task in ("summarize", "outline"):
+            indexed = [d for d in docs.documents(collection, q.actor) if d.indexed_at]
+            named = indexed if len(indexed) == 1 else []
+        which = {
+            "summarize": "Which document should I summarise? Name it in the question or pick it beside the collection.",
+            "outline": "Which document's outline? Name it in the question or pick it beside the collection.",
+            "compare": "Name two documents of the collection to compare (or pick them beside the collection).",
+        }
+        if (task in ("summarize", "outline") and not named) or (task == "compare" and len(named) < 2):
+            ticket.release()
+            answer.refused = True
+            answer.events = self._refusal([], [], query, which[task])
+            return answer
+        if task == "summarize":
+            composed = whole_documents.summary(docs, named)
+        elif task == "outline":
+            composed = whole_documents.outline(docs, named[0], text)
+        elif task == "overview":
+            composed = whole_documents.overview(docs, collection, q.actor)
+        else:
+            names = [n for d in named for n in docs.names_of(d)]
+            composed = whole_documents.comparison(docs, collection, named, aspect_of(query, names), q.actor)
+            if answer.mode != "quote" and composed.evidence:
+                params = q.params or self.chat.default_params()
+                brief = GenerationParams(
+                    max_new_tokens=min(params.max_new_tokens, BRIEF_MAX_TOKENS),
+                    temperature=params.temperature,
+                    top_p=params.top_p,
+                    repetition_penalty=params.repetition_penalty,
+                    no_repeat_ngram_size=params.no_repeat_ngram_size,
+                )
+                messages = evidence_messages(text, composed.evidence)
+                stream = self.chat.stream_messages(q.model, messages, brief, session=q.session, ticket=ticket)
+                answer.stats = stream.stats
+                answer.events = self._checked(
+                    stream, composed.sources, composed.evidence, query, composed.text, "brief"
+                )
+                return answer
+        ticket.release()
+        claims = docs.claims(" ".join(e.text for e in composed.evidence), composed.sources) if composed.evidence else []
+        answer.events = self._composed(composed, query, claims)
+        return answer
+
+    @staticmethod
+    def _composed(composed: Any, query: str, claims: list[Any]) -> Iterator[AnswerEvent]:
+        yield EvidenceReady(composed.sources, composed.evidence, query)
+        yield Token(composed.text)
+        yield Checked(claims, [])
+        yield Done(composed.text, "stop")
 
     @staticmethod
     def _refusal(sources: list[Any], evidence: list[Any], query: str, reply: str) -> Iterator[AnswerEvent]:

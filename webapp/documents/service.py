@@ -803,6 +803,17 @@ class DocumentService:
         self._titles[key] = found
         return found
 
+    def names_of(self, doc: Document) -> set[str]:
+        """What a question may call a document: its file name, without the extension, with spaces
+        for underscores, and the short name its title opens with ("RoBERTa: A Robustly...")."""
+        stem = re.sub(r"\.[A-Za-z0-9]{1,5}$", "", doc.label)
+        names = {doc.label, stem, re.sub(r"[_\-.]+", " ", stem)}
+        title = self.title(doc)
+        short = title.split(":")[0].strip()
+        if ":" in title and 1 <= len(short.split()) <= 3:
+            names.add(short)
+        return names
+
     def named_in(self, collection: str, text: str, actor: Actor = LOCAL) -> list[Document]:
         """The indexed documents of ``collection`` that ``text`` names, in the order it names them:
         by file name ("roberta.pdf", "roberta") or by the short name a title opens with
@@ -811,15 +822,9 @@ class DocumentService:
         for doc in self.documents(collection, actor):
             if doc.indexed_at is None:
                 continue
-            stem = re.sub(r"\.[A-Za-z0-9]{1,5}$", "", doc.label)
-            names = {doc.label, stem, re.sub(r"[_\-.]+", " ", stem)}
-            title = self.title(doc)
-            short = title.split(":")[0].strip()
-            if ":" in title and 1 <= len(short.split()) <= 3:
-                names.add(short)
             at = [
                 m.start()
-                for name in names
+                for name in self.names_of(doc)
                 if len(name) >= 3
                 for m in [re.search(r"(?<![\w-])" + re.escape(name) + r"(?![\w-])", text, re.IGNORECASE)]
                 if m

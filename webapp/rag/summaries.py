@@ -34,6 +34,8 @@ EDGE_BONUS = 0.1  # added to the centrality of sentences on the opening and clos
 OPENING_PAGES = 2
 GLOBAL_WEIGHT = 0.6  # centrality to the whole document; the rest to the sentence's own section
 DIVERSITY = 0.2  # maximal marginal relevance: how much likeness to picked sentences costs
+_SAYS_WHAT_IT_DID = re.compile(r"introduction|conclusion|discussion|summary|contribution", re.IGNORECASE)
+MIN_SECTION_SENTENCES = 3  # a section with fewer usable sentences gets no voice of its own
 MAX_SENTENCES = 2000  # a 300-page book is summarised from its first 2000 sentences
 _REFERENCES = re.compile(r"^\s*(references|bibliography|acknowledg(e)?ments?)\s*$", re.IGNORECASE | re.MULTILINE)
 _CAPTION = re.compile(r"^\s*(table|figure|fig\.)\s*\d+\s*[:.]", re.IGNORECASE)
@@ -47,9 +49,10 @@ class Extract:
     page: int
     text: str
     score: float = 0.0
+    section: str = ""  # the numbered top-level section it is in ("3 Experimental Setup"), if known
 
     def as_json(self) -> dict[str, Any]:
-        return {"page": self.page, "text": self.text, "score": round(self.score, 4)}
+        return {"page": self.page, "text": self.text, "score": round(self.score, 4), "section": self.section}
 
 
 @dataclass(frozen=True)
@@ -65,29 +68,66 @@ class Heading:
 
 def _usable(sentence: str) -> bool:
     words = sentence.split()
-    if not 6 <= len(words) <= 60 or _CAPTION.match(sentence):
-        return False
+    if not 6 <= len(words) <= 60 or _CAPTION.match(sentence) or "http" in sentence or "@" in sentence:
+        return False  # too short or long, a caption, a footnote with a link or an address
     letters = sum(ch.isalpha() for ch in sentence)
     if letters < 0.6 * len(sentence.replace(" ", "")):  # tables flattened into numbers
         return False
     return len(_CITATIONS.findall(sentence)) <= 2
 
 
+class _Headings:
+    """Recognises numbered section headings line by line. Headings come in increasing order, so a
+    "4 2017 results" row of a table after section 5 is not taken for section 4."""
+
+    def __init__(self) -> None:
+        self.last: tuple[int, ...] = ()
+
+    def match(self, line: str) -> tuple[str, str] | None:
+        m = _HEADING.match(line)
+        if not m or sum(ch.isdigit() for ch in m.group(2)) > 2 or m.group(2).rstrip().endswith((".", ",")):
+            return None
+        if len(m.group(2).split()) > 10:
+            return None
+        number = tuple(int(x) for x in m.group(1).split("."))
+        if self.last and number <= self.last:
+            return None
+        self.last = number
+        return m.group(1), m.group(2).strip()
+
+
 def document_sentences(pages: Sequence[tuple[int, str]], exclude: Callable[[str], bool] | None = None) -> list[Extract]:
-    """The document's sentences in reading order, each once, up to the reference list."""
+    """The document's sentences in reading order, each once, up to the reference list, each with
+    the numbered top-level section it is in."""
     seen: set[str] = set()
     out: list[Extract] = []
+    headings = _Headings()
+    section = ""
     for page, text in pages:
         cut = _REFERENCES.search(text)
         body = text[: cut.start()] if cut and out else text
-        for sentence in split_sentences(body):
-            key = " ".join(sentence.lower().split())
-            if key in seen or not _usable(sentence) or (exclude and exclude(sentence)):
-                continue
-            seen.add(key)
-            out.append(Extract(page, " ".join(sentence.split())))
-            if len(out) >= MAX_SENTENCES:
-                return out
+        # the page's text between headings, each piece with the section it belongs to
+        pieces: list[tuple[str, str]] = []
+        lines: list[str] = []
+        for line in body.splitlines():
+            found = headings.match(line)
+            if found:
+                pieces.append((section, "\n".join(lines)))
+                lines = []
+                if "." not in found[0]:
+                    section = f"{found[0]} {found[1]}"
+            else:
+                lines.append(line)
+        pieces.append((section, "\n".join(lines)))
+        for where, piece in pieces:
+            for sentence in split_sentences(piece):
+                key = " ".join(sentence.lower().split())
+                if key in seen or not _usable(sentence) or (exclude and exclude(sentence)):
+                    continue
+                seen.add(key)
+                out.append(Extract(page, " ".join(sentence.split()), section=where))
+                if len(out) >= MAX_SENTENCES:
+                    return out
         if cut and len(out) > 20:  # the references start here: what follows is not the paper's text
             break
     return out
@@ -103,10 +143,14 @@ def central(
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True) + 1e-9
     centroid = vectors.mean(axis=0)
     centroid /= np.linalg.norm(centroid) + 1e-9
-    # sections: runs of pages, about n of them, each with its own centroid
+    # sections: the numbered top-level ones when the text has them, else runs of pages
     pages = sorted({s.page for s in sentences})
-    per = max(1, -(-len(pages) // n))
-    section_of = np.asarray([pages.index(s.page) // per for s in sentences])
+    names = list(dict.fromkeys(s.section for s in sentences))
+    if len([x for x in names if x]) >= 3:
+        section_of = np.asarray([names.index(s.section) for s in sentences])
+    else:
+        per = max(1, -(-len(pages) // n))
+        section_of = np.asarray([pages.index(s.page) // per for s in sentences])
     local = np.zeros(len(sentences), dtype=np.float32)
     for sec in set(section_of.tolist()):
         rows = section_of == sec
@@ -116,10 +160,20 @@ def central(
     opening = set(pages[:OPENING_PAGES])
     closing = {s.page for s in sentences[-max(1, len(sentences) // 12) :]}
     edge = np.asarray(
-        [EDGE_BONUS if s.page in opening or s.page in closing else 0.0 for s in sentences], dtype=np.float32
+        [
+            EDGE_BONUS if s.page in opening or s.page in closing or _SAYS_WHAT_IT_DID.search(s.section) else 0.0
+            for s in sentences
+        ],
+        dtype=np.float32,
     )
     score = GLOBAL_WEIGHT * (vectors @ centroid) + (1 - GLOBAL_WEIGHT) * local + edge
+    # one voice per section first (the most central sentence of each section that says enough),
+    # then the most central of the rest, unlike what is already picked
     chosen: list[int] = []
+    for sec in dict.fromkeys(section_of.tolist()):
+        rows = np.flatnonzero(section_of == sec)
+        if len(rows) >= MIN_SECTION_SENTENCES and len(chosen) < n:
+            chosen.append(int(rows[np.argmax(score[rows])]))
     while len(chosen) < n:
         if chosen:
             redundancy = (vectors @ vectors[chosen].T).max(axis=1)
@@ -128,36 +182,27 @@ def central(
             mmr = score.copy()
         mmr[chosen] = -np.inf
         chosen.append(int(np.argmax(mmr)))
-    return [Extract(sentences[i].page, sentences[i].text, float(score[i])) for i in sorted(chosen)]
+    return [
+        Extract(sentences[i].page, sentences[i].text, float(score[i]), sentences[i].section) for i in sorted(chosen)
+    ]
 
 
 def outline(pages: Sequence[tuple[int, str]]) -> list[Heading]:
     """Numbered section headings and table/figure captions, in reading order, each once."""
     found: list[Heading] = []
-    seen: set[tuple[str, str]] = set()
-    last_number: tuple[int, ...] = ()
+    seen: set[str] = set()
+    headings = _Headings()
     for page, text in pages:
         for line in text.splitlines():
             m = _CAPTION_LINE.match(line)
             if m:
                 label = " ".join(m.group(1).replace("Fig.", "Figure").split()).title()
-                key = ("caption", label.lower())
-                if key not in seen:
-                    seen.add(key)
+                if label.lower() not in seen:
+                    seen.add(label.lower())
                     kind = "table" if label.lower().startswith("table") else "figure"
                     found.append(Heading(kind, label, m.group(2).strip(), page))
                 continue
-            m = _HEADING.match(line)
-            if not m or sum(ch.isdigit() for ch in m.group(2)) > 2 or m.group(2).rstrip().endswith((".", ",")):
-                continue
-            number = tuple(int(x) for x in m.group(1).split("."))
-            # headings come in order: "4 2017 results" in a table is not section 4 after section 5
-            if last_number and number <= last_number:
-                continue
-            key = ("section", m.group(1))
-            if key in seen or len(m.group(2).split()) > 10:
-                continue
-            seen.add(key)
-            last_number = number
-            found.append(Heading("section", m.group(1), m.group(2).strip(), page))
+            heading = headings.match(line)
+            if heading:
+                found.append(Heading("section", heading[0], heading[1], page))
     return found

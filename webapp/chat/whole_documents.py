@@ -1,0 +1,128 @@
+"""Answers about whole documents (issue 26): summaries, comparisons, outlines and the collection
+overview. Each builds what a grounded answer shows - the text, the numbered sources, the evidence
+sentences - from the document's own sentences, so the answer path (answering.py) streams, checks
+and stores them exactly as it does a passage answer: one evidence type, one claim check.
+
+Which path a question takes is tasks.py's call; which documents it is about, the caller's
+(named in the question, else picked by the user, else the only one there is).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from webapp.rag.evidence import Evidence
+from webapp.rag.retrieval import Passage
+
+MAX_SUMMARISED = 3  # documents summarised in one answer; more is a wall of text
+MAX_COMPARED = 4
+ROWS_PER_DOCUMENT = 2  # evidence sentences per document in a comparison
+DEFAULT_ASPECT = "main contribution and results"
+
+
+@dataclass
+class Composed:
+    """What a whole-document answer shows (the opening text) and rests on."""
+
+    text: str
+    sources: list[Passage] = field(default_factory=list)
+    evidence: list[Evidence] = field(default_factory=list)
+
+
+def _md(text: str) -> str:
+    """A name or title inside Markdown: its own characters, never markup."""
+    return "".join("\\" + ch if ch in "\\`*_[]<>#|~" else ch for ch in text)
+
+
+def _cite(sources: list[Passage], evidence: list[Evidence], doc: Any, page: int, text: str, score: float) -> int:
+    """Number one sentence as a source of its own (its [n]) and keep it as evidence."""
+    n = len(sources) + 1
+    sources.append(Passage(-n, doc.id, doc.label, page, text, score, score))
+    evidence.append(Evidence(n, doc.id, doc.label, page, text, score))
+    return n
+
+
+def summary(documents: Any, subjects: Sequence[Any]) -> Composed:
+    """Each subject's most central sentences in reading order, under its section names."""
+    out = Composed("")
+    parts = []
+    for doc in subjects[:MAX_SUMMARISED]:
+        lines = [f"**Summary of {_md(documents.title(doc))}** ({_md(doc.label)}): its central sentences, in order."]
+        section = None
+        for e in documents.summary(doc):
+            if e.section and e.section != section:
+                section = e.section
+                lines.append(f"*{_md(section)}*")
+            n = _cite(out.sources, out.evidence, doc, e.page, e.text, e.score)
+            lines.append(f"> “{e.text}” [{n}] — p. {e.page}")
+        parts.append("\n\n".join(lines))
+    if len(subjects) > MAX_SUMMARISED:
+        parts.append(f"_({len(subjects) - MAX_SUMMARISED} more documents not summarised: ask about them one by one.)_")
+    out.text = "\n\n".join(parts)
+    return out
+
+
+def comparison(documents: Any, collection: str, subjects: Sequence[Any], aspect: str, actor: Any) -> Composed:
+    """For each document, its best evidence on ``aspect``, side by side: one column a document,
+    one row a rank. Retrieval runs per document, so every named document speaks."""
+    aspect = aspect or DEFAULT_ASPECT
+    out = Composed("")
+    columns: list[list[str]] = []
+    per_doc: list[list[Evidence]] = []
+    for doc in subjects[:MAX_COMPARED]:
+        passages = documents.search(collection, aspect, actor=actor, keyword_hits=True, documents=[doc.label])
+        per_doc.append(list(documents.evidence(aspect, passages))[:ROWS_PER_DOCUMENT] if passages else [])
+    # numbered row by row (A1, B1, A2, B2): the top evidence holds every document's best sentence
+    cells: dict[tuple[int, int], str] = {}
+    for rank in range(ROWS_PER_DOCUMENT):
+        for col, found in enumerate(per_doc):
+            if rank < len(found):
+                e = found[rank]
+                n = _cite(out.sources, out.evidence, subjects[col], e.page, e.text, e.score)
+                cells[(rank, col)] = f"“{_md(e.text)}” [{n}] p. {e.page}"
+    docs = subjects[:MAX_COMPARED]
+    header = "| | " + " | ".join(_md(d.label) for d in docs) + " |"
+    rule = "|---" * (len(docs) + 1) + "|"
+    rows = [
+        f"| {_md(aspect) if rank == 0 else ''} | "
+        + " | ".join(cells.get((rank, col), "—" if rank else "_nothing found_") for col in range(len(docs)))
+        + " |"
+        for rank in range(ROWS_PER_DOCUMENT)
+    ]
+    columns.append([header, rule, *rows])
+    out.text = f"**{_md(aspect[:1].upper() + aspect[1:])}**, document by document:\n\n" + "\n".join(columns[0])
+    return out
+
+
+def outline(documents: Any, doc: Any, question: str) -> Composed:
+    """The document's numbered sections, or its tables / figures when those are asked for."""
+    wants = [kind for kind in ("table", "figure") if kind in question.lower()] or ["section"]
+    found = [h for h in documents.outline(doc) if h.kind in wants]
+    title = f"**{_md(documents.title(doc))}** ({_md(doc.label)})"
+    if not found:
+        what = " or ".join(k + "s" for k in wants)
+        return Composed(f"{title}: I found no numbered {what} in its text.")
+    lines = []
+    for h in found:
+        indent = "  " * h.label.count(".") if h.kind == "section" else ""
+        lines.append(f"{indent}- {_md(h.label)} {_md(h.title)} (p. {h.page})")
+    what = ", ".join(k + "s" for k in wants)
+    return Composed(f"{title}, its {what}:\n\n" + "\n".join(lines))
+
+
+def overview(documents: Any, collection: str, actor: Any) -> Composed:
+    """One line per document of the collection: its name, title and size."""
+    docs = documents.documents(collection, actor)
+    if not docs:
+        return Composed(f"The collection {_md(collection)} has no documents yet.")
+    lines = []
+    for doc in docs:
+        if doc.indexed_at is None:
+            lines.append(f"- **{_md(doc.label)}** — {doc.status}")
+        else:
+            pages = f"{doc.pages} page{'s' if doc.pages != 1 else ''}" if doc.pages else ""
+            lines.append(f"- **{_md(doc.label)}** — {_md(documents.title(doc))}" + (f" ({pages})" if pages else ""))
+    n = len(docs)
+    return Composed(f"The collection {_md(collection)} has {n} document{'s' if n != 1 else ''}:\n\n" + "\n".join(lines))
