@@ -10,12 +10,25 @@ import httpx
 import pytest
 
 from tests.conftest import ROOT, running_app, webapp_command
-from tests.pdfgen import topic_pdf
+from tests.pdfgen import make_pdf, topic_pdf
 from tests.test_openai_api import _mcp, _payload
 
 pytestmark = pytest.mark.slow
 
 TOPICS = ("volcano", "bees", "coffee")
+# A report with numbered sections and a table caption, for outlines and summaries by section.
+GLACIER_PAGES = [
+    "Glacier Report: Ice Loss in the Alps\n1 Introduction\nAlpine glaciers have lost about half of their\n"
+    "volume since 1850 according to the measurements in this report.\nThe loss has accelerated in the last\n"
+    "two decades because summers have become warmer and longer.\n2 Methods\nWe measured the thickness of\n"
+    "twelve glaciers with ground penetrating radar every autumn.\nEach survey line was repeated twice to\n"
+    "estimate the error of the radar measurements.",
+    "Table 1: Thickness of the twelve glaciers in metres\n3 Results\nThe average thickness fell by one\n"
+    "metre per year between 2000 and 2020 on the twelve glaciers.\nSmall glaciers below three thousand\n"
+    "metres lost ice fastest and some of them disappeared entirely.\n4 Conclusion\nAlpine glaciers will\n"
+    "keep shrinking for decades even if the climate stops warming today.\nProtecting the remaining ice\n"
+    "requires cutting emissions quickly, as this report concludes.",
+]
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +42,7 @@ def api(registry_dir, tmp_path_factory):
     store.close()
     folder = tmp_path_factory.mktemp("pdfs")
     pdfs = [str(topic_pdf(folder / f"{t}-notes.pdf", t, pages=2)) for t in TOPICS]
+    pdfs.append(str(make_pdf(folder / "glacier-report.pdf", GLACIER_PAGES, title="Glacier report")))
     env = {**os.environ, "DOCCHAT_AUTH": "password"}
     cmd = [*webapp_command(registry_dir, data), "index", *pdfs, "--collection", "mixed", "--user", "ann"]
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
@@ -129,3 +143,83 @@ def test_mcp_and_the_cli_take_the_same_scope(api):
     )
     assert out.returncode != 0 and "There is no document named “missing.pdf”" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def grounded(api, question: str, **extra) -> dict:
+    body = {
+        "model": "rag:mixed",
+        "messages": [{"role": "user", "content": question}],
+        "docchat": {"answer_mode": "quote", **extra},
+    }
+    r = v1(api, "/chat/completions", body)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_a_summary_is_the_documents_own_sentences_cited_by_page_and_stored(api):
+    import sqlite3
+
+    reply = grounded(api, "Summarize the glacier report")
+    text = reply["choices"][0]["message"]["content"]
+    grounding = reply["docchat"]
+    assert text.startswith("**Summary of Glacier Report: Ice Loss in the Alps** (glacier-report.pdf)")
+    assert "*1 Introduction*" in text and "*4 Conclusion*" in text  # under their section names
+    assert grounding["evidence"] and {e["document"] for e in grounding["evidence"]} == {"glacier-report.pdf"}
+    for n, e in enumerate(grounding["evidence"], start=1):
+        assert f"“{e['text']}” [{n}] — p. {e['page']}" in text  # every sentence cites its page
+    assert grounding["claims"] and all(c["supported"] for c in grounding["claims"])
+    # the same summary by task and scope, and from the store the second time
+    again = grounded(api, "Give me the gist", task="summarize", documents=["glacier-report.pdf"])
+    assert again["choices"][0]["message"]["content"] == text
+    db = sqlite3.connect(api["data"] / "store.sqlite3")
+    stored = db.execute(
+        "SELECT s.indexed_at = d.indexed_at FROM summaries s JOIN documents d ON d.id = s.document_id "
+        "WHERE d.label = 'glacier-report.pdf'"
+    ).fetchall()
+    db.close()
+    assert stored == [(1,)]
+    # several documents and none named: a question back, not a guess
+    which = grounded(api, "Summarize the paper")
+    assert "Which document should I summarise?" in which["choices"][0]["message"]["content"]
+
+
+def test_a_comparison_has_evidence_from_every_document_named(api):
+    reply = grounded(api, "Compare volcano-notes and coffee-notes on pressure and temperature")
+    text = reply["choices"][0]["message"]["content"]
+    assert "| | volcano-notes.pdf | coffee-notes.pdf |" in text
+    top = [e["document"] for e in reply["docchat"]["evidence"][:2]]
+    assert set(top) == {"volcano-notes.pdf", "coffee-notes.pdf"}
+    # picked documents count as named
+    picked = grounded(api, "How do they differ?", task="compare", documents=["bees-notes.pdf", "coffee-notes.pdf"])
+    assert {e["document"] for e in picked["docchat"]["evidence"]} == {"bees-notes.pdf", "coffee-notes.pdf"}
+
+
+def test_outlines_and_the_collection_overview_come_from_the_documents_structure(api):
+    outline = grounded(api, "What sections does glacier-report have?")["choices"][0]["message"]["content"]
+    for line in ("- 1 Introduction (p. 1)", "- 2 Methods (p. 1)", "- 3 Results (p. 2)", "- 4 Conclusion (p. 2)"):
+        assert line in outline
+    tables = grounded(api, "Which tables are in glacier-report.pdf?")["choices"][0]["message"]["content"]
+    assert "- Table 1 Thickness of the twelve glaciers in metres (p. 2)" in tables
+    overview = grounded(api, "What is in this collection?")["choices"][0]["message"]["content"]
+    assert "The collection mixed has 4 documents:" in overview
+    assert "**glacier-report.pdf** — Glacier Report: Ice Loss in the Alps (2 pages)" in overview
+
+    # MCP and the CLI take the task too
+    async def calls(client):
+        return await client.call_tool(
+            "ask",
+            {
+                "collection": "mixed",
+                "question": "and this one?",
+                "task": "outline",
+                "documents": ["glacier-report.pdf"],
+            },
+        )
+
+    assert "- 3 Results (p. 2)" in _payload(_mcp(api, "ann", calls))["answer"]
+    r = v1(
+        api,
+        "/chat/completions",
+        {"model": "rag:mixed", "messages": [{"role": "user", "content": "x y z"}], "docchat": {"task": "dance"}},
+    )
+    assert r.status_code == 400 and "docchat.task must be one of" in r.json()["error"]["message"]

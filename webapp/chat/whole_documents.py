@@ -72,7 +72,11 @@ def comparison(documents: Any, collection: str, subjects: Sequence[Any], aspect:
     columns: list[list[str]] = []
     per_doc: list[list[Evidence]] = []
     for doc in subjects[:MAX_COMPARED]:
-        passages = documents.search(collection, aspect, actor=actor, keyword_hits=True, documents=[doc.label])
+        # no relevance gate: within one named document its closest passages are what it says on the
+        # aspect, and a comparison where one side is silent compares nothing
+        passages = documents.search(
+            collection, aspect, actor=actor, keyword_hits=True, documents=[doc.label], min_similarity=-1.0
+        )
         per_doc.append(list(documents.evidence(aspect, passages))[:ROWS_PER_DOCUMENT] if passages else [])
     # numbered row by row (A1, B1, A2, B2): the top evidence holds every document's best sentence
     cells: dict[tuple[int, int], str] = {}
