@@ -75,7 +75,7 @@ class Api:
         )
 
     def ask(self, question: str, collection: str | None, conversation=None) -> list:
-        return self.result("respond", [question, conversation, MODEL, 16, 0, collection, "auto"])
+        return self.result("respond", [question, conversation, MODEL, 16, 0, collection, "auto", []])
 
 
 def content_text(message: dict) -> str:

@@ -164,7 +164,7 @@ def test_malformed_gradio_payloads_get_a_4xx_or_one_sentence(server):
         status, _ = call(base, api, [])
         assert 400 <= status < 500, (api, status)
     # the message limit is a sentence the user can act on
-    status, events = call(base, "respond", ["z" * 40_000, None, "smollm2-135m-instruct-int4", 16, 0, None, "auto"])
+    status, events = call(base, "respond", ["z" * 40_000, None, "smollm2-135m-instruct-int4", 16, 0, None, "auto", []])
     assert "characters; the limit is" in json.dumps(events)
     alive(base)
 
@@ -185,9 +185,9 @@ def test_traversal_and_hostile_names_stay_labels(server, tmp_path):
         assert one_sentence_or_refused(status, events), (name, events[-1:])
     assert not list(Path("/tmp").glob("escape-*"))
     # the pickers only take values they offered
-    status, events = call(base, "respond", ["hi", None, "../../../etc/passwd", 16, 0, None, "auto"])
+    status, events = call(base, "respond", ["hi", None, "../../../etc/passwd", 16, 0, None, "auto", []])
     assert one_sentence_or_refused(status, events) and "root:" not in json.dumps(events)
-    status, events = call(base, "respond", ["hi", None, "smollm2-135m-instruct-int4", 16, 0, "../../etc", "auto"])
+    status, events = call(base, "respond", ["hi", None, "smollm2-135m-instruct-int4", 16, 0, "../../etc", "auto", []])
     assert one_sentence_or_refused(status, events)
     # an upload whose name is a path: stored by content, the name only a label
     pdf = make_pdf(tmp_path / "p.pdf", ["A page about hostile names."])

@@ -12,6 +12,7 @@ from __future__ import annotations
 import builtins
 import json
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
 from pathlib import Path
@@ -52,6 +53,7 @@ class Conversation:
     collection: str | None
     created_at: str
     updated_at: str
+    documents: tuple[str, ...] = ()  # the documents of the collection it answers from alone; () = all
 
 
 @dataclass(frozen=True)
@@ -104,20 +106,33 @@ class ConversationStore:
         db.executescript(SCHEMA)
         # Added after format 2 shipped: one nullable-by-default column, which readers that select
         # their columns by name (all of them) ignore, so the store's format number stays 2.
-        if "checks" not in {r[1] for r in db.execute("PRAGMA table_info(messages)")}:
-            try:
-                with transaction(db):
-                    db.execute("ALTER TABLE messages ADD COLUMN checks TEXT NOT NULL DEFAULT '{}'")
-            except sqlite3.OperationalError as exc:  # another process (the CLI, a second server) added it first
-                if "duplicate column" not in str(exc):
-                    raise
+        self._add_column(db, "messages", "checks", "TEXT NOT NULL DEFAULT '{}'")
+        self._add_column(db, "conversations", "documents", "TEXT NOT NULL DEFAULT '[]'")  # a JSON list of names
+
+    @staticmethod
+    def _add_column(db: sqlite3.Connection, table: str, column: str, declaration: str) -> None:
+        if column in {r[1] for r in db.execute(f"PRAGMA table_info({table})")}:
+            return
+        try:
+            with transaction(db):
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+        except sqlite3.OperationalError as exc:  # another process (the CLI, a second server) added it first
+            if "duplicate column" not in str(exc):
+                raise
 
     def _db(self) -> sqlite3.Connection:
         return self._connections.get()
 
     @staticmethod
     def _conversation(row: sqlite3.Row) -> Conversation:
-        return Conversation(row["id"], row["title"], row["collection"], row["created_at"], row["updated_at"])
+        return Conversation(
+            row["id"],
+            row["title"],
+            row["collection"],
+            row["created_at"],
+            row["updated_at"],
+            tuple(json.loads(row["documents"] or "[]")),
+        )
 
     def list(self, actor: Actor, limit: int = 200) -> builtins.list[Conversation]:
         rows = self._db().execute(
@@ -142,6 +157,13 @@ class ConversationStore:
             (actor.name, title_from(first_question), collection, now, now),
         )
         return self.get(actor, cur.lastrowid)
+
+    def set_documents(self, actor: Actor, conversation_id: int, documents: Sequence[str]) -> None:
+        """Keep the documents the conversation answers from (the scope picked beside the collection)."""
+        conversation = self.get(actor, conversation_id)
+        self._db().execute(
+            "UPDATE conversations SET documents = ? WHERE id = ?", (json.dumps(list(documents)), conversation.id)
+        )
 
     def messages(self, actor: Actor, conversation_id: int) -> builtins.list[StoredMessage]:
         conversation = self.get(actor, conversation_id)

@@ -221,6 +221,14 @@ class ChatTab:
                         elem_id="collection-picker",
                     )
                     refresh = gr.Button("Refresh models", scale=1, size="sm", elem_id="chat-refresh")
+                # Empty: the whole collection. Kept with the conversation; filled when a collection is chosen.
+                self.scope = gr.Dropdown(
+                    choices=[],
+                    value=[],
+                    multiselect=True,
+                    label="Only these documents (optional: empty means the whole collection)",
+                    elem_id="document-picker",
+                )
                 # Visible while the chat answers without documents although the user has some.
                 self.no_docs = gr.Markdown("", elem_id="no-documents-badge")
                 self.notice = gr.Markdown(self._registry_notice(), elem_id="registry-notice")
@@ -279,8 +287,19 @@ class ChatTab:
                         0.0, 1.5, value=defaults.temperature, step=0.05, label="Temperature (0 = deterministic)"
                     )
 
-        inputs = [self.message, self.conversation, self.model, max_new, temperature, self.collection, self.mode]
+        inputs = [
+            self.message,
+            self.conversation,
+            self.model,
+            max_new,
+            temperature,
+            self.collection,
+            self.mode,
+            self.scope,
+        ]
         self.collection.change(self.badge, [self.collection], [self.no_docs], queue=False, show_progress="hidden")
+        # a collection picked by hand starts with its whole set of documents
+        self.collection.input(self.scope_picker, [self.collection], [self.scope], queue=False, show_progress="hidden")
         outputs = [
             self.chatbot,
             self.message,
@@ -303,6 +322,7 @@ class ChatTab:
             self.chatbot,
             self.title,
             self.collection,
+            self.scope,
             self.stats,
             self.sources,
             self.evidence,
@@ -337,6 +357,7 @@ class ChatTab:
             self.chatbot,
             self.title,
             self.collection,
+            self.scope,
             self.evidence,
             self.checks,
         ]
@@ -354,6 +375,7 @@ class ChatTab:
                 [],
                 "",
                 gr.Dropdown(choices=collections, value=chosen),
+                self.scope_picker(chosen, request_actor=actor),
                 *_checks_out([]),
             ]
         newest = listing[0]
@@ -363,7 +385,10 @@ class ChatTab:
             newest.id,
             display(messages),
             newest.title,
-            gr.Dropdown(choices=collections, value=self._picker_value(newest.collection, collections, chosen)),
+            gr.Dropdown(
+                choices=collections, value=(picked := self._picker_value(newest.collection, collections, chosen))
+            ),
+            self.scope_picker(picked, newest.documents if picked == newest.collection else (), request_actor=actor),
             *_checks_out(last_checks(messages)),
         ]
 
@@ -378,6 +403,17 @@ class ChatTab:
         with_documents = {d.collection for d in documents.documents(None, actor)}
         candidates = [c for c in choices[1:] if c in with_documents]
         return candidates[0] if len(candidates) == 1 else NO_DOCUMENTS
+
+    def scope_picker(self, collection, picked=(), request: gr.Request = None, request_actor=None):
+        """The document picker for ``collection``: its indexed documents, ``picked`` of them chosen."""
+        actor = request_actor or self.auth.actor_of(request)
+        names: list[str] = []
+        if self.documents is not None and collection not in (None, "", NO_DOCUMENTS):
+            try:
+                names = [d.label for d in self.documents.documents(collection, actor) if d.indexed_at]
+            except UserError:
+                names = []
+        return gr.Dropdown(choices=names, value=[n for n in picked if n in names])
 
     def badge(self, collection) -> str:
         """The "answering without documents" badge, shown only when documents could have been used."""
@@ -405,7 +441,7 @@ class ChatTab:
     # -- conversation list --------------------------------------------------------------
     def new_conversation(self, request: gr.Request):
         actor = self.auth.actor_of(request)
-        return None, [], "", gr.skip(), "", "", *_checks_out([]), "", self._radio(actor, None)
+        return None, [], "", gr.skip(), gr.skip(), "", "", *_checks_out([]), "", self._radio(actor, None)
 
     def open_conversation(self, conversation_id, request: gr.Request):
         actor = self.auth.actor_of(request)
@@ -413,13 +449,15 @@ class ChatTab:
             found = self.conversations.get(actor, conversation_id)
             messages = self.conversations.messages(actor, found.id)
         except UserError as exc:
-            return None, [], "", gr.skip(), f"⚠ {exc.user_message}", "", *_checks_out([]), ""
+            return None, [], "", gr.skip(), gr.skip(), f"⚠ {exc.user_message}", "", *_checks_out([]), ""
         choices = self.collection_choices(actor)
+        picked = self._picker_value(found.collection, choices)
         return (
             found.id,
             display(messages),
             found.title,
-            gr.Dropdown(choices=choices, value=self._picker_value(found.collection, choices)),
+            gr.Dropdown(choices=choices, value=picked),
+            self.scope_picker(picked, found.documents if picked == found.collection else (), request_actor=actor),
             "",
             "",
             *_checks_out(last_checks(messages)),
@@ -454,11 +492,12 @@ class ChatTab:
         try:
             gone = self.conversations.delete(actor, conversation_id)
         except UserError as exc:
-            return (gr.skip(),) * 9 + (gr.skip(), gr.Group(visible=False), f"⚠ {exc.user_message}")
+            return (gr.skip(),) * 10 + (gr.skip(), gr.Group(visible=False), f"⚠ {exc.user_message}")
         return (
             None,
             [],
             "",
+            gr.skip(),
             gr.skip(),
             "",
             "",
@@ -506,13 +545,23 @@ class ChatTab:
         return tuple(values.get(name, gr.skip()) for name in cls.RESPOND_OUTPUTS)
 
     def respond(
-        self, message, conversation_id, model, max_new_tokens, temperature, collection, mode, request: gr.Request
+        self,
+        message,
+        conversation_id,
+        model,
+        max_new_tokens,
+        temperature,
+        collection,
+        mode,
+        scope=None,
+        request: gr.Request = None,
     ):
         """One answer: the question stored, then the events of webapp/chat/answering.py shown as
         they come (evidence, the quoted opening, the model's checked sentences), the answer stored."""
         emit = self._emit
         session = request.session_hash if request is not None else None
         collection = None if collection in (None, "", NO_DOCUMENTS) else collection
+        scope = tuple(str(n) for n in (scope or []) if isinstance(n, str))[:100] if collection else ()
         try:
             actor = self.auth.actor_of(request)
             # The history comes from the server's copy of this user's conversation, never from the
@@ -528,6 +577,7 @@ class ChatTab:
             return
         if conversation_id is None:
             conversation_id = self.conversations.create(actor, text, collection).id
+        self.conversations.set_documents(actor, conversation_id, scope)
         # Stored before answering: a crash or a closed tab never loses what the user asked.
         self.conversations.append(actor, conversation_id, "user", text)
         conversation = shown + [{"role": "user", "content": text}, {"role": "assistant", "content": ""}]
@@ -579,7 +629,7 @@ class ChatTab:
             if status:
                 yield emit(chatbot=conversation, stats=status, conversation=conversation_id)
             answer = self.answers.start(
-                Question(text, history, collection, model, mode, params, session, actor), ticket
+                Question(text, history, collection, model, mode, params, session, actor, scope), ticket
             )
             failure = ""
             for event in answer:
