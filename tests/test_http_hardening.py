@@ -287,13 +287,19 @@ def test_host_policy_from_settings():
 def test_a_claimed_upload_is_left_to_the_service_and_only_unclaimed_ones_are_swept(tmp_path):
     now = [1000.0]
     pending = PendingUploads(tmp_path, claim_s=60, clock=lambda: now[0])
-    claimed, unclaimed, elsewhere = tmp_path / "a" / "Übersicht.pdf", tmp_path / "b" / "left.pdf", tmp_path.parent / "x"
-    for path in (claimed, unclaimed):
+    escaped, raw, unclaimed = (
+        tmp_path / "a" / "Übersicht.pdf",
+        tmp_path / "c" / "Zürich.pdf",
+        tmp_path / "b" / "left.pdf",
+    )
+    for path in (escaped, raw, unclaimed):
         path.parent.mkdir()
         path.write_bytes(b"%PDF-1.4")
-    pending.written([str(claimed), str(unclaimed), str(elsewhere)])  # a path outside the folder is ignored
-    # The event names the file the way Python's JSON writes it (non-ASCII escaped); it then waits in a queue.
-    pending.claim(json.dumps({"data": ["c", [{"path": str(claimed)}], True]}).encode())
+    pending.written([str(escaped), str(raw), str(unclaimed), str(tmp_path.parent / "x")])  # outside: ignored
+    # Events name files as Python's JSON writes them (non-ASCII escaped) or as a browser does (raw
+    # UTF-8); they may then wait in Gradio's queue for longer than the claim period.
+    pending.claim(json.dumps({"data": ["c", [{"path": str(escaped)}], True]}).encode())
+    pending.claim(json.dumps({"data": ["c", [{"path": str(raw)}], True]}, ensure_ascii=False).encode())
     stale, fresh = tmp_path / "tmpstale", tmp_path / "tmpfresh"  # Gradio's temp files of unfinished uploads
     stale.write_bytes(b"x")
     fresh.write_bytes(b"x")
@@ -302,4 +308,5 @@ def test_a_claimed_upload_is_left_to_the_service_and_only_unclaimed_ones_are_swe
     assert pending.sweep() == 1 and unclaimed.exists() and not stale.exists()
     now[0] += 31
     assert pending.sweep() == 1
-    assert claimed.exists() and fresh.exists() and not unclaimed.parent.exists() and not pending.waiting
+    assert escaped.exists() and raw.exists() and fresh.exists()
+    assert not unclaimed.parent.exists() and not pending.waiting

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 import threading
 import time
@@ -42,6 +43,8 @@ class PendingUploads:
         self.claim_s = claim_s
         self.clock = clock
         self._written: dict[str, float] = {}  # path -> when the upload route wrote it
+        prefixes = {str(self.folder).encode(), json.dumps(str(self.folder))[1:-1].encode()}
+        self._named = re.compile(b"(?:" + b"|".join(re.escape(p) for p in prefixes) + rb')[^"]*')
         self._lock = threading.Lock()
 
     @property
@@ -56,10 +59,18 @@ class PendingUploads:
                     self._written[p] = now
 
     def claim(self, body: bytes) -> None:
-        """Paths named in a request body (raw, or escaped as Python's JSON writes non-ASCII) are claimed."""
-        with self._lock:
-            for p in [p for p in self._written if p.encode() in body or json.dumps(p)[1:-1].encode() in body]:
-                del self._written[p]
+        """Paths named in a request body are claimed: one pass over the body for strings that start
+        with the folder (raw, or escaped as Python's JSON writes non-ASCII), whatever is waiting."""
+        named = set()
+        for m in self._named.finditer(body):
+            try:
+                named.add(json.loads(b'"' + m.group() + b'"'))
+            except ValueError:
+                continue
+        if named:
+            with self._lock:
+                for p in named & self._written.keys():
+                    del self._written[p]
 
     def sweep(self) -> int:
         """Delete what waited too long unclaimed, and stale temp files of unfinished uploads."""
