@@ -80,7 +80,7 @@ def test_uploads_must_come_from_the_uploads_folder_and_be_regular_files(tmp_path
 
 def test_request_bodies_are_capped(tmp_path):
     app = create_app(Settings(models_dir=tmp_path / "none", data_dir=tmp_path / "data"), preload=False)
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://localhost") as client:
         big = client.post(
             "/gradio_api/queue/join",
             content=b"{" + b" " * (5 << 20) + b"}",
@@ -162,7 +162,7 @@ def test_benchmarks_can_be_switched_off_in_the_ui_and_the_service(tmp_path):
     with pytest.raises(UserError, match="turned off on this server"):
         BenchService(settings, catalog=None).run(["openvino:x"], BenchConfig(), Hooks(), "session")
     app = create_app(settings, preload=False)
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://localhost") as client:
         config = client.get("/config").json()
         ids = {c.get("props", {}).get("elem_id") for c in config["components"]}
         assert "compare-disabled" in ids and "compare-run" not in ids

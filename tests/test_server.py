@@ -10,7 +10,7 @@ from webapp.settings import Settings
 
 def test_health_and_not_ready_with_missing_registry(tmp_path):
     app = create_app(Settings(models_dir=tmp_path / "missing", data_dir=tmp_path / "data"))
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://localhost") as client:
         assert client.get("/healthz").json()["status"] == "ok"
         ready = client.get("/readyz")
         assert ready.status_code == 503
@@ -24,7 +24,7 @@ def test_corrupt_registry_entry_is_reported_not_fatal(tmp_path):
     (models / "broken").mkdir(parents=True)
     (models / "broken" / "manifest.json").write_text("{oops")
     app = create_app(Settings(models_dir=models, data_dir=tmp_path / "data"))
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://localhost") as client:
         ready = client.get("/readyz")
         assert ready.status_code == 503
         assert "corrupt" in ready.json()["reason"]
@@ -42,7 +42,7 @@ def test_ready_stays_ready_when_the_default_model_is_unloaded_to_make_room(servi
     """The catalog unloads the least recently used model when another is needed; the app still
     serves (it reloads on demand), so the pod must not turn unready and lose its traffic."""
     app = create_app(services.settings, services, preload=False)
-    client = TestClient(app)  # no lifespan: the shared services must not be closed here
+    client = TestClient(app, base_url="http://localhost")  # no lifespan: the shared services must not be closed here
     name = services.catalog.default_choice()
     assert client.get("/readyz").json() == {"ready": True, "model": name}
     registry = services.catalog.sources[0]
@@ -58,7 +58,7 @@ def test_ready_stays_ready_when_the_default_model_is_unloaded_to_make_room(servi
 
 def test_config_disables_run_history_and_blocks_store_paths(tmp_path):
     app = create_app(Settings(models_dir=tmp_path / "none", data_dir=tmp_path / "data"), preload=False)
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://localhost") as client:
         config = client.get("/config").json()
         assert config.get("run_history") is False  # chats and PDF passwords stay out of localStorage
         stored = tmp_path / "data" / "files" / "stored.pdf"

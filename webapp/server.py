@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import threading
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -18,12 +19,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from webapp import __version__
 from webapp.api.mcp_tools import build_mcp
 from webapp.api.openai_api import APIError, openai_router, validation_error_handler
-from webapp.auth.gate import AuthGate, request_user
+from webapp.auth.access import Actor, Forbidden
+from webapp.auth.gate import STATE_KEY, AuthGate, request_user
 from webapp.auth.signin import signin_router
 from webapp.documents.routes import document_router
 from webapp.errors import UserError
 from webapp.http_limits import BodySizeLimit, UnknownEventIs404
+from webapp.http_security import HostPolicy, SecurityHeaders, TrustedHosts
 from webapp.llm.catalog_refresher import CatalogRefresher
+from webapp.raw_uploads import UPLOAD_ROUTE, PendingUploads, UploadGuard
 from webapp.services import Services, build_services
 from webapp.settings import Settings, is_loopback
 from webapp.ui.app import build_ui
@@ -32,6 +36,8 @@ log = logging.getLogger(__name__)
 
 # Largest request body outside file uploads: a chat message plus its history is far below this.
 MAX_JSON_BODY = 4 * 1024 * 1024
+# What multipart framing adds to each file of an upload (boundary, part headers, file name).
+PART_OVERHEAD = 64 * 1024
 
 
 def _check_documents(services: Services) -> None:
@@ -78,6 +84,7 @@ def create_app(settings: Settings, services: Services | None = None, preload: bo
     log.info("sign-in mode: %s", auth.mode)
 
     mcp_server, mcp_routes = build_mcp(services)
+    pending_uploads = PendingUploads(uploads, settings.upload_claim_s)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -91,9 +98,14 @@ def create_app(settings: Settings, services: Services | None = None, preload: bo
         ).start()
         if settings.metrics_port:
             services.metrics.serve(settings.metrics_port)
-        async with mcp_server.session_manager.run():
-            yield
-        refresher.stop()
+        stop_sweeping = threading.Event()
+        threading.Thread(target=pending_uploads.run, args=(stop_sweeping,), name="upload-sweeper", daemon=True).start()
+        try:
+            async with mcp_server.session_manager.run():
+                yield
+        finally:
+            stop_sweeping.set()
+            refresher.stop()
         services.close()
 
     app = FastAPI(
@@ -105,7 +117,16 @@ def create_app(settings: Settings, services: Services | None = None, preload: bo
         openapi_url="/api/openapi.json",
     )
     app.state.services = services
-    app.add_middleware(BodySizeLimit, max_bytes=MAX_JSON_BODY, upload_paths=("/gradio_api/upload",))
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=MAX_JSON_BODY,
+        upload_paths=(UPLOAD_ROUTE,),
+        upload_max_bytes=settings.max_upload_files * (int(settings.max_upload_mb * 1_000_000) + PART_OVERHEAD),
+        upload_refusal=(
+            f"The upload is too large: at most {settings.max_upload_files} files of "
+            f"{settings.max_upload_mb:g} MB go at once; send fewer or smaller files."
+        ),
+    )
 
     # Health routes are async on purpose: sync handlers run in the thread pool that chats and
     # Gradio share, so a busy pod would fail its own liveness probe and be restarted.
@@ -159,6 +180,22 @@ def create_app(settings: Settings, services: Services | None = None, preload: bo
     # "predict" is where the browser posts events that skip the queue (queue=False), by fn_index.
     api_names = {fn.api_name for fn in blocks.fns.values() if fn.api_name} | {"predict"}
     app.add_middleware(UnknownEventIs404, known=lambda: api_names)
+
+    def upload_refusal(scope) -> str | None:
+        """Why this caller may not use Gradio's raw upload route (the gate has found the user)."""
+        if not auth.enabled:
+            return None
+        user = scope.get("state", {}).get(STATE_KEY)
+        if user is None:
+            return "Sign in first."
+        try:
+            Actor(user.name, user.role).require_member("upload files")
+        except Forbidden as exc:
+            return exc.user_message
+        return None
+
+    # Inside the gate (added before it), so the user is known when the route is refused.
+    app.add_middleware(UploadGuard, pending=pending_uploads, refusal=upload_refusal)
     # Gradio's own queue is bounded too: a flood of events is refused ("queue full") at once.
     blocks.queue(default_concurrency_limit=None, max_size=max(64, 4 * (settings.answer_slots + settings.answer_queue)))
     data = Path(settings.data_dir).resolve()
@@ -193,7 +230,13 @@ def create_app(settings: Settings, services: Services | None = None, preload: bo
     # every API call is a new session: 50 busy clients grew the process by 670 MB in 4 minutes.
     blocks.state_holder.capacity = settings.max_sessions
     if auth.enabled:
-        # Outermost: nothing (not even Gradio's unguarded routes) runs for an unknown caller.
+        # Nothing (not even Gradio's unguarded routes) runs for an unknown caller.
         mounted.add_middleware(AuthGate, authenticator=auth)
-    log.info("uploads in transit: %s", uploads)
+    # Outside the gate: a rebound host name is refused before anything else runs, and every
+    # answer - refusals included - carries the security headers.
+    hosts = HostPolicy.from_settings(settings)
+    mounted.add_middleware(TrustedHosts, policy=hosts)
+    mounted.add_middleware(SecurityHeaders)
+    log.info("answering to host names: %s", hosts.describe())
+    log.info("uploads in transit: %s (unclaimed ones deleted after %.0f s)", uploads, settings.upload_claim_s)
     return mounted

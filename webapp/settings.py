@@ -42,6 +42,15 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="interface to listen on (0.0.0.0 in a container)")
     port: int = Field(8080, ge=1, le=65535)
     root_path: str = Field("", description="URL prefix when served behind a proxy")
+    allowed_hosts: str = Field(
+        "",
+        description=(
+            "comma-separated host names the server answers to besides localhost and IP addresses, e.g. "
+            "docchat.example.com,docchat.docchat.svc.cluster.local ('*.example.com' for sub-domains, '*' for "
+            "any); others get 400 (DNS rebinding). Unset: only loopback names with auth none or on a loopback "
+            "address; any name with sign-in on a non-loopback address (credentials belong to the real name)"
+        ),
+    )
 
     # Sign-in (docs/users.md)
     auth: Literal["none", "password", "header"] | None = Field(
@@ -330,6 +339,15 @@ class Settings(BaseSettings):
         None,
         description=(
             "folder for uploads in transit (default: <data_dir>/.uploads, on the data volume rather than /tmp)"
+        ),
+    )
+
+    upload_claim_s: float = Field(
+        900.0,
+        gt=0,
+        description=(
+            "seconds a file sent to Gradio's upload route (the browser sends chosen files at once) may wait for "
+            "the Upload button's event to name it; unclaimed files are then deleted"
         ),
     )
 

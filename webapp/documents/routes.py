@@ -5,6 +5,12 @@ the document's collection (an id from someone else's private collection is "not 
 
     GET /documents/{id}.pdf                       the original, shown inline (add #page=N to open at a page)
     GET /documents/{id}/pages/{n}.png?highlight=  page n as a PNG with that text highlighted
+
+An upload is stored when its first KB holds ``%PDF-``, so an HTML page starting with that line is
+stored too (nothing a user sends is lost). Only a document the sandboxed reader has indexed - pypdf
+found its structure and read its pages - is a PDF by content and shown inline as application/pdf;
+any other original is a download (application/octet-stream, attachment, a sandboxing CSP). Every
+answer says nosniff, so no browser second-guesses the type.
 """
 
 from __future__ import annotations
@@ -32,17 +38,35 @@ def document_router(documents: DocumentService, auth: Authenticator) -> APIRoute
 
     @router.get("/{doc_id}.pdf")
     def original(doc_id: int, request: Request):
-        """The stored PDF, inline, so the browser's viewer opens it (at #page=N)."""
+        """The stored PDF, inline, so the browser's viewer opens it (at #page=N); a download when the
+        reader has not found it to be a PDF."""
         try:
             doc, path = documents.pdf_path(doc_id, actor(request))
         except UserError as exc:
             return JSONResponse({"detail": exc.user_message}, status_code=404)
+        name = _inline_name(doc.label)
+        if doc.status == "indexed":
+            return FileResponse(
+                path,
+                media_type="application/pdf",
+                headers={
+                    "content-disposition": f'inline; filename="{name}"',
+                    "cache-control": "private, max-age=3600",
+                    "x-content-type-options": "nosniff",
+                    # Only framing by other sites is refused: browsers show a PDF through a viewer
+                    # framed in this origin, and object-src or sandbox here would block that viewer.
+                    "content-security-policy": "frame-ancestors 'self'",
+                    "x-frame-options": "SAMEORIGIN",
+                },
+            )
         return FileResponse(
             path,
-            media_type="application/pdf",
+            media_type="application/octet-stream",
             headers={
-                "content-disposition": f'inline; filename="{_inline_name(doc.label)}"',
-                "cache-control": "private, max-age=3600",
+                "content-disposition": f'attachment; filename="{name}"',
+                "cache-control": "private, no-store",
+                "x-content-type-options": "nosniff",
+                "content-security-policy": "default-src 'none'; sandbox; frame-ancestors 'none'",
             },
         )
 
