@@ -211,7 +211,7 @@ class PageImages:
         if target.is_file():
             os.utime(target)  # recently used: pruned last
             return PageImage(target, -1.0, [])
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         partial = target.with_suffix(f".{os.getpid()}.part")
         run = run_limited(
             render_highlight,
@@ -238,6 +238,7 @@ class PageImages:
             if run.timed_out:
                 raise PageImageError("Drawing this page took too long, so it is not shown.")
             raise PageImageError("This page could not be drawn; the PDF may be damaged.")
+        os.chmod(partial, 0o600)  # a page of someone's document: the app's user alone reads it
         os.replace(partial, target)
         self._prune(keep=target)
         return PageImage(target, float(result["matched"]), result["boxes"])
