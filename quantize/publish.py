@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from webapp.errors import UserError
-from webapp.registry import MANIFEST_NAME, scan, verify_files
+from webapp.registry import MANIFEST_NAME, manifest_file, scan, verify_files
 
 log = logging.getLogger(__name__)
 
@@ -230,7 +230,7 @@ def publish_registry(models_dir: Path, url: str, client=None, progress: Callable
         folder = entry.path.name
         files = sorted(entry.manifest.get("files", {}))
         for n, rel in enumerate(files, start=1):
-            report.bytes += bucket.upload(bucket.key(folder, rel), entry.path / rel)
+            report.bytes += bucket.upload(bucket.key(folder, rel), manifest_file(entry.path, rel))
             report.files += 1
             progress(f"{entry.name}: {n}/{len(files)} {rel}")
         bucket.upload(bucket.key(folder, MANIFEST_NAME), entry.path / MANIFEST_NAME)  # the folder is complete

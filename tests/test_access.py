@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from webapp.auth.access import Actor, CollectionAccess, Forbidden
-from webapp.auth.throttle import Throttle
+from webapp.auth.throttle import SigninThrottle, address_key, delay_s
 
 ADA, BOB, CY, VIC = Actor("ada", "admin"), Actor("bob", "member"), Actor("cy", "member"), Actor("vic", "viewer")
 
@@ -39,27 +39,41 @@ def test_role_checks_say_what_is_refused():
     BOB.require_member("upload")
 
 
-def test_throttle_counts_per_key_in_a_sliding_window():
+def test_throttle_slows_each_key_and_caps_the_wait(tmp_path):
+    from webapp.auth.users import UserStore
+
+    UserStore(tmp_path).close()  # creates the tables (migration step 2)
     now = [1000.0]
-    throttle = Throttle(window_s=900, clock=lambda: now[0])
-    limits = {"user:dee": 3, "addr:10.0.0.1": 12}
+    throttle = SigninThrottle(
+        tmp_path / "store.sqlite3", free_failures=3, familiar_cap_s=30, stranger_cap_s=900, clock=lambda: now[0]
+    )
+    assert [delay_s(n, 3, 30) for n in range(10)] == [0, 0, 0, 2, 4, 8, 16, 30, 30, 30]
     for _ in range(3):
-        assert throttle.wait_s(limits) == 0
-        throttle.failed(*limits)
-    assert throttle.wait_s(limits) == pytest.approx(900)
-    assert throttle.wait_s({"user:cy": 3, "addr:10.0.0.1": 12}) == 0  # another name from the same address
-    now[0] += 901
-    assert throttle.wait_s(limits) == 0  # the window slid past the failures
-    throttle.failed("user:dee")
-    throttle.forget("user:dee")
-    assert throttle.wait_s({"user:dee": 1}) == 0
-
-
-def test_throttle_memory_is_bounded():
-    throttle = Throttle(max_keys=100)
-    for n in range(1000):
-        throttle.failed(f"user:made-up-{n}")
-    assert len(throttle._failures) == 100
+        assert not throttle.begin("dee", "10.0.0.1").refused
+    refused = throttle.begin("dee", "10.0.0.1")
+    assert refused.refused and refused.retry_after_s == pytest.approx(2)
+    assert not throttle.begin("cy", "10.0.0.1").refused  # another name from the same address
+    # However long the guessing, a stranger waits at most the stranger cap, and a clock set back
+    # does not turn that into hours.
+    for _ in range(40):
+        now[0] += 901
+        throttle.begin("dee", "10.0.0.9")
+    assert throttle.begin("dee", "10.0.0.9").retry_after_s <= 900
+    now[0] -= 86400
+    assert throttle.begin("dee", "10.0.0.9").retry_after_s <= 900
+    now[0] += 86400 + 3601
+    assert not throttle.begin("dee", "10.0.0.9").refused  # an hour without failures: the count starts over
+    # A user at an address they signed in from is counted apart, and waits at most the small cap.
+    now[0] += 3601
+    ok = throttle.begin("amy", "10.0.0.2")
+    throttle.succeeded(ok)
+    for _ in range(40):
+        now[0] += 31
+        throttle.begin("amy", "10.0.0.2")
+    wait = throttle.begin("amy", "10.0.0.2")
+    assert wait.familiar and 0 < wait.retry_after_s <= 30
+    assert address_key("2001:db8::1") == address_key("2001:db8::2") == "2001:db8::/64"
+    assert address_key("::ffff:10.1.2.3") == "10.1.2.3"
 
 
 def test_the_grafana_dashboard_only_uses_metrics_the_app_exports():

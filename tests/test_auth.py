@@ -381,9 +381,13 @@ def test_disabled_users_lose_tokens_and_sessions(server):
         assert "only active admin" in text_of(ada.result("users_disable", ["ada", "admin", ""]))
     finally:
         ada.result("users_enable", ["cy", "member", ""])
+    # Disabling revoked the token for good (tests/test_audit_auth.py); cy gets a new one.
     assert (
-        httpx.get(base + "/config", headers={"Authorization": f"Bearer {tokens['cy']}"}, timeout=30).status_code == 200
+        httpx.get(base + "/config", headers={"Authorization": f"Bearer {tokens['cy']}"}, timeout=30).status_code == 401
     )
+    token = ada.result("users_token", ["cy", "member", ""])[1].rsplit("`", 2)[-2]
+    tokens["cy"] = token
+    assert httpx.get(base + "/config", headers={"Authorization": f"Bearer {token}"}, timeout=30).status_code == 200
 
 
 def test_hostile_user_names_are_sentences(server):

@@ -37,7 +37,8 @@ def test_disabled_and_removed_users_cannot_sign_in_or_use_tokens(users):
     assert users.verify_password("bob", "bob's long password") is None
     assert users.user_for_token(token) is None  # a disabled user's token is refused
     users.set_disabled("bob", False)
-    assert users.user_for_token(token).name == "bob"
+    assert users.user_for_token(token) is None  # revoked, not only refused: enabling does not revive it
+    token = users.issue_token("bob")
     users.remove("bob")
     assert users.user_for_token(token) is None
     assert users.user_for_token("dct_" + "x" * 43) is None and users.user_for_token("not-a-token") is None

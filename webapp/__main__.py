@@ -7,6 +7,7 @@
     python -m webapp ask "what is the pre-training objective?" --collection papers --json
     python -m webapp reembed --model all-minilm-l6-v2   # switch the folder's embedding model
     python -m webapp users add alice --role admin      # the first admin (password from a prompt or stdin)
+    python -m webapp users token alice --revoke        # end alice's API tokens (--list shows them)
     python -m webapp serve --host 0.0.0.0 --auth password
     python -m webapp ask "..." --collection papers --user alice   # the CLI acts for a user when sign-in is on
 
@@ -333,6 +334,12 @@ def _read_new_password(name: str) -> str:
     return first
 
 
+def _token_id(text: str) -> int:
+    if not text.isdigit():
+        raise UserError("--revoke takes a token id (`users token NAME --list` shows them) or 'all'.")
+    return int(text)
+
+
 def cmd_users(args) -> int:
     from webapp.auth.access import LOCAL
     from webapp.auth.admin import UserAdmin
@@ -362,8 +369,8 @@ def cmd_users(args) -> int:
             print(f"added {user.name} ({user.role})")
         elif args.action == "passwd":
             store.get(args.name)  # fail before asking for a password
-            admin.set_password(LOCAL, args.name, _read_new_password(args.name))
-            print(f"password of {args.name} changed")
+            ended = admin.set_password(LOCAL, args.name, _read_new_password(args.name))
+            print(f"password of {args.name} changed; {ended} session(s) and API token(s) revoked")
         elif args.action == "role":
             if not args.role:
                 raise UserError("`users role NAME --role ROLE` needs --role admin, member or viewer.")
@@ -374,6 +381,16 @@ def cmd_users(args) -> int:
             print(f"{user.name} is now {'disabled' if user.disabled else 'enabled'}")
         elif args.action == "remove":
             print(f"removed {admin.remove(LOCAL, args.name).name} and their API tokens")
+        elif args.action == "token" and args.list:
+            tokens = admin.tokens(LOCAL, args.name)
+            if not tokens:
+                print(f"{args.name} has no API tokens")
+            for t in tokens:
+                print(f"{t.id:<6d} created {t.created_at[:16]}  last used {(t.last_used_at or 'never')[:16]}")
+        elif args.action == "token" and args.revoke:
+            which = None if args.revoke == "all" else _token_id(args.revoke)
+            ended = admin.revoke_tokens(LOCAL, args.name, which)
+            print(f"revoked {ended} API token(s) of {args.name}")
         elif args.action == "token":
             token = admin.issue_token(LOCAL, args.name)
             print(token)
@@ -553,6 +570,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["add", "list", "passwd", "role", "disable", "enable", "remove", "token"])
     p.add_argument("name", nargs="?", help="user name (1-64 letters, digits, . _ @ -)")
     p.add_argument("--role", choices=["admin", "member", "viewer"], help="for add (default member) and role")
+    p.add_argument(
+        "--revoke",
+        nargs="?",
+        const="all",
+        metavar="ID",
+        help="with token: end the user's API token ID, or all of them (no ID, or 'all'); they stop working at once",
+    )
+    p.add_argument("--list", action="store_true", help="with token: list the user's API tokens (ids and dates)")
     p.set_defaults(func=cmd_users)
 
     p = sub.add_parser(
@@ -572,12 +597,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+DATA_COMMANDS = frozenset({"serve", "index", "reembed", "search", "ask", "backup", "users"})
+
+
+def _private_data(settings: Settings) -> None:
+    """Whatever this process writes is its user's alone (umask 077: the store, uploads, rendered
+    pages, exports, Gradio's cache), and what an older version left readable is fixed now."""
+    import os
+
+    from webapp.atomic import make_private
+
+    os.umask(0o077)
+    for folder in dict.fromkeys([Path(settings.data_dir), Path(settings.uploads_dir)]):
+        try:
+            changed = make_private(folder)
+        except OSError as exc:
+            raise UserError(f"The data folder {folder} could not be made private ({exc.strerror}).") from exc
+        if changed:
+            logging.getLogger("webapp").warning(
+                "%s: group/other access removed from %d file(s) and folder(s)", folder, changed
+            )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = _settings_from(args)
     level = settings.log_level.upper() if args.command == "serve" else "WARNING"
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
+        if args.command in DATA_COMMANDS:
+            _private_data(settings)
         return args.func(args)
     except UserError as exc:
         logging.getLogger("webapp").debug("command failed", exc_info=True)

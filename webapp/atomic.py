@@ -60,3 +60,39 @@ def atomic_write_text(path: Path, text: str, mode: int | None = None) -> None:
 
 def atomic_write_json(path: Path, obj: Any, mode: int | None = None) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, ensure_ascii=False) + "\n", mode)
+
+
+PRIVATE_DIR = 0o700
+
+
+def make_private(root: Path) -> int:
+    """Create ``root`` owner-only (0700) if missing, and take group and other access away from
+    everything already under it (folders 0700, files 0600: the store, uploads, indexes, rendered
+    pages); returns how many modes changed. Symlinks are neither followed nor changed.
+
+    One exception: a root with the setgid bit is a Kubernetes volume whose group is the pod's
+    fsGroup; it keeps its group bits, because the kubelet (fsGroupChangePolicy OnRootMismatch)
+    would otherwise find the root "wrong" and re-walk the whole volume at every start, granting
+    the group access again. Nothing outside the pod is in that group."""
+    root = Path(root)
+    root.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+    changed = 0
+
+    def strip(path: Path, keep_group: bool = False) -> None:
+        nonlocal changed
+        try:
+            mode = path.lstat().st_mode
+            wanted = mode & ~(0o007 if keep_group else 0o077)
+            if wanted != mode:
+                os.chmod(path, wanted & 0o7777)
+                changed += 1
+        except FileNotFoundError:  # removed meanwhile (a pruned page, a finished upload)
+            pass
+
+    strip(root, keep_group=bool(root.stat().st_mode & 0o2000))
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = Path(folder) / name
+            if not path.is_symlink():
+                strip(path)
+    return changed

@@ -91,6 +91,34 @@ def folder_size(path: Path) -> int:
     return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
 
 
+def manifest_file(folder: Path, rel: object) -> Path:
+    """The file a manifest's ``files`` entry names, if it lies inside the model folder.
+
+    A manifest is data from wherever the registry came from (a bucket, a copied folder): an
+    entry like ``../../etc/hostname``, ``/etc/hostname`` or a symlink pointing out of the folder
+    would make verify hash, and publish upload, a file that is not part of the model."""
+    folder = Path(folder)
+    shown = repr(rel)[:120]
+    if not isinstance(rel, str) or not rel or "\x00" in rel or "\\" in rel:
+        raise RegistryError(f"The manifest of model {folder.name} lists a file name that is not usable: {shown}.")
+    parts = rel.split("/")
+    if rel.startswith("/") or ".." in parts or (len(rel) > 1 and rel[1] == ":"):
+        raise RegistryError(
+            f"The manifest of model {folder.name} lists {shown}, a path outside its folder; the model is not used."
+        )
+    path = folder / rel
+    try:
+        inside = path.resolve().is_relative_to(folder.resolve())
+    except (OSError, RuntimeError):  # a symlink loop
+        inside = False
+    if not inside:
+        raise RegistryError(
+            f"The manifest of model {folder.name} lists {shown}, a link to a file outside its folder; "
+            "the model is not used."
+        )
+    return path
+
+
 def load_entry(folder: Path) -> ModelEntry:
     """Read and check one model folder; raise RegistryError with a sentence if unusable."""
     folder = Path(folder)
@@ -118,6 +146,12 @@ def load_entry(folder: Path) -> ModelEntry:
     kind = manifest.get("kind")
     if kind not in KINDS:
         raise RegistryError(f"Model {folder.name} has an unknown kind {kind!r} in its manifest.")
+    files = manifest.get("files", {})
+    if not isinstance(files, dict):
+        raise RegistryError(f"The manifest of model {folder.name} is corrupt (its files are not a JSON object).")
+    for rel in list(files) + [*REQUIRED_FILES, *REQUIRED_LLM_FILES]:
+        if rel in files or (folder / rel).is_symlink():
+            manifest_file(folder, rel)  # raises for a path out of the folder
     required = REQUIRED_FILES + (REQUIRED_LLM_FILES if kind == "llm" else ())
     missing = [name for name in required if not (folder / name).is_file()]
     if missing:
@@ -183,7 +217,11 @@ def verify_files(entry: ModelEntry) -> list[str]:
     as another uid); return one sentence per problem."""
     problems = []
     for rel, expected in sorted(entry.manifest.get("files", {}).items()):
-        path = entry.path / rel
+        try:
+            path = manifest_file(entry.path, rel)
+        except RegistryError as exc:
+            problems.append(exc.user_message)
+            continue
         if not path.is_file():
             problems.append(f"{entry.name}: {rel} is missing.")
         elif sha256_file(path) != expected:

@@ -107,7 +107,19 @@ class Settings(BaseSettings):
     signin_max_failures: int = Field(
         5,
         ge=1,
-        description=("failed sign-ins allowed per user name in 15 minutes (four times as many per client address)"),
+        description=(
+            "failed sign-ins per user name before each further attempt waits 2, 4, 8 ... s (four times as "
+            "many per client address); the count starts over after an hour without failures"
+        ),
+    )
+    signin_max_delay_s: float = Field(
+        30.0,
+        gt=0,
+        le=900,
+        description=(
+            "longest wait between sign-in attempts of a user at an address they signed in from before "
+            "(elsewhere the wait grows up to 15 minutes; see docs/users.md)"
+        ),
     )
 
     # Chat defaults

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 from webapp.auth.access import Actor, Forbidden
-from webapp.auth.users import User, UserStore
+from webapp.auth.users import TokenInfo, User, UserStore
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +55,27 @@ class UserAdmin:
         log.info("user %s removed by %s", user.name, actor.name)
         return user
 
-    def set_password(self, actor: Actor, name: str, password: str) -> None:
+    def set_password(self, actor: Actor, name: str, password: str) -> int:
+        """A new password; every session and API token of the user ends (returns how many)."""
         actor.require_admin("manage users")
-        self.users.set_password(name, password)
-        log.info("password of %s set by %s", name, actor.name)
+        ended = self.users.set_password(name, password)
+        log.info("password of %s set by %s; %d session(s) and token(s) revoked", name, actor.name, ended)
+        return ended
 
     def issue_token(self, actor: Actor, name: str) -> str:
         actor.require_admin("manage users")
         log.info("API token for %s issued by %s", name, actor.name)
         return self.users.issue_token(name)
+
+    def tokens(self, actor: Actor, name: str) -> list[TokenInfo]:
+        actor.require_admin("manage users")
+        return self.users.tokens(name)
+
+    def revoke_tokens(self, actor: Actor, name: str, token_id: int | None = None) -> int:
+        """End one API token of ``name`` (by id) or all of them; returns how many ended."""
+        actor.require_admin("manage users")
+        ended = self.users.revoke_tokens(name, token_id)
+        log.info(
+            "%d API token(s) of %s revoked by %s%s", ended, name, actor.name, f" (id {token_id})" if token_id else ""
+        )
+        return ended

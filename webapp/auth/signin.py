@@ -2,9 +2,11 @@
 
 A plain HTML form (no script, works with any browser and a keyboard): a right name and password
 start a server-side session (webapp/auth/users.py) whose token goes into an HttpOnly, SameSite
-cookie. Failed attempts are counted per user name and per client address; past the limit the
-page says how long to wait, and nothing is checked until then. The log names the user and the
-address of a failed attempt, never the password.
+cookie. Attempts are throttled by webapp/auth/throttle.py (per user name and per client address,
+slowing rather than locking, counted before the password is checked, kept in the store); a
+refused attempt gets 429, Retry-After and the page saying how long to wait, and nothing is
+checked until then. The log names the user and the address of a failed attempt, never the
+password.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from webapp.auth.gate import SESSION_COOKIE, Authenticator
-from webapp.auth.throttle import Throttle
+from webapp.auth.throttle import SigninThrottle, wait_sentence
 from webapp.auth.users import MAX_PASSWORD
 
 log = logging.getLogger(__name__)
@@ -59,15 +61,22 @@ def safe_next(target: str | None, root: str) -> str:
     return target
 
 
-def signin_router(authenticator: Authenticator, throttle: Throttle | None = None) -> APIRouter:
+def signin_router(authenticator: Authenticator, throttle: SigninThrottle | None = None) -> APIRouter:
     router = APIRouter(prefix="/auth", include_in_schema=False)
     settings = authenticator.settings
-    throttle = throttle or Throttle()
-    per_user = settings.signin_max_failures
-    per_address = 4 * settings.signin_max_failures
+    throttle = throttle or SigninThrottle(
+        authenticator.users.path,
+        free_failures=settings.signin_max_failures,
+        familiar_cap_s=settings.signin_max_delay_s,
+    )
 
     def page(
-        request: Request, status: int = 200, message: str = "", username: str = "", next_url: str | None = None
+        request: Request,
+        status: int = 200,
+        message: str = "",
+        username: str = "",
+        next_url: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> HTMLResponse:
         root = request.scope.get("root_path", "")
         text = PAGE.format(
@@ -76,7 +85,7 @@ def signin_router(authenticator: Authenticator, throttle: Throttle | None = None
             username=html.escape(username[:64]),
             next=html.escape(safe_next(next_url or request.query_params.get("next"), root)),
         )
-        return HTMLResponse(text, status_code=status, headers={"cache-control": "no-store"})
+        return HTMLResponse(text, status_code=status, headers={"cache-control": "no-store", **(headers or {})})
 
     @router.get("/login")
     def login_page(request: Request):
@@ -97,26 +106,25 @@ def signin_router(authenticator: Authenticator, throttle: Throttle | None = None
         root = request.scope.get("root_path", "")
         address = (request.client.host if request.client else "") or "unknown"
         name = "".join(ch for ch in username.strip() if ch.isprintable())[:64]
-        keys = {f"user:{name.lower()}": per_user, f"addr:{address}": per_address}
-        wait = throttle.wait_s(keys)
-        if wait > 0:
-            log.warning("sign-in refused (too many failures) for user %r from %s", name, address)
-            minutes = max(1, math.ceil(wait / 60))
-            return page(
-                request,
-                429,
-                f"Too many failed sign-ins; try again in {minutes} minute{'s' if minutes > 1 else ''}.",
+        # The attempt is counted before the (slow) hash is checked, so concurrent guesses cannot
+        # all slip through between the check and the count.
+        attempt = throttle.begin(name, address)
+        if attempt.refused:
+            log.warning(
+                "sign-in refused for %.0f s (too many failures) for user %r from %s",
+                attempt.retry_after_s,
                 name,
-                next,
+                address,
             )
+            wait = math.ceil(attempt.retry_after_s)
+            return page(request, 429, wait_sentence(wait), name, next, headers={"retry-after": str(wait)})
         user = (
             authenticator.users.verify_password(name, password) if name and 0 < len(password) <= MAX_PASSWORD else None
         )
         if user is None:
-            throttle.failed(*keys)
             log.warning("sign-in failed for user %r from %s", name, address)
             return page(request, 401, "Wrong user name or password (or the account is disabled).", name, next)
-        throttle.forget(f"user:{name.lower()}")
+        throttle.succeeded(attempt)
         log.info("user %s signed in from %s", user.name, address)
         token = authenticator.users.start_session(user, settings.session_hours * 3600)
         response = RedirectResponse(safe_next(next, root), status_code=303)

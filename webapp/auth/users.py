@@ -8,7 +8,9 @@ protects guessable passwords, and a random token has nothing to guess.
 
 Browser sessions are random tokens too: the cookie holds the token, the table its SHA-256, an
 expiry and the user, so sign-out, disabling or removing a user ends every session at once, a
-forged or replayed cookie matches nothing, and sessions survive a restart of the app.
+forged or replayed cookie matches nothing, and sessions survive a restart of the app. A new
+password or disabling the account also revokes every session and API token of that user (the
+one place that does it, whoever asks: the Users tab or `python -m webapp users`).
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from webapp.auth.access import ROLES
+from webapp.auth.throttle import SCHEMA as THROTTLE_SCHEMA
 from webapp.errors import UserError
-from webapp.sqlite_db import ThreadConnections, transaction
+from webapp.sqlite_db import ThreadConnections, migrate, transaction
 
 SESSION_PREFIX = "dcs_"
 MIN_PASSWORD = 8
@@ -31,27 +34,34 @@ MAX_PASSWORD = 1024  # argon2 takes any length; a bound keeps one sign-in from c
 TOKEN_PREFIX = "dct_"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS users (
-    id INTEGER PRIMARY KEY,
-    name TEXT NOT NULL UNIQUE COLLATE NOCASE,
-    role TEXT NOT NULL CHECK (role IN ('admin', 'member', 'viewer')),
-    password_hash TEXT,
-    created_at TEXT NOT NULL,
-    last_login_at TEXT,
-    disabled INTEGER NOT NULL DEFAULT 0);
-CREATE TABLE IF NOT EXISTS api_tokens (
-    id INTEGER PRIMARY KEY,
-    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
-    token_sha256 TEXT NOT NULL UNIQUE,
-    created_at TEXT NOT NULL,
-    last_used_at TEXT);
-CREATE TABLE IF NOT EXISTS sessions (
-    token_sha256 TEXT PRIMARY KEY,
-    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
-    created_at TEXT NOT NULL,
-    expires_at TEXT NOT NULL);
-"""
+# Versioned migrations of the user tables (webapp/sqlite_db.py: migrate); a step is never edited
+# once released, a change is a new step. 1: users, API tokens, sessions (folders made before
+# versions were recorded already have them: CREATE ... IF NOT EXISTS). 2: the sign-in throttle's
+# counts and familiar addresses (webapp/auth/throttle.py), kept across restarts.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE IF NOT EXISTS users (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+            role TEXT NOT NULL CHECK (role IN ('admin', 'member', 'viewer')),
+            password_hash TEXT,
+            created_at TEXT NOT NULL,
+            last_login_at TEXT,
+            disabled INTEGER NOT NULL DEFAULT 0)""",
+        """CREATE TABLE IF NOT EXISTS api_tokens (
+            id INTEGER PRIMARY KEY,
+            user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            token_sha256 TEXT NOT NULL UNIQUE,
+            created_at TEXT NOT NULL,
+            last_used_at TEXT)""",
+        """CREATE TABLE IF NOT EXISTS sessions (
+            token_sha256 TEXT PRIMARY KEY,
+            user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            created_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL)""",
+    ),
+    THROTTLE_SCHEMA,
+)
 
 
 def _now() -> str:
@@ -71,6 +81,13 @@ class User:
     last_login_at: str | None
     disabled: bool
     tokens: int = 0
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    id: int
+    created_at: str
+    last_used_at: str | None
 
 
 def valid_name(name: str) -> str:
@@ -101,13 +118,13 @@ class UserStore:
         from argon2 import PasswordHasher
 
         self.path = Path(data_dir) / "store.sqlite3"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._hasher = PasswordHasher()
         # Verifying an unknown name still costs one argon2 check, so timing does not tell
         # which names exist.
         self._dummy_hash = self._hasher.hash(secrets.token_hex(16))
         self._connections = ThreadConnections(self.path)
-        self._db().executescript(SCHEMA)
+        migrate(self._db(), "users", MIGRATIONS)
 
     def _db(self) -> sqlite3.Connection:
         return self._connections.get()
@@ -159,11 +176,21 @@ class UserStore:
         rows = self._db().execute(self._USER_SQL + " ORDER BY u.name")
         return [self._user(r) for r in rows]
 
-    def set_password(self, name: str, password: str) -> None:
+    def set_password(self, name: str, password: str) -> int:
+        """Set a new password and end every session and API token of the user (a password is
+        changed because the old one may be known: whatever was obtained with it must stop
+        working); returns how many sessions and tokens ended."""
         user = self.get(name)
-        self._db().execute(
-            "UPDATE users SET password_hash = ? WHERE id = ?", (self._hasher.hash(valid_password(password)), user.id)
-        )
+        digest = self._hasher.hash(valid_password(password))
+        db = self._db()
+        with transaction(db):
+            db.execute("UPDATE users SET password_hash = ? WHERE id = ?", (digest, user.id))
+            return self._revoke_all(db, user.id)
+
+    @staticmethod
+    def _revoke_all(db: sqlite3.Connection, user_id: int) -> int:
+        ended = db.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,)).rowcount
+        return ended + db.execute("DELETE FROM api_tokens WHERE user_id = ?", (user_id,)).rowcount
 
     def set_role(self, name: str, role: str) -> User:
         user = self.get(name)
@@ -176,7 +203,9 @@ class UserStore:
         with transaction(db):
             db.execute("UPDATE users SET disabled = ? WHERE id = ?", (int(disabled), user.id))
             if disabled:
-                db.execute("DELETE FROM sessions WHERE user_id = ?", (user.id,))
+                # Revoked, not merely refused while disabled: enabling the account again must not
+                # bring back tokens that may have leaked (the likely reason it was disabled).
+                self._revoke_all(db, user.id)
         return self.get(name)
 
     def remove(self, name: str) -> User:
@@ -189,6 +218,8 @@ class UserStore:
             if "collections" in tables:
                 db.execute("UPDATE collections SET owner = NULL WHERE owner = ? COLLATE NOCASE", (user.name,))
                 db.execute("DELETE FROM collection_members WHERE user_name = ?", (user.name,))
+            if "signin_known" in tables:
+                db.execute("DELETE FROM signin_known WHERE user_name = ?", (user.name,))
             if "conversations" in tables:
                 db.execute("DELETE FROM conversations WHERE owner = ?", (user.name,))  # messages cascade
             db.execute("DELETE FROM users WHERE id = ?", (user.id,))  # cascades to tokens and sessions
@@ -230,6 +261,28 @@ class UserStore:
             (user.id, _sha256(token), _now()),
         )
         return token
+
+    def tokens(self, name: str) -> list[TokenInfo]:
+        """The API tokens of ``name`` (their ids and dates; the tokens themselves are not kept)."""
+        user = self.get(name)
+        rows = self._db().execute(
+            "SELECT id, created_at, last_used_at FROM api_tokens WHERE user_id = ? ORDER BY id", (user.id,)
+        )
+        return [TokenInfo(r["id"], r["created_at"], r["last_used_at"]) for r in rows]
+
+    def revoke_tokens(self, name: str, token_id: int | None = None) -> int:
+        """End one API token of ``name`` (by its id) or all of them; returns how many ended."""
+        user = self.get(name)
+        if token_id is None:
+            return self._db().execute("DELETE FROM api_tokens WHERE user_id = ?", (user.id,)).rowcount
+        ended = (
+            self._db().execute("DELETE FROM api_tokens WHERE user_id = ? AND id = ?", (user.id, int(token_id))).rowcount
+        )
+        if not ended:
+            raise UserError(
+                f"{user.name} has no API token {int(token_id)}; `users token {user.name} --list` shows them."
+            )
+        return ended
 
     def user_for_token(self, token: str) -> User | None:
         """The enabled user a token belongs to, else None."""

@@ -29,7 +29,14 @@ from webapp.rag.ocr import OcrResult, ocr_pages
 from webapp.rag.page_image import PageImageError, PageImages, RenderBusy
 from webapp.rag.pdf_text import PageRange, ParsedPdf, PdfProblem, read_pages, unusable
 from webapp.rag.retrieval import Passage, Retriever, search_terms
-from webapp.rag.store import Document, DocumentGone, DocumentStore, recorded_embedding_model
+from webapp.rag.store import (
+    Document,
+    DocumentGone,
+    DocumentStore,
+    StoreError,
+    recorded_embedding_model,
+    valid_collection_name,
+)
 from webapp.rag.summaries import Extract
 from webapp.registry import RegistryError, load_entry, scan
 from webapp.resources import usable_cpus
@@ -40,6 +47,12 @@ from webapp.settings import Settings
 # would otherwise find a "split" for ordinary words.
 _RUN_TOGETHER = re.compile(r"\b(?=[a-z]*[A-Z][a-z]*[A-Z])[A-Za-z]{7,24}\b")
 log = logging.getLogger(__name__)
+
+# The one refusal for a new collection's name, whether it is invalid or held by a collection the
+# asker cannot read (create_collection says why the two must read the same).
+NAME_REFUSED = (
+    "That name cannot be used for a new collection; choose another of 1 to 64 characters, without control characters."
+)
 
 # progress(fraction 0..1, description)
 Progress = Callable[[float, str], None]
@@ -265,8 +278,28 @@ class DocumentService:
         actor.require_member("create collections")
         owner = None if actor is LOCAL else actor.name
         visibility = visibility or ("everyone" if actor is LOCAL else "private")
-        self.store.create_collection(name, owner=owner, visibility=visibility)
-        created = name.strip()
+        created = (name or "").strip()
+        try:
+            valid_collection_name(created)
+        except StoreError as exc:
+            raise UserError(NAME_REFUSED) from exc
+        # Names are one namespace for everyone (every route, the CLI and /v1 name a collection by
+        # it), so a name another user's private collection holds cannot be given again. Saying
+        # "already exists" would confirm that collection to someone who may not see it; instead
+        # the refusal is word for word the one for an invalid name, and only a collection the
+        # actor can read is said to exist. (Per-owner namespaces would hide even that a name is
+        # taken, at the price of qualified names everywhere; see docs/users.md.)
+        taken = next((c for c in self.store.collection_access() if c.name == created), None)
+        if taken is not None:
+            if taken.can_read(actor):
+                raise UserError(f"A collection named {created!r} already exists.")
+            log.info("collection name %r refused for %s: held by a collection they cannot read", created, actor.name)
+            raise UserError(NAME_REFUSED)
+        try:
+            self.store.create_collection(created, owner=owner, visibility=visibility)
+        except StoreError as exc:  # created by someone else between the check and here
+            log.info("collection %r not created for %s: %s", created, actor.name, exc.user_message)
+            raise UserError(NAME_REFUSED) from exc
         if members:
             self.share(created, visibility, members, actor)
         log.info("collection %r created by %s (%s)", created, actor.name, visibility)
@@ -295,8 +328,10 @@ class DocumentService:
         return self.store.documents(self._access(collection, actor).name)
 
     def _ensure_writable(self, collection: str, actor: Actor) -> str:
-        """The collection to store into; the CLI may name a new one, which is then created."""
-        if collection.strip() not in self.store.collections():
+        """The collection to store into; the CLI may name a new one, which is then created (a name
+        held by a collection the actor cannot read is refused as create_collection refuses it)."""
+        found = next((c for c in self.store.collection_access() if c.name == collection.strip()), None)
+        if found is None or not found.can_read(actor):
             return self.create_collection(collection, actor)
         return self._managed(collection, actor).name
 

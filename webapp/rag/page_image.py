@@ -280,7 +280,7 @@ class PageImages:
     def _render(self, pdf_path: Path, page: int, passage: str, ocr_words: list[Any] | None, target: Path) -> PageImage:
         from webapp.rag.pdf_text import run_limited
 
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         # Unique per render: two threads of this process may draw the same page at once.
         partial = target.with_suffix(f".{os.getpid()}-{threading.get_ident()}.part")
         run = run_limited(
@@ -308,6 +308,7 @@ class PageImages:
             if run.timed_out:
                 raise PageImageError("Drawing this page took too long, so it is not shown.")
             raise PageImageError("This page could not be drawn; the PDF may be damaged.")
+        os.chmod(partial, 0o600)  # a page of someone's document: the app's user alone reads it
         os.replace(partial, target)
         self._prune(keep=target)
         return PageImage(target, float(result["matched"]), result["boxes"])

@@ -22,7 +22,7 @@ from webapp.downloads import download_folder
 from webapp.errors import BackendError, UserError
 from webapp.llm.base import StreamStats
 from webapp.rag.evidence import Claim, cite_inline
-from webapp.ui.safe_markdown import safe_markdown
+from webapp.ui.safe_markdown import plain_text, safe_markdown, warning
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +35,7 @@ def sources_markdown(passages) -> str:
     parts = []
     for n, p in enumerate(passages, start=1):
         quoted = "\n".join("> " + safe_markdown(line) for line in p.text.splitlines() if line.strip())
-        parts.append(
-            f"**[{n}] {safe_markdown(p.document)}, page {p.page}** (similarity {p.similarity:.2f})\n\n{quoted}"
-        )
+        parts.append(f"**[{n}] {plain_text(p.document)}, page {p.page}** (similarity {p.similarity:.2f})\n\n{quoted}")
     return "\n\n".join(parts)
 
 
@@ -58,7 +56,7 @@ def display(messages: list[StoredMessage], claims=None) -> list[dict]:
             text = cite_inline(m.content, marks, UNSUPPORTED) if marks else m.content
             text = safe_markdown(text)
             if m.sources:
-                text += "\n\n**Sources:** " + safe_markdown(m.citation_line())
+                text += "\n\n**Sources:** " + plain_text(m.citation_line())
             out.append({"role": "assistant", "content": text})
     return out
 
@@ -449,7 +447,7 @@ class ChatTab:
             found = self.conversations.get(actor, conversation_id)
             messages = self.conversations.messages(actor, found.id)
         except UserError as exc:
-            return None, [], "", gr.skip(), gr.skip(), f"⚠ {exc.user_message}", "", *_checks_out([]), ""
+            return None, [], "", gr.skip(), gr.skip(), warning(exc), "", *_checks_out([]), ""
         choices = self.collection_choices(actor)
         picked = self._picker_value(found.collection, choices)
         return (
@@ -469,8 +467,8 @@ class ChatTab:
         try:
             found = self.conversations.rename(actor, conversation_id, title)
         except UserError as exc:
-            return gr.skip(), f"⚠ {exc.user_message}"
-        return self._radio(actor, found.id), f"Renamed to “{safe_markdown(found.title)}”."
+            return gr.skip(), warning(exc)
+        return self._radio(actor, found.id), f"Renamed to “{plain_text(found.title)}”."
 
     def export(self, conversation_id, request: gr.Request):
         actor = self.auth.actor_of(request)
@@ -478,7 +476,7 @@ class ChatTab:
             found = self.conversations.get(actor, conversation_id)
             text = self.conversations.export_markdown(actor, found.id)
         except UserError as exc:
-            return None, f"⚠ {exc.user_message}"
+            return None, warning(exc)
         folder = download_folder("exports")
         safe = (
             "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in found.title)[:40].strip("-") or "conversation"
@@ -492,7 +490,7 @@ class ChatTab:
         try:
             gone = self.conversations.delete(actor, conversation_id)
         except UserError as exc:
-            return (gr.skip(),) * 10 + (gr.skip(), gr.Group(visible=False), f"⚠ {exc.user_message}")
+            return (gr.skip(),) * 10 + (gr.skip(), gr.Group(visible=False), warning(exc))
         return (
             None,
             [],
@@ -505,7 +503,7 @@ class ChatTab:
             "",
             self._radio(actor, None),
             gr.Group(visible=False),
-            f"Deleted “{safe_markdown(gone.title)}”.",
+            f"Deleted “{plain_text(gone.title)}”.",
         )
 
     def _registry_notice(self) -> str:
@@ -573,7 +571,7 @@ class ChatTab:
             mode = self.answers.mode(mode, model) if collection else None
             ticket = self.chat.admit(session)
         except UserError as exc:  # refused before anything started: the message stays in the box
-            yield emit(message=message, stats=f"⚠ {exc.user_message}")
+            yield emit(message=message, stats=warning(exc))
             return
         if conversation_id is None:
             conversation_id = self.conversations.create(actor, text, collection).id
@@ -658,10 +656,10 @@ class ChatTab:
         except UserError as exc:
             log.warning("chat failed for session %s: %s", session, exc.user_message)
             partial = answer.text if answer is not None else ""
-            store_answer(("\n\n" if partial else "") + f"⚠ {exc.user_message}")
+            store_answer(("\n\n" if partial else "") + warning(exc))
             conversation[-1] = {
                 "role": "assistant",
-                "content": (safe_markdown(partial) + "\n\n" if partial else "") + f"⚠ {exc.user_message}",
+                "content": (safe_markdown(partial) + "\n\n" if partial else "") + warning(exc),
             }
             yield emit(chatbot=conversation, stats="", conversation=conversation_id)
         except Exception:

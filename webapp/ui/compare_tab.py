@@ -12,6 +12,7 @@ from webapp.bench.engine import BenchConfig, Hooks
 from webapp.bench.prompts import PROFILES
 from webapp.bench.service import BenchService
 from webapp.errors import UserError
+from webapp.ui.safe_markdown import warning
 
 MAX_PANES = 4
 RESULT_OUTPUTS = 6  # table, two bar plots, throughput plot, TTFT scatter, downloads
@@ -114,7 +115,7 @@ class CompareTab:
             actor = self.auth.actor_of(request)
             actor.require_admin("run benchmarks")
         except UserError as exc:
-            yield (f"⚠ {exc.user_message}", *skip)
+            yield (warning(exc), *skip)
             return
         if not target_ids:
             yield ("⚠ Choose at least one target.", *skip)
@@ -139,7 +140,7 @@ class CompareTab:
             try:
                 state["report"] = self.bench.run(list(target_ids), cfg, hooks, session, actor)
             except UserError as exc:
-                state["error"] = exc.user_message
+                state["error"] = warning(exc)
 
         worker = threading.Thread(target=work, name="compare", daemon=True)
         worker.start()
@@ -160,7 +161,7 @@ class CompareTab:
             if worker.is_alive():
                 hooks.cancel.cancel()
         if state["error"]:
-            yield (f"⚠ {state['error']}", *skip)
+            yield (state["error"], *skip)
             return
         report = state["report"]
         failed = [r for r in report.results if r.status != "ok"]

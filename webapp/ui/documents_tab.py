@@ -18,7 +18,7 @@ from webapp.auth.access import VISIBILITIES
 from webapp.auth.gate import Authenticator
 from webapp.documents.service import DocumentService
 from webapp.errors import UserError
-from webapp.ui.safe_markdown import safe_markdown
+from webapp.ui.safe_markdown import plain_text, warning
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +95,8 @@ class DocumentTabs:
             return ""
         can = "you can manage its documents" if found.can_manage_documents(actor) else "read only for you"
         return (
-            f"**{safe_markdown(found.name)}**: owner {safe_markdown(found.owner_label())}, "
-            f"{safe_markdown(found.sharing_label())} ({can})."
+            f"**{plain_text(found.name)}**: owner {plain_text(found.owner_label())}, "
+            f"{plain_text(found.sharing_label())} ({can})."
         )
 
     def render(self) -> None:
@@ -303,7 +303,7 @@ class DocumentTabs:
             return None, "", gr.Group(visible=False)
         return (
             doc.id,
-            f"Selected: **{safe_markdown(doc.label)}** ({STATUS_WORDS.get(doc.status, doc.status)})",
+            f"Selected: **{plain_text(doc.label)}** ({STATUS_WORDS.get(doc.status, doc.status)})",
             gr.Group(visible=False),
         )
 
@@ -314,7 +314,7 @@ class DocumentTabs:
                 model, progress=lambda f, what: progress(f, desc=what), actor=self.auth.actor_of(request)
             )
         except UserError as exc:
-            return self._model_note(self.documents.embedding_model_name()) + f"\n\n⚠ {exc.user_message}"
+            return self._model_note(self.documents.embedding_model_name()) + "\n\n" + warning(exc)
         return self._model_note(model) + f"\n\nRe-embedded {count} chunks in {time.perf_counter() - started:.1f} s."
 
     def create_collection(self, name, visibility, members, request: gr.Request):
@@ -324,12 +324,12 @@ class DocumentTabs:
                 name, actor, visibility or "private", member_names(members) if visibility == "shared" else ()
             )
         except UserError as exc:
-            return gr.skip(), gr.skip(), name, f"⚠ {exc.user_message}"
+            return gr.skip(), gr.skip(), name, warning(exc)
         return (
             gr.Dropdown(choices=self._managed(actor), value=created),
             gr.Dropdown(choices=self.readable(actor), value=created),
             "",
-            f"Collection **{safe_markdown(created)}** is ready.",
+            f"Collection **{plain_text(created)}** is ready.",
         )
 
     def share(self, collection, visibility, members, request: gr.Request):
@@ -339,7 +339,7 @@ class DocumentTabs:
                 raise UserError("Choose who can read the collection.")
             self.documents.share(collection, visibility, member_names(members), actor)
         except UserError as exc:
-            return gr.skip(), f"⚠ {exc.user_message}"
+            return gr.skip(), warning(exc)
         return self.sharing_text(collection, actor), "Sharing saved."
 
     def upload(self, collection, files, index_now, request: gr.Request, progress=gr.Progress()):
@@ -349,16 +349,16 @@ class DocumentTabs:
             actor = self.auth.actor_of(request)
             results = self.documents.add_uploads(collection, [upload_name(f) for f in files], actor)
         except UserError as exc:
-            return f"⚠ {exc.user_message}", gr.skip(), None, gr.skip()
+            return warning(exc), gr.skip(), None, gr.skip()
         lines = []
         for r in results:
-            label = safe_markdown(r.label)
+            label = plain_text(r.label)
             if r.error:
                 lines.append(f"- **{label}**: refused. {r.error}")
             elif r.duplicate:
                 lines.append(
                     f"- **{label}** is already in this collection (same content as "
-                    f"“{safe_markdown(r.document.label)}”), not added again."
+                    f"“{plain_text(r.document.label)}”), not added again."
                 )
             else:
                 lines.append(f"- **{label}** added.")
@@ -375,8 +375,8 @@ class DocumentTabs:
                 collection, doc_ids, progress=lambda f, what: progress(f, desc=what), actor=actor
             )
         except UserError as exc:
-            return f"⚠ {exc.user_message}"
-        return safe_markdown(report.summary())
+            return warning(exc)
+        return plain_text(report.summary())
 
     def _run_index(self, collection, progress, actor, doc_ids=None, only_failed=False, passwords=None) -> str:
         try:
@@ -389,8 +389,8 @@ class DocumentTabs:
                 actor=actor,
             )
         except UserError as exc:
-            return f"⚠ {exc.user_message}"
-        return safe_markdown(report.summary())
+            return warning(exc)
+        return plain_text(report.summary())
 
     def _docs(self, collection, actor):
         try:
@@ -427,7 +427,7 @@ class DocumentTabs:
             actor = self.auth.actor_of(request)
             doc = self._find(collection, doc_id, actor)
         except UserError as exc:
-            return f"⚠ {exc.user_message}", gr.skip(), ""
+            return warning(exc), gr.skip(), ""
         return (
             self._run_index(collection, progress, actor, [doc.id], passwords={doc.id: password or ""}),
             self.rows(collection, actor),
@@ -438,10 +438,10 @@ class DocumentTabs:
         try:
             doc = self._find(collection, doc_id, self.auth.actor_of(request))
         except UserError as exc:
-            return gr.Group(visible=False), "", f"⚠ {exc.user_message}"
+            return gr.Group(visible=False), "", warning(exc)
         return (
             gr.Group(visible=True),
-            f"Delete **{safe_markdown(doc.label)}** and its {doc.chunks or 0} chunks "
+            f"Delete **{plain_text(doc.label)}** and its {doc.chunks or 0} chunks "
             "from the collection? This cannot be undone.",
             "",
         )
@@ -451,9 +451,9 @@ class DocumentTabs:
             actor = self.auth.actor_of(request)
             doc = self.documents.delete(self._find(collection, doc_id, actor).id, actor)
         except UserError as exc:
-            return f"⚠ {exc.user_message}", gr.skip(), gr.skip(), gr.skip(), gr.Group(visible=False)
+            return warning(exc), gr.skip(), gr.skip(), gr.skip(), gr.Group(visible=False)
         return (
-            f"Deleted **{safe_markdown(doc.label)}** and its {doc.chunks or 0} chunks.",
+            f"Deleted **{plain_text(doc.label)}** and its {doc.chunks or 0} chunks.",
             self.rows(collection, actor),
             None,
             "",

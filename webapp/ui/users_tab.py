@@ -8,7 +8,7 @@ from webapp.auth.access import ROLES
 from webapp.auth.admin import UserAdmin
 from webapp.auth.gate import Authenticator
 from webapp.errors import UserError
-from webapp.ui.safe_markdown import safe_markdown
+from webapp.ui.safe_markdown import plain_text, warning
 
 HEADERS = ["user", "role", "state", "API tokens", "created", "last sign-in"]
 
@@ -54,6 +54,7 @@ class UsersTab:
                 disable = gr.Button("Disable", elem_id="users-disable")
                 enable = gr.Button("Enable", elem_id="users-enable")
                 token = gr.Button("New API token", elem_id="users-token")
+                revoke = gr.Button("Revoke API tokens", elem_id="users-revoke-tokens")
                 remove = gr.Button("Remove", variant="stop", elem_id="users-remove")
             result = gr.Markdown(elem_id="users-result")
         outputs = [self.table, result, password]
@@ -63,6 +64,7 @@ class UsersTab:
         disable.click(self.run("disable"), [name, role, password], outputs, concurrency_limit=1)
         enable.click(self.run("enable"), [name, role, password], outputs, concurrency_limit=1)
         token.click(self.run("token"), [name, role, password], outputs, concurrency_limit=1)
+        revoke.click(self.run("revoke_tokens"), [name, role, password], outputs, concurrency_limit=1)
         remove.click(self.run("remove"), [name, role, password], outputs, concurrency_limit=1)
 
     def on_load(self, actor) -> list:
@@ -78,7 +80,7 @@ class UsersTab:
                 message = self._do(actor, action, (name or "").strip(), role, password or "")
                 return self.rows(actor), message, ""
             except UserError as exc:
-                return gr.skip(), f"⚠ {exc.user_message}", ""
+                return gr.skip(), warning(exc), ""
 
         handler.__name__ = f"users_{action}"
         return handler
@@ -87,21 +89,26 @@ class UsersTab:
         admin = self.admin
         if action == "add":
             user = admin.add(actor, name, role, password)
-            return f"Added **{safe_markdown(user.name)}** ({user.role})."
+            return f"Added **{plain_text(user.name)}** ({user.role})."
         if action == "set_role":
             user = admin.set_role(actor, name, role)
-            return f"**{safe_markdown(user.name)}** is now {user.role}."
+            return f"**{plain_text(user.name)}** is now {user.role}."
         if action == "set_password":
-            admin.set_password(actor, name, password)
-            return f"Password of **{safe_markdown(name)}** changed."
+            ended = admin.set_password(actor, name, password)
+            return f"Password of **{plain_text(name)}** changed; {ended} session(s) and API token(s) revoked."
+        if action == "revoke_tokens":
+            ended = admin.revoke_tokens(actor, name)
+            return f"Revoked {ended} API token(s) of **{plain_text(name)}**."
         if action in ("disable", "enable"):
             user = admin.set_disabled(actor, name, action == "disable")
-            return f"**{safe_markdown(user.name)}** is {'disabled: signed out everywhere' if user.disabled else 'enabled'}."
+            return (
+                f"**{plain_text(user.name)}** is {'disabled: signed out everywhere' if user.disabled else 'enabled'}."
+            )
         if action == "token":
             value = admin.issue_token(actor, name)
             return (
-                f"API token for **{safe_markdown(name)}** (shown only now; send it as `Authorization: Bearer`):"
+                f"API token for **{plain_text(name)}** (shown only now; send it as `Authorization: Bearer`):"
                 f"\n\n`{value}`"
             )
         user = admin.remove(actor, name)
-        return f"Removed **{safe_markdown(user.name)}**, their sessions, tokens and conversations."
+        return f"Removed **{plain_text(user.name)}**, their sessions, tokens and conversations."
