@@ -9,6 +9,7 @@ Which path a question takes is tasks.py's call; which documents it is about, the
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,12 @@ MAX_SUMMARISED = 3  # documents summarised in one answer; more is a wall of text
 MAX_COMPARED = 4
 ROWS_PER_DOCUMENT = 2  # evidence sentences per document in a comparison
 DEFAULT_ASPECT = "main contribution and results"
+CANDIDATES = 4  # evidence windows per document considered for its column
+_QUANTITY = re.compile(
+    r"\b(?:number|size|amount|score|accuracy|performance|parameters|count|many|much|big|large|long|fast|layers|"
+    r"tokens|data|speed|cost|time)\b",
+    re.IGNORECASE,
+)
 
 
 @dataclass
@@ -74,10 +81,16 @@ def comparison(documents: Any, collection: str, subjects: Sequence[Any], aspect:
     for doc in subjects[:MAX_COMPARED]:
         # no relevance gate: within one named document its closest passages are what it says on the
         # aspect, and a comparison where one side is silent compares nothing
+        # The aspect asked about this document's subject ("DistilBERT number of parameters"): the
+        # sentences that name the subject beside the aspect are the ones that answer for it.
+        query = f"{subject_name(documents, doc)} {aspect}"
         passages = documents.search(
-            collection, aspect, actor=actor, keyword_hits=True, documents=[doc.label], min_similarity=-1.0
+            collection, query, actor=actor, keyword_hits=True, documents=[doc.label], min_similarity=-1.0
         )
-        per_doc.append(list(documents.evidence(aspect, passages))[:ROWS_PER_DOCUMENT] if passages else [])
+        found = list(documents.evidence(query, passages)) if passages else []
+        if _QUANTITY.search(aspect):  # a size, a count, a score: the sentences that state one first
+            found = sorted(found[:CANDIDATES], key=lambda e: not re.search(r"\d", e.text)) + found[CANDIDATES:]
+        per_doc.append(found[:ROWS_PER_DOCUMENT])
     # numbered row by row (A1, B1, A2, B2): the top evidence holds every document's best sentence
     cells: dict[tuple[int, int], str] = {}
     for rank in range(ROWS_PER_DOCUMENT):
@@ -98,6 +111,16 @@ def comparison(documents: Any, collection: str, subjects: Sequence[Any], aspect:
     columns.append([header, rule, *rows])
     out.text = f"**{_md(aspect[:1].upper() + aspect[1:])}**, document by document:\n\n" + "\n".join(columns[0])
     return out
+
+
+def subject_name(documents: Any, doc: Any) -> str:
+    """What a document is about, in a word or three: the short name its title opens with
+    ("RoBERTa: A Robustly ..." -> "RoBERTa"), else its file name without the extension."""
+    title = documents.title(doc)
+    short = title.split(":")[0].strip()
+    if ":" in title and 1 <= len(short.split()) <= 3:
+        return short
+    return doc.label.rsplit(".", 1)[0].replace("_", " ")
 
 
 def outline(documents: Any, doc: Any, question: str) -> Composed:

@@ -843,6 +843,9 @@ class DocumentService:
         for underscores, and the short name its title opens with ("RoBERTa: A Robustly...")."""
         stem = re.sub(r"\.[A-Za-z0-9]{1,5}$", "", doc.label)
         names = {doc.label, stem, re.sub(r"[_\-.]+", " ", stem)}
+        first = re.split(r"[_\-. ]+", stem)[0]
+        if first != stem and len(first) >= 3 and first.isupper():  # an acronym: "MMLU_measure.pdf" is "MMLU"
+            names.add(first)
         title = self.title(doc)
         short = title.split(":")[0].strip()
         if ":" in title and 1 <= len(short.split()) <= 3:
