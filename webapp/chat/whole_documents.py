@@ -116,11 +116,11 @@ def comparison(documents: Any, collection: str, subjects: Sequence[Any], aspect:
 def subject_name(documents: Any, doc: Any) -> str:
     """What a document is about, in a word or three: the short name its title opens with
     ("RoBERTa: A Robustly ..." -> "RoBERTa"), else its file name without the extension."""
-    title = documents.title(doc)
+    title: str = documents.title(doc)
     short = title.split(":")[0].strip()
     if ":" in title and 1 <= len(short.split()) <= 3:
         return short
-    return doc.label.rsplit(".", 1)[0].replace("_", " ")
+    return str(doc.label).rsplit(".", 1)[0].replace("_", " ")
 
 
 def outline(documents: Any, doc: Any, question: str) -> Composed:
