@@ -381,3 +381,43 @@ def test_a_compound_question_and_its_follow_up_get_quoted_cited_answers(browser,
     page.wait_for_function("document.querySelector('#collection-picker input')?.value === 'default'", timeout=20_000)
     assert page.locator("#no-documents-badge").inner_text().strip() == ""
     page.close()
+
+
+def test_a_chat_scoped_to_picked_documents_summarises_and_compares_them(browser, live_server, tmp_path):
+    """Issue 26 in the browser: pick one document beside the collection, ask for its summary (its
+    own sentences, each cited by page, from that document only); add a second and ask to compare
+    them (a table with a column per document, each cell cited)."""
+    from tests.pdfgen import make_pdf, topic_pdf
+    from tests.test_document_scope import GLACIER_PAGES
+
+    glacier = make_pdf(tmp_path / "glacier-survey.pdf", GLACIER_PAGES, title="Glacier report")
+    volcano = topic_pdf(tmp_path / "volcano-survey.pdf", "volcano", pages=2)
+    page = browser.new_page(viewport={"width": 1280, "height": 1400})
+    open_app(page, live_server)
+    upload_and_index(page, glacier)
+    upload_and_index(page, volcano)
+    page.get_by_role("tab", name="Chat").click()
+    pick(page, "collection-picker", "default")
+    pick(page, "document-picker", "glacier-survey.pdf")
+    page.keyboard.press("Escape")
+    page.locator("#message textarea").fill("Summarize this document")
+    page.locator("#send").click()
+    bot = bot_messages(page).last
+    bot.get_by_text("Sources:").wait_for(timeout=90_000)
+    summary = bot.inner_text()
+    assert "Summary of Glacier Report: Ice Loss in the Alps" in summary, summary
+    assert "[1] — p. 1" in summary and "Results" in summary
+    cited = summary.split("Sources:")[1]
+    assert "glacier-survey.pdf" in cited and "volcano-survey.pdf" not in cited and "model-card" not in cited
+    pick(page, "document-picker", "volcano-survey.pdf")
+    page.keyboard.press("Escape")
+    page.locator("#message textarea").fill("Compare the two documents on temperature and pressure")
+    page.locator("#send").click()
+    bot_messages(page).nth(1).get_by_text("Sources:").wait_for(timeout=90_000)
+    table = page.locator("#chatbot table").last
+    headers = table.locator("th").all_inner_texts()
+    assert "glacier-survey.pdf" in headers and "volcano-survey.pdf" in headers, headers
+    cells = " ".join(table.locator("td").all_inner_texts())
+    assert "[1]" in cells and "[2]" in cells and "p. " in cells
+    page.screenshot(path=str(tmp_path / "scoped.png"), full_page=True)
+    page.close()

@@ -29,6 +29,12 @@ def quote_block(evidence: Sequence[Any]) -> str:
     return "\n\n".join(lines)
 
 
+def md_literal(text: str) -> str:
+    """A user-controlled name or title inside Markdown: its own characters, never markup (a
+    collection named "[click](http://evil)" must not become a link in someone's answer)."""
+    return "".join("\\" + ch if ch in "\\`*_[]<>#|~!()" else ch for ch in text)
+
+
 def normal(sentence: str) -> str:
     """A sentence compared for repeats: citations, case and punctuation ignored."""
     return " ".join(re.sub(r"[^\w\s]", " ", _CITATION.sub("", sentence).lower()).split())

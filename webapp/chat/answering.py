@@ -32,7 +32,7 @@ from typing import Any, Protocol
 from webapp.auth.access import LOCAL, Actor
 from webapp.chat import whole_documents
 from webapp.chat.admission import Ticket
-from webapp.chat.answer_text import SentenceCutter, add_citation, defuse_links, normal, quote_block
+from webapp.chat.answer_text import SentenceCutter, add_citation, defuse_links, md_literal, normal, quote_block
 from webapp.chat.followups import retrieval_query
 from webapp.chat.service import ChatService
 from webapp.chat.tasks import TASKS, aspect_of, task_of
@@ -279,7 +279,7 @@ class Answerer:
         if not passages:
             ticket.release()
             answer.refused = True
-            answer.events = self._refusal([], [], query, NOT_FOUND.format(collection=q.collection))
+            answer.events = self._refusal([], [], query, NOT_FOUND.format(collection=md_literal(q.collection or "")))
             return answer
         evidence = self.documents.evidence(query, passages)
         if not EvidenceFinder.answers(evidence):
@@ -288,7 +288,7 @@ class Answerer:
             ticket.release()
             answer.refused = True
             closest = evidence[0] if evidence else None
-            reply = NOT_ANSWERED.format(collection=q.collection) + (
+            reply = NOT_ANSWERED.format(collection=md_literal(q.collection or "")) + (
                 f" The closest sentence is “{closest.text}” ({closest.document}, p. {closest.page})." if closest else ""
             )
             answer.events = self._refusal([], evidence[:1], query, reply)

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from webapp.chat.answer_text import md_literal as _md
 from webapp.rag.evidence import Evidence
 from webapp.rag.retrieval import Passage
 
@@ -36,11 +37,6 @@ class Composed:
     text: str
     sources: list[Passage] = field(default_factory=list)
     evidence: list[Evidence] = field(default_factory=list)
-
-
-def _md(text: str) -> str:
-    """A name or title inside Markdown: its own characters, never markup."""
-    return "".join("\\" + ch if ch in "\\`*_[]<>#|~" else ch for ch in text)
 
 
 def _cite(sources: list[Passage], evidence: list[Evidence], doc: Any, page: int, text: str, score: float) -> int:
