@@ -83,10 +83,7 @@ def main() -> int:
             mine = words_of(sentence)
             return plain in folded or (len(mine) >= 5 and len(mine & abstract_words) / len(mine) >= 0.9)
 
-        picked = docs.summary(doc, exclude=in_abstract)
-        text = " ".join(e.text for e in picked)
-        recall = len(words_of(text) & abstract_words) / max(1, len(abstract_words))
-        # the product path: a first summary (no stored one) and a cached one
+        # the product path: a first summary (nothing stored, text not yet split) and a stored one
         with docs.store.writing() as db:
             db.execute("DELETE FROM summaries WHERE document_id = ?", (doc.id,))
         started = time.perf_counter()
@@ -96,6 +93,11 @@ def main() -> int:
         again = docs.summary(doc)
         cached_s = time.perf_counter() - started
         assert [e.text for e in again] == [e.text for e in first]
+        # recall is measured on a summary made without the abstract (after the timing above, so
+        # that the first summary's time includes splitting the text into sentences)
+        picked = docs.summary(doc, exclude=in_abstract)
+        text = " ".join(e.text for e in picked)
+        recall = len(words_of(text) & abstract_words) / max(1, len(abstract_words))
         passages = [_passage(doc, e) for e in first]
         claims = docs.claims(" ".join(e.text for e in first), passages)
         supported = sum(c.supported for c in claims) / max(1, len(claims))
