@@ -86,6 +86,8 @@ def create_app(settings: Settings, services: Services | None = None, preload: bo
     mcp_server, mcp_routes = build_mcp(services)
     pending_uploads = PendingUploads(uploads, settings.upload_claim_s)
 
+    running: dict[str, CatalogRefresher] = {}  # what the lifespan started, for the probes
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         # Everything slow or remote starts once the port is open: the remote servers and the
@@ -96,6 +98,7 @@ def create_app(settings: Settings, services: Services | None = None, preload: bo
             load_default=preload,
             first_round=(lambda: _check_documents(services)) if preload else None,
         ).start()
+        running["refresher"] = refresher
         if settings.metrics_port:
             services.metrics.serve(settings.metrics_port)
         stop_sweeping = threading.Event()
@@ -144,6 +147,11 @@ def create_app(settings: Settings, services: Services | None = None, preload: bo
         """
         catalog = services.catalog
         name = catalog.default_choice()
+        refresher = running.get("refresher")
+        if refresher is not None and not refresher.first_round_done.is_set():
+            # the remote servers (and discovery) have not been asked yet: a page loaded now would
+            # not offer their models
+            return JSONResponse({"ready": False, "model": name, "reason": "asking the model servers"}, status_code=503)
         if name and catalog.has_loaded(name):
             return {"ready": True, "model": name}
         reason = (

@@ -35,6 +35,7 @@ class CatalogRefresher:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="catalog-refresh", daemon=True)
         self.rounds = 0  # finished rounds, for tests and the log
+        self.first_round_done = threading.Event()  # every source asked once: /readyz waits for it
 
     def start(self) -> CatalogRefresher:
         self._thread.start()
@@ -67,6 +68,7 @@ class CatalogRefresher:
         if added and self.rounds:
             log.info("new models offered: %s", ", ".join(added))
         self.rounds += 1
+        self.first_round_done.set()
 
     def _ensure_default_loaded(self) -> None:
         """Load the default model once it exists; a model that failed to load is not retried

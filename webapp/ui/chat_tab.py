@@ -358,7 +358,14 @@ class ChatTab:
             self.scope,
             self.evidence,
             self.checks,
+            self.model,
         ]
+
+    def model_picker(self):
+        """The models offered now: the list refreshes itself while the server runs (remote servers
+        are asked after the port opens, models published later appear), so each page load reads it."""
+        catalog = self.chat.catalog
+        return gr.Dropdown(choices=[(c.label, c.name) for c in catalog.choices()], value=catalog.default_choice())
 
     def on_load(self, actor) -> list:
         """The newest conversation reopened, the user's list, the collections they may read; the
@@ -375,6 +382,7 @@ class ChatTab:
                 gr.Dropdown(choices=collections, value=chosen),
                 self.scope_picker(chosen, request_actor=actor),
                 *_checks_out([]),
+                self.model_picker(),
             ]
         newest = listing[0]
         messages = self.conversations.messages(actor, newest.id)
@@ -388,6 +396,7 @@ class ChatTab:
             ),
             self.scope_picker(picked, newest.documents if picked == newest.collection else (), request_actor=actor),
             *_checks_out(last_checks(messages)),
+            self.model_picker(),
         ]
 
     def default_collection(self, actor, listing, choices: list[str]) -> str:
@@ -513,12 +522,8 @@ class ChatTab:
         return "\n".join(f"⚠ {p}" for p in problems)
 
     def refresh_models(self):
-        catalog = self.chat.catalog
-        catalog.refresh()
-        return (
-            gr.Dropdown(choices=[(c.label, c.name) for c in catalog.choices()], value=catalog.default_choice()),
-            self._registry_notice(),
-        )
+        self.chat.catalog.refresh()
+        return self.model_picker(), self._registry_notice()
 
     def stop(self, request: gr.Request):
         if request is not None:
