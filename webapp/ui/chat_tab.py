@@ -298,6 +298,10 @@ class ChatTab:
         self.collection.change(self.badge, [self.collection], [self.no_docs], queue=False, show_progress="hidden")
         # a collection picked by hand starts with its whole set of documents
         self.collection.input(self.scope_picker, [self.collection], [self.scope], queue=False, show_progress="hidden")
+        # documents indexed since the page loaded appear when the picker is opened
+        self.scope.focus(
+            self.scope_picker, [self.collection, self.scope], [self.scope], queue=False, show_progress="hidden"
+        )
         outputs = [
             self.chatbot,
             self.message,
