@@ -47,7 +47,8 @@ _COMPARE = re.compile(
 # the words of a comparison that are not its aspect: "compare A and B on model size" -> "model size"
 _COMPARE_WORDS = re.compile(
     r"\b(?:compare[sd]?|comparing|comparison|between|differ(?:s|ence|ences)?|from|vs\.?|versus|contrast|"
-    r"how|does|do|what|is|are|the|in|of|with|and|on|terms|regarding|paper|papers|document|documents)\b",
+    r"how|does|do|what|is|are|the|in|of|with|and|on|terms|regarding|paper|papers|document|documents|two|both|"
+    r"them|these|those|each|other|they)\b",
     re.IGNORECASE,
 )
 

@@ -120,7 +120,7 @@ def answer_status(answer: Answer, model: str | None) -> str:
         parts.append("opens with the sources' own sentences")
     if answer.claims:
         supported = sum(c.supported for c in answer.claims)
-        parts.append(f"{supported} of {len(answer.claims)} model sentences found in the sources")
+        parts.append(f"{supported} of {len(answer.claims)} checked sentences found in the sources")
     if answer.finish_reason == "loop":
         parts.append("the model started repeating itself and was stopped")
     if answer.question.collection is None:
