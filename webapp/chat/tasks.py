@@ -40,8 +40,10 @@ _SUMMARY = re.compile(
     r"\boverview of\b",
     re.IGNORECASE,
 )
+# "compared with" inside a question about a value ("what accuracy does LLaMA get on HellaSwag
+# compared with PaLM?") asks for that value, not for a comparison of two documents
 _COMPARE = re.compile(
-    r"\bcompar(?:e|es|ed|ing|ison)\b|\bdiffer(?:s|ence|ences)?\b|\b(?:vs\.?|versus)\b|\bcontrast\b",
+    r"\bcompar(?:e|es|ison)\b|\bdiffer(?:s|ence|ences)?\b|\b(?:vs\.?|versus)\b|\bcontrast\b",
     re.IGNORECASE,
 )
 # the words of a comparison that are not its aspect: "compare A and B on model size" -> "model size"
