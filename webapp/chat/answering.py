@@ -304,13 +304,7 @@ class Answerer:
         params = q.params or self.chat.default_params()
         if mode == "brief":
             messages = evidence_messages(text, quoted)
-            params = GenerationParams(
-                max_new_tokens=min(params.max_new_tokens, BRIEF_MAX_TOKENS),
-                temperature=params.temperature,
-                top_p=params.top_p,
-                repetition_penalty=params.repetition_penalty,
-                no_repeat_ngram_size=params.no_repeat_ngram_size,
-            )
+            params = self._brief(params)
         else:
             messages = rag_messages(
                 text, passages, self.chat.trim_history(q.history), style=self.chat.catalog.prompt_style(q.model)
@@ -359,14 +353,7 @@ class Answerer:
             names = [n for d in named for n in docs.names_of(d)]
             composed = whole_documents.comparison(docs, collection, named, aspect_of(query, names), q.actor)
             if answer.mode != "quote" and composed.evidence:
-                params = q.params or self.chat.default_params()
-                brief = GenerationParams(
-                    max_new_tokens=min(params.max_new_tokens, BRIEF_MAX_TOKENS),
-                    temperature=params.temperature,
-                    top_p=params.top_p,
-                    repetition_penalty=params.repetition_penalty,
-                    no_repeat_ngram_size=params.no_repeat_ngram_size,
-                )
+                brief = self._brief(q.params or self.chat.default_params())
                 messages = evidence_messages(text, composed.evidence)
                 stream = self.chat.stream_messages(q.model, messages, brief, session=q.session, ticket=ticket)
                 answer.stats = stream.stats
@@ -378,6 +365,17 @@ class Answerer:
         claims = docs.claims(" ".join(e.text for e in composed.evidence), composed.sources) if composed.evidence else []
         answer.events = self._composed(composed, query, claims)
         return answer
+
+    @staticmethod
+    def _brief(params: GenerationParams) -> GenerationParams:
+        """``params`` for a brief answer: a few sentences, so a few tokens (more are never shown)."""
+        return GenerationParams(
+            max_new_tokens=min(params.max_new_tokens, BRIEF_MAX_TOKENS),
+            temperature=params.temperature,
+            top_p=params.top_p,
+            repetition_penalty=params.repetition_penalty,
+            no_repeat_ngram_size=params.no_repeat_ngram_size,
+        )
 
     @staticmethod
     def _composed(composed: Any, query: str, claims: list[Any]) -> Iterator[AnswerEvent]:
