@@ -411,12 +411,16 @@ def test_a_chat_scoped_to_picked_documents_summarises_and_compares_them(browser,
     assert "glacier-survey.pdf" in cited and "volcano-survey.pdf" not in cited and "model-card" not in cited
     pick(page, "document-picker", "volcano-survey.pdf")
     page.keyboard.press("Escape")
+    chips = page.locator("#document-picker .token")
+    page.wait_for_function("document.querySelectorAll('#document-picker .token').length === 2", timeout=10_000)
+    assert set(chips.all_inner_texts()) == {"glacier-survey.pdf", "volcano-survey.pdf"}, chips.all_inner_texts()
     page.locator("#message textarea").fill("Compare the two documents on temperature and pressure")
     page.locator("#send").click()
-    bot_messages(page).nth(1).get_by_text("Sources:").wait_for(timeout=90_000)
     table = page.locator("#chatbot table").last
+    table.wait_for(timeout=90_000)
+    bot_messages(page).last.get_by_text("Sources:").wait_for(timeout=90_000)
     headers = table.locator("th").all_inner_texts()
-    assert "glacier-survey.pdf" in headers and "volcano-survey.pdf" in headers, headers
+    assert "glacier-survey.pdf" in headers and "volcano-survey.pdf" in headers, bot_messages(page).last.inner_text()
     cells = " ".join(table.locator("td").all_inner_texts())
     assert "[1]" in cells and "[2]" in cells and "p. " in cells
     page.screenshot(path=str(tmp_path / "scoped.png"), full_page=True)

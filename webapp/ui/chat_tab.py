@@ -417,14 +417,21 @@ class ChatTab:
 
     def scope_picker(self, collection, picked=(), request: gr.Request = None, request_actor=None):
         """The document picker for ``collection``: its indexed documents, ``picked`` of them chosen."""
-        actor = request_actor or self.auth.actor_of(request)
-        names: list[str] = []
-        if self.documents is not None and collection not in (None, "", NO_DOCUMENTS):
-            try:
-                names = [d.label for d in self.documents.documents(collection, actor) if d.indexed_at]
-            except UserError:
-                names = []
+        names = self._indexed_names(collection, request_actor or self.auth.actor_of(request))
         return gr.Dropdown(choices=names, value=[n for n in picked if n in names])
+
+    def scope_choices(self, collection, request: gr.Request = None):
+        """Only the choices, when the picker opens: the value is the user's, who may be choosing
+        right now (sending it back would undo a pick made while this was on its way)."""
+        return gr.Dropdown(choices=self._indexed_names(collection, self.auth.actor_of(request)))
+
+    def _indexed_names(self, collection, actor) -> list[str]:
+        if self.documents is None or collection in (None, "", NO_DOCUMENTS):
+            return []
+        try:
+            return [d.label for d in self.documents.documents(collection, actor) if d.indexed_at]
+        except UserError:
+            return []
 
     def badge(self, collection) -> str:
         """The "answering without documents" badge, shown only when documents could have been used."""
