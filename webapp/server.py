@@ -31,6 +31,7 @@ from webapp.raw_uploads import UPLOAD_ROUTE, PendingUploads, UploadGuard
 from webapp.services import Services, build_services
 from webapp.settings import Settings, is_loopback
 from webapp.ui.app import build_ui
+from webapp.ui.look import page_style
 
 log = logging.getLogger(__name__)
 
@@ -216,6 +217,7 @@ def create_app(settings: Settings, services: Services | None = None, preload: bo
         # Runs would keep chats and PDF passwords in the browser's localStorage.
         run_history=False,
         footer_links=["api", "settings"],
+        **page_style(),
         # Gradio's own exceptions (bad payloads from hostile clients) carry object reprs and echo
         # the input; clients get a bare error, the log gets the detail. Our handlers report user
         # errors as sentences themselves, and gr.Error / gr.Warning are still shown.

@@ -35,7 +35,7 @@ PAGE = """<!doctype html>
  input {{ width: 100%; box-sizing: border-box; padding: .55rem; font-size: 1rem; border: 1px solid #bbb;
          border-radius: 6px; }}
  button {{ margin-top: 1.3rem; width: 100%; padding: .6rem; font-size: 1rem; border: 0; border-radius: 6px;
-          background: #ea580c; color: #fff; cursor: pointer; }}
+          background: #c2410c; color: #fff; cursor: pointer; }}
  p.error {{ color: #b91c1c; }}
 </style></head>
 <body><main>

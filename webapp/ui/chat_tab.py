@@ -243,7 +243,8 @@ class ChatTab:
                     # lines=1 is what makes Enter send in Gradio (a taller box sends on Shift+Enter);
                     # the box still grows to max_lines as the text wraps, and Shift+Enter adds a line.
                     self.message = gr.Textbox(
-                        placeholder="Ask something… (Enter to send, Shift+Enter for a new line)",
+                        placeholder="Ask something…",
+                        label="Your question",  # its accessible name; the hint below stays visible
                         show_label=False,
                         lines=1,
                         max_lines=12,
@@ -253,6 +254,8 @@ class ChatTab:
                     with gr.Column(scale=1, min_width=120):
                         send = gr.Button("Send", variant="primary", elem_id="send")
                         stop = gr.Button("Stop", variant="stop", elem_id="stop")
+                # Out of the placeholder (faint, and gone once typing starts): always readable.
+                gr.Markdown("Enter sends · Shift+Enter adds a line", elem_id="message-hint")
                 self.stats = gr.Markdown("", elem_id="chat-stats")
                 # Evidence: the sentences of the sources that answer the question, best first, then the
                 # citations; choosing one shows its page with the text highlighted.

@@ -1,0 +1,72 @@
+"""How the page looks: Gradio's default theme with colours that meet WCAG 2.1 AA contrast, and two
+small repairs of Gradio's own markup that accessibility checkers (axe-core) flag.
+
+Gradio's default orange (#f97316) under white button text is 2.8:1 and its subdued grey (#bbbbc2)
+1.9:1; AA asks 4.5:1 for text. The primary hue is shifted two shades darker (orange-700 #c2410c
+under white: 5.2:1), the stop buttons use red-700, and subdued text, placeholders and labels use
+darker greys. tests/test_browser.py runs axe-core over every tab at 1400 and 400 px.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+_O = gr.themes.colors.orange
+# orange, two shades darker: the accent (c500) becomes orange-700
+_DARK_ORANGE = gr.themes.Color(
+    c50=_O.c100,
+    c100=_O.c200,
+    c200=_O.c300,
+    c300=_O.c400,
+    c400=_O.c600,
+    c500=_O.c700,
+    c600=_O.c800,
+    c700=_O.c900,
+    c800=_O.c950,
+    c900=_O.c950,
+    c950=_O.c950,
+    name="dark-orange",
+)
+
+THEME = gr.themes.Default(primary_hue=_DARK_ORANGE).set(
+    button_cancel_background_fill="#b91c1c",  # red-700 under white: 6.5:1
+    button_cancel_background_fill_hover="#991b1b",
+    button_cancel_background_fill_dark="#b91c1c",
+    body_text_color_subdued="*neutral_600",
+    input_placeholder_color="*neutral_500",
+    block_label_text_color="*neutral_700",
+    block_info_text_color="*neutral_600",
+)
+
+CSS = """
+#message-hint { font-size: 0.85em; color: #4b5563; margin-top: -0.5em; }
+"""
+
+# Gradio's upload area names itself "Click to upload or drop files" while it shows "Drop File
+# Here - or - Click to Upload" (a screen reader and a voice user disagree on its name), and its
+# empty plots put aria-label on a bare div. Both are repaired as they appear.
+HEAD = """
+<script>
+(() => {
+  const repair = (root) => {
+    root.querySelectorAll('.upload-container[aria-label]:not([role="none"])').forEach((el) => {
+      const seen = (el.innerText || '').replace(/\\s+/g, ' ').trim();
+      if (seen && el.getAttribute('aria-label') !== seen) el.setAttribute('aria-label', seen);
+    });
+    root.querySelectorAll('div.empty[aria-label]:not([role])').forEach((el) => el.setAttribute('role', 'img'));
+  };
+  const start = () => {
+    repair(document);
+    new MutationObserver(() => repair(document)).observe(document.body, {childList: true, subtree: true});
+  };
+  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', start); else start();
+})();
+</script>
+"""
+
+
+def page_style() -> dict[str, Any]:
+    """What gr.mount_gradio_app takes for the page's look (Gradio 6 sets it there, not on Blocks)."""
+    return {"theme": THEME, "css": CSS, "head": HEAD}
