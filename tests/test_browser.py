@@ -425,3 +425,38 @@ def test_a_chat_scoped_to_picked_documents_summarises_and_compares_them(browser,
     assert "[1]" in cells and "[2]" in cells and "p. " in cells
     page.screenshot(path=str(tmp_path / "scoped.png"), full_page=True)
     page.close()
+
+
+def test_the_first_run_leads_from_the_empty_chat_to_upload_and_back_to_a_cited_answer(browser, registry_dir, tmp_path):
+    """A newcomer on a fresh data folder: the Chat tab says what to do and leads to Upload; the
+    upload (no collection chosen) leads back to Chat on its collection; the first question gets a
+    quoted, cited answer. Mouse only, as a person would."""
+    from tests.conftest import running_app
+    from tests.pdfgen import topic_pdf
+
+    pdf = topic_pdf(tmp_path / "bee-notes.pdf", "bees", pages=2)
+    with running_app(registry_dir, tmp_path / "data") as base:
+        page = browser.new_page(viewport={"width": 1280, "height": 1100})
+        open_app(page, base, new_conversation=False)
+        empty = page.locator("#chat-empty-state")
+        empty.get_by_text("Nothing to ask about yet").wait_for(timeout=20_000)
+        page.locator("#go-to-upload").click()
+        page.locator("#upload-files input[type=file]").set_input_files(str(pdf))
+        page.wait_for_timeout(500)
+        page.locator("#upload-button").click()
+        page.locator("#upload-result").get_by_text("Indexed 1 document").wait_for(timeout=90_000)
+        ask = page.locator("#ask-about-collection")
+        assert ask.inner_text().strip() == "Ask about default →"
+        ask.click()
+        page.wait_for_function(
+            "document.querySelector('#collection-picker input')?.value === 'default'", timeout=20_000
+        )
+        assert page.locator("#chat-empty-state").inner_text().strip() == ""
+        page.locator("#message textarea").fill("How do honey bees tell each other where flowers are?")
+        page.keyboard.press("Enter")
+        bot = bot_messages(page).last
+        bot.get_by_text("Sources:").wait_for(timeout=90_000)
+        answer = bot.inner_text()
+        assert answer.lstrip().startswith("“") and "bee-notes.pdf, p." in answer, answer
+        page.screenshot(path=str(tmp_path / "first-run.png"), full_page=True)
+        page.close()

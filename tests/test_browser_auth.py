@@ -206,3 +206,43 @@ def test_every_tab_has_no_serious_accessibility_violation_for_any_role(browser, 
         page.context.close()
     bad = {where: found for where, found in report.items() if found}
     assert not bad, bad
+
+
+def test_a_member_uploads_into_a_private_collection_of_their_own(browser, server, tmp_path):
+    """A member with no collection uploads without choosing one: a private collection of theirs is
+    made on the spot and the file lands there (it was "There is no collection named ''" and the
+    file was lost); "Ask about ..." leads to Chat on it; the viewer does not see it."""
+    import re
+
+    from tests.pdfgen import topic_pdf
+
+    pdf = topic_pdf(tmp_path / "railway-notes.pdf", "railway", pages=2)
+    page = sign_in(browser, server, "bob")
+    page.get_by_role("tab", name="Upload").click()
+    assert page.locator("#upload-collection input").input_value() in ("", "bob-documents")
+    page.locator("#upload-files input[type=file]").set_input_files(str(pdf))
+    page.wait_for_timeout(500)
+    page.locator("#upload-button").click()
+    result = page.locator("#upload-result")
+    result.get_by_text("Indexed 1 document").wait_for(timeout=90_000)
+    text = result.inner_text()
+    assert "refused" not in text and "no collection" not in text, text
+    name = re.search(r"Into your private collection (\S+):", text) or re.search(r"Ask about (\S+) →", text)
+    ask = page.locator("#ask-about-collection")
+    collection = ask.inner_text().strip().removeprefix("Ask about ").removesuffix(" →")
+    assert collection.startswith("bob") and (name is None or name.group(1) == collection), text
+    ask.click()
+    page.wait_for_function(
+        f"document.querySelector('#collection-picker input')?.value === {collection!r}", timeout=20_000
+    )
+    page.locator("#message textarea").fill("How long is the Trans-Siberian Railway?")
+    page.keyboard.press("Enter")
+    bot = page.locator("#chatbot .message-row.bot-row, #chatbot [data-testid='bot']").last
+    bot.get_by_text("Sources:").wait_for(timeout=90_000)
+    assert "railway-notes.pdf, p." in bot.inner_text()
+    page.context.close()
+    viewer = sign_in(browser, server, "vic")
+    viewer.locator("#collection-picker input").click()
+    options = viewer.get_by_role("option").all_inner_texts()
+    assert collection not in options, options
+    viewer.context.close()

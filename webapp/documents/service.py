@@ -268,6 +268,38 @@ class DocumentService:
         """The collections ``actor`` may upload to and manage documents in."""
         return [c.name for c in self.collection_access(actor) if c.can_manage_documents(actor)]
 
+    def own_collections(self, actor: Actor = LOCAL) -> list[str]:
+        """The collections ``actor`` owns and may upload to, private ones first: where an upload goes
+        when the user names none (never one readable by more people than its owner chose)."""
+        if actor is LOCAL:
+            return []
+        mine = [
+            c
+            for c in self.collection_access(actor)
+            if (c.owner or "").lower() == actor.name.lower() and c.can_manage_documents(actor)
+        ]
+        order = {"private": 0, "shared": 1, "everyone": 2}
+        return [c.name for c in sorted(mine, key=lambda c: order.get(c.visibility, 3))]
+
+    def upload_collection(self, actor: Actor = LOCAL) -> str:
+        """Where an upload that names no collection goes: the actor's own private collection, made on
+        the spot the first time ("<name>-documents"; a member with no collection uploads without an
+        error); without sign-in the default collection, as before users existed."""
+        if actor is LOCAL:
+            return self.settings.default_collection
+        actor.require_member("upload documents")
+        own = [c for c in self.own_collections(actor) if self._access(c, actor).visibility == "private"]
+        if own:
+            return own[0]
+        base = re.sub(r"[^A-Za-z0-9_.-]+", "-", actor.name).strip("-.") or "my"
+        for suffix in ["", *(f"-{n}" for n in range(2, 50))]:
+            name = f"{base}-documents{suffix}"
+            try:
+                return self.create_collection(name, actor, "private")
+            except UserError:
+                continue  # the name is taken (perhaps by a collection this user cannot see)
+        raise UserError("Could not make a collection for your upload; create one under New collection.")
+
     def create_collection(
         self, name: str, actor: Actor = LOCAL, visibility: str | None = None, members: Sequence[str] = ()
     ) -> str:

@@ -75,6 +75,15 @@ def build_ui(services: Services) -> gr.Blocks:
             queue=False,
         )
 
+        # The first run: Chat's empty state leads to Upload; an upload leads back to Chat on its collection.
+        chat.to_upload.click(lambda: gr.Tabs(selected="upload"), None, [tabs], queue=False)
+        documents.ask_button.click(lambda: gr.Tabs(selected="chat"), None, [tabs], queue=False).then(
+            chat.ask_about,
+            [documents.up_collection],
+            [chat.collection, chat.scope, chat.empty_state, chat.to_upload],
+            queue=False,
+        )
+
         pickers = [chat.collection, *documents.pickers, known]
 
         def refresh_pickers(previous, request: gr.Request):

@@ -229,6 +229,9 @@ class ChatTab:
                 )
                 # Visible while the chat answers without documents although the user has some.
                 self.no_docs = gr.Markdown("", elem_id="no-documents-badge")
+                # The first run: what to do when there is nothing to ask about yet (filled on load).
+                self.empty_state = gr.Markdown("", elem_id="chat-empty-state")
+                self.to_upload = gr.Button("Upload documents →", visible=False, size="sm", elem_id="go-to-upload")
                 self.notice = gr.Markdown(self._registry_notice(), elem_id="registry-notice")
                 # The open conversation (None: the next question starts a new one).
                 self.conversation = gr.Number(value=None, precision=0, visible=False, elem_id="conversation-id")
@@ -366,7 +369,28 @@ class ChatTab:
             self.evidence,
             self.checks,
             self.model,
+            self.empty_state,
+            self.to_upload,
         ]
+
+    def first_run(self, actor) -> tuple:
+        """The empty state: shown while no collection this user may read has an indexed document."""
+        documents = self.documents
+        has_any = (
+            documents is not None
+            and documents.available() is None
+            and any(d.indexed_at for d in documents.documents(None, actor))
+        )
+        if has_any:
+            return "", gr.Button(visible=False)
+        if actor.can_upload:
+            text = (
+                "**Nothing to ask about yet.** Upload PDFs in the **Upload** tab; once they are indexed, ask "
+                "here: answers quote your documents and cite their pages."
+            )
+        else:
+            text = "**No documents have been shared with you yet.** You can still chat with the model below."
+        return text, gr.Button(visible=actor.can_upload)
 
     def model_picker(self):
         """The models offered now: the list refreshes itself while the server runs (remote servers
@@ -390,6 +414,7 @@ class ChatTab:
                 self.scope_picker(chosen, request_actor=actor),
                 *_checks_out([]),
                 self.model_picker(),
+                *self.first_run(actor),
             ]
         newest = listing[0]
         messages = self.conversations.messages(actor, newest.id)
@@ -404,6 +429,7 @@ class ChatTab:
             self.scope_picker(picked, newest.documents if picked == newest.collection else (), request_actor=actor),
             *_checks_out(last_checks(messages)),
             self.model_picker(),
+            *self.first_run(actor),
         ]
 
     def default_collection(self, actor, listing, choices: list[str]) -> str:
@@ -422,6 +448,17 @@ class ChatTab:
         """The document picker for ``collection``: its indexed documents, ``picked`` of them chosen."""
         names = self._indexed_names(collection, request_actor or self.auth.actor_of(request))
         return gr.Dropdown(choices=names, value=[n for n in picked if n in names])
+
+    def ask_about(self, collection, request: gr.Request = None) -> tuple:
+        """After an upload: the Chat tab on that collection, its whole set of documents, no empty state."""
+        actor = self.auth.actor_of(request)
+        choices = self.collection_choices(actor)
+        value = collection if collection in choices else NO_DOCUMENTS
+        return (
+            gr.Dropdown(choices=choices, value=value),
+            self.scope_picker(value, (), request_actor=actor),
+            *self.first_run(actor),
+        )
 
     def scope_choices(self, collection, request: gr.Request = None):
         """Only the choices, when the picker opens: the value is the user's, who may be choosing

@@ -110,7 +110,16 @@ class DocumentTabs:
                 # Choices are filled per user on page load; API clients name a collection directly,
                 # so any value is taken here and the DocumentService decides whether it may be used.
                 self.up_collection = gr.Dropdown(
-                    [], label="Collection", allow_custom_value=True, scale=3, elem_id="upload-collection"
+                    [],
+                    label="Collection",
+                    info=(
+                        "Leave empty for your own private collection (made on your first upload)"
+                        if self.auth.enabled
+                        else f"Leave empty for {self.documents.settings.default_collection}"
+                    ),
+                    allow_custom_value=True,
+                    scale=3,
+                    elem_id="upload-collection",
                 )
             with gr.Accordion("New collection", open=False, elem_id="new-collection"):
                 with gr.Row():
@@ -132,6 +141,8 @@ class DocumentTabs:
             index_now = gr.Checkbox(value=True, label="Index right after uploading")
             upload = gr.Button("Upload", variant="primary", elem_id="upload-button")
             upload_result = gr.Markdown(elem_id="upload-result")
+            # Shown once the upload's collection has something to search; app.py wires it to the Chat tab.
+            self.ask_button = gr.Button("Ask about it →", visible=False, elem_id="ask-about-collection")
         with gr.Tab("Documents", id="index") as self.index_tab:
             with gr.Row():
                 self.ix_collection = gr.Dropdown(
@@ -189,10 +200,10 @@ class DocumentTabs:
             [self.up_collection, self.ix_collection, new_name, upload_result],
             concurrency_limit=1,
         )
-        upload.click(
+        self.upload_event = upload.click(
             self.upload,
             [self.up_collection, files, index_now],
-            [upload_result, table, files, self.ix_collection],
+            [upload_result, table, files, self.ix_collection, self.up_collection, self.ask_button],
             **INGEST,
         )
         shown = [table, sharing_note, visibility, members, selected, selected_note, confirm]
@@ -238,7 +249,13 @@ class DocumentTabs:
     def on_load(self, actor) -> list:
         managed, readable = self._managed(actor), self.readable(actor)
         default = self.documents.settings.default_collection
-        first_managed = default if default in managed else (managed[0] if managed else None)
+        # Uploads start in the user's own collection (private first), never in one readable by
+        # more people than they chose; with none, empty: the upload makes a private one.
+        own = self.documents.own_collections(actor) if self.documents.available() is None else []
+        if not self.auth.enabled:
+            first_managed = default if default in managed else (managed[0] if managed else None)
+        else:
+            first_managed = own[0] if own else None
         first_readable = default if default in readable else (readable[0] if readable else None)
         return [
             gr.Tab(visible=actor.can_upload),
@@ -344,12 +361,15 @@ class DocumentTabs:
 
     def upload(self, collection, files, index_now, request: gr.Request, progress=gr.Progress()):
         if not files:
-            return "⚠ Choose one or more PDF files first.", gr.skip(), gr.skip(), gr.skip()
+            return "⚠ Choose one or more PDF files first.", gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
         try:
             actor = self.auth.actor_of(request)
+            made = not (collection or "").strip()
+            if made:  # none chosen: the user's own private collection, made on the spot if need be
+                collection = self.documents.upload_collection(actor)
             results = self.documents.add_uploads(collection, [upload_name(f) for f in files], actor)
         except UserError as exc:
-            return warning(exc), gr.skip(), None, gr.skip()
+            return warning(exc), gr.skip(), None, gr.skip(), gr.skip(), gr.skip()
         lines = []
         for r in results:
             label = plain_text(r.label)
@@ -363,10 +383,20 @@ class DocumentTabs:
             else:
                 lines.append(f"- **{label}** added.")
         text = "\n".join(lines)
+        if made:
+            text = f"Into your private collection **{plain_text(collection)}**:\n\n" + text
         added = [r.document.id for r in results if r.document and not r.duplicate]
         if index_now and added:
             text += "\n\n" + self._index_added(collection, added, progress, actor)
-        return text, self.rows(collection, actor), None, gr.Dropdown(value=collection)
+        searchable = any(d.indexed_at for d in self.documents.documents(collection, actor))
+        return (
+            text,
+            self.rows(collection, actor),
+            None,
+            gr.Dropdown(choices=self.readable(actor), value=collection),
+            gr.Dropdown(choices=self._managed(actor), value=collection),
+            gr.Button(f"Ask about {collection} →", visible=searchable),
+        )
 
     def _index_added(self, collection, doc_ids, progress, actor) -> str:
         """Index just what this upload added, beside whatever else is being indexed."""
