@@ -612,3 +612,22 @@ def test_delete_during_indexing_is_that_documents_outcome_not_a_batch_failure(do
     total = sum(d.chunks for d in left)
     assert docs.store.index_for(cid).ntotal == total  # FAISS agrees with SQLite
     assert "deleted while indexing: volcano.pdf" in report.summary()
+
+
+def test_an_upload_naming_no_collection_goes_to_the_users_own_private_one(docs, tmp_path):
+    """A member with no collection gets a private one made on the spot ("<name>-documents"), the
+    next upload goes there too, a name taken elsewhere is stepped over, and a viewer may not."""
+    from webapp.auth.access import Actor
+
+    bob = Actor("bob", "member")
+    docs.create_collection("bob-documents", Actor("ann", "member"), "private")  # taken by someone else
+    first = docs.upload_collection(bob)
+    assert first == "bob-documents-2"
+    access = next(c for c in docs.collection_access(bob) if c.name == first)
+    assert access.visibility == "private" and access.owner == "bob"
+    assert docs.upload_collection(bob) == first  # made once, then reused
+    pdf = topic_pdf(tmp_path / "coffee.pdf", "coffee", pages=1)
+    assert [r.error for r in docs.add_files(first, [(pdf, "coffee.pdf")], bob)] == [None]
+    assert first not in docs.collections(Actor("vic", "viewer"))
+    with pytest.raises(UserError):
+        docs.upload_collection(Actor("vic", "viewer"))
