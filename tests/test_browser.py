@@ -460,3 +460,29 @@ def test_the_first_run_leads_from_the_empty_chat_to_upload_and_back_to_a_cited_a
         assert answer.lstrip().startswith("“") and "bee-notes.pdf, p." in answer, answer
         page.screenshot(path=str(tmp_path / "first-run.png"), full_page=True)
         page.close()
+
+
+def test_on_a_400_px_screen_the_message_box_and_the_answer_are_on_screen(browser, live_server, tmp_path):
+    """At 400 x 800 (a phone, a narrow window) the conversation and the message box come first:
+    after asking, the box, Send and the answer are all within the first screen, no scrolling."""
+    from tests.pdfgen import topic_pdf
+
+    wide = browser.new_page(viewport={"width": 1280, "height": 1000})
+    open_app(wide, live_server)
+    upload_and_index(wide, topic_pdf(tmp_path / "coffee-narrow.pdf", "coffee", pages=1))
+    wide.close()
+    page = browser.new_page(viewport={"width": 400, "height": 800})
+    open_app(page, live_server)
+    pick(page, "collection-picker", "default")
+    page.locator("#message textarea").fill("At what pressure is espresso brewed?")
+    page.keyboard.press("Enter")
+    bot_messages(page).last.get_by_text("Sources:").wait_for(timeout=90_000)
+    page.evaluate("window.scrollTo(0, 0)")
+    box = page.locator("#message textarea").bounding_box()
+    send = page.locator("#send").bounding_box()
+    answer = bot_messages(page).last.bounding_box()
+    assert box and send and answer
+    assert box["y"] + box["height"] <= 800 and send["y"] + send["height"] <= 800, (box, send)
+    assert answer["y"] < 800 and answer["y"] + answer["height"] > 0, answer
+    page.screenshot(path=str(tmp_path / "narrow.png"))
+    page.close()

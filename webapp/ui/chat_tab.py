@@ -181,8 +181,8 @@ class ChatTab:
     def render(self) -> None:
         catalog = self.chat.catalog
         defaults = self.chat.default_params()
-        with gr.Row():
-            with gr.Column(scale=1, min_width=220):
+        with gr.Row(elem_id="chat-layout"):
+            with gr.Column(scale=1, min_width=220, elem_id="conversation-sidebar"):
                 new_chat = gr.Button("+ New conversation", elem_id="new-chat", size="sm")
                 # Filled per user when the page loads: nothing of anyone's chats is in the page config.
                 self.history_list = gr.Radio(choices=[], label="Your conversations", elem_id="conversations")
@@ -199,7 +199,7 @@ class ChatTab:
                         )
                         confirm_no = gr.Button("Keep it", size="sm", elem_id="conversation-delete-no")
                 self.tools_note = gr.Markdown("", elem_id="conversation-note")
-            with gr.Column(scale=4):
+            with gr.Column(scale=4, elem_id="chat-main"):
                 with gr.Row():
                     self.model = gr.Dropdown(
                         choices=[(c.label, c.name) for c in catalog.choices()],

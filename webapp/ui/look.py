@@ -42,6 +42,17 @@ THEME = gr.themes.Default(primary_hue=_DARK_ORANGE).set(
 
 CSS = """
 #message-hint { font-size: 0.85em; color: #4b5563; margin-top: -0.5em; }
+/* Narrow screens (a phone, a 400 px window): the conversation and the message box first, the list
+   of conversations after them, a shorter title and chat area, so that the box and the start of the
+   answer are on screen without scrolling (tests/test_browser.py checks 400 x 800). */
+@media (max-width: 640px) {
+  #chat-main { order: 1; }
+  #conversation-sidebar { order: 2; }
+  h2 { font-size: 1em !important; margin: 0 !important; }
+  #chatbot { height: 250px !important; max-height: 250px !important; }
+  #chat-refresh { display: none; }
+  #message-hint { display: none; }
+}
 """
 
 # Gradio's upload area names itself "Click to upload or drop files" while it shows "Drop File
