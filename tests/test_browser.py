@@ -486,3 +486,34 @@ def test_on_a_400_px_screen_the_message_box_and_the_answer_are_on_screen(browser
     assert answer["y"] < 800 and answer["y"] + answer["height"] > 0, answer
     page.screenshot(path=str(tmp_path / "narrow.png"))
     page.close()
+
+
+def test_send_and_stop_are_enabled_only_when_they_do_something(browser, live_server):
+    """Idle: Send on, Stop off. While an answer is written: Send off, Stop on. Stop ends the answer
+    and both come back; an answer that ends by itself brings them back too."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    open_app(page, live_server)
+    pick(page, "collection-picker", "(none: chat without documents)")
+    send, stop = page.locator("#send"), page.locator("#stop")
+    assert send.is_enabled() and stop.is_disabled()
+    page.locator("#message textarea").fill("Write a long story about a dragon who learns to bake bread.")
+    send.click()
+    page.wait_for_function(
+        "document.querySelector('#send').disabled && !document.querySelector('#stop').disabled", timeout=30_000
+    )
+    try:
+        stop.click(timeout=3_000)
+    except PlaywrightTimeout:  # the answer ended on its own first (96 tokens at most here)
+        pass
+    page.wait_for_function(
+        "!document.querySelector('#send').disabled && document.querySelector('#stop').disabled", timeout=30_000
+    )
+    page.locator("#message textarea").fill("Say hello.")
+    send.click()
+    page.locator("#chat-stats").get_by_text("tok/s").wait_for(timeout=90_000)
+    page.wait_for_function(
+        "!document.querySelector('#send').disabled && document.querySelector('#stop').disabled", timeout=30_000
+    )
+    page.close()

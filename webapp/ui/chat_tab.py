@@ -256,7 +256,8 @@ class ChatTab:
                     )
                     with gr.Column(scale=1, min_width=120):
                         send = gr.Button("Send", variant="primary", elem_id="send")
-                        stop = gr.Button("Stop", variant="stop", elem_id="stop")
+                        # Enabled while an answer is being written (Send is not: one answer at a time).
+                        stop = gr.Button("Stop", variant="stop", elem_id="stop", interactive=False)
                 # Out of the placeholder (faint, and gone once typing starts): always readable.
                 gr.Markdown("Enter sends · Shift+Enter adds a line", elem_id="message-hint")
                 self.stats = gr.Markdown("", elem_id="chat-stats")
@@ -319,9 +320,17 @@ class ChatTab:
             self.checks,
             self.page_view,
         ]
-        submit_evt = self.message.submit(self.respond, inputs, outputs, concurrency_limit=None)
-        click_evt = send.click(self.respond, inputs, outputs, concurrency_limit=None)
-        stop.click(self.stop, None, None, cancels=[submit_evt, click_evt], queue=False)
+        # Buttons do something only when they are enabled: Send while no answer is being written,
+        # Stop while one is. The answer runs between the two quick toggles; Stop cancels it and
+        # toggles back itself (a cancelled event's .then does not run).
+        busy = (lambda: (gr.Button(interactive=False), gr.Button(interactive=True)), None, [send, stop])
+        idle = (lambda: (gr.Button(interactive=True), gr.Button(interactive=False)), None, [send, stop])
+        quiet = dict(queue=False, show_progress="hidden", api_visibility="private")
+        submit_evt = self.message.submit(*busy, **quiet).then(self.respond, inputs, outputs, concurrency_limit=None)
+        submit_evt.then(*idle, **quiet)
+        click_evt = send.click(*busy, **quiet).then(self.respond, inputs, outputs, concurrency_limit=None)
+        click_evt.then(*idle, **quiet)
+        stop.click(self.stop, None, None, cancels=[submit_evt, click_evt], queue=False).then(*idle, **quiet)
         self.evidence.input(
             lambda key: key, [self.evidence], [self.evidence_key], queue=False, api_visibility="private"
         ).then(self.show_page, [self.evidence_key, self.checks], [self.page_view], queue=False)
