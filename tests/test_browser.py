@@ -517,3 +517,25 @@ def test_send_and_stop_are_enabled_only_when_they_do_something(browser, live_ser
         "!document.querySelector('#send').disabled && document.querySelector('#stop').disabled", timeout=30_000
     )
     page.close()
+
+
+def test_on_a_wide_screen_the_evidence_sits_beside_the_answer(browser, live_server, tmp_path):
+    """At 1400 px the evidence list is to the right of the conversation, level with it (kotaemon's
+    layout), so the page of a citation opens without losing the answer; the page image opens full
+    size in a tab of its own (zoom)."""
+    from tests.pdfgen import topic_pdf
+
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    open_app(page, live_server)
+    upload_and_index(page, topic_pdf(tmp_path / "railway-wide.pdf", "railway", pages=1))
+    ask_documents(page, "default", "How long is the Trans-Siberian Railway?")
+    chat = page.locator("#chatbot").bounding_box()
+    evidence = page.locator("#evidence").bounding_box()
+    assert chat and evidence
+    assert evidence["x"] >= chat["x"] + chat["width"] - 1, (chat, evidence)  # to the right
+    assert evidence["y"] < chat["y"] + chat["height"], (chat, evidence)  # level with it, not below
+    page.locator("#evidence label").first.click()
+    page.wait_for_function("document.querySelector('#page-image')?.naturalWidth > 400", timeout=30_000)
+    link = page.locator("#page-image-full")
+    assert link.get_attribute("target") == "_blank" and link.get_attribute("href").startswith("documents/")
+    page.close()

@@ -133,11 +133,14 @@ def page_html(doc_id: int, label: str, page: int, text: str) -> str:
     and a link to the original opened at that page. Relative URLs keep any root path."""
     query = urllib.parse.urlencode({"highlight": text[:1500]})
     name = html.escape(label)
+    image = f"documents/{doc_id}/pages/{page}.png?{html.escape(query)}"
     return (
         f'<p><a id="page-pdf-link" href="documents/{doc_id}.pdf#page={page}" target="_blank" rel="noopener">'
         f"Open {name} at page {page}</a></p>"
-        f'<img id="page-image" src="documents/{doc_id}/pages/{page}.png?{html.escape(query)}" '
-        f'alt="Page {page} of {name}, the sentence highlighted" style="max-width:100%;border:1px solid #ccc">'
+        # the image links to itself: opened in a tab of its own it can be zoomed like any picture
+        f'<a id="page-image-full" href="{image}" target="_blank" rel="noopener" title="Open the page full size">'
+        f'<img id="page-image" src="{image}" '
+        f'alt="Page {page} of {name}, the sentence highlighted" style="max-width:100%;border:1px solid #ccc"></a>'
     )
 
 
@@ -235,43 +238,48 @@ class ChatTab:
                 self.notice = gr.Markdown(self._registry_notice(), elem_id="registry-notice")
                 # The open conversation (None: the next question starts a new one).
                 self.conversation = gr.Number(value=None, precision=0, visible=False, elem_id="conversation-id")
-                self.chatbot = gr.Chatbot(
-                    label="Conversation",
-                    height=480,
-                    elem_id="chatbot",
-                    buttons=["copy", "copy_all"],
-                    feedback_options=None,
-                )
-                with gr.Row():
-                    # lines=1 is what makes Enter send in Gradio (a taller box sends on Shift+Enter);
-                    # the box still grows to max_lines as the text wraps, and Shift+Enter adds a line.
-                    self.message = gr.Textbox(
-                        placeholder="Ask something…",
-                        label="Your question",  # its accessible name; the hint below stays visible
-                        show_label=False,
-                        lines=1,
-                        max_lines=12,
-                        scale=6,
-                        elem_id="message",
-                    )
-                    with gr.Column(scale=1, min_width=120):
-                        send = gr.Button("Send", variant="primary", elem_id="send")
-                        # Enabled while an answer is being written (Send is not: one answer at a time).
-                        stop = gr.Button("Stop", variant="stop", elem_id="stop", interactive=False)
-                # Out of the placeholder (faint, and gone once typing starts): always readable.
-                gr.Markdown("Enter sends · Shift+Enter adds a line", elem_id="message-hint")
-                self.stats = gr.Markdown("", elem_id="chat-stats")
-                # Evidence: the sentences of the sources that answer the question, best first, then the
-                # citations; choosing one shows its page with the text highlighted.
-                self.checks = gr.State([])
-                self.evidence = gr.Radio(
-                    choices=[],
-                    value=None,
-                    elem_id="evidence",
-                    label="Evidence from the documents (choose one to see it on its page)",
-                )
-                self.evidence_key = gr.Textbox(visible=False, elem_id="evidence-key")
-                self.page_view = gr.HTML("", elem_id="page-view")
+                # The answer and its evidence side by side on wide screens (the evidence and its page
+                # stay in view while reading the answer); on narrow ones the row wraps and they stack.
+                with gr.Row(elem_id="answer-and-evidence"):
+                    with gr.Column(scale=3, min_width=360, elem_id="answer-column"):
+                        self.chatbot = gr.Chatbot(
+                            label="Conversation",
+                            height=480,
+                            elem_id="chatbot",
+                            buttons=["copy", "copy_all"],
+                            feedback_options=None,
+                        )
+                        with gr.Row():
+                            # lines=1 is what makes Enter send in Gradio (a taller box sends on Shift+Enter);
+                            # the box still grows to max_lines as the text wraps, and Shift+Enter adds a line.
+                            self.message = gr.Textbox(
+                                placeholder="Ask something…",
+                                label="Your question",  # its accessible name; the hint below stays visible
+                                show_label=False,
+                                lines=1,
+                                max_lines=12,
+                                scale=6,
+                                elem_id="message",
+                            )
+                            with gr.Column(scale=1, min_width=120):
+                                send = gr.Button("Send", variant="primary", elem_id="send")
+                                # Enabled while an answer is being written (Send is not: one answer at a time).
+                                stop = gr.Button("Stop", variant="stop", elem_id="stop", interactive=False)
+                        # Out of the placeholder (faint, and gone once typing starts): always readable.
+                        gr.Markdown("Enter sends · Shift+Enter adds a line", elem_id="message-hint")
+                        self.stats = gr.Markdown("", elem_id="chat-stats")
+                    with gr.Column(scale=2, min_width=300, elem_id="evidence-column"):
+                        # Evidence: the sentences of the sources that answer the question, best first, then the
+                        # citations; choosing one shows its page with the text highlighted.
+                        self.checks = gr.State([])
+                        self.evidence = gr.Radio(
+                            choices=[],
+                            value=None,
+                            elem_id="evidence",
+                            label="Evidence from the documents (choose one to see it on its page)",
+                        )
+                        self.evidence_key = gr.Textbox(visible=False, elem_id="evidence-key")
+                        self.page_view = gr.HTML("", elem_id="page-view")
                 with gr.Accordion("Source passages of the last answer", open=False):
                     self.sources = gr.Markdown("", elem_id="chat-sources")
                 with gr.Accordion("Generation settings", open=False):
