@@ -52,7 +52,13 @@ class CompareTab:
         default = [t.id for t in targets if t.backend == "openvino"][:2]
         gr.Markdown(
             "Measure time to first token, time per token and throughput of models and backends "
-            "on this machine, side by side. Every run uses a different prompt (no cache effects)."
+            "on this machine, side by side. Every run uses a different prompt (no cache effects).\n\n"
+            "**TTFT** (time to first token): how long a user waits before the answer starts - mostly "
+            "reading the prompt. **TPOT** (time per output token): the pause between words once it "
+            "writes; 1000 / TPOT is the **decode tok/s** one user sees. **Aggregate tok/s**: tokens per "
+            "second across all users at once (what the server delivers under load). Lower TTFT and TPOT "
+            "are better; higher tok/s is better.",
+            elem_id="compare-glossary",
         )
         with gr.Row():
             self.targets = gr.CheckboxGroup(
