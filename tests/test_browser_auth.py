@@ -248,3 +248,34 @@ def test_a_member_uploads_into_a_private_collection_of_their_own(browser, server
     options = viewer.get_by_role("option").all_inner_texts()
     assert collection not in options, options
     viewer.context.close()
+
+
+def test_actions_a_member_may_not_take_are_hidden_with_the_reason(browser, server, tmp_path):
+    """In a collection that is read-only for a member, the index/delete buttons and the sharing
+    controls are not offered (they used to fail after the click); the note says why. In the
+    member's own collection they are."""
+    admin = sign_in(browser, server, "ada")
+    admin.get_by_role("tab", name="Upload").click()
+    admin.locator("#new-collection").get_by_text("New collection").click()
+    admin.locator("#new-collection-name input, #new-collection-name textarea").first.fill("team-shelf")
+    admin.get_by_label("Everyone signed in").check()
+    admin.locator("#create-collection").click()
+    admin.locator("#upload-result").get_by_text("is ready").wait_for(timeout=30_000)
+    admin.context.close()
+
+    page = sign_in(browser, server, "bob")
+    page.get_by_role("tab", name="Documents").click()
+    page.locator("#index-collection input").click()
+    page.get_by_role("option").first.wait_for(timeout=10_000)
+    options = page.get_by_role("option").all_inner_texts()
+    assert "team-shelf" in options, options  # readable by everyone signed in, managed by the admins
+    page.get_by_role("option", name="team-shelf", exact=True).click()
+    page.locator("#sharing-note").get_by_text("read only for you").wait_for(timeout=10_000)
+    assert not page.locator("#index-button").is_visible() and not page.locator("#delete-document").is_visible()
+    own = [o for o in options if o.startswith("bob")]
+    if own:
+        page.locator("#index-collection input").click()
+        page.get_by_role("option", name=own[0], exact=True).first.click()
+        page.locator("#sharing-note").get_by_text("you can manage its documents").wait_for(timeout=10_000)
+        assert page.locator("#index-button").is_visible() and page.locator("#delete-document").is_visible()
+    page.context.close()

@@ -206,7 +206,20 @@ class DocumentTabs:
             [upload_result, table, files, self.ix_collection, self.up_collection, self.ask_button],
             **INGEST,
         )
-        shown = [table, sharing_note, visibility, members, selected, selected_note, confirm]
+        # Actions the user may not take on this collection are hidden, and the sharing note says
+        # why ("read only for you"): they no longer fail only after the click.
+        shown = [
+            table,
+            sharing_note,
+            visibility,
+            members,
+            selected,
+            selected_note,
+            confirm,
+            self.manage_row,
+            self.password_box,
+            self.sharing_box,
+        ]
         self.ix_collection.change(self.show_collection, [self.ix_collection], shown, queue=False)
         refresh.click(self.refresh, [self.ix_collection], [self.up_collection, self.ix_collection] + shown, queue=False)
         table.select(self.select_row, [self.ix_collection], [selected, selected_note, confirm], queue=False)
@@ -290,6 +303,7 @@ class DocumentTabs:
         )
         visibility = found.visibility if found else "private"
         members = ", ".join(found.members) if found else ""
+        manage = found.can_manage_documents(actor) if found else actor.can_upload
         return (
             self.rows(collection, actor),
             self.sharing_text(collection, actor),
@@ -298,6 +312,9 @@ class DocumentTabs:
             None,
             "",
             gr.Group(visible=False),
+            gr.Row(visible=manage),
+            gr.Accordion(visible=manage),
+            gr.Accordion(visible=found.can_change_sharing(actor) if found else actor.can_upload),
         )
 
     def refresh(self, collection, request: gr.Request):
