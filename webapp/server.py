@@ -149,15 +149,15 @@ def create_app(settings: Settings, services: Services | None = None, preload: bo
         catalog = services.catalog
         name = catalog.default_choice()
         refresher = running.get("refresher")
-        if refresher is not None and not refresher.first_round_done.is_set():
-            # the remote servers (and discovery) have not been asked yet: a page loaded now would
-            # not offer their models
-            return JSONResponse({"ready": False, "model": name, "reason": "asking the model servers"}, status_code=503)
-        if name and catalog.has_loaded(name):
+        # Not before every model source was asked once: a page loaded earlier would not offer the
+        # remote servers' (or discovered OVMS') models.
+        asked = refresher is None or refresher.first_round_done.is_set()
+        if asked and name and catalog.has_loaded(name):
             return {"ready": True, "model": name}
         reason = (
             catalog.load_error(name or "")
             or "; ".join(catalog.problems())
+            or ("asking the model servers" if not asked else "")
             or (f"loading {name}" if name else "no chat model in the registry")
         )
         return JSONResponse({"ready": False, "model": name, "reason": reason}, status_code=503)

@@ -707,7 +707,11 @@ class ChatTab:
                 if isinstance(event, EvidenceReady):
                     # The evidence is known before the model writes a word: show it at once.
                     checks = check_items(event.evidence, event.sources)
-                    writing = "Writing the answer…" if mode in ("brief", "free") or not collection else ""
+                    writing = (
+                        "Writing the answer; each sentence is checked against the sources as it is written…"
+                        if collection and mode in ("brief", "free")
+                        else ("Writing the answer…" if not collection else "")
+                    )
                     yield emit(
                         chatbot=conversation,
                         stats=writing,
