@@ -91,6 +91,11 @@ def test_sign_in_with_the_keyboard_roles_shape_the_page_and_sign_out(browser, se
         assert visible_tabs(page) == tabs, (name, visible_tabs(page))
         page.locator("#sign-out").click()
         page.locator("#username").wait_for(timeout=30_000)
+        # Back returns to the sign-in page, not to a stored copy of the app whose calls all fail
+        # (pages are sent with Cache-Control: no-store)
+        page.go_back(wait_until="domcontentloaded")
+        page.locator("#username").wait_for(timeout=30_000)
+        assert "/auth/login" in page.url and page.get_by_text("Error").count() == 0
         page.goto(server + "/", wait_until="domcontentloaded")
         assert "/auth/login" in page.url  # signed out for real, not just a page change
         page.context.close()

@@ -65,3 +65,11 @@ def test_config_disables_run_history_and_blocks_store_paths(tmp_path):
         stored.parent.mkdir(parents=True)
         stored.write_bytes(b"%PDF-1.4 stored")
         assert client.get(f"/gradio_api/file={stored}").status_code == 403
+
+
+def test_pages_are_not_stored_by_the_browser_so_back_after_sign_out_asks_again(tmp_path):
+    app = create_app(Settings(models_dir=tmp_path / "none", data_dir=tmp_path / "data"), preload=False)
+    with TestClient(app, base_url="http://localhost") as client:
+        page = client.get("/")
+        assert page.status_code == 200 and page.headers["cache-control"] == "no-store"
+        assert "no-store" not in client.get("/healthz").headers.get("cache-control", "")  # JSON is left alone

@@ -154,6 +154,11 @@ class SecurityHeaders:
                 headers = list(message.get("headers") or [])
                 present = {name.lower() for name, _ in headers}
                 headers += [(name, value) for name, value in SECURITY_HEADERS if name not in present]
+                html = any(n.lower() == b"content-type" and v.startswith(b"text/html") for n, v in headers)
+                if html and b"cache-control" not in present:
+                    # A page is the signed-in user's: after sign-out, Back must ask the server again
+                    # (and land on the sign-in page), not show a stored copy whose calls all fail.
+                    headers.append((b"cache-control", b"no-store"))
                 message = {**message, "headers": headers}
             await send(message)
 
