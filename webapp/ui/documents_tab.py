@@ -150,8 +150,14 @@ class DocumentTabs:
                 )
                 refresh = gr.Button("Refresh", scale=1, elem_id="index-refresh")
             sharing_note = gr.Markdown(elem_id="sharing-note")
+            # The reason column gets the room: long file names used to push failure reasons out of view.
             table = gr.Dataframe(
-                headers=TABLE_HEADERS, value=[], interactive=False, wrap=True, elem_id="documents-table"
+                headers=TABLE_HEADERS,
+                value=[],
+                interactive=False,
+                wrap=True,
+                column_widths=["6%", "22%", "10%", "7%", "7%", "36%", "12%"],
+                elem_id="documents-table",
             )
             gr.Markdown("Click a row to choose a document.", elem_id="table-hint")
             selected = gr.Number(value=None, precision=0, visible=False, elem_id="selected-document")
