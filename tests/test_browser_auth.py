@@ -284,3 +284,20 @@ def test_actions_a_member_may_not_take_are_hidden_with_the_reason(browser, serve
         page.locator("#sharing-note").get_by_text("you can manage its documents").wait_for(timeout=10_000)
         assert page.locator("#index-button").is_visible() and page.locator("#delete-document").is_visible()
     page.context.close()
+
+
+def test_an_export_goes_away_with_its_conversation(browser, server):
+    """The Markdown export of one conversation is not left on screen when another one is opened."""
+    page = sign_in(browser, server, "bob")
+    page.locator("#new-chat").click()
+    page.locator("#message textarea").fill("Say hello in one word.")
+    page.keyboard.press("Enter")
+    page.locator("#chat-stats").get_by_text("tok/s").wait_for(timeout=90_000)
+    page.get_by_text("Rename, export, delete").click()
+    page.locator("#conversation-export").click()
+    page.locator("#conversation-file").get_by_text(".md").first.wait_for(timeout=30_000)
+    page.locator("#new-chat").click()
+    page.wait_for_function(
+        "!(document.querySelector('#conversation-file')?.innerText || '').includes('.md')", timeout=15_000
+    )
+    page.context.close()

@@ -362,6 +362,10 @@ class ChatTab:
         ).then(self.open_conversation, [self.conversation], opened, queue=False)
         rename.click(self.rename, [self.conversation, self.title], [self.history_list, self.tools_note], queue=False)
         export.click(self.export, [self.conversation], [export_file, self.tools_note])
+        # An export belongs to its conversation: opening another one (or a new one) takes it away.
+        self.conversation.change(
+            lambda: None, None, [export_file], queue=False, show_progress="hidden", api_visibility="private"
+        )
         delete.click(
             lambda c: (gr.Group(visible=c is not None), "" if c is not None else "Open a conversation first."),
             [self.conversation],
