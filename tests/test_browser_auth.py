@@ -292,7 +292,12 @@ def test_an_export_goes_away_with_its_conversation(browser, server):
     page.locator("#new-chat").click()
     page.locator("#message textarea").fill("Say hello in one word.")
     page.keyboard.press("Enter")
-    page.locator("#chat-stats").get_by_text("tok/s").wait_for(timeout=90_000)
+    # answered (from the documents or by the model, whichever this user's picker is on): Send is back
+    page.wait_for_function(
+        "document.querySelector('#stop').disabled && !document.querySelector('#send').disabled "
+        "&& document.querySelectorAll('#chatbot .message-row.bot-row, #chatbot [data-testid=bot]').length > 0",
+        timeout=90_000,
+    )
     page.get_by_text("Rename, export, delete").click()
     page.locator("#conversation-export").click()
     page.locator("#conversation-file").get_by_text(".md").first.wait_for(timeout=30_000)
