@@ -35,7 +35,7 @@ from webapp.chat.admission import Ticket
 from webapp.chat.answer_text import SentenceCutter, add_citation, defuse_links, md_literal, normal, quote_block
 from webapp.chat.followups import retrieval_query
 from webapp.chat.service import ChatService
-from webapp.chat.tasks import TASKS, aspect_of, task_of
+from webapp.chat.tasks import TASKS, aspect_of, may_be_about_whole_documents, task_of
 from webapp.errors import InvalidMessage, UserError
 from webapp.llm.base import ChatMessage, ChatStream, GenerationParams, StreamStats
 from webapp.rag.evidence import EvidenceFinder
@@ -323,6 +323,8 @@ class Answerer:
         collection = q.collection or ""
         if q.task is not None and q.task not in TASKS:
             raise InvalidMessage(f"The task must be one of {', '.join(TASKS)}.")
+        if q.task is None and not may_be_about_whole_documents(text):
+            return None  # most questions: no scan of the collection for the documents they name
         scoped = docs.scope(collection, q.documents, q.actor) if q.documents else []
         named = docs.named_in(collection, query, q.actor)
         if scoped:

@@ -55,6 +55,12 @@ _COMPARE_WORDS = re.compile(
 )
 
 
+def may_be_about_whole_documents(question: str) -> bool:
+    """Whether the wording could ask for anything but a passage answer: when not, ``task_of`` is
+    "answer" whatever the documents, and nobody needs to look for the documents it names."""
+    return any(p.search(question) for p in (_OVERVIEW, _OUTLINE, _COMPARE, _SUMMARY))
+
+
 def task_of(question: str, documents_named: int) -> str:
     """The task a question asks for; ``documents_named``: how many documents it names (or the
     user picked): a comparison needs two."""

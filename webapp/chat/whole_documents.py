@@ -112,11 +112,8 @@ def comparison(documents: Any, collection: str, subjects: Sequence[Any], aspect:
 def subject_name(documents: Any, doc: Any) -> str:
     """What a document is about, in a word or three: the short name its title opens with
     ("RoBERTa: A Robustly ..." -> "RoBERTa"), else its file name without the extension."""
-    title: str = documents.title(doc)
-    short = title.split(":")[0].strip()
-    if ":" in title and 1 <= len(short.split()) <= 3:
-        return short
-    return str(doc.label).rsplit(".", 1)[0].replace("_", " ")
+    short: str | None = documents.short_name(doc)
+    return short or str(doc.label).rsplit(".", 1)[0].replace("_", " ")
 
 
 def outline(documents: Any, doc: Any, question: str) -> Composed:

@@ -878,11 +878,16 @@ class DocumentService:
         first = re.split(r"[_\-. ]+", stem)[0]
         if first != stem and len(first) >= 3 and first.isupper():  # an acronym: "MMLU_measure.pdf" is "MMLU"
             names.add(first)
-        title = self.title(doc)
-        short = title.split(":")[0].strip()
-        if ":" in title and 1 <= len(short.split()) <= 3:
+        short = self.short_name(doc)
+        if short:
             names.add(short)
         return names
+
+    def short_name(self, doc: Document) -> str | None:
+        """The name a title opens with, when it has one ("RoBERTa: A Robustly ..." -> "RoBERTa")."""
+        title = self.title(doc)
+        short = title.split(":")[0].strip()
+        return short if ":" in title and 1 <= len(short.split()) <= 3 else None
 
     def named_in(self, collection: str, text: str, actor: Actor = LOCAL) -> list[Document]:
         """The indexed documents of ``collection`` that ``text`` names, in the order it names them:
