@@ -18,6 +18,7 @@ from webapp.auth.access import VISIBILITIES
 from webapp.auth.gate import Authenticator
 from webapp.documents.service import DocumentService
 from webapp.errors import UserError
+from webapp.readers.registry import EXTENSIONS
 from webapp.ui.safe_markdown import plain_text, warning
 
 log = logging.getLogger(__name__)
@@ -137,7 +138,12 @@ class DocumentTabs:
                     label="Share with (user names, comma-separated)", elem_id="new-collection-members"
                 )
                 create = gr.Button("Create collection", elem_id="create-collection")
-            files = gr.File(label="PDF files", file_count="multiple", file_types=[".pdf"], elem_id="upload-files")
+            files = gr.File(
+                label="Files: PDF, Word, PowerPoint, HTML, Markdown, text, Excel",
+                file_count="multiple",
+                file_types=list(EXTENSIONS),
+                elem_id="upload-files",
+            )
             index_now = gr.Checkbox(value=True, label="Index right after uploading")
             upload = gr.Button("Upload", variant="primary", elem_id="upload-button")
             upload_result = gr.Markdown(elem_id="upload-result")
