@@ -418,8 +418,9 @@ class ChatTab:
             return "", gr.Button(visible=False)
         if actor.can_upload:
             text = (
-                "**Nothing to ask about yet.** Upload PDFs in the **Upload** tab; once they are indexed, ask "
-                "here: answers quote your documents and cite their pages."
+                "**Nothing to ask about yet.** Upload documents (PDF, Word, PowerPoint, HTML, Markdown, text, "
+                "Excel) in the **Upload** tab; once they are indexed, ask here: answers quote your documents "
+                "and cite their pages."
             )
         else:
             text = "**No documents have been shared with you yet.** You can still chat with the model below."
