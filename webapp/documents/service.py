@@ -608,7 +608,7 @@ class DocumentService:
                 report.ocr_seconds += ocr.seconds
                 report.ocr_over_budget += len(ocr.over_budget)
             empty = [p for p in parsed.empty_pages if unusable(parsed.pages[p - 1])]
-            chunks = self.chunker.split(parsed.pages)
+            chunks = self.chunker.split(parsed.pages, parsed.tables)
             if not chunks:
                 raise PdfProblem(
                     _no_text_sentence(len(empty) == len(parsed.pages), ocr, self.settings.ocr_enabled), "no-text"

@@ -26,6 +26,7 @@ import numpy as np
 
 from webapp.rag.compounds import word_forms
 from webapp.rag.sentences import found_terms, negated, numbers, overlap, split_sentences, terms
+from webapp.rag.tables import is_row
 
 # Weights and gates, calibrated on benchmarks/arxiv_questions.json (docs/evidence.md).
 W_COSINE, W_OVERLAP = 0.40, 0.60  # a sentence's match with the question (or a claim)
@@ -102,6 +103,9 @@ def _window(
     answered by the sentences around the best one, before or after it ("We use WordPiece
     embeddings with a 30,000 token vocabulary. The first token ... The final hidden state ...").
     """
+
+    if is_row(candidates[i].text):
+        return [i]  # a table row names its columns itself; the next row is another model's numbers
 
     def usable(n: int) -> bool:
         return 0 <= n < len(candidates) and n not in taken and candidates[n].source == candidates[i].source
