@@ -49,7 +49,11 @@ def test_generated_table_becomes_rows_with_header_names(table_pdf):
     assert len(parsed.tables) == 1 and len(parsed.tables[0]) == 1, parsed.tables
     lines = parsed.tables[0][0].split("\n")
     assert lines[0] == CAPTION
-    assert lines[1:] == ["Model: Alpha | Params: 340M | Score: 82.1", BETA_ROW, "Model: Gamma | Params: 66M | Score: 77.0"]
+    assert lines[1:] == [
+        "Model: Alpha | Params: 340M | Score: 82.1",
+        BETA_ROW,
+        "Model: Gamma | Params: 66M | Score: 77.0",
+    ]
     # The table's cells left the prose; the sentences around it and the caption stayed.
     prose = parsed.pages[0]
     assert "110M" not in prose and "79.6" not in prose
@@ -59,7 +63,9 @@ def test_generated_table_becomes_rows_with_header_names(table_pdf):
 def test_table_chunks_sit_next_to_the_prose_and_rows_are_not_cut():
     from webapp.rag.chunking import PageChunker
 
-    rows = [f"Model: M{i} | Params: {i}00M | Score: {50 + i}.5 | Notes: trained on the reading corpus" for i in range(30)]
+    rows = [
+        f"Model: M{i} | Params: {i}00M | Score: {50 + i}.5 | Notes: trained on the reading corpus" for i in range(30)
+    ]
     table = "\n".join([CAPTION, *rows])
     chunks = PageChunker(300, 50).split([PROSE_TOP, PROSE_BOTTOM], [[], [table]])
     assert chunks[0].page == 1 and chunks[0].text == PROSE_TOP
