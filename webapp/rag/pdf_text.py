@@ -49,6 +49,7 @@ class ParsedPdf:
     skipped_figures: int = 0  # vector figures too large to read text from (see _skip_heavy_figures)
     # Per page (index i is page i+1): its tables, each as caption + one line per row (webapp/rag/tables.py).
     tables: list[list[str]] = field(default_factory=list)
+    labels: list[str] | None = None  # a non-PDF document's section labels, one per "page" (webapp/readers)
 
 
 def _tables(path: str, password: str | None, pages: list[str], start: int) -> dict[int, list[str]]:
@@ -276,6 +277,7 @@ class PageRange:
     title: str = ""
     skipped_figures: int = 0
     tables: list[list[str]] = field(default_factory=list)  # per page: its tables as text (see ParsedPdf)
+    labels: list[str] | None = None  # see ParsedPdf.labels
 
 
 def read_pages(
@@ -355,12 +357,14 @@ def assemble(parts: list[PageRange]) -> ParsedPdf:
     # decides afterwards whether anything readable is left.
     empty = [i + 1 for i, text in enumerate(pages) if unusable(text)]
     tables = [page for part in parts for page in (part.tables or [[] for _ in part.pages])]
+    labels = [label for part in parts for label in (part.labels or [])] or None
     return ParsedPdf(
         pages=pages,
         title=parts[0].title,
         empty_pages=empty,
         skipped_figures=sum(r.skipped_figures for r in parts),
         tables=tables,
+        labels=labels,
     )
 
 
