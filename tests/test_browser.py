@@ -308,6 +308,44 @@ def test_compare_two_targets_shows_table_and_plots(browser, live_server):
     page.close()
 
 
+TABLE_AND_BARS = """() => {
+  const box = document.querySelector('#compare-table .virtual-table-viewport') || document.querySelector('#compare-table');
+  const bars = (id) => Array.from(document.querySelectorAll('#' + id + ' .mark-rect path')).map(p => p.getBBox().height);
+  return {table: [box.scrollWidth, box.clientWidth], page: [document.documentElement.scrollWidth, window.innerWidth],
+          ttft: bars('compare-bar'), decode: bars('compare-bar-decode'), sweep: bars('compare-sweep')};
+}"""
+
+
+def test_compare_one_target_draws_its_bars_and_a_table_that_fits(browser, live_server):
+    """One target, one number of users: every chart still shows its bars (a bar per measure and per
+    number of users, from zero), and the results table fits its column at 1400 and at 400 px,
+    without the page scrolling sideways."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1200})
+    open_app(page, live_server)
+    page.get_by_role("tab", name="Compare").click()
+    targets = page.locator("#compare-targets")
+    for box in targets.locator("input[type=checkbox]").all():
+        box.uncheck()
+    targets.get_by_label("smollm2-135m-instruct-int4 · OpenVINO").check()
+    for label in ("2", "4"):
+        page.get_by_label(label, exact=True).uncheck()
+    page.locator("#compare-run").click()
+    page.locator("#compare-status").get_by_text("Done").wait_for(timeout=180_000)
+    page.wait_for_function("document.querySelectorAll('#compare-sweep .mark-rect path').length > 0", timeout=20_000)
+    for width in (1400, 400):
+        page.set_viewport_size({"width": width, "height": 1200})
+        page.wait_for_timeout(1500)  # the plots redraw at their new width
+        seen = page.evaluate(TABLE_AND_BARS)
+        assert seen["page"][0] <= seen["page"][1], (width, seen)  # no sideways scrolling of the page
+        assert seen["table"][0] <= seen["table"][1] + 1, (width, seen)  # the table fits its box
+        for chart in ("ttft", "decode", "sweep"):
+            assert len(seen[chart]) == 1 and seen[chart][0] > 20, (width, chart, seen)
+    assert "1 user" in page.locator("#compare-sweep").inner_text()
+    table = page.locator("#compare-table").inner_text()
+    assert "TTFT ms" in table and "smollm2-135m-instruct-int4" in table
+    page.close()
+
+
 def test_click_an_evidence_sentence_to_see_its_page_highlighted(browser, live_server, tmp_path):
     from tests.pdfgen import make_pdf
 
