@@ -557,6 +557,45 @@ def test_send_and_stop_are_enabled_only_when_they_do_something(browser, live_ser
     page.close()
 
 
+RECORD_STATUSES = """() => {
+  window.__statuses = [];
+  const box = document.querySelector('#chat-stats');
+  const note = () => {
+    const prose = box.querySelector('.prose, [data-testid="markdown"]') || box;
+    const text = prose.innerText.trim();
+    if (text !== window.__statuses[window.__statuses.length - 1]) window.__statuses.push(text);
+  };
+  new MutationObserver(note).observe(box, {subtree: true, childList: true, characterData: true});
+}"""
+STAGES = ("Searching the documents…", "Answering…", "Checking the answer against the sources…")
+
+
+def test_the_status_follows_the_answer_searching_answering_checking(browser, live_server, tmp_path):
+    """One question in the "quotes + a short answer" mode: the status line under the answer says
+    what is happening, in order (searching the documents, the model answering, its sentences
+    checked against the sources), and gives way to the answer's figures at the end."""
+    from tests.pdfgen import topic_pdf
+
+    page = browser.new_page(viewport={"width": 1280, "height": 1100})
+    open_app(page, live_server)
+    upload_and_index(page, topic_pdf(tmp_path / "espresso-stages.pdf", "coffee", pages=1))
+    page.get_by_role("tab", name="Chat").click()
+    pick(page, "collection-picker", "default")
+    page.get_by_text("Generation settings").click()
+    page.get_by_label("Quotes + a short answer, only what the sources support").check()
+    page.evaluate(RECORD_STATUSES)
+    page.locator("#message textarea").fill("At what pressure is espresso brewed?")
+    page.keyboard.press("Enter")
+    bot_messages(page).last.get_by_text("Sources:").wait_for(timeout=90_000)
+    page.wait_for_function("!document.querySelector('#send').disabled", timeout=60_000)
+    seen = [s for s in page.evaluate("window.__statuses") if s]
+    stages = [s for s in seen if s in STAGES]
+    first = [stages.index(s) for s in STAGES if s in stages]
+    assert len(first) == 3 and first == sorted(first), seen  # each stage shown, in this order
+    assert stages[0] == STAGES[0] and seen[-1] not in STAGES, seen  # then the answer's own line
+    page.close()
+
+
 def test_on_a_wide_screen_the_evidence_sits_beside_the_answer(browser, live_server, tmp_path):
     """At 1400 px the evidence list is to the right of the conversation, level with it (kotaemon's
     layout), so the page of a citation opens without losing the answer; the page image opens full
