@@ -596,6 +596,51 @@ def test_the_status_follows_the_answer_searching_answering_checking(browser, liv
     page.close()
 
 
+RECORD_ANNOUNCEMENTS = """() => {
+  window.__raw = [];  // any text or aria-label that shows a translation key such as "common.complete"
+  window.__said = [];  // what the live regions (what a screen reader announces) were given to say
+  const raw = (text) => { if (/\\bcommon\\./.test(text || '')) window.__raw.push(text.slice(0, 200)); };
+  const labels = (el) => { raw(el.getAttribute('aria-label')); el.querySelectorAll('[aria-label]').forEach((e) => raw(e.getAttribute('aria-label'))); };
+  new MutationObserver((records) => {
+    for (const r of records) {
+      if (r.type === 'attributes') { raw(r.target.getAttribute('aria-label')); continue; }
+      const nodes = r.type === 'characterData' ? [r.target] : Array.from(r.addedNodes);
+      for (const n of nodes) {
+        raw(n.textContent);
+        if (n.nodeType === 1) labels(n);
+        const live = (n.nodeType === 3 ? n.parentElement : n)?.closest('[aria-live]');
+        if (live && live.textContent.trim()) window.__said.push(live.textContent.trim());
+      }
+    }
+  }).observe(document.body, {childList: true, subtree: true, characterData: true, attributes: true, attributeFilter: ['aria-label']});
+}"""
+
+
+def test_screen_readers_hear_words_not_translation_keys(browser, live_server, tmp_path):
+    """Gradio announces each finished step in a polite live region; after an indexing run and after
+    an answer it says "Done", and no text or aria-label on the page ever shows a raw key such as
+    "common.complete" (what a screen reader read aloud before)."""
+    from tests.pdfgen import topic_pdf
+
+    page = browser.new_page(viewport={"width": 1280, "height": 1100})
+    open_app(page, live_server)
+    page.evaluate(RECORD_ANNOUNCEMENTS)
+    upload_and_index(page, topic_pdf(tmp_path / "railway-announce.pdf", "railway", pages=1))
+    # announcements are spaced at least 5 s apart: the last one comes a few seconds after the step
+    page.wait_for_function("window.__said.includes('Done')", timeout=20_000)
+    said = len(page.evaluate("window.__said"))
+    ask_documents(page, "default", "How long is the Trans-Siberian Railway?")
+    page.wait_for_function(f"window.__said.slice({said}).includes('Done')", timeout=20_000)
+    assert page.evaluate("window.__raw") == []
+    shown = page.evaluate(
+        "() => Array.from(document.body.querySelectorAll(':not(script):not(style)')).flatMap(e => [e.getAttribute('aria-label') || '',"
+        " Array.from(e.childNodes).filter(n => n.nodeType === 3).map(n => n.data).join(' ')])"
+        ".filter(t => /\\bcommon\\./.test(t))"
+    )
+    assert shown == [], shown
+    page.close()
+
+
 def test_on_a_wide_screen_the_evidence_sits_beside_the_answer(browser, live_server, tmp_path):
     """At 1400 px the evidence list is to the right of the conversation, level with it (kotaemon's
     layout), so the page of a citation opens without losing the answer; the page image opens full
