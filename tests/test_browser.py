@@ -320,6 +320,8 @@ def test_compare_one_target_draws_its_bars_and_a_table_that_fits(browser, live_s
     """One target, one number of users: every chart still shows its bars (a bar per measure and per
     number of users, from zero), and the results table fits its column at 1400 and at 400 px,
     without the page scrolling sideways."""
+    from tests.axe import violations
+
     page = browser.new_page(viewport={"width": 1400, "height": 1200})
     open_app(page, live_server)
     page.get_by_role("tab", name="Compare").click()
@@ -340,6 +342,7 @@ def test_compare_one_target_draws_its_bars_and_a_table_that_fits(browser, live_s
         assert seen["table"][0] <= seen["table"][1] + 1, (width, seen)  # the table fits its box
         for chart in ("ttft", "decode", "sweep"):
             assert len(seen[chart]) == 1 and seen[chart][0] > 20, (width, chart, seen)
+        assert violations(page) == [], width  # the filled table and charts pass axe-core too
     assert "1 user" in page.locator("#compare-sweep").inner_text()
     table = page.locator("#compare-table").inner_text()
     assert "TTFT ms" in table and "smollm2-135m-instruct-int4" in table
