@@ -387,6 +387,48 @@ def test_click_an_evidence_sentence_to_see_its_page_highlighted(browser, live_se
     page.close()
 
 
+def test_a_word_report_and_a_slide_deck_are_uploaded_and_their_evidence_opens_the_cited_section(
+    browser, live_server, tmp_path
+):
+    """Formats without pages (issue 25): uploaded through the Upload tab like a PDF, cited by section
+    and slide, and an evidence item opens the section's text with the sentence marked."""
+    from tests.office_samples import DOCX_PHRASES, PPTX_PHRASES, docx_sample, pptx_sample
+
+    report, deck = docx_sample(tmp_path / "turbine-report.docx"), pptx_sample(tmp_path / "osprey-deck.pptx")
+    page = browser.new_page(viewport={"width": 1400, "height": 1200})
+    open_app(page, live_server)
+    page.get_by_role("tab", name="Upload").click()
+    page.locator("#upload-files input[type=file]").set_input_files([str(report), str(deck)])
+    page.wait_for_timeout(500)
+    page.locator("#upload-button").click()
+    page.locator("#upload-result").get_by_text("Indexed 2 document").wait_for(timeout=90_000)
+
+    ask_documents(page, "default", "How often do maintenance crews replace the Kestrel gearbox oil?")
+    evidence = page.locator("#evidence")
+    evidence.get_by_text("turbine-report.docx, section 1.1 Maintenance").first.wait_for(timeout=20_000)
+    evidence.locator("label").filter(has_text="turbine-report.docx").first.click()
+    view = page.locator("#section-view")
+    view.wait_for(timeout=20_000)
+    assert "section 1.1 Maintenance" in view.inner_text()
+    assert "ninety days" in view.locator("mark#cited").inner_text()
+    assert page.locator("#page-image").count() == 0  # no page to draw: the section instead
+
+    ask_documents(page, "default", "What does the Osprey roadmap add in the autumn release?")
+    evidence.get_by_text("osprey-deck.pptx, slide 2").first.wait_for(timeout=20_000)
+    evidence.locator("label").filter(has_text="osprey-deck.pptx, slide 2").first.click()
+    page.wait_for_function("document.querySelector('#section-view')?.innerText.includes('slide 2')", timeout=20_000)
+    assert "offline sync" in page.locator("#section-view mark#cited").inner_text()
+    # The section opens in a tab of its own too: escaped text, no script allowed, scrolled to the sentence.
+    href = page.locator("#section-link").get_attribute("href")
+    assert href.endswith("#cited")
+    opened = page.request.get(live_server + "/" + href.split("#")[0])
+    assert opened.status == 200 and "script-src" not in opened.headers["content-security-policy"]
+    assert "default-src 'none'" in opened.headers["content-security-policy"]
+    assert f'<mark id="cited">{PPTX_PHRASES[1][0]}' in opened.text() or "offline sync" in opened.text()
+    assert DOCX_PHRASES[0][0] not in opened.text()  # another document's text never leaks in
+    page.close()
+
+
 def test_a_compound_question_and_its_follow_up_get_quoted_cited_answers(browser, live_server, tmp_path):
     """The question a newcomer asks first, spelled as people type it ("BERT-large", the PDF says
     "BERTLARGE"), then a follow-up that only says "it": both answers open with the sources' own

@@ -52,7 +52,12 @@ def test_old_documents_become_admin_owned_and_shared_with_everyone(old_folder, s
         access = {c.name: c for c in docs.collection_access(viewer)}
         assert set(access) == {"default", "reports"}
         assert all(c.owner is None and c.visibility == "everyone" for c in access.values())
-        assert meta(old_folder)["format_version"] == "2" and "migrated_at" in meta(old_folder)
+        assert meta(old_folder)["format_version"] == "3" and "migrated_at" in meta(old_folder)
+        # format 3 (issue 25): what was stored before is a PDF from an upload, cited by page
+        assert {(d.format, d.source_key) for d in docs.documents(None, admin)} == {("pdf", None)}
+        assert all(docs.store.original_path(d).is_file() for d in docs.documents(None, admin))
+        hit = docs.search("default", "volcano lava magma", actor=viewer)[0]
+        assert hit.section is None and hit.where == f"p. {hit.page}"
         # Everyone reads the old documents; only admins manage them.
         assert [p.document for p in docs.search("default", "volcano lava magma", actor=viewer)][:1] == ["volcano.pdf"]
         assert [p.document for p in docs.search("reports", "honey bees waggle dance", actor=member)][:1] == ["bees.pdf"]
@@ -88,7 +93,7 @@ def test_a_crash_during_the_migration_leaves_the_old_format(old_folder, settings
     docs = DocumentService(settings_factory(data_dir=old_folder))
     try:
         assert docs.collections() == ["default", "reports"]
-        assert meta(old_folder)["format_version"] == "2"
+        assert meta(old_folder)["format_version"] == "3"
         assert {d.label for d in docs.documents()} == {"volcano.pdf", "bees.pdf"}
     finally:
         docs.close()
@@ -102,7 +107,7 @@ def test_a_newer_format_is_refused_with_a_sentence(old_folder, settings_factory)
     conn.commit()
     conn.close()
     docs = DocumentService(settings_factory(data_dir=old_folder))
-    assert "has format 99; this version of the app reads formats 1 to 2" in docs.available()
+    assert "has format 99; this version of the app reads formats 1 to 3" in docs.available()
     assert meta(old_folder)["format_version"] == "99"  # untouched
 
 

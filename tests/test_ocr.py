@@ -85,7 +85,7 @@ def test_a_mixed_pdf_ocrs_only_its_scanned_pages(tesseract, settings_factory, tm
         docs.add_files("default", [(mixed, mixed.name)])
         doc = docs.index_queued("default").indexed[0]
         assert "Read 1 scanned page(s) by OCR" in doc.reason
-        words = json.loads(docs.ocr_words_path(doc.sha256).read_text())["pages"]
+        words = json.loads(docs.indexer.ocr_words_path(doc.sha256).read_text())["pages"]
         assert list(words) == ["2"]  # page 1 kept pypdf's text
         assert [p.page for p in docs.search("default", "When does the canteen open?")][:1] == [1]
         assert [p.page for p in docs.search("default", "electric car charging bays")][:1] == [2]

@@ -135,7 +135,8 @@ def test_search_returns_the_cli_json(api):
     )
     assert r.status_code == 200
     first = r.json()["data"][0]
-    assert set(first) == {"rank", "document", "page", "score", "similarity", "text"} and first["rank"] == 1
+    assert set(first) == {"rank", "document", "page", "where", "score", "similarity", "text"} and first["rank"] == 1
+    assert first["where"] == f"p. {first['page']}"
     assert first["document"] == "volcano-notes.pdf"
 
 

@@ -111,6 +111,7 @@ def _print_json(obj) -> None:
 
 def cmd_index(args) -> int:
     from webapp.documents.service import DocumentService
+    from webapp.readers.registry import format_for
 
     settings = _settings_from(args)
     actor = _actor(args, settings)
@@ -119,7 +120,8 @@ def cmd_index(args) -> int:
     files = []
     for p in args.paths:
         path = Path(p)
-        files += sorted(path.rglob("*.pdf")) if path.is_dir() else [path]
+        # a folder: every file of a format the app reads, in its subfolders too
+        files += sorted(f for f in path.rglob("*") if f.is_file() and format_for(f.name)) if path.is_dir() else [path]
     password = _pdf_password(args)
     results = docs.add_files(collection, [(f, f.name) for f in files], actor)
     for r in results:
@@ -178,17 +180,6 @@ def cmd_reembed(args) -> int:
     return 0
 
 
-def _passage_json(n, p) -> dict:
-    return {
-        "rank": n,
-        "document": p.document,
-        "page": p.page,
-        "score": round(p.score, 6),
-        "similarity": round(p.similarity, 4),
-        "text": p.text,
-    }
-
-
 def cmd_search(args) -> int:
     from webapp.documents.service import DocumentService
 
@@ -204,12 +195,12 @@ def cmd_search(args) -> int:
         documents=args.document,
     )
     if args.json:
-        _print_json([_passage_json(n, p) for n, p in enumerate(passages, start=1)])
+        _print_json([p.as_json(n) for n, p in enumerate(passages, start=1)])
     else:
         if not passages:
             print("Nothing relevant found.")
         for n, p in enumerate(passages, start=1):
-            print(f"[{n}] {p.document}, page {p.page}  (score {p.score:.4f}, similarity {p.similarity:.2f})")
+            print(f"[{n}] {p.document}, {p.where}  (score {p.score:.4f}, similarity {p.similarity:.2f})")
             print("    " + p.text[:300].replace("\n", " ") + ("…" if len(p.text) > 300 else ""))
     docs.close()
     return 0
@@ -252,7 +243,7 @@ def cmd_ask(args) -> int:
         services.close()
     if args.json:
         out = answer_json(answer)
-        out["passages"] = [_passage_json(n, p) for n, p in enumerate(answer.sources, start=1)]
+        out["passages"] = [p.as_json(n) for n, p in enumerate(answer.sources, start=1)]
         out["tokens"] = answer.stats.completion_tokens
         _print_json(out)
         return 1 if answer.error else 0

@@ -20,7 +20,6 @@ from mcp.server.mcpserver import Context, MCPServer  # module level: the SDK rea
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
 
-from webapp.api.openai_api import passage_json
 from webapp.auth.gate import request_user
 from webapp.chat.answering import Question, answer_json
 from webapp.errors import UserError
@@ -69,7 +68,7 @@ def build_mcp(services):
         k = max(1, min(int(k), 50))
         scope = list(documents or [])[:100]
         passages = await in_thread(lambda: docs.search(collection, query, k=k, actor=actor, documents=scope or None))
-        return [passage_json(n, p) for n, p in enumerate(passages, start=1)]
+        return [p.as_json(n) for n, p in enumerate(passages, start=1)]
 
     @server.tool(
         description="Answer a question from one collection. Returns the answer (it opens with the "

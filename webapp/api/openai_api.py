@@ -114,17 +114,6 @@ class SearchRequest(BaseModel):
     documents: list[str] | None = Field(None, max_length=MAX_SCOPED_DOCUMENTS)  # search these documents alone
 
 
-def passage_json(rank: int, p) -> dict:
-    return {
-        "rank": rank,
-        "document": p.document,
-        "page": p.page,
-        "score": round(p.score, 6),
-        "similarity": round(p.similarity, 4),
-        "text": p.text,
-    }
-
-
 class _Cut:
     """Applies ``stop`` strings to streamed text: holds back what could be the start of one."""
 
@@ -186,7 +175,7 @@ def openai_router(services) -> APIRouter:
             )
         except UserError as exc:
             raise APIError(404 if "no collection" in exc.user_message else 400, exc.user_message) from exc
-        return {"object": "list", "data": [passage_json(n, p) for n, p in enumerate(passages, start=1)]}
+        return {"object": "list", "data": [p.as_json(n) for n, p in enumerate(passages, start=1)]}
 
     @router.post("/chat/completions")
     async def completions(body: ChatRequest, request: Request):

@@ -172,7 +172,8 @@ def grounding_json(answer: Answer) -> dict[str, Any]:
         "mode": answer.mode,
         "query": answer.query,
         "citations": [
-            {"source": n, "document": p.document, "page": p.page} for n, p in enumerate(answer.sources, start=1)
+            {"source": n, "document": p.document, "page": p.page, "where": p.where}
+            for n, p in enumerate(answer.sources, start=1)
         ],
         "evidence": [e.as_json() for e in answer.evidence],
         "claims": [c.as_json() for c in answer.claims],

@@ -60,7 +60,7 @@ class Conversation:
 class StoredMessage:
     role: str
     content: str
-    sources: list[dict[str, Any]] = field(default_factory=list)  # [{"document": label, "page": n}]
+    sources: list[dict[str, Any]] = field(default_factory=list)  # [{"document": label, "page": n, "where": "p. n"}]
     # What made the answer checkable, kept so a reopened conversation shows it again:
     # {"evidence": [{"key", "document_id", "page", "text", "label"}], "claims": [{"text", "supported", "source"}]}
     checks: dict[str, Any] = field(default_factory=dict)
@@ -70,7 +70,8 @@ class StoredMessage:
         return ChatMessage(self.role, self.content)
 
     def citation_line(self) -> str:
-        return format_citations((s["document"], s["page"]) for s in self.sources)
+        # "where" is kept since store format 3 (issue 25); older messages cite PDF pages.
+        return format_citations((s["document"], s.get("where") or f"p. {s['page']}") for s in self.sources)
 
 
 class NoConversation(UserError):

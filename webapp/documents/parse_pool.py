@@ -84,8 +84,9 @@ class ParsePool:
                         yield file.doc, _raiser(exc)
                         continue
                     file.parts.append(part)
-                    if start == 0 and stop is not None and part.total > stop:
-                        rest = [(file, a, b) for a, b in self._ranges(stop, part.total)]
+                    read = start + len(part.pages)  # a non-PDF document comes whole, past FIRST_RANGE
+                    if start == 0 and stop is not None and part.total > read:
+                        rest = [(file, a, b) for a, b in self._ranges(read, part.total)]
                         file.unread += len(rest)
                         jobs.extendleft(reversed(rest))
                     if file.unread == 0:

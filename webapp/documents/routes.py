@@ -1,10 +1,13 @@
-"""HTTP routes for a document's original PDF and its highlighted page images.
+"""HTTP routes for a document's original, its highlighted page images and (formats without pages) its sections.
 
 Behind the same sign-in gate as everything else, and each checks that the signed-in user may read
 the document's collection (an id from someone else's private collection is "not found").
 
     GET /documents/{id}.pdf                       the original, shown inline (add #page=N to open at a page)
     GET /documents/{id}/pages/{n}.png?highlight=  page n as a PNG with that text highlighted
+    GET /documents/{id}/sections/{n}.html?highlight=  section n of a Word/PowerPoint/HTML/... document,
+                                                  that text marked (add #cited to scroll to it)
+    GET /documents/{id}/original                  the original file of any format, as a download
 
 An upload is stored when its first KB holds ``%PDF-``, so an HTML page starting with that line is
 stored too (nothing a user sends is lost). Only a document the sandboxed reader has indexed - pypdf
@@ -18,9 +21,10 @@ from __future__ import annotations
 import re
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 
 from webapp.auth.gate import Authenticator, request_user
+from webapp.documents.section_view import section_page
 from webapp.documents.service import DocumentsBusy, DocumentService
 from webapp.errors import UserError
 
@@ -41,11 +45,11 @@ def document_router(documents: DocumentService, auth: Authenticator) -> APIRoute
         """The stored PDF, inline, so the browser's viewer opens it (at #page=N); a download when the
         reader has not found it to be a PDF."""
         try:
-            doc, path = documents.pdf_path(doc_id, actor(request))
+            doc, path = documents.original(doc_id, actor(request))
         except UserError as exc:
             return JSONResponse({"detail": exc.user_message}, status_code=404)
         name = _inline_name(doc.label)
-        if doc.status == "indexed":
+        if doc.status == "indexed" and doc.format == "pdf":
             return FileResponse(
                 path,
                 media_type="application/pdf",
@@ -67,6 +71,41 @@ def document_router(documents: DocumentService, auth: Authenticator) -> APIRoute
                 "cache-control": "private, no-store",
                 "x-content-type-options": "nosniff",
                 "content-security-policy": "default-src 'none'; sandbox; frame-ancestors 'none'",
+            },
+        )
+
+    @router.get("/{doc_id}/original")
+    def download(doc_id: int, request: Request):
+        """Any document's original as a download: never rendered by the browser in this origin."""
+        try:
+            doc, path = documents.original(doc_id, actor(request))
+        except UserError as exc:
+            return JSONResponse({"detail": exc.user_message}, status_code=404)
+        return FileResponse(
+            path,
+            media_type="application/octet-stream",
+            headers={
+                "content-disposition": f'attachment; filename="{_inline_name(doc.label)}"',
+                "cache-control": "private, no-store",
+                "x-content-type-options": "nosniff",
+                "content-security-policy": "default-src 'none'; sandbox; frame-ancestors 'none'",
+            },
+        )
+
+    @router.get("/{doc_id}/sections/{number}.html")
+    def section(doc_id: int, number: int, request: Request, highlight: str = Query("", max_length=4000)):
+        """Section ``number`` of a document without PDF pages, ``highlight`` marked; the document's
+        text is escaped and the page may run no script at all."""
+        try:
+            doc, label, text = documents.section(doc_id, number, actor(request))
+        except UserError as exc:
+            return JSONResponse({"detail": exc.user_message}, status_code=404)
+        return HTMLResponse(
+            section_page(doc.label, label, text, highlight),
+            headers={
+                "cache-control": "private, no-store",
+                "x-content-type-options": "nosniff",
+                "content-security-policy": "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'self'",
             },
         )
 

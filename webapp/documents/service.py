@@ -7,31 +7,22 @@ and store open lazily: the chat works even when no embedding model is built.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import re
 import threading
-import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from webapp.atomic import atomic_write_json
 from webapp.auth.access import LOCAL, Actor, CollectionAccess, Forbidden
 from webapp.auth.users import valid_name
-from webapp.documents.fair_share import FairShare
-from webapp.documents.parse_pool import ParsePool
+from webapp.documents.indexer import Indexer, IndexReport, Progress
 from webapp.documents.uploads import discard_uploads, safe_label, store_upload, upload_problem
 from webapp.errors import UserError
-from webapp.rag.chunking import PageChunker
-from webapp.rag.ocr import MISSING as OCR_MISSING
-from webapp.rag.ocr import OcrResult, ocr_pages
 from webapp.rag.page_image import PageImageError, PageImages, RenderBusy
-from webapp.rag.pdf_text import PageRange, ParsedPdf, PdfProblem, read_pages, unusable
 from webapp.rag.retrieval import Passage, Retriever, search_terms
 from webapp.rag.store import (
     Document,
-    DocumentGone,
     DocumentStore,
     StoreError,
     recorded_embedding_model,
@@ -54,8 +45,6 @@ NAME_REFUSED = (
     "That name cannot be used for a new collection; choose another of 1 to 64 characters, without control characters."
 )
 
-# progress(fraction 0..1, description)
-Progress = Callable[[float, str], None]
 
 ALREADY_RUNNING = "Indexing is already running; wait for it to finish."
 
@@ -70,58 +59,6 @@ class UploadResult:
     document: Document | None = None
     duplicate: bool = False
     error: str | None = None
-
-
-@dataclass
-class IndexReport:
-    indexed: list[Document] = field(default_factory=list)
-    failed: list[Document] = field(default_factory=list)
-    deleted: list[str] = field(default_factory=list)  # labels of documents deleted while queued/indexing
-    pages: int = 0
-    chunks: int = 0
-    seconds: float = 0.0
-    ocr_pages: int = 0  # scanned pages read by OCR
-    ocr_seconds: float = 0.0
-    ocr_over_budget: int = 0  # scanned pages left unread: past a document's OCR budget
-
-    def summary(self) -> str:
-        rate = f", {self.pages / self.seconds:.1f} pages/s" if self.seconds > 0 and self.pages else ""
-        text = f"Indexed {len(self.indexed)} document(s): {self.pages} pages, {self.chunks} chunks in {self.seconds:.1f} s{rate}."
-        if self.ocr_pages:
-            text += f" {self.ocr_pages} scanned page(s) read by OCR in {self.ocr_seconds:.1f} s."
-        if self.ocr_over_budget:
-            text += f" {self.ocr_over_budget} scanned page(s) were past the OCR budget and not read (see each note)."
-        if self.failed:
-            text += f" {len(self.failed)} failed: " + "; ".join(f"{d.label}: {d.reason}" for d in self.failed)
-        if self.deleted:
-            text += f" {len(self.deleted)} deleted while indexing: " + ", ".join(self.deleted) + "."
-        return text
-
-
-def _pages(numbers: Sequence[int]) -> str:
-    return ", ".join(map(str, numbers[:10])) + ("…" if len(numbers) > 10 else "")
-
-
-def _no_text_sentence(all_pages_empty: bool, ocr, ocr_enabled: bool) -> str:
-    if not all_pages_empty:
-        return "No usable text was found in this PDF."
-    if not ocr_enabled:
-        return (
-            "No text layer was found in this PDF (it looks scanned or image-only) and OCR is turned off "
-            "on this server (DOCCHAT_OCR_ENABLED)."
-        )
-    if ocr is not None and ocr.over_budget:
-        return (
-            f"No text layer was found in this PDF and OCR found no text in the {len(ocr.texts) + len(ocr.failed)} "
-            f"scanned page(s) it tried; the other {len(ocr.over_budget)} were not read (past this server's "
-            "OCR budget per document)."
-        )
-    if ocr is not None and ocr.failed and not ocr.pages:
-        reason = next(iter(ocr.failed.values()))
-        if reason == OCR_MISSING:
-            return "No text layer was found in this PDF, and OCR is not available on this server (Tesseract is not installed)."
-        return f"No text layer was found in this PDF and OCR could not read it: {reason.rstrip('.')}."
-    return "No text layer was found in this PDF and OCR read no text from its pages."
 
 
 class DocumentService:
@@ -140,13 +77,10 @@ class DocumentService:
         self._held: set[str] = set()
         self._all_held = False
         self._reembedding = False
-        self._run_ids = itertools.count(1)
-        # The indexer's sandboxed children (PDF ranges, OCR pages) across all runs, shared fairly.
-        self._share = FairShare(settings.parse_workers or usable_cpus())
+        self.indexer = Indexer(settings, metrics)
         self._store: DocumentStore | None = None
         self._embedder = None
         self._retriever: Retriever | None = None
-        self.chunker = PageChunker(settings.chunk_size, settings.chunk_overlap)
         self._pages = PageImages(
             Path(settings.data_dir) / "pages",
             settings.page_cache_mb,
@@ -376,7 +310,9 @@ class DocumentService:
         for path, name in files:
             try:
                 stored = store_upload(Path(path), name, self.store.files_dir, max_bytes)
-                doc, new = self.store.add_document(collection, stored.sha256, stored.label, stored.size_bytes)
+                doc, new = self.store.add_document(
+                    collection, stored.sha256, stored.label, stored.size_bytes, format=stored.format
+                )
                 results.append(UploadResult(stored.label, doc, duplicate=not new))
             except UserError as exc:
                 log.info("upload %r refused: %s", name, exc.user_message)
@@ -416,8 +352,8 @@ class DocumentService:
         deleted = self.store.delete_document(doc.id)
         if deleted is None:
             raise UserError(f"There is no document with id {int(doc_id)}.")
-        if not (self.store.files_dir / f"{doc.sha256}.pdf").exists():  # the last copy went: its OCR words too
-            self.ocr_words_path(doc.sha256).unlink(missing_ok=True)
+        if not self.store.original_path(doc).exists():  # the last copy went: its OCR words too
+            self.indexer.ocr_words_path(doc.sha256).unlink(missing_ok=True)
         log.info("document %s (%s) deleted from %r by %s", doc.id, doc.label, doc.collection, actor.name)
         return deleted
 
@@ -521,6 +457,10 @@ class DocumentService:
             else:
                 self._held.add(collection)
 
+    def _run(self, queue: list[Document], progress: Progress | None, passwords: dict[int, str]) -> IndexReport:
+        self._open()
+        return self.indexer.run(self.store, self._embedder, queue, progress, passwords)
+
     def _unclaim(self, docs: Sequence[Document], collection: str | None, whole: bool) -> None:
         with self._runs_lock:
             self._claimed.difference_update(d.id for d in docs)
@@ -529,194 +469,6 @@ class DocumentService:
                     self._all_held = False
                 else:
                     self._held.discard(collection)
-
-    def _run(self, queue: list[Document], progress: Progress | None, passwords: dict[int, str]) -> IndexReport:
-        """Index ``queue`` (documents this run has claimed); failures are per document."""
-        report = IndexReport()
-        started = time.perf_counter()
-        run = next(self._run_ids)  # this run's key in the fair share of children
-        # PDFs are read on every core, big ones split into page ranges (parse_pool.py), and
-        # each is chunked and embedded as soon as it has been read, in whatever order that is.
-        finished = [0]
-
-        def reading(d: Document) -> None:
-            self.store.set_status(d.id, "parsing")
-            if progress:
-                progress(finished[0] / max(1, len(queue)), f"{d.label}: reading pages")
-
-        def read(d: Document, password: str | None, start: int, stop: int | None) -> PageRange:
-            with self._share.slot(run):
-                return self._read_range(d, password, start, stop)
-
-        pool = ParsePool(read, self.settings.parse_workers or usable_cpus(), on_start=reading)
-        for n, (doc, parse) in enumerate(pool.parsed(queue, passwords)):
-            finished[0] = n
-
-            def step(fraction: float, what: str, n=n, doc=doc):
-                if progress:
-                    progress((n + fraction) / max(1, len(queue)), f"{doc.label}: {what}")
-
-            done = self._index_one(doc, step, parse, report, run)
-            if done is None:
-                report.deleted.append(doc.label)
-            elif done.status == "indexed":
-                report.indexed.append(done)
-                report.pages += done.pages or 0
-                report.chunks += done.chunks or 0
-            else:
-                report.failed.append(done)
-        report.seconds = time.perf_counter() - started
-        if self.metrics is not None:
-            self.metrics.documents.labels("indexed").inc(len(report.indexed))
-            self.metrics.documents.labels("failed").inc(len(report.failed))
-            self.metrics.pages.inc(report.pages)
-            self.metrics.ocr_pages.inc(report.ocr_pages)
-        if progress:
-            progress(1.0, "done")
-        return report
-
-    def _read_range(self, doc: Document, password: str | None, start: int, stop: int | None) -> PageRange:
-        s = self.settings
-        return read_pages(
-            self.store.files_dir / f"{doc.sha256}.pdf",
-            start,
-            stop,
-            password=password,
-            timeout_s=s.pdf_timeout_s,
-            memory_mb=s.pdf_memory_mb,
-            max_pages=s.max_pages,
-            max_figure_kb=s.pdf_max_figure_kb,
-            nice=s.pdf_parser_nice,
-        )
-
-    def _index_one(
-        self,
-        doc: Document,
-        step: Callable[[float, str], None],
-        parse: Callable[[], ParsedPdf],
-        report: IndexReport,
-        run: int = 0,
-    ) -> Document | None:
-        """The document as indexing left it, or None if it was deleted meanwhile."""
-        store = self.store
-        try:
-            step(0.0, "reading text")
-            parsed = parse()
-            ocr = self._ocr(doc, parsed, step, run)
-            if ocr:
-                report.ocr_pages += ocr.pages
-                report.ocr_seconds += ocr.seconds
-                report.ocr_over_budget += len(ocr.over_budget)
-            empty = [p for p in parsed.empty_pages if unusable(parsed.pages[p - 1])]
-            chunks = self.chunker.split(parsed.pages)
-            if not chunks:
-                raise PdfProblem(
-                    _no_text_sentence(len(empty) == len(parsed.pages), ocr, self.settings.ocr_enabled), "no-text"
-                )
-            store.set_status(doc.id, "embedding")
-            step(0.2, f"embedding {len(chunks)} chunks")
-            vectors = self._embedder.embed_documents(
-                [c.text for c in chunks], progress=lambda i, n: step(0.2 + 0.75 * i / n, f"embedded {i}/{n} chunks")
-            )
-            notes = []
-            if ocr and ocr.over_budget:
-                notes.append(self._over_budget_note(ocr, len(parsed.empty_pages)))
-            elif ocr and ocr.pages:
-                notes.append(f"Read {ocr.pages} scanned page(s) by OCR in {ocr.seconds:.1f} s.")
-            if ocr and ocr.failed:
-                notes += sorted(
-                    {
-                        f"OCR skipped page(s) {_pages(sorted(p for p, r in ocr.failed.items() if r == reason))}: "
-                        f"{reason.rstrip('.')}."
-                        for reason in ocr.failed.values()
-                    }
-                )
-            if empty:
-                notes.append(
-                    f"No text layer on page(s) {_pages(empty)}"
-                    + (" (OCR found no text there either)." if ocr and not ocr.failed else ".")
-                )
-            if parsed.skipped_figures:
-                notes.append(f"Text inside {parsed.skipped_figures} very large figure(s) was not read.")
-            note = " ".join(notes) or None
-            store.save_chunks(doc.id, [len(p) for p in parsed.pages], chunks, vectors, note=note)
-            if ocr and ocr.words:
-                self._save_ocr_words(doc, ocr)
-        except DocumentGone:
-            log.info("document %s (%s) was deleted while being indexed", doc.id, doc.label)
-        except PdfProblem as exc:
-            store.set_status(doc.id, "failed", exc.user_message)
-        except UserError as exc:
-            store.set_status(doc.id, "failed", exc.user_message)
-        except Exception:
-            log.exception("indexing document %s (%s) failed", doc.id, doc.label)
-            store.set_status(doc.id, "failed", "An unexpected error stopped indexing this file; see the server log.")
-        return store.document(doc.id)
-
-    def _ocr(self, doc: Document, parsed: ParsedPdf, step, run: int = 0) -> OcrResult | None:
-        """OCR the pages without a text layer (in place), within the document's budget; None when
-        off or none. Each page takes a slot of the fair share, as parsing does."""
-        s = self.settings
-        if not parsed.empty_pages or not s.ocr_enabled:
-            return None
-        step(0.05, f"OCR of {len(parsed.empty_pages)} scanned page(s)")
-        result = ocr_pages(
-            self.store.files_dir / f"{doc.sha256}.pdf",
-            parsed.empty_pages,
-            dpi=s.ocr_dpi,
-            language=s.ocr_language,
-            timeout_s=s.ocr_page_timeout_s,
-            memory_mb=s.pdf_memory_mb,
-            nice=s.pdf_parser_nice,
-            command=s.ocr_command,
-            max_pages=s.ocr_max_pages,
-            budget_s=s.ocr_max_seconds,
-            slot=lambda: self._share.slot(run),
-            progress=lambda done, n: step(0.05 + 0.15 * done / n, f"OCR: {done} of {n} scanned page(s) read"),
-        )
-        for page, text in result.texts.items():
-            parsed.pages[page - 1] = text
-        log.info(
-            "OCR of %s: %d page(s) read, %d failed, %d over budget, %.1f s",
-            doc.label,
-            result.pages,
-            len(result.failed),
-            len(result.over_budget),
-            result.seconds,
-        )
-        return result
-
-    def _save_ocr_words(self, doc: Document, ocr: OcrResult) -> None:
-        """The word boxes that let a citation highlight OCR'd text on the page (webapp/rag/page_image.py),
-        written once the chunks are committed, so a failed re-index leaves the boxes of the text still
-        being searched; failing to write them costs highlights, never the indexed document."""
-        try:
-            atomic_write_json(
-                self.ocr_words_path(doc.sha256),
-                {"format_version": 1, "pages": {str(p): w for p, w in ocr.words.items()}},
-            )
-        except OSError as exc:
-            log.warning("could not keep the OCR word boxes of %s: %s", doc.label, exc)
-
-    def _over_budget_note(self, ocr: OcrResult, scanned: int) -> str:
-        s = self.settings
-        return (
-            f"Read {ocr.pages} of {scanned} scanned page(s) by OCR in {ocr.seconds:.1f} s; page(s) "
-            f"{_pages(ocr.over_budget)} were not read: this server reads at most {s.ocr_max_pages} scanned "
-            f"pages and {s.ocr_max_seconds:.0f} s of OCR per document."
-        )
-
-    def ocr_words_path(self, sha256: str) -> Path:
-        return Path(self.settings.data_dir) / "ocr" / f"{sha256}.json"
-
-    def _ocr_words(self, sha256: str, page: int) -> list | None:
-        """The OCR'd words of a scanned page (None for born-digital pages)."""
-        import json
-
-        try:
-            return json.loads(self.ocr_words_path(sha256).read_text())["pages"].get(str(page))
-        except (OSError, ValueError, KeyError):
-            return None
 
     def embedding_models(self) -> list[str]:
         """Registered embedding models (what ``reembed`` can switch to)."""
@@ -953,23 +705,35 @@ class DocumentService:
             raise UserError(f"There is no document with id {int(doc_id)}.")
         return doc
 
-    def pdf_path(self, doc_id: int, actor: Actor = LOCAL) -> tuple[Document, Path]:
-        """The stored PDF of a document ``actor`` may read (for "open at this page")."""
+    def original(self, doc_id: int, actor: Actor = LOCAL) -> tuple[Document, Path]:
+        """The stored original of a document ``actor`` may read (to open at a page, or download)."""
         doc = self.readable_document(doc_id, actor)
-        return doc, self.store.files_dir / f"{doc.sha256}.pdf"
+        return doc, self.store.original_path(doc)
 
     def page_image(self, doc_id: int, page: int, highlight: str, actor: Actor = LOCAL):
-        """Page ``page`` of a document as a PNG with ``highlight`` marked (cached; rendered in the
+        """Page ``page`` of a PDF as a PNG with ``highlight`` marked (cached; rendered in the
         sandbox, a few at a time: DocumentsBusy when the render pool stays full)."""
-        doc, path = self.pdf_path(doc_id, actor)
+        doc, path = self.original(doc_id, actor)
+        if doc.format != "pdf":
+            raise UserError(f"{doc.label} has no pages to draw; open its section instead.")
         try:
             return self._pages.get(
-                path, doc.sha256, int(page), (highlight or "")[:4000], self._ocr_words(doc.sha256, int(page))
+                path, doc.sha256, int(page), (highlight or "")[:4000], self.indexer.ocr_words(doc.sha256, int(page))
             )
         except RenderBusy as exc:
             raise DocumentsBusy(exc.user_message) from exc
         except PageImageError as exc:
             raise UserError(exc.user_message) from exc
+
+    def section(self, doc_id: int, number: int, actor: Actor = LOCAL) -> tuple[Document, str, str]:
+        """(document, label, text) of section ``number`` of an indexed document: what a citation of a
+        document without PDF pages opens (its text as indexed, so the cited sentence is in it)."""
+        doc = self.readable_document(doc_id, actor)
+        text = dict(self.store.page_texts(doc.id)).get(int(number))
+        if text is None:
+            raise UserError(f"{doc.label} has no section {int(number)}.")
+        label = self.store.page_labels(doc.id).get(int(number)) or f"p. {int(number)}"
+        return doc, label, text
 
     @property
     def relevance_threshold(self) -> float:

@@ -1,9 +1,9 @@
-"""Accept an uploaded file: size cap, PDF by content, stored by its sha256.
+"""Accept an uploaded file: size cap, format by name confirmed by content, stored by its sha256.
 
 The user's file name is kept only as a label: it never becomes a path, so
 names like ``../../x.pdf``, 10,000 characters long or not valid UTF-8 are
 harmless. Files are copied to a temp name in the files folder, fsynced and
-renamed to ``<sha256>.pdf``, so the same content is stored once.
+renamed to ``<sha256>.<format>``, so the same content is stored once.
 """
 
 from __future__ import annotations
@@ -21,10 +21,12 @@ from pathlib import Path
 
 from webapp.atomic import fsync_dir
 from webapp.errors import UserError
+from webapp.readers.base import Format
+from webapp.readers.registry import PDF, format_for
 
 log = logging.getLogger(__name__)
 
-PDF_MAGIC = b"%PDF-"
+HEAD_BYTES = 8192  # what a content check reads
 MAX_LABEL = 160
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -35,6 +37,7 @@ class StoredFile:
     path: Path
     label: str
     size_bytes: int
+    format: str = "pdf"
 
 
 def safe_label(name: str | bytes | None) -> str:
@@ -101,9 +104,8 @@ def store_upload(src: Path, label: str, files_dir: Path, max_bytes: int) -> Stor
     if size > max_bytes:
         raise UserError(f"{label} is {size / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB.")
     with open(src, "rb") as fh:
-        head = fh.read(1024)
-    if PDF_MAGIC not in head:  # the PDF header may sit anywhere in the first 1 KB
-        raise UserError(f"{label} is not a PDF (its content is not PDF, whatever its name says).")
+        head = fh.read(HEAD_BYTES)
+    fmt = file_format(label, head)
     files_dir.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
     fd, tmp = tempfile.mkstemp(prefix=".upload-", suffix=".tmp", dir=files_dir)
@@ -115,7 +117,7 @@ def store_upload(src: Path, label: str, files_dir: Path, max_bytes: int) -> Stor
             out.flush()
             os.fsync(out.fileno())
         sha = digest.hexdigest()
-        target = files_dir / f"{sha}.pdf"
+        target = files_dir / f"{sha}.{fmt.name}"
         if target.exists():
             os.unlink(tmp)
         else:
@@ -125,4 +127,21 @@ def store_upload(src: Path, label: str, files_dir: Path, max_bytes: int) -> Stor
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    return StoredFile(sha256=sha, path=target, label=label, size_bytes=size)
+    return StoredFile(sha256=sha, path=target, label=label, size_bytes=size, format=fmt.name)
+
+
+def file_format(label: str, head: bytes) -> Format:
+    """The format a file is read as: its name's, when its content agrees. A name without a known
+    extension is still read when its content is a PDF (as before other formats were read)."""
+    fmt = format_for(label)
+    if fmt is None:
+        if PDF.looks_right(head):
+            return PDF
+        raise UserError(
+            f"{label} is not a kind of file DocChat reads; it reads PDF, Word (.docx), PowerPoint (.pptx), "
+            "web pages (.html), Markdown (.md), text (.txt) and Excel (.xlsx) files."
+        )
+    if not fmt.looks_right(head):
+        article = "an" if fmt.kind[0] in "AEIOU" else "a"
+        raise UserError(f"{label} is not {article} {fmt.kind} (its content is not {fmt.kind}, whatever its name says).")
+    return fmt

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from webapp.rag.compounds import word_forms
+from webapp.rag.retrieval import where
 from webapp.rag.sentences import found_terms, negated, numbers, overlap, split_sentences, terms
 
 # Weights and gates, calibrated on benchmarks/arxiv_questions.json (docs/evidence.md).
@@ -46,12 +47,18 @@ class Evidence:
     text: str
     score: float
     relevant: bool = True  # its passage passed retrieval's relevance gate on its own
+    section: str | None = None  # its place where the document has no PDF pages ("slide 7")
+
+    @property
+    def where(self) -> str:
+        return where(self.page, self.section)
 
     def as_json(self) -> dict[str, Any]:
         return {
             "source": self.source,
             "document": self.document,
             "page": self.page,
+            "where": self.where,
             "text": self.text,
             "score": round(self.score, 4),
         }
@@ -266,6 +273,7 @@ class EvidenceFinder:
                         text,
                         float(scores[i]),
                         getattr(c.passage, "relevant", True),
+                        getattr(c.passage, "section", None),
                     )
                 )
                 if len(ranked) == k:

@@ -47,6 +47,7 @@ class ParsedPdf:
     title: str = ""
     empty_pages: list[int] = field(default_factory=list)  # 1-based pages without text
     skipped_figures: int = 0  # vector figures too large to read text from (see _skip_heavy_figures)
+    labels: list[str] | None = None  # a non-PDF document's section labels, one per "page" (webapp/readers)
 
 
 def _skip_heavy_figures(max_bytes: int) -> list[int]:
@@ -226,6 +227,7 @@ class PageRange:
     total: int
     title: str = ""
     skipped_figures: int = 0
+    labels: list[str] | None = None  # see ParsedPdf.labels
 
 
 def read_pages(
@@ -303,8 +305,13 @@ def assemble(parts: list[PageRange]) -> ParsedPdf:
     # Pages without text are not a failure here: the indexer OCRs them (webapp/rag/ocr.py) and
     # decides afterwards whether anything readable is left.
     empty = [i + 1 for i, text in enumerate(pages) if unusable(text)]
+    labels = [label for part in parts for label in (part.labels or [])] or None
     return ParsedPdf(
-        pages=pages, title=parts[0].title, empty_pages=empty, skipped_figures=sum(r.skipped_figures for r in parts)
+        pages=pages,
+        title=parts[0].title,
+        empty_pages=empty,
+        skipped_figures=sum(r.skipped_figures for r in parts),
+        labels=labels,
     )
 
 

@@ -45,7 +45,7 @@ def sanitize(text: str) -> str:
 
 def source_block(number: int, passage: Passage, max_chars: int) -> str:
     body = sanitize(passage.text)[:max_chars]
-    return f"{OPEN} [{number}] {sanitize(passage.document)}, page {passage.page}\n{body}\n{CLOSE}"
+    return f"{OPEN} [{number}] {sanitize(passage.document)}, {passage.where}\n{body}\n{CLOSE}"
 
 
 def rag_messages(
@@ -67,16 +67,16 @@ def evidence_messages(question: str, evidence: Sequence[Any]) -> list[ChatMessag
     """The short prompt of a brief answer: only the evidence windows (numbered as their passages
     are cited), not whole passages - a fifth of the prefill, and nothing to wander off into."""
     sources = "\n\n".join(
-        f"{OPEN} [{e.source}] {sanitize(e.document)}, page {e.page}\n{sanitize(e.text)}\n{CLOSE}" for e in evidence
+        f"{OPEN} [{e.source}] {sanitize(e.document)}, {e.where}\n{sanitize(e.text)}\n{CLOSE}" for e in evidence
     )
     user = f"Sources:\n\n{sources}\n\nQuestion: {question}\nAnswer in one sentence from the sources, citing [n]."
     return [ChatMessage("system", SYSTEM_SHORT), ChatMessage("user", user)]
 
 
 def citation_line(passages: Sequence[Passage]) -> str:
-    return format_citations((p.document, p.page) for p in passages)
+    return format_citations((p.document, p.where) for p in passages)
 
 
-def format_citations(sources: Iterable[tuple[str, int]]) -> str:
-    """'[1] a.pdf, p. 2; [2] b.pdf, p. 7' from (document, page) pairs: live answers and stored ones alike."""
-    return "; ".join(f"[{n}] {document}, p. {page}" for n, (document, page) in enumerate(sources, start=1))
+def format_citations(sources: Iterable[tuple[str, str]]) -> str:
+    """'[1] a.pdf, p. 2; [2] deck.pptx, slide 7' from (document, place) pairs: live answers and stored ones alike."""
+    return "; ".join(f"[{n}] {document}, {place}" for n, (document, place) in enumerate(sources, start=1))

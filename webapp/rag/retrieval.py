@@ -76,6 +76,29 @@ class Passage:
     score: float  # fused score (hybrid) or the single method's score
     similarity: float  # cosine between question and passage
     relevant: bool = True  # passed the relevance gate on its own (not only as a top keyword hit)
+    section: str | None = None  # where it is in a document without PDF pages ("slide 7")
+
+    @property
+    def where(self) -> str:
+        return where(self.page, self.section)
+
+    def as_json(self, rank: int) -> dict[str, object]:
+        """A search hit as /v1/search, MCP ``search`` and ``python -m webapp search --json`` show it."""
+        return {
+            "rank": rank,
+            "document": self.document,
+            "page": self.page,
+            "where": self.where,
+            "score": round(self.score, 6),
+            "similarity": round(self.similarity, 4),
+            "text": self.text,
+        }
+
+
+def where(page: int, section: str | None) -> str:
+    """How a citation names a place in a document: "p. 3" in a PDF, "slide 7" or "section 2.3 Results"
+    in the formats without pages (webapp/readers)."""
+    return section or f"p. {page}"
 
 
 def content_words(question: str) -> list[str]:
@@ -198,7 +221,9 @@ class Retriever:
             if row is None or not (relevant or i in top_keyword):
                 continue
             score = dense_scores[i] if mode == "dense" else fused[i]
-            passages.append(Passage(i, row.document_id, row.label, row.page, row.text, score, sim, relevant))
+            passages.append(
+                Passage(i, row.document_id, row.label, row.page, row.text, score, sim, relevant, row.section)
+            )
             if len(passages) == k:
                 break
         return passages

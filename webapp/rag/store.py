@@ -4,7 +4,7 @@ Layout under the data folder (a persistent volume in the cluster)::
 
     store.sqlite3          documents, pages, chunks (with their vectors), FTS5 index, meta
     index/<collection>.faiss   one FAISS index per collection, rebuilt from SQLite if needed
-    files/<sha256>.pdf     uploaded files, named by content
+    files/<sha256>.<format>   uploaded files, named by content (``original_path`` is their one owner)
 
 SQLite is the source of truth: every chunk row carries its embedding (float32
 bytes), so a FAISS file that is missing, stale or damaged is rebuilt from it
@@ -46,7 +46,11 @@ log = logging.getLogger(__name__)
 
 # 1: documents, pages, chunks, collections. 2: collections have an owner and a visibility, and
 # collection_members names who a shared collection is shared with (users and roles, issue 12).
-FORMAT_VERSION = 2
+# 3: documents have a format (pdf, docx, pptx, html, md, txt, xlsx) and, when a synced source
+# holds them, that source's key (their path there); pages have a label ("section 2.3 Results",
+# "slide 7") where they are not PDF pages; collection_sources holds each collection's synced
+# source and its last result (issue 25).
+FORMAT_VERSION = 3
 STATUSES = ("queued", "parsing", "embedding", "indexed", "failed")
 
 SCHEMA = """
@@ -63,10 +67,14 @@ CREATE TABLE IF NOT EXISTS documents (
     sha256 TEXT NOT NULL, label TEXT NOT NULL, size_bytes INTEGER NOT NULL,
     status TEXT NOT NULL, reason TEXT, pages INTEGER, chunks INTEGER,
     added_at TEXT NOT NULL, indexed_at TEXT,
+    format TEXT NOT NULL DEFAULT 'pdf', source_key TEXT,
     UNIQUE (collection_id, sha256));
 CREATE TABLE IF NOT EXISTS pages (
     document_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
-    page INTEGER NOT NULL, chars INTEGER NOT NULL, PRIMARY KEY (document_id, page));
+    page INTEGER NOT NULL, chars INTEGER NOT NULL, label TEXT, PRIMARY KEY (document_id, page));
+CREATE TABLE IF NOT EXISTS collection_sources (
+    collection_id INTEGER PRIMARY KEY REFERENCES collections(id) ON DELETE CASCADE,
+    url TEXT NOT NULL, synced_at TEXT, result TEXT);
 CREATE TABLE IF NOT EXISTS chunks (
     id INTEGER PRIMARY KEY,
     document_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
@@ -101,6 +109,8 @@ class Document:
     chunks: int | None
     added_at: str
     indexed_at: str | None
+    format: str = "pdf"  # the reader that reads it: webapp/readers (the stored file's extension)
+    source_key: str | None = None  # its path in the collection's synced source (None: uploaded)
 
 
 @dataclass(frozen=True)
@@ -110,6 +120,7 @@ class ChunkRow:
     label: str
     page: int
     text: str
+    section: str | None = None  # the page's label where it is not a PDF page ("slide 7")
 
 
 class StoreError(UserError):
@@ -153,6 +164,14 @@ def _join_overlapping(before: str, after: str) -> str:
     return before + "\n" + after
 
 
+def _add_columns(db: sqlite3.Connection, table: str, columns: dict[str, str]) -> None:
+    """ALTER TABLE for the columns not there yet (SCHEMA's CREATE TABLE IF NOT EXISTS leaves an old table as it was)."""
+    have = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
+    for name, kind in columns.items():
+        if name not in have:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+
+
 def migrate(db: sqlite3.Connection, version: int) -> None:
     """Bring a store of an older format up to FORMAT_VERSION, inside the caller's transaction.
 
@@ -171,6 +190,10 @@ def migrate(db: sqlite3.Connection, version: int) -> None:
         log.warning(
             "store migrated from format %d to 2: existing collections are admin-owned and shared with everyone", version
         )
+    if version < 3:
+        # Every document stored so far is a PDF, from an upload; every page a PDF page.
+        _add_columns(db, "documents", {"format": "TEXT NOT NULL DEFAULT 'pdf'", "source_key": "TEXT"})
+        _add_columns(db, "pages", {"label": "TEXT"})
     db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('format_version', ?)", (str(FORMAT_VERSION),))
     db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('migrated_at', ?)", (now(),))
 
@@ -320,6 +343,8 @@ class DocumentStore:
             chunks=row["chunks"],
             added_at=row["added_at"],
             indexed_at=row["indexed_at"],
+            format=row["format"],
+            source_key=row["source_key"],
         )
 
     _DOC_SQL = "SELECT d.*, c.name AS collection FROM documents d JOIN collections c ON c.id = d.collection_id"
@@ -335,7 +360,19 @@ class DocumentStore:
         row = self._db().execute(self._DOC_SQL + " WHERE d.id = ?", (doc_id,)).fetchone()
         return self._doc(row) if row else None
 
-    def add_document(self, collection: str, sha256: str, label: str, size_bytes: int) -> tuple[Document, bool]:
+    def original_path(self, doc: Document) -> Path:
+        """Where a document's original file is kept: the one place that names it."""
+        return self.files_dir / f"{doc.sha256}.{doc.format}"
+
+    def add_document(
+        self,
+        collection: str,
+        sha256: str,
+        label: str,
+        size_bytes: int,
+        format: str = "pdf",
+        source_key: str | None = None,
+    ) -> tuple[Document, bool]:
         """Register a stored file in a collection; (document, False) if it was already there."""
         cid = self.collection_id(collection)
         with self.writing() as db:
@@ -345,9 +382,9 @@ class DocumentStore:
             if row:
                 return self._existing(row["id"]), False
             cur = db.execute(
-                "INSERT INTO documents(collection_id, sha256, label, size_bytes, status, added_at) "
-                "VALUES (?, ?, ?, ?, 'queued', ?)",
-                (cid, sha256, label, size_bytes, now()),
+                "INSERT INTO documents(collection_id, sha256, label, size_bytes, status, added_at, format, source_key) "
+                "VALUES (?, ?, ?, ?, 'queued', ?, ?, ?)",
+                (cid, sha256, label, size_bytes, now(), format, source_key),
             )
             doc_id = cur.lastrowid
         assert doc_id is not None
@@ -371,8 +408,11 @@ class DocumentStore:
         chunks: Sequence[Any],
         vectors: np.ndarray,
         note: str | None = None,
+        page_labels: Sequence[str | None] | None = None,
     ) -> None:
-        """Replace a document's chunks and mark it indexed, atomically; then update FAISS."""
+        """Replace a document's chunks and mark it indexed, atomically; then update FAISS.
+
+        ``page_labels`` names each page where it is not a PDF page ("section 2.3 Results", "slide 7")."""
         if len(chunks) != len(vectors):
             raise ValueError("one vector per chunk")
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -382,9 +422,10 @@ class DocumentStore:
             old_ids = [r[0] for r in db.execute("SELECT id FROM chunks WHERE document_id = ?", (doc_id,))]
             db.execute("DELETE FROM chunks WHERE document_id = ?", (doc_id,))
             db.execute("DELETE FROM pages WHERE document_id = ?", (doc_id,))
+            labels = list(page_labels or [None] * len(page_chars))
             db.executemany(
-                "INSERT INTO pages(document_id, page, chars) VALUES (?, ?, ?)",
-                [(doc_id, i + 1, n) for i, n in enumerate(page_chars)],
+                "INSERT INTO pages(document_id, page, chars, label) VALUES (?, ?, ?, ?)",
+                [(doc_id, i + 1, n, label) for i, (n, label) in enumerate(zip(page_chars, labels))],
             )
             db.executemany(
                 "INSERT INTO chunks(document_id, page, ordinal, text, embedding) VALUES (?, ?, ?, ?, ?)",
@@ -415,7 +456,7 @@ class DocumentStore:
             self._write_index(cid, db, IndexDelta(removed=old_ids))
             still_used = db.execute("SELECT 1 FROM documents WHERE sha256 = ? LIMIT 1", (doc.sha256,)).fetchone()
         if not still_used:
-            (self.files_dir / f"{doc.sha256}.pdf").unlink(missing_ok=True)
+            self.original_path(doc).unlink(missing_ok=True)
         return doc
 
     # -- FAISS ----------------------------------------------------------------------
@@ -614,11 +655,53 @@ class DocumentStore:
             return {}
         marks = ",".join("?" * len(ids))
         rows = self._db().execute(
-            f"SELECT ch.id, ch.document_id, ch.page, ch.text, d.label FROM chunks ch "
-            f"JOIN documents d ON d.id = ch.document_id WHERE ch.id IN ({marks}) AND {self.SEARCHABLE}",
+            f"SELECT ch.id, ch.document_id, ch.page, ch.text, d.label, p.label AS section FROM chunks ch "
+            f"JOIN documents d ON d.id = ch.document_id "
+            f"LEFT JOIN pages p ON p.document_id = ch.document_id AND p.page = ch.page "
+            f"WHERE ch.id IN ({marks}) AND {self.SEARCHABLE}",
             [int(i) for i in ids],
         )
-        return {r["id"]: ChunkRow(r["id"], r["document_id"], r["label"], r["page"], r["text"]) for r in rows}
+        return {
+            r["id"]: ChunkRow(r["id"], r["document_id"], r["label"], r["page"], r["text"], r["section"]) for r in rows
+        }
+
+    def page_labels(self, doc_id: int) -> dict[int, str]:
+        """The labels of a document's pages that are not PDF pages (empty for a PDF)."""
+        rows = self._db().execute(
+            "SELECT page, label FROM pages WHERE document_id = ? AND label IS NOT NULL", (doc_id,)
+        )
+        return {r[0]: r[1] for r in rows}
+
+    # -- synced sources (webapp/documents/sync.py) -------------------------------------
+    def set_source(self, collection: str, url: str | None) -> None:
+        """Give a collection a synced source (None: none any more)."""
+        cid = self.collection_id(collection, create=False)
+        with self.writing() as db:
+            if url is None:
+                db.execute("DELETE FROM collection_sources WHERE collection_id = ?", (cid,))
+            else:
+                db.execute(
+                    "INSERT INTO collection_sources(collection_id, url) VALUES (?, ?) "
+                    "ON CONFLICT(collection_id) DO UPDATE SET url = excluded.url",
+                    (cid, url),
+                )
+
+    def sources(self) -> dict[str, dict[str, Any]]:
+        """{collection: {"url", "synced_at", "result"}} for every collection with a source."""
+        rows = self._db().execute(
+            "SELECT c.name, s.url, s.synced_at, s.result FROM collection_sources s "
+            "JOIN collections c ON c.id = s.collection_id ORDER BY c.name"
+        )
+        return {r[0]: {"url": r[1], "synced_at": r[2], "result": json.loads(r[3]) if r[3] else None} for r in rows}
+
+    def record_sync(self, collection: str, result: dict[str, Any]) -> None:
+        """Keep a sync run's result (and its time) with the collection's source."""
+        cid = self.collection_id(collection, create=False)
+        with self.writing() as db:
+            db.execute(
+                "UPDATE collection_sources SET synced_at = ?, result = ? WHERE collection_id = ?",
+                (now(), json.dumps(result), cid),
+            )
 
     def document_text(self, doc_id: int) -> str:
         """All of a document's chunk text in reading order (chunks overlap: some text repeats)."""

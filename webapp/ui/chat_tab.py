@@ -18,6 +18,7 @@ import gradio as gr
 from webapp.auth.gate import Authenticator
 from webapp.chat.answering import Answer, Answerer, EvidenceReady, Failed, Question, Stage, Token
 from webapp.chat.conversations import ConversationStore, StoredMessage
+from webapp.documents.section_view import section_html
 from webapp.downloads import download_folder
 from webapp.errors import BackendError, UserError
 from webapp.llm.base import StreamStats
@@ -86,7 +87,7 @@ def check_items(evidence, sources) -> list[dict]:
             "document_id": e.document_id,
             "page": e.page,
             "text": e.text,
-            "label": f"“{e.text}” — {e.document}, p. {e.page} (score {e.score:.2f})",
+            "label": f"“{e.text}” — {e.document}, {e.where} (score {e.score:.2f})",
         }
         for n, e in enumerate(evidence)
     ]
@@ -98,7 +99,7 @@ def check_items(evidence, sources) -> list[dict]:
                 "document_id": p.document_id,
                 "page": p.page,
                 "text": best or " ".join(p.text.split()[:40]),
-                "label": f"[{n}] {p.document}, p. {p.page}",
+                "label": f"[{n}] {p.document}, {p.where}",
             }
         )
     return items
@@ -144,8 +145,19 @@ def page_html(doc_id: int, label: str, page: int, text: str) -> str:
     )
 
 
+def section_panel(doc_id: int, document: str, number: int, label: str, text: str, highlight: str) -> str:
+    """A cited section of a document without pages, and links to it in a tab of its own and to the original."""
+    query = html.escape(urllib.parse.urlencode({"highlight": highlight[:1500]}))
+    return (
+        f'<p><a id="section-link" href="documents/{doc_id}/sections/{number}.html?{query}#cited" target="_blank" '
+        f'rel="noopener">Open {html.escape(label)} in a new tab</a> · '
+        f'<a href="documents/{doc_id}/original">Download {html.escape(document)}</a></p>'
+        f'<div id="section-view">{section_html(document, label, text, highlight)}</div>'
+    )
+
+
 def source_records(passages) -> list[dict]:
-    return [{"document": p.document, "page": p.page} for p in passages]
+    return [{"document": p.document, "page": p.page, "where": p.where} for p in passages]
 
 
 def format_stats(stats: StreamStats, model: str) -> str:
@@ -410,8 +422,9 @@ class ChatTab:
             return "", gr.Button(visible=False)
         if actor.can_upload:
             text = (
-                "**Nothing to ask about yet.** Upload PDFs in the **Upload** tab; once they are indexed, ask "
-                "here: answers quote your documents and cite their pages."
+                "**Nothing to ask about yet.** Upload documents (PDF, Word, PowerPoint, HTML, Markdown, text, "
+                "Excel) in the **Upload** tab; once they are indexed, ask here: answers quote your documents "
+                "and cite their pages."
             )
         else:
             text = "**No documents have been shared with you yet.** You can still chat with the model below."
@@ -772,7 +785,11 @@ class ChatTab:
         if item is None:
             return ""
         try:
-            doc, _ = self.documents.pdf_path(item["document_id"], self.auth.actor_of(request))
+            actor = self.auth.actor_of(request)
+            doc, _ = self.documents.original(item["document_id"], actor)
+            if doc.format != "pdf":  # no page to draw: the section's text, the sentence marked
+                _, label, text = self.documents.section(doc.id, item["page"], actor)
+                return section_panel(doc.id, doc.label, item["page"], label, text, item["text"])
         except UserError as exc:
             return f"<p>⚠ {html.escape(exc.user_message)}</p>"
         return page_html(doc.id, doc.label, item["page"], item["text"])

@@ -1,4 +1,4 @@
-"""The Upload and Index tabs: put PDFs into collections, index them with progress, manage them,
+"""The Upload and Index tabs: put documents (PDF, Word, PowerPoint, ...) into collections, index them with progress, manage them,
 decide who sees each collection.
 
 Everything shown is what the signed-in user may see: pickers and the table are filled per user
@@ -18,6 +18,7 @@ from webapp.auth.access import VISIBILITIES
 from webapp.auth.gate import Authenticator
 from webapp.documents.service import DocumentService
 from webapp.errors import UserError
+from webapp.readers.registry import EXTENSIONS
 from webapp.ui.safe_markdown import plain_text, warning
 
 log = logging.getLogger(__name__)
@@ -137,7 +138,12 @@ class DocumentTabs:
                     label="Share with (user names, comma-separated)", elem_id="new-collection-members"
                 )
                 create = gr.Button("Create collection", elem_id="create-collection")
-            files = gr.File(label="PDF files", file_count="multiple", file_types=[".pdf"], elem_id="upload-files")
+            files = gr.File(
+                label="Files: PDF, Word, PowerPoint, HTML, Markdown, text, Excel",
+                file_count="multiple",
+                file_types=list(EXTENSIONS),
+                elem_id="upload-files",
+            )
             index_now = gr.Checkbox(value=True, label="Index right after uploading")
             upload = gr.Button("Upload", variant="primary", elem_id="upload-button")
             upload_result = gr.Markdown(elem_id="upload-result")
@@ -384,7 +390,14 @@ class DocumentTabs:
 
     def upload(self, collection, files, index_now, request: gr.Request, progress=gr.Progress()):
         if not files:
-            return "⚠ Choose one or more PDF files first.", gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            return (
+                "⚠ Choose one or more files first (PDF, Word, PowerPoint, HTML, Markdown, text or Excel).",
+                gr.skip(),
+                gr.skip(),
+                gr.skip(),
+                gr.skip(),
+                gr.skip(),
+            )
         try:
             actor = self.auth.actor_of(request)
             made = not (collection or "").strip()

@@ -1,0 +1,1 @@
+"""Readers: every format the app indexes, as labelled sections (registry.py lists them)."""
