@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from webapp.errors import ModelNotAvailable, UserError
 from webapp.llm.base import CancelToken, ChatMessage, Finished, GenerationParams, StreamEvent, TextDelta
+from webapp.rag.retrieval import where
 
 
 @dataclass
@@ -100,6 +101,11 @@ class FakePassage:
     score: float = 1.0
     similarity: float = 0.9
     relevant: bool = True
+    section: str | None = None  # the locator of formats without pages (webapp/readers)
+
+    @property
+    def where(self) -> str:
+        return where(self.page, self.section)
 
 
 @dataclass
@@ -111,6 +117,11 @@ class FakeEvidence:
     text: str
     score: float
     relevant: bool = True
+    section: str | None = None  # the locator of formats without pages (webapp/readers)
+
+    @property
+    def where(self) -> str:
+        return where(self.page, self.section)
 
 
 @dataclass
