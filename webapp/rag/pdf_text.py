@@ -52,6 +52,14 @@ class ParsedPdf:
     labels: list[str] | None = None  # a non-PDF document's section labels, one per "page" (webapp/readers)
 
 
+# Whether a detected table's lines leave the page's prose. Off: measured on the 15 arXiv papers
+# (benchmarks/table_eval.py, evidence_eval.py; docs/documents.md "Tables"), taking them out cost more
+# than it gave - where the layout rule misreads a table (a fused label, a header printed once for
+# several rows) pypdf's flattened run was the only place its numbers were left: table questions
+# held-out 0.444 with, 0.667 without; all 0.667 vs 0.810. The rows are added beside the prose.
+STRIP_TABLE_LINES = False
+
+
 def _tables(path: str, password: str | None, pages: list[str], start: int) -> dict[int, list[str]]:
     """Tables of the pages whose pypdf text has a "Table N:" caption, read with PDFium (webapp/rag/tables.py);
     their row lines are taken out of ``pages`` in place. Keys: index into ``pages``. Runs in the child.
@@ -78,7 +86,8 @@ def _tables(path: str, password: str | None, pages: list[str], start: int) -> di
                 logging.getLogger(__name__).debug("tables of page %d failed: %r", start + i + 1, exc)
                 continue
             if found:
-                pages[i] = strip_tables(pages[i], found)
+                if STRIP_TABLE_LINES:
+                    pages[i] = strip_tables(pages[i], found)
                 out[i] = ["\n".join(table_lines(t)) for t in found]
     finally:
         pdf.close()
