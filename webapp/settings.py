@@ -37,6 +37,13 @@ class Settings(BaseSettings):
     # Where things live. In the cluster both are persistent volumes.
     models_dir: Path = Field(Path("models"), description="model registry folder written by `python -m quantize`")
     data_dir: Path = Field(Path("data"), description="documents, index and other state")
+    database_url: str | None = Field(
+        None,
+        description=(
+            "postgresql://... to keep state in a shared PostgreSQL (pgvector) so several app replicas can "
+            "serve together (docs/capacity.md); unset: SQLite + FAISS in the data folder"
+        ),
+    )
 
     # HTTP
     host: str = Field("127.0.0.1", description="interface to listen on (0.0.0.0 in a container)")
