@@ -125,7 +125,13 @@ def check_the_measure(sync: SyncService, docs: DocumentService, name: str, folde
 
     third = sync.run(name)  # by the recorded source, as the app's schedule runs it (DOCCHAT_SYNC_FOLDERS)
     assert third.error is None, third.error
-    assert (third.fetched, len(third.added), len(third.updated), len(third.removed), third.unchanged) == (0, 0, 0, 0, 200)
+    assert (third.fetched, len(third.added), len(third.updated), len(third.removed), third.unchanged) == (
+        0,
+        0,
+        0,
+        0,
+        200,
+    )
     assert third.still_failed == 1  # broken.docx, listed as failed in the first run, is not re-read
 
     recorded = sync.status(name)
@@ -164,3 +170,210 @@ def test_bucket_sync_downloads_only_new_generations_and_ends_equal_to_the_bucket
     mirror()
     sync = SyncService(docs, client_factory=lambda: client)
     check_the_measure(sync, docs, "bucket", folder, "gs://team-docs/library", files, mirror)
+
+
+def test_hostile_names_never_escape_or_crash_and_links_are_not_followed(docs, tmp_path, gcs):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("The vault code is 7741.\n")
+    folder = tmp_path / "hostile"
+    folder.mkdir()
+    (folder / "plain.txt").write_text("A plain note about basalt.\n")
+    long_name = "n" * 240 + ".txt"
+    (folder / long_name).write_text("A note with a very long name about quartz.\n")
+    with open(os.fsencode(folder) + b"/caf\xe9-\xff.txt", "wb") as fh:  # not UTF-8
+        fh.write(b"A note whose name is not UTF-8, about mica.\n")
+    (folder / "..dots.txt").write_text("Two dots lead this name; about garnet.\n")
+    os.symlink(outside / "secret.txt", folder / "link.txt")  # a file link to outside
+    os.symlink(outside, folder / "linked-dir")  # a folder link to outside
+    os.mkfifo(folder / "pipe.txt")  # would block a reader forever
+    sync = SyncService(docs)
+    report = sync.run("hostile", str(folder), operator=True)
+    assert report.error is None and not report.failed, report.lines()
+    keys = {d.source_key for d in docs.documents("hostile")}
+    assert keys == {"plain.txt", long_name, "caf\\xe9-\\xff.txt"}  # "..dots.txt" is hidden (a dot file)
+    skipped = dict(report.skipped)
+    assert skipped["link.txt"] == skipped["linked-dir"] == "a symbolic link (links are not followed)"
+    assert skipped["pipe.txt"] == "not a regular file"
+    assert not docs.search("hostile", "vault code 7741", k=3, mode="keyword")  # nothing came from outside
+    assert all(len(d.label) <= 160 for d in docs.documents("hostile"))
+    assert sorted(p.name for p in (Path(docs.settings.data_dir) / "sync").iterdir()) == [
+        p.name for p in (Path(docs.settings.data_dir) / "sync").glob("*.json")
+    ]  # no staging folder is left behind
+
+    # In a bucket a name is any string: "../x.txt" and empty parts are refused by name, nothing else.
+    client = gcs_client(gcs)
+    client.create_bucket("hostile")
+    for name, body in [
+        ("docs/../x.txt", "escape attempt"),
+        ("docs/a//b.txt", "empty part"),
+        ("docs/" + "deep/" * 60 + "far.txt", "a long object name about olivine"),
+        ("docs/fine.md", "# Fine\n\nA fine note about topaz."),
+    ]:
+        client.bucket("hostile").blob(name).upload_from_string(body)
+    report = SyncService(docs, client_factory=lambda: client).run("hostile-bucket", "gs://hostile/docs")
+    assert report.error is None and not report.failed
+    assert dict(report.skipped) == {
+        "../x.txt": "its name has an empty, '.' or '..' part",
+        "a//b.txt": "its name has an empty, '.' or '..' part",
+    }
+    assert {d.source_key for d in docs.documents("hostile-bucket")} == {"deep/" * 60 + "far.txt", "fine.md"}
+    assert not (tmp_path / "x.txt").exists() and not (Path(docs.settings.data_dir).parent / "x.txt").exists()
+
+
+def test_a_file_that_vanishes_or_cannot_be_read_is_one_sentence_and_nothing_else_is_lost(docs, tmp_path, monkeypatch):
+    folder = tmp_path / "src"
+    folder.mkdir()
+    for name in ("a.txt", "b.txt", "c.txt", "d.txt"):
+        (folder / name).write_text(f"First version of {name} about feldspar.\n")
+    sync = SyncService(docs)
+    assert len(sync.run("v", str(folder), operator=True).added) == 4
+    first = {d.source_key: d for d in docs.documents("v")}
+    for name in ("a.txt", "b.txt", "c.txt"):
+        (folder / name).write_text(f"Second version of {name} about zircon.\n")
+
+    real_fetch = FolderSource.fetch
+
+    def fetch(self, item, dest):
+        if item.key == "a.txt":
+            os.unlink(item.ref)  # deleted between the listing and the read
+        if item.key == "b.txt":  # swapped for a FIFO: would block an ordinary open() forever
+            os.unlink(item.ref)
+            os.mkfifo(item.ref)
+        return real_fetch(self, item, dest)
+
+    monkeypatch.setattr(FolderSource, "fetch", fetch)
+    report = sync.run("v", str(folder), operator=True)
+    assert report.error is None
+    assert dict(report.failed) == {
+        "a.txt": "a.txt disappeared during the sync; the next run removes its document.",
+        "b.txt": "b.txt is not a regular file.",
+    }
+    assert report.updated == ["c.txt"] and report.unchanged == 1 and not report.removed
+    now = {d.source_key: d for d in docs.documents("v")}
+    assert now["a.txt"].id == first["a.txt"].id and now["b.txt"].id == first["b.txt"].id  # kept as they were
+    assert now["c.txt"].id != first["c.txt"].id
+
+    if os.geteuid() != 0:  # root reads a file whatever its mode
+        (folder / "d.txt").write_text("Third version, unreadable.\n")
+        (folder / "d.txt").chmod(0)
+        report = sync.run("v", str(folder), operator=True)
+        assert dict(report.failed)["d.txt"] == "d.txt could not be read (Permission denied)."
+        (folder / "d.txt").chmod(0o600)
+
+    monkeypatch.setattr(FolderSource, "fetch", real_fetch)
+    (folder / "b.txt").unlink()
+    (folder / "b.txt").write_text("Back to a normal file again, about olivine.\n")
+    report = sync.run("v", str(folder), operator=True)
+    assert report.removed == ["a.txt"] and "b.txt" in report.updated and not report.failed, report.lines()
+
+
+def test_same_content_twice_is_one_document_a_moved_file_keeps_its_document_and_empty_is_refused(docs, tmp_path):
+    folder = tmp_path / "src"
+    folder.mkdir()
+    (folder / "one.txt").write_text("Identical text about beryl.\n")
+    (folder / "two.txt").write_text("Identical text about beryl.\n")
+    (folder / "other.md").write_text("# Other\n\nSomething about pyroxene.\n")
+    sync = SyncService(docs)
+    report = sync.run("d", str(folder), operator=True)
+    assert sorted(report.added) == ["one.txt", "other.md"]
+    assert report.skipped == [("two.txt", "same content as one.txt")]
+    doc = next(d for d in docs.documents("d") if d.source_key == "other.md")
+
+    (folder / "moved").mkdir()
+    (folder / "other.md").rename(folder / "moved" / "renamed.md")
+    report = sync.run("d", str(folder), operator=True)
+    assert report.moved == [("other.md", "moved/renamed.md")] and report.fetched == 1 and not report.removed
+    moved = next(d for d in docs.documents("d") if d.source_key == "moved/renamed.md")
+    assert (moved.id, moved.indexed_at, moved.label) == (doc.id, doc.indexed_at, "renamed.md")
+
+    (folder / "one.txt").unlink()  # the duplicate's first copy goes: the document stays, under two.txt
+    report = sync.run("d", str(folder), operator=True)
+    assert report.moved == [("one.txt", "two.txt")] and not report.removed
+
+    for p in list(folder.rglob("*.*")):
+        p.unlink()
+    report = sync.run("d", str(folder), operator=True)
+    assert report.error.startswith(f"{folder.resolve()} lists no documents while the collection holds 2 from it")
+    assert len(docs.documents("d")) == 2  # nothing removed
+    report = sync.run("d", str(folder), operator=True, allow_empty=True)
+    assert sorted(report.removed) == ["moved/renamed.md", "two.txt"] and docs.documents("d") == []
+
+
+def test_app_sources_are_for_admins_and_only_inside_the_allowed_folders(docs, tmp_path):
+    from webapp.auth.access import Actor
+
+    sync = SyncService(docs)
+    docs.create_collection("team")
+    with pytest.raises(UserError, match="DOCCHAT_SYNC_FOLDERS"):
+        sync.set_source("team", "/etc")
+    with pytest.raises(UserError, match="neither a folder nor a gs:// URL"):
+        sync.set_source("team", "https://example.com/docs")
+    with pytest.raises(UserError, match="admin"):
+        sync.set_source("team", str(tmp_path), Actor("bob", "member"))
+    inside = tmp_path / "shared-docs"
+    inside.mkdir()
+    (inside / "n.txt").write_text("A note about quartz.\n")
+    assert sync.set_source("team", str(inside)) == str(inside.resolve())
+    assert sync.status("team").text() == f"Source {inside.resolve()}: not synced yet."
+    reports = sync.run_all()  # the app's schedule
+    assert [r.added for r in reports] == [["n.txt"]]
+    assert "1 added" in sync.status("team").text()
+    assert sync.set_source("team", None) is None and sync.status("team") is None
+    assert [d.source_key for d in docs.documents("team")] == ["n.txt"]  # clearing keeps the documents
+
+
+def test_cli_sync_of_a_folder_and_a_bucket(registry_dir, tmp_path, gcs):
+    env = {**os.environ, "STORAGE_EMULATOR_HOST": gcs, "GOOGLE_CLOUD_PROJECT": "test"}
+    base = [sys.executable, "-m", "webapp", "--models-dir", str(registry_dir), "--data-dir", str(tmp_path / "data")]
+    out = subprocess.run([*base, "sync", "--help"], cwd=ROOT, capture_output=True, text=True, env=env)
+    assert out.returncode == 0 and "gs://BUCKET/PREFIX" in out.stdout and "--watch" in out.stdout
+    folder = tmp_path / "src"
+    folder.mkdir()
+    (folder / "a.txt").write_text("Alpha note about basalt.\n")
+    (folder / "bad.pdf").write_text("not a pdf at all")
+    out = subprocess.run(
+        [*base, "sync", str(folder), "--collection", "cli"], cwd=ROOT, capture_output=True, text=True, env=env
+    )
+    assert out.returncode == 1, out.stderr  # a file failed
+    assert "Synced cli from" in out.stdout and "1 added" in out.stdout and "1 failed" in out.stdout
+    assert "failed  bad.pdf: bad.pdf is not a PDF" in out.stdout
+
+    gcs_client(gcs).create_bucket("cli-docs")
+    gcs_client(gcs).bucket("cli-docs").blob("in/b.md").upload_from_string("# B\n\nBeta note about mica.\n")
+    out = subprocess.run(
+        [*base, "sync", "gs://cli-docs/in", "--collection", "cli-bucket", "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["added"] == ["b.md"] and result["source"] == "gs://cli-docs/in"
+
+    out = subprocess.run(
+        [*base, "sync", "gs://no-such-bucket/x", "--collection", "cli-bucket"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert out.returncode == 1 and "changed nothing" in out.stdout
+
+
+def test_watch_runs_until_stopped(docs, tmp_path):
+    folder = tmp_path / "w"
+    folder.mkdir()
+    (folder / "a.txt").write_text("A note about garnet.\n")
+    stop, seen = threading.Event(), []
+
+    def on_report(report):
+        seen.append(report)
+        if len(seen) == 1:
+            (folder / "b.txt").write_text("The B note is about topaz and beryl.\n")
+        else:
+            stop.set()
+
+    SyncService(docs).watch("w", str(folder), 0.01, stop, on_report)
+    assert [r.added for r in seen] == [["a.txt"], ["b.txt"]], [r.lines() for r in seen]

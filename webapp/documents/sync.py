@@ -643,4 +643,4 @@ class SyncService:
                 reason = reasons.get(doc_id, "it was not indexed")
                 if old:
                     reason += " (its previous version stays searchable)"
-                report.failed.append((key, f"{_shown(key)}: {reason}"))
+                report.failed.append((key, reason))
