@@ -377,3 +377,28 @@ def test_watch_runs_until_stopped(docs, tmp_path):
 
     SyncService(docs).watch("w", str(folder), 0.01, stop, on_report)
     assert [r.added for r in seen] == [["a.txt"], ["b.txt"]], [r.lines() for r in seen]
+
+
+def test_documents_tab_shows_the_source_and_syncs_it_for_admins(docs, tmp_path):
+    """The tab's handlers (auth none: the user is an admin) go through the SyncService and show its result."""
+    from webapp.auth.gate import Authenticator
+    from webapp.auth.users import UserStore
+    from webapp.ui.documents_tab import DocumentTabs
+
+    users = UserStore(tmp_path / "users")
+    tabs = DocumentTabs(docs, Authenticator(docs.settings, users))
+    docs.create_collection("ui")
+    folder = tmp_path / "ui-src"
+    folder.mkdir()
+    (folder / "a.md").write_text("# A\n\nA note about feldspar and mica.\n")
+    assert tabs.show_source("ui", None) == ("This collection has no source: its documents come from uploads.", "")
+    note, url = tabs.save_source("ui", str(folder), None)
+    assert url == str(folder.resolve()) and "not synced yet" in note
+    note, rows = tabs.sync_now("ui", None, progress=lambda *a, **k: None)
+    assert "1 added" in note and [r[1] for r in rows] == ["a.md"]
+    note, _ = tabs.show_source("ui", None)
+    assert "last sync" in note and "1 added" in note
+    note, _ = tabs.save_source("ui", "/etc", None)
+    assert note.startswith("⚠") and "DOCCHAT\\_SYNC\\_FOLDERS" in note
+    assert tabs.clear_source("ui", None)[1] == ""
+    users.close()
