@@ -97,6 +97,7 @@ def check_the_measure(sync: SyncService, docs: DocumentService, name: str, folde
     """``mirror``: makes the source equal to ``folder`` again after the folder changed (a bucket)."""
     first = sync.run(name, url, operator=True)
     assert first.error is None, first.error
+    print("\n" + "\n".join(first.lines()))  # the figures in docs/documents.md, Sync (pytest -s)
     assert len(first.added) == 199 and first.fetched == 200 and not first.updated and not first.removed
     assert [k for k, _ in first.failed] == ["broken.docx"]
     assert "damaged or not a valid Word document" in first.failed[0][1]  # one sentence, the run went on
@@ -107,6 +108,7 @@ def check_the_measure(sync: SyncService, docs: DocumentService, name: str, folde
     if mirror:
         mirror()
     second = sync.run(name, url, operator=True)
+    print(second.summary())
     assert second.error is None and not second.failed
     assert (len(second.added), len(second.updated), len(second.removed), second.unchanged) == (5, 10, 5, 185)
     assert second.fetched == 15  # only the changed and the new files were read (or downloaded)
@@ -125,6 +127,7 @@ def check_the_measure(sync: SyncService, docs: DocumentService, name: str, folde
 
     third = sync.run(name)  # by the recorded source, as the app's schedule runs it (DOCCHAT_SYNC_FOLDERS)
     assert third.error is None, third.error
+    print(third.summary())
     assert (third.fetched, len(third.added), len(third.updated), len(third.removed), third.unchanged) == (
         0,
         0,
