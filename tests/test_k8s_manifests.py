@@ -129,7 +129,9 @@ def reaches_cloud_storage(workload: dict) -> bool:
         return True
     if any(v.get("csi", {}).get("driver") == "gcsfuse.csi.storage.gke.io" for v in template["spec"].get("volumes", [])):
         return True
-    if any(e.get("name") == "DOCCHAT_SYNC_INTERVAL_S" for c in template["spec"]["containers"] for e in c.get("env", [])):
+    if any(
+        e.get("name") == "DOCCHAT_SYNC_INTERVAL_S" for c in template["spec"]["containers"] for e in c.get("env", [])
+    ):
         return True  # the app's own schedule reads gs:// sources (components/documents-sync)
     return any("gs://" in a for c in template["spec"]["containers"] for a in c.get("args", []))
 

@@ -175,7 +175,11 @@ def cmd_sync(args) -> int:
 
     try:
         if not args.watch:
-            show(sync.run(collection, args.source, actor, _stderr_progress(), operator=True, allow_empty=args.allow_empty))
+            show(
+                sync.run(
+                    collection, args.source, actor, _stderr_progress(), operator=True, allow_empty=args.allow_empty
+                )
+            )
             return 1 if failed[0] else 0
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -325,7 +325,12 @@ class DocumentService:
             try:
                 stored = store_upload(Path(path), name, self.store.files_dir, max_bytes)
                 doc, new = self.store.add_document(
-                    collection, stored.sha256, stored.label, stored.size_bytes, format=stored.format, source_key=source_key
+                    collection,
+                    stored.sha256,
+                    stored.label,
+                    stored.size_bytes,
+                    format=stored.format,
+                    source_key=source_key,
                 )
                 results.append(UploadResult(stored.label, doc, duplicate=not new))
             except UserError as exc:

@@ -601,13 +601,13 @@ class SyncService:
                 if key not in listed:
                     for d in versions:
                         remove[d.id] = (d, key)
-            for doc, key in remove.values():
+            for gone, gone_key in remove.values():
                 try:
-                    docs.delete(doc.id, actor)
+                    docs.delete(gone.id, actor)
                 except UserError as exc:  # deleted meanwhile by someone else: the same outcome
-                    log.info("sync: %s already gone: %s", doc.label, exc.user_message)
-                if key is not None and key not in report.removed and key not in listed:
-                    report.removed.append(key)
+                    log.info("sync: %s already gone: %s", gone.label, exc.user_message)
+                if gone_key is not None and gone_key not in report.removed and gone_key not in listed:
+                    report.removed.append(gone_key)
             self._save_cache(name, source.url, seen)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
