@@ -484,8 +484,11 @@ def test_every_sample_pdf_indexes_or_fails_with_a_reason(settings_factory, tmp_p
 def test_backup_export_import_roundtrip_and_hostile_archive(settings_factory, registry_dir, tmp_path):
     import tarfile
 
+    from tests.office_samples import DOCX_PHRASES, docx_sample
+
     src = DocumentService(settings_factory(data_dir=tmp_path / "src"))
     add_and_index(src, "b", topic_pdf(tmp_path / "bees.pdf", "bees"), topic_pdf(tmp_path / "coffee.pdf", "coffee"))
+    add_and_index(src, "w", docx_sample(tmp_path / "turbine.docx"))  # every format's original is kept
     src.close()
     cli = [sys.executable, "-m", "webapp", "--models-dir", str(registry_dir)]
     archive = tmp_path / "backup.tar.gz"
@@ -496,7 +499,7 @@ def test_backup_export_import_roundtrip_and_hostile_archive(settings_factory, re
         text=True,
         timeout=120,
     )
-    assert out.returncode == 0 and "exported 2 documents" in out.stdout, out.stderr
+    assert out.returncode == 0 and "exported 3 documents" in out.stdout, out.stderr
     out = subprocess.run(
         cli + ["--data-dir", str(tmp_path / "restored"), "backup", "import", str(archive)],
         cwd=ROOT,
@@ -507,6 +510,9 @@ def test_backup_export_import_roundtrip_and_hostile_archive(settings_factory, re
     assert out.returncode == 0, out.stderr
     restored = DocumentService(settings_factory(data_dir=tmp_path / "restored"))
     assert restored.search("b", "espresso crema pressure")[0].document == "coffee.pdf"  # index rebuilt
+    turbine = restored.documents("w")[0]
+    assert restored.store.original_path(turbine).is_file() and turbine.format == "docx"
+    assert restored.search("w", DOCX_PHRASES[1][0])[0].where == DOCX_PHRASES[1][1]
     restored.close()
     out = subprocess.run(
         cli + ["--data-dir", str(tmp_path / "restored"), "backup", "import", str(archive)],

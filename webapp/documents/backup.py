@@ -21,9 +21,13 @@ from pathlib import Path
 
 from webapp.atomic import atomic_path
 from webapp.errors import UserError
+from webapp.readers.registry import FORMATS
 
 BACKUP_FORMAT = 1
-_MEMBER = re.compile(r"^(manifest\.json|store\.sqlite3|files/[0-9a-f]{64}\.pdf)$")
+# Originals are files/<sha256>.<format> (store.original_path), one of the formats the app reads.
+_MEMBER = re.compile(
+    r"^(manifest\.json|store\.sqlite3|files/[0-9a-f]{64}\.(" + "|".join(f.name for f in FORMATS) + r"))$"
+)
 
 
 def export_store(data_dir: Path, archive: Path) -> dict:
@@ -40,7 +44,9 @@ def export_store(data_dir: Path, archive: Path) -> dict:
             src.backup(dst)
         finally:
             src.close()
-        hashes = [r[0] for r in dst.execute("SELECT DISTINCT sha256 FROM documents")]
+        columns = {r[1] for r in dst.execute("PRAGMA table_info(documents)")}
+        kind = "format" if "format" in columns else "'pdf'"  # a store before format 3 holds PDFs only
+        originals = [f"{sha}.{fmt}" for sha, fmt in dst.execute(f"SELECT DISTINCT sha256, {kind} FROM documents")]
         counts = {
             "documents": dst.execute("SELECT COUNT(*) FROM documents").fetchone()[0],
             "chunks": dst.execute("SELECT COUNT(*) FROM chunks").fetchone()[0],
@@ -50,7 +56,7 @@ def export_store(data_dir: Path, archive: Path) -> dict:
             "format_version": BACKUP_FORMAT,
             "created_at": datetime.now(UTC).isoformat(),
             **counts,
-            "files": len(hashes),
+            "files": len(originals),
         }
         with atomic_path(archive) as partial, tarfile.open(partial, "w:gz") as tar:
             data = json.dumps(manifest, indent=2).encode()
@@ -58,10 +64,10 @@ def export_store(data_dir: Path, archive: Path) -> dict:
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
             tar.add(snapshot, arcname="store.sqlite3")
-            for sha in hashes:
-                f = data_dir / "files" / f"{sha}.pdf"
+            for name in originals:
+                f = data_dir / "files" / name
                 if f.is_file():
-                    tar.add(f, arcname=f"files/{sha}.pdf")
+                    tar.add(f, arcname=f"files/{name}")
     return manifest
 
 

@@ -1,4 +1,4 @@
-"""The Upload and Index tabs: put PDFs into collections, index them with progress, manage them,
+"""The Upload and Index tabs: put documents (PDF, Word, PowerPoint, ...) into collections, index them with progress, manage them,
 decide who sees each collection.
 
 Everything shown is what the signed-in user may see: pickers and the table are filled per user
@@ -411,7 +411,14 @@ class DocumentTabs:
 
     def upload(self, collection, files, index_now, request: gr.Request, progress=gr.Progress()):
         if not files:
-            return "⚠ Choose one or more PDF files first.", gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            return (
+                "⚠ Choose one or more files first (PDF, Word, PowerPoint, HTML, Markdown, text or Excel).",
+                gr.skip(),
+                gr.skip(),
+                gr.skip(),
+                gr.skip(),
+                gr.skip(),
+            )
         try:
             actor = self.auth.actor_of(request)
             made = not (collection or "").strip()
