@@ -12,6 +12,9 @@ peak RSS and the ratio:
   static embedder (all-minilm-l6-v2-static), FAISS + SQLite written atomically.
 - ours-minilm: the same pipeline with the 6-layer transformer all-minilm-l6-v2
   (the baseline's model) as the embedder.
+- --against DIR: this checkout's "ours" and DIR's (another checkout, e.g. main) alternately,
+  --rounds times each, in one run, and the ratio of their median pages/s (issue 25: tables must
+  keep ingestion >= 0.8x): `python benchmarks/ingest.py --against ../main --rounds 3`.
 - baseline (the notebooks): LangChain PyPDFLoader -> RecursiveCharacterTextSplitter
   (1000/200) -> langchain_huggingface.HuggingFaceEmbeddings(all-MiniLM-L6-v2 on
   torch) -> FAISS.from_documents in memory.
@@ -101,6 +104,41 @@ def merged_corpus(corpus: Path) -> Path:
     return folder
 
 
+def _run_child(script: Path, which: str, corpus: Path, models_dir: Path) -> dict | None:
+    out = subprocess.run(
+        [sys.executable, str(script), "--child", which, "--corpus", str(corpus), "--models-dir", str(models_dir)],
+        capture_output=True,
+        text=True,
+        cwd=script.parent.parent,
+    )
+    line = next((ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")), None)
+    if line is None:
+        print(f"{script} {which} failed:\n{out.stderr[-3000:]}", file=sys.stderr)
+        return None
+    result: dict = json.loads(line[7:])
+    return result
+
+
+def against(other: Path, rounds: int, corpus: Path, models_dir: Path) -> int:
+    """This checkout's pipeline and ``other``'s, alternating, so both see the same machine load."""
+    import statistics
+
+    scripts = {"this": Path(__file__).resolve(), "other": (other / "benchmarks" / "ingest.py").resolve()}
+    speeds: dict[str, list[float]] = {"this": [], "other": []}
+    for n in range(rounds):
+        for name in ("other", "this") if n % 2 == 0 else ("this", "other"):
+            r = _run_child(scripts[name], "ours", corpus, models_dir)
+            if r is None:
+                return 1
+            speeds[name].append(r["pages"] / r["seconds"])
+            print(f"round {n + 1} {name:5s}: {r['pages']} pages, {r['chunks']} chunks, {speeds[name][-1]:.1f} pages/s")
+    this, that = statistics.median(speeds["this"]), statistics.median(speeds["other"])
+    print(
+        f"median pages/s: this {this:.1f}, {other} {that:.1f}; ratio this/other x{this / that:.2f} (cpu: {os.cpu_count()} cores)"
+    )
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", type=Path, default=ROOT.parent / "shared" / "corpus" / "arxiv")
@@ -116,11 +154,15 @@ def main() -> int:
         action="store_true",
         help="merge the corpus into one long PDF first (how fast is a single big document?)",
     )
+    ap.add_argument("--against", type=Path, help="another checkout: its 'ours' vs this one's, alternately")
+    ap.add_argument("--rounds", type=int, default=3, help="with --against: runs of each")
     ap.add_argument("--child", choices=list(PIPELINES), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         child(args.child, args.corpus, args.models_dir)
         return 0
+    if args.against:
+        return against(args.against, args.rounds, args.corpus, args.models_dir)
     if args.one_file:
         args.corpus = merged_corpus(args.corpus)
     pdfs = sorted(args.corpus.glob("*.pdf"))

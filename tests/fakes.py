@@ -100,6 +100,11 @@ class FakePassage:
     score: float = 1.0
     similarity: float = 0.9
     relevant: bool = True
+    section: str | None = None
+
+    @property
+    def where(self) -> str:
+        return self.section or f"p. {self.page}"
 
 
 @dataclass
@@ -111,6 +116,11 @@ class FakeEvidence:
     text: str
     score: float
     relevant: bool = True
+    section: str | None = None
+
+    @property
+    def where(self) -> str:
+        return self.section or f"p. {self.page}"
 
 
 @dataclass

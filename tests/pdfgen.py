@@ -15,9 +15,13 @@ def _escape(text: str) -> str:
 
 
 def make_pdf(
-    path: Path, pages: list[str | None], title: str = "test document", figure: tuple[str, int] | None = None
+    path: Path,
+    pages: list[str | None | list[tuple[float, float, str]]],
+    title: str = "test document",
+    figure: tuple[str, int] | None = None,
 ) -> Path:
-    """``pages``: text per page; None makes an image-only page.
+    """``pages``: text per page; None makes an image-only page; a list of (x, y, text) places each
+    text at that point (PDF points from the bottom left): table cells in columns.
 
     ``figure=(label, drawing_bytes)`` draws a vector figure (a form XObject) on every text
     page: ``drawing_bytes`` of path operators, like a dense plot, and one text label.
@@ -50,6 +54,8 @@ def make_pdf(
     for text in pages:
         if text is None:
             content = b"q 400 0 0 400 100 200 cm /Im1 Do Q"
+        elif isinstance(text, list):
+            content = "\n".join(f"BT /F1 10 Tf {x} {y} Td ({_escape(t)}) Tj ET" for x, y, t in text).encode("latin-1")
         else:
             lines = []
             for i, line in enumerate(text.split("\n")):

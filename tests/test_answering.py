@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from tests.fakes import FakeCatalog, FakeDocuments, FakePassage, ScriptedBackend
-from webapp.chat.answering import Answerer, Checked, Done, EvidenceReady, Question, Token
+from webapp.chat.answering import Answerer, Checked, Done, EvidenceReady, Question, Stage, Token
 from webapp.chat.service import ChatService
 from webapp.errors import InvalidMessage
 from webapp.llm.base import ChatMessage
@@ -90,6 +90,26 @@ def test_brief_mode_prompts_with_the_windows_and_keeps_only_supported_sentences(
     checked = next(e for e in events if isinstance(e, Checked))
     assert [c.supported for c in checked.claims] == [True, False, False]
     assert checked.left_out == ["It was raised to 95 euros in 2031 by the board.", "Done."]
+
+
+def test_the_events_say_when_the_model_writes_and_when_its_sentences_are_checked(tmp_path):
+    """The stages an edge shows as its status (searching is ``start`` itself): the model writing,
+    each finished sentence checked, writing again; no stage at all when no model is asked."""
+    backend = ScriptedBackend(pieces=("Hotels are booked ", "by the travel office. ", "Done."))
+    service, _ = answerer(tmp_path, backend, FakeDocuments([PER_DIEM]), brief_sentences=4)
+    events, _ = ask(service, "How much is the per diem?", mode="brief")
+    kinds = [e.name if isinstance(e, Stage) else type(e).__name__ for e in events]
+    assert kinds[:3] == ["EvidenceReady", "Token", "answering"]  # the quotes, then the model writes
+    assert kinds[-2:] == ["Checked", "Done"]
+    stages = [k for k in kinds if k in ("answering", "checking")]
+    assert stages == ["answering", "checking", "answering", "checking"], kinds
+    assert kinds.index("checking") < kinds.index("Token", 2)  # a sentence is shown once it is checked
+    quoted, _ = answerer(tmp_path, documents=FakeDocuments([PER_DIEM]))
+    events, _ = ask(quoted, "How much is the per diem?", mode="quote")
+    assert not any(isinstance(e, Stage) for e in events)
+    plain, _ = answerer(tmp_path, ScriptedBackend(pieces=("Hello there.",)))
+    events, _ = ask(plain, "hi", collection=None)
+    assert [e.name for e in events if isinstance(e, Stage)] == ["answering"]
 
 
 def test_a_looping_model_is_stopped_and_the_loop_never_shows(tmp_path):

@@ -63,6 +63,15 @@ def test_failing_target_is_reported_in_its_row(report):
     assert rows[0][2] == "ok"
 
 
+def test_the_screen_table_has_a_row_per_measure_and_a_column_per_target(report):
+    columns, rows = report.by_measure()
+    assert columns == ["measure"] + [r.label for r in report.results]
+    assert [row[0] for row in rows] == report.headers()[1:]
+    status = next(row for row in rows if row[0] == "status")
+    assert status[1] == "ok" and status[2].startswith("failed: The model broken-model")
+    assert all(len(row) == len(columns) and None not in row for row in rows)  # empty cells are ""
+
+
 def test_results_export_and_reload(report, tmp_path):
     path = tmp_path / "r.json"
     report.save_json(path)

@@ -308,6 +308,47 @@ def test_compare_two_targets_shows_table_and_plots(browser, live_server):
     page.close()
 
 
+TABLE_AND_BARS = """() => {
+  const box = document.querySelector('#compare-table .virtual-table-viewport') || document.querySelector('#compare-table');
+  const bars = (id) => Array.from(document.querySelectorAll('#' + id + ' .mark-rect path')).map(p => p.getBBox().height);
+  return {table: [box.scrollWidth, box.clientWidth], page: [document.documentElement.scrollWidth, window.innerWidth],
+          ttft: bars('compare-bar'), decode: bars('compare-bar-decode'), sweep: bars('compare-sweep')};
+}"""
+
+
+def test_compare_one_target_draws_its_bars_and_a_table_that_fits(browser, live_server):
+    """One target, one number of users: every chart still shows its bars (a bar per measure and per
+    number of users, from zero), and the results table fits its column at 1400 and at 400 px,
+    without the page scrolling sideways."""
+    from tests.axe import violations
+
+    page = browser.new_page(viewport={"width": 1400, "height": 1200})
+    open_app(page, live_server)
+    page.get_by_role("tab", name="Compare").click()
+    targets = page.locator("#compare-targets")
+    for box in targets.locator("input[type=checkbox]").all():
+        box.uncheck()
+    targets.get_by_label("smollm2-135m-instruct-int4 · OpenVINO").check()
+    for label in ("2", "4"):
+        page.get_by_label(label, exact=True).uncheck()
+    page.locator("#compare-run").click()
+    page.locator("#compare-status").get_by_text("Done").wait_for(timeout=180_000)
+    page.wait_for_function("document.querySelectorAll('#compare-sweep .mark-rect path').length > 0", timeout=20_000)
+    for width in (1400, 400):
+        page.set_viewport_size({"width": width, "height": 1200})
+        page.wait_for_timeout(1500)  # the plots redraw at their new width
+        seen = page.evaluate(TABLE_AND_BARS)
+        assert seen["page"][0] <= seen["page"][1], (width, seen)  # no sideways scrolling of the page
+        assert seen["table"][0] <= seen["table"][1] + 1, (width, seen)  # the table fits its box
+        for chart in ("ttft", "decode", "sweep"):
+            assert len(seen[chart]) == 1 and seen[chart][0] > 20, (width, chart, seen)
+        assert violations(page) == [], width  # the filled table and charts pass axe-core too
+    assert "1 user" in page.locator("#compare-sweep").inner_text()
+    table = page.locator("#compare-table").inner_text()
+    assert "TTFT ms" in table and "smollm2-135m-instruct-int4" in table
+    page.close()
+
+
 def test_click_an_evidence_sentence_to_see_its_page_highlighted(browser, live_server, tmp_path):
     from tests.pdfgen import make_pdf
 
@@ -558,6 +599,90 @@ def test_send_and_stop_are_enabled_only_when_they_do_something(browser, live_ser
     page.wait_for_function(
         "!document.querySelector('#send').disabled && document.querySelector('#stop').disabled", timeout=30_000
     )
+    page.close()
+
+
+RECORD_STATUSES = """() => {
+  window.__statuses = [];
+  const box = document.querySelector('#chat-stats');
+  const note = () => {
+    const prose = box.querySelector('.prose, [data-testid="markdown"]') || box;
+    const text = prose.innerText.trim();
+    if (text !== window.__statuses[window.__statuses.length - 1]) window.__statuses.push(text);
+  };
+  new MutationObserver(note).observe(box, {subtree: true, childList: true, characterData: true});
+}"""
+STAGES = ("Searching the documents…", "Answering…", "Checking the answer against the sources…")
+
+
+def test_the_status_follows_the_answer_searching_answering_checking(browser, live_server, tmp_path):
+    """One question in the "quotes + a short answer" mode: the status line under the answer says
+    what is happening, in order (searching the documents, the model answering, its sentences
+    checked against the sources), and gives way to the answer's figures at the end."""
+    from tests.pdfgen import topic_pdf
+
+    page = browser.new_page(viewport={"width": 1280, "height": 1100})
+    open_app(page, live_server)
+    upload_and_index(page, topic_pdf(tmp_path / "espresso-stages.pdf", "coffee", pages=1))
+    page.get_by_role("tab", name="Chat").click()
+    pick(page, "collection-picker", "default")
+    page.get_by_text("Generation settings").click()
+    page.get_by_label("Quotes + a short answer, only what the sources support").check()
+    page.evaluate(RECORD_STATUSES)
+    page.locator("#message textarea").fill("At what pressure is espresso brewed?")
+    page.keyboard.press("Enter")
+    bot_messages(page).last.get_by_text("Sources:").wait_for(timeout=90_000)
+    page.wait_for_function("!document.querySelector('#send').disabled", timeout=60_000)
+    seen = [s for s in page.evaluate("window.__statuses") if s]
+    stages = [s for s in seen if s in STAGES]
+    first = [stages.index(s) for s in STAGES if s in stages]
+    assert len(first) == 3 and first == sorted(first), seen  # each stage shown, in this order
+    assert stages[0] == STAGES[0] and seen[-1] not in STAGES, seen  # then the answer's own line
+    page.close()
+
+
+RECORD_ANNOUNCEMENTS = """() => {
+  window.__raw = [];  // any text or aria-label that shows a translation key such as "common.complete"
+  window.__said = [];  // what the live regions (what a screen reader announces) were given to say
+  const raw = (text) => { if (/\\bcommon\\./.test(text || '')) window.__raw.push(text.slice(0, 200)); };
+  const labels = (el) => { raw(el.getAttribute('aria-label')); el.querySelectorAll('[aria-label]').forEach((e) => raw(e.getAttribute('aria-label'))); };
+  new MutationObserver((records) => {
+    for (const r of records) {
+      if (r.type === 'attributes') { raw(r.target.getAttribute('aria-label')); continue; }
+      const nodes = r.type === 'characterData' ? [r.target] : Array.from(r.addedNodes);
+      for (const n of nodes) {
+        raw(n.textContent);
+        if (n.nodeType === 1) labels(n);
+        const live = (n.nodeType === 3 ? n.parentElement : n)?.closest('[aria-live]');
+        if (live && live.textContent.trim()) window.__said.push(live.textContent.trim());
+      }
+    }
+  }).observe(document.body, {childList: true, subtree: true, characterData: true, attributes: true, attributeFilter: ['aria-label']});
+}"""
+
+
+def test_screen_readers_hear_words_not_translation_keys(browser, live_server, tmp_path):
+    """Gradio announces each finished step in a polite live region; after an indexing run and after
+    an answer it says "Done", and no text or aria-label on the page ever shows a raw key such as
+    "common.complete" (what a screen reader read aloud before)."""
+    from tests.pdfgen import topic_pdf
+
+    page = browser.new_page(viewport={"width": 1280, "height": 1100})
+    open_app(page, live_server)
+    page.evaluate(RECORD_ANNOUNCEMENTS)
+    upload_and_index(page, topic_pdf(tmp_path / "railway-announce.pdf", "railway", pages=1))
+    # announcements are spaced at least 5 s apart: the last one comes a few seconds after the step
+    page.wait_for_function("window.__said.includes('Done')", timeout=20_000)
+    said = len(page.evaluate("window.__said"))
+    ask_documents(page, "default", "How long is the Trans-Siberian Railway?")
+    page.wait_for_function(f"window.__said.slice({said}).includes('Done')", timeout=20_000)
+    assert page.evaluate("window.__raw") == []
+    shown = page.evaluate(
+        "() => Array.from(document.body.querySelectorAll(':not(script):not(style)')).flatMap(e => [e.getAttribute('aria-label') || '',"
+        " Array.from(e.childNodes).filter(n => n.nodeType === 3).map(n => n.data).join(' ')])"
+        ".filter(t => /\\bcommon\\./.test(t))"
+    )
+    assert shown == [], shown
     page.close()
 
 

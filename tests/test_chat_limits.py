@@ -156,7 +156,7 @@ def test_ask_json_keeps_the_partial_answer_when_the_stream_is_cut(fault_server, 
     assert result["answer"].startswith("> “On Fridays the cafeteria serves fish and chips.” [1]")
     assert result["mode"] == "brief"  # "auto" with a remote model
     assert result["error"] and "\n" not in result["error"]
-    assert result["citations"][0] == {"source": 1, "document": "menu.pdf", "page": 2}
+    assert result["citations"][0] == {"source": 1, "document": "menu.pdf", "page": 2, "where": "p. 2"}
 
 
 def test_a_stream_dropped_unread_gives_its_place_back(services):

@@ -200,6 +200,16 @@ class BenchReport:
             + [f"TTFT p95 ms @{u} users" for u in users]
         )
 
+    def by_measure(self) -> tuple[list[str], list[list]]:
+        """The table turned on its side for the screen: one row per measure, one column per target.
+        A few columns fit the Compare tab's width, and a phone's; a row per target with its twenty
+        measures does not (the files keep that shape: one row per target is what tools read)."""
+        headers, rows = self.headers(), self.rows()
+        columns = ["measure"] + [str(row[0]) for row in rows]
+        return columns, [
+            [name] + ["" if row[i] is None else row[i] for row in rows] for i, name in enumerate(headers) if i
+        ]
+
     def to_csv(self) -> str:
         buf = io.StringIO()
         w = csv.writer(buf)

@@ -18,7 +18,9 @@ refers to (followups.py) -> retrieve -> find the evidence -> answer:
 
 Events: EvidenceReady (sources and evidence, first), Token (displayed text, in order), Checked
 (the claim check of the model's sentences), then Done, or Failed when the backend broke off (the
-text so far stays). Errors before anything started (invalid input, server busy, unknown
+text so far stays). Stage events say what the answer is doing meanwhile (the model writing, a
+sentence being checked), so an edge can show it without guessing from timing; searching is what
+``start`` does for a question on a collection, before it returns. Errors before anything started (invalid input, server busy, unknown
 collection) are raised as UserError, so an HTTP edge can answer with a status code.
 """
 
@@ -93,6 +95,14 @@ class Token:
 
 
 @dataclass(frozen=True)
+class Stage:
+    name: str  # answering: the model is writing | checking: its sentences are checked against the sources
+
+
+ANSWERING, CHECKING = Stage("answering"), Stage("checking")
+
+
+@dataclass(frozen=True)
 class Checked:
     claims: list[Any]  # the model's sentences, each supported or not
     left_out: list[str]  # sentences not shown (brief mode)
@@ -109,7 +119,7 @@ class Failed:
     message: str  # one sentence for the user; the text so far is kept
 
 
-AnswerEvent = EvidenceReady | Token | Checked | Done | Failed
+AnswerEvent = EvidenceReady | Stage | Token | Checked | Done | Failed
 
 
 @dataclass
@@ -231,6 +241,7 @@ class Answerer:
         """The model's text as it streams, except what repeats an earlier sentence (held back
         until it is clearly new; a repeat stops generation)."""
         yield EvidenceReady([], [], query)
+        yield ANSWERING
         cutter = SentenceCutter()
         pieces = iter(stream)
         shown, written, reason = 0, "", ""
@@ -365,8 +376,7 @@ class Answerer:
                 )
                 return answer
         ticket.release()
-        claims = docs.claims(" ".join(e.text for e in composed.evidence), composed.sources) if composed.evidence else []
-        answer.events = self._composed(composed, query, claims)
+        answer.events = self._composed(composed, query, docs)
         return answer
 
     @staticmethod
@@ -381,9 +391,13 @@ class Answerer:
         )
 
     @staticmethod
-    def _composed(composed: Any, query: str, claims: list[Any]) -> Iterator[AnswerEvent]:
+    def _composed(composed: Any, query: str, docs: GroundingDocuments) -> Iterator[AnswerEvent]:
         yield EvidenceReady(composed.sources, composed.evidence, query)
         yield Token(composed.text)
+        claims: list[Any] = []
+        if composed.evidence:
+            yield CHECKING
+            claims = docs.claims(" ".join(e.text for e in composed.evidence), composed.sources)
         yield Checked(claims, [])
         yield Done(composed.text, "stop")
 
@@ -438,11 +452,21 @@ class Answerer:
             shown += lead + piece
             yield Token(lead + piece)
 
+        stage = ANSWERING
+        yield stage
+
+        def enter(next_stage: Stage) -> Iterator[AnswerEvent]:
+            nonlocal stage
+            if next_stage != stage:
+                stage = next_stage
+                yield stage
+
         pieces = iter(stream)
         try:
             for piece in pieces:
                 for sentence in cutter.feed(piece):
                     written += 1
+                    yield from enter(CHECKING)
                     yield from judge(sentence)
                     if written >= cap:
                         reason = "sentences"
@@ -450,8 +474,10 @@ class Answerer:
                 if reason or cutter.looped:
                     reason = reason or "loop"
                     break
+                yield from enter(ANSWERING)  # back to reading what the model writes
             else:
                 for sentence in cutter.flush():
+                    yield from enter(CHECKING)
                     yield from judge(sentence)
         except UserError as exc:
             yield Failed(exc.user_message)

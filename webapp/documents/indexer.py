@@ -204,7 +204,7 @@ class Indexer:
                 report.ocr_seconds += ocr.seconds
                 report.ocr_over_budget += len(ocr.over_budget)
             empty = [p for p in parsed.empty_pages if unusable(parsed.pages[p - 1])]
-            chunks = self.chunker.split(parsed.pages)
+            chunks = self.chunker.split(parsed.pages, parsed.tables)
             if not chunks:
                 if doc.format != "pdf":
                     raise DocumentProblem(f"No text was found in this {format_named(doc.format).kind}.", "no-text")

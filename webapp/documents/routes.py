@@ -33,6 +33,20 @@ def _inline_name(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", label)[:100] or "document.pdf"
 
 
+def _attachment(path, name: str) -> FileResponse:
+    """A file the browser saves and never renders in this origin."""
+    return FileResponse(
+        path,
+        media_type="application/octet-stream",
+        headers={
+            "content-disposition": f'attachment; filename="{name}"',
+            "cache-control": "private, no-store",
+            "x-content-type-options": "nosniff",
+            "content-security-policy": "default-src 'none'; sandbox; frame-ancestors 'none'",
+        },
+    )
+
+
 def document_router(documents: DocumentService, auth: Authenticator) -> APIRouter:
     router = APIRouter(prefix="/documents", tags=["documents"])
 
@@ -63,16 +77,7 @@ def document_router(documents: DocumentService, auth: Authenticator) -> APIRoute
                     "x-frame-options": "SAMEORIGIN",
                 },
             )
-        return FileResponse(
-            path,
-            media_type="application/octet-stream",
-            headers={
-                "content-disposition": f'attachment; filename="{name}"',
-                "cache-control": "private, no-store",
-                "x-content-type-options": "nosniff",
-                "content-security-policy": "default-src 'none'; sandbox; frame-ancestors 'none'",
-            },
-        )
+        return _attachment(path, name)
 
     @router.get("/{doc_id}/original")
     def download(doc_id: int, request: Request):
@@ -81,16 +86,7 @@ def document_router(documents: DocumentService, auth: Authenticator) -> APIRoute
             doc, path = documents.original(doc_id, actor(request))
         except UserError as exc:
             return JSONResponse({"detail": exc.user_message}, status_code=404)
-        return FileResponse(
-            path,
-            media_type="application/octet-stream",
-            headers={
-                "content-disposition": f'attachment; filename="{_inline_name(doc.label)}"',
-                "cache-control": "private, no-store",
-                "x-content-type-options": "nosniff",
-                "content-security-policy": "default-src 'none'; sandbox; frame-ancestors 'none'",
-            },
-        )
+        return _attachment(path, _inline_name(doc.label))
 
     @router.get("/{doc_id}/sections/{number}.html")
     def section(doc_id: int, number: int, request: Request, highlight: str = Query("", max_length=4000)):

@@ -293,6 +293,11 @@ class DocumentService:
             return [d for d in self.store.documents(None) if d.collection in readable]
         return self.store.documents(self._access(collection, actor).name)
 
+    def collection_to_manage(self, collection: str, actor: Actor = LOCAL, create: bool = False) -> str:
+        """The name of ``collection`` if ``actor`` may manage its documents (``create``: a new one
+        is made, as the CLI's ``index`` and ``sync`` do); otherwise the refusal every route gives."""
+        return self._ensure_writable(collection, actor) if create else self._managed(collection, actor).name
+
     def _ensure_writable(self, collection: str, actor: Actor) -> str:
         """The collection to store into; the CLI may name a new one, which is then created (a name
         held by a collection the actor cannot read is refused as create_collection refuses it)."""
@@ -301,8 +306,17 @@ class DocumentService:
             return self.create_collection(collection, actor)
         return self._managed(collection, actor).name
 
-    def add_files(self, collection: str, files: Iterable[tuple[Path, str]], actor: Actor = LOCAL) -> list[UploadResult]:
-        """Store files given by path (the CLI); each gets its own result, so one bad file never blocks the rest."""
+    def add_files(
+        self,
+        collection: str,
+        files: Iterable[tuple[Path, str]],
+        actor: Actor = LOCAL,
+        source_key: str | None = None,
+    ) -> list[UploadResult]:
+        """Store files given by path (the CLI); each gets its own result, so one bad file never blocks the rest.
+
+        ``source_key``: the file's path in the collection's synced source (webapp/documents/sync.py
+        adds one file at a time)."""
         actor.require_member("upload documents")
         collection = self._ensure_writable(collection, actor)
         results = []
@@ -311,7 +325,12 @@ class DocumentService:
             try:
                 stored = store_upload(Path(path), name, self.store.files_dir, max_bytes)
                 doc, new = self.store.add_document(
-                    collection, stored.sha256, stored.label, stored.size_bytes, format=stored.format
+                    collection,
+                    stored.sha256,
+                    stored.label,
+                    stored.size_bytes,
+                    format=stored.format,
+                    source_key=source_key,
                 )
                 results.append(UploadResult(stored.label, doc, duplicate=not new))
             except UserError as exc:

@@ -1,6 +1,8 @@
 """Split page text into overlapping chunks that each remember their page.
 
-Chunks never cross a page boundary, so every passage cites exactly one page.
+Chunks never cross a page boundary, so every passage cites exactly one page. A page's tables
+(webapp/rag/tables.py: caption + one line per row) become chunks of their own after its prose,
+split between rows only, each piece repeating the caption so a row never loses its table.
 LangChain's RecursiveCharacterTextSplitter does the splitting (paragraph ->
 line -> sentence -> word boundaries), the same splitter the original notebooks
 used, so chunk sizes mean the same thing as there.
@@ -42,14 +44,33 @@ class PageChunker:
             keep_separator="end",
         )
 
-    def split(self, pages: list[str]) -> list[Chunk]:
+    def split(self, pages: list[str], tables: list[list[str]] | None = None) -> list[Chunk]:
+        """``tables``: per page, its tables as text (ParsedPdf.tables); none by default."""
         chunks: list[Chunk] = []
         for number, raw in enumerate(pages, start=1):
             text = clean_page_text(raw)
-            if not text:
-                continue
-            for piece in self.splitter.split_text(text):
+            pieces = self.splitter.split_text(text) if text else []
+            for table in tables[number - 1] if tables and number <= len(tables) else []:
+                pieces += self._table_pieces(table)
+            for piece in pieces:
                 piece = piece.strip()
                 if len(piece) >= 20:  # stray page numbers and headers carry no meaning
                     chunks.append(Chunk(page=number, ordinal=len(chunks), text=piece))
         return chunks
+
+    def _table_pieces(self, table: str) -> list[str]:
+        """Caption + as many whole rows as fit the chunk size; the caption (cut to a third of the
+        size) heads every piece. A row longer than a chunk stays whole: cut, it would lose columns."""
+        caption, *rows = table.split("\n")
+        limit = self.splitter._chunk_size
+        caption = caption if len(caption) <= limit // 3 else caption[: limit // 3].rsplit(" ", 1)[0] + " ..."
+        pieces: list[str] = []
+        current: list[str] = []
+        for row in rows:
+            if current and len(caption) + sum(len(r) + 1 for r in current) + len(row) > limit:
+                pieces.append("\n".join([caption, *current]))
+                current = []
+            current.append(row)
+        if current:
+            pieces.append("\n".join([caption, *current]))
+        return pieces

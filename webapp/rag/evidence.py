@@ -27,6 +27,7 @@ import numpy as np
 from webapp.rag.compounds import word_forms
 from webapp.rag.retrieval import where
 from webapp.rag.sentences import found_terms, negated, numbers, overlap, split_sentences, terms
+from webapp.rag.tables import is_row
 
 # Weights and gates, calibrated on benchmarks/arxiv_questions.json (docs/evidence.md).
 W_COSINE, W_OVERLAP = 0.40, 0.60  # a sentence's match with the question (or a claim)
@@ -80,6 +81,7 @@ class _Candidate:
     source: int
     passage: Any  # a retrieval Passage (duck-typed: tests pass their own)
     text: str
+    caption: str = ""  # a table row's: the words the row means without repeating them (see _candidates)
 
 
 Glossaries = Mapping[int, Mapping[str, tuple[str, ...]]]  # document id -> short form -> long-form words
@@ -90,7 +92,15 @@ def _glossary(glossaries: Glossaries | None, candidate: _Candidate) -> Mapping[s
 
 
 def _candidates(passages: Sequence[Any]) -> list[_Candidate]:
-    return [_Candidate(n, p, s) for n, p in enumerate(passages, start=1) for s in split_sentences(p.text)]
+    """Every sentence (or table row) of every passage. A row's caption is kept beside it: a row
+    means its caption's words too ("Table 3: ... inference time on CPU"), so its word match counts
+    them, and among a table's rows the one naming the question's model and column wins."""
+    out = []
+    for n, p in enumerate(passages, start=1):
+        first = p.text.split("\n", 1)[0]
+        caption = "" if is_row(first) else first
+        out += [_Candidate(n, p, s, caption if is_row(s) else "") for s in split_sentences(p.text)]
+    return out
 
 
 def _window(
@@ -110,8 +120,16 @@ def _window(
     embeddings with a 30,000 token vocabulary. The first token ... The final hidden state ...").
     """
 
+    if is_row(candidates[i].text):
+        return [i]  # a table row names its columns itself; the next row is another model's numbers
+
     def usable(n: int) -> bool:
-        return 0 <= n < len(candidates) and n not in taken and candidates[n].source == candidates[i].source
+        return (
+            0 <= n < len(candidates)
+            and n not in taken
+            and candidates[n].source == candidates[i].source
+            and not candidates[n].caption  # a table's rows do not extend its caption or the prose
+        )
 
     def covered(span: range) -> float:
         found: set[str] = set()
@@ -137,6 +155,17 @@ def _window(
         if cover > best_cover + 1e-9:
             best, best_cover = list(span), cover
     return best
+
+
+def _overlap(
+    query_terms: list[str], c: _Candidate, idf: dict[str, float], glossary: Mapping[str, tuple[str, ...]] | None
+) -> float:
+    """A sentence's word match; a table row's is half its own and half with its caption's words,
+    so the caption lifts the table's rows and the row naming the question's model still wins."""
+    own = overlap(query_terms, c.text, idf, glossary)
+    if not c.caption:
+        return own
+    return 0.5 * own + 0.5 * overlap(query_terms, f"{c.caption}\n{c.text}", idf, glossary)
 
 
 def _plain(text: str) -> str:
@@ -214,7 +243,7 @@ class EvidenceFinder:
         query_terms = terms(query)
         idf = _idf(query_terms, texts) if idf is None else idf
         lexical = np.asarray(
-            [overlap(query_terms, c.text, idf, _glossary(glossaries, c)) for c in candidates], dtype=np.float32
+            [_overlap(query_terms, c, idf, _glossary(glossaries, c)) for c in candidates], dtype=np.float32
         )
         match = W_COSINE * cosine + W_OVERLAP * lexical
         if not with_rank:

@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from webapp.rag.tables import is_row, row_values
+
 log = logging.getLogger(__name__)
 
 SCALE = 1.5  # 108 dpi: readable on a laptop screen, ~150-300 KB per page
@@ -40,6 +42,7 @@ MAX_PIXELS = 16_000_000
 MAX_SIDE = 10_000
 HIGHLIGHT = (255, 214, 0, 110)  # translucent yellow
 MIN_MATCH = 0.6  # below this share of the passage's letters found in one run, nothing is highlighted
+ROW_GAP = 60  # letters and digits allowed between two cells of a table row on the page
 
 
 class PageImageError(Exception):
@@ -92,6 +95,8 @@ def locate(page_text: str, passage: str) -> tuple[list[tuple[int, int]], float] 
     wanted, _ = _key(passage)
     if not wanted or not page_key:
         return None
+    if is_row(passage.strip()):
+        return _locate_row(page_key, where, page_text, row_values(passage.strip()))
     at = page_key.find(wanted)
     if at >= 0:
         return [(where[at], _with_closing_marks(page_text, where[at + len(wanted) - 1]))], 1.0
@@ -119,6 +124,41 @@ def locate(page_text: str, passage: str) -> tuple[list[tuple[int, int]], float] 
     if share < MIN_MATCH or not ranges:
         return None
     return ranges, min(1.0, share)
+
+
+def _locate_row(
+    page_key: str, where: list[int], page_text: str, values: list[str]
+) -> tuple[list[tuple[int, int]], float] | None:
+    """A table row (webapp/rag/tables.py) on the page: its cell values' words in order, each close
+    after the one before (the page shows "BERT LARGE 86.7/85.9 72.1", not the "System: ... |"
+    form). Chains start at each place one of the first three words occurs; the chain covering most
+    of the row wins. Words not found near the chain (a group label printed above the rows) count as
+    missing."""
+    keys = [k for k in (_key(word)[0] for word in " ".join(values).split()) if k]
+    total = sum(len(k) for k in keys)
+    if not keys:
+        return None
+    best: tuple[int, list[tuple[int, int]]] = (0, [])
+    for first in range(min(3, len(keys))):
+        at = page_key.find(keys[first])
+        for _ in range(50):  # occurrences of the anchor tried, at most
+            if at < 0:
+                break
+            ranges, matched, cursor = [], 0, at
+            for k in keys[first:]:
+                found = page_key.find(k, cursor)
+                if found < 0 or found - cursor > ROW_GAP:
+                    continue
+                ranges.append((where[found], where[found + len(k) - 1]))
+                matched += len(k)
+                cursor = found + len(k)
+            if matched > best[0]:
+                best = (matched, ranges)
+            at = page_key.find(keys[first], at + 1)
+    share = best[0] / total
+    if share < MIN_MATCH:
+        return None
+    return best[1], min(1.0, share)
 
 
 def _with_closing_marks(text: str, last: int) -> int:

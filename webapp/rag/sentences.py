@@ -5,7 +5,9 @@ has bullets, and carries headers, footers and page numbers. Lines are joined fir
 a line end is dropped when it split a word, kept when the word already had one:
 "left-to-\\nright"), bullets start new sentences, and pysbd (rule-based sentence boundary
 detection: knows "e.g.", "Fig. 3", "et al." and decimals, needs no model download) splits the
-rest. Fragments without enough words (page numbers, running heads) are dropped.
+rest. Fragments without enough words (page numbers, running heads) are dropped. A table's row
+line ("Model: BERT | MNLI: 86.7", webapp/rag/tables.py) is one unit as it stands: it names its
+columns itself, and pysbd would cut it at every "86.7." it sees.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from functools import lru_cache
 from webapp.rag.abbreviations import expand
 from webapp.rag.compounds import word_forms
 from webapp.rag.retrieval import search_terms
+from webapp.rag.tables import is_row
 
 MIN_CHARS = 20
 MIN_WORDS = 4
@@ -54,7 +57,21 @@ def join_lines(text: str) -> str:
 @lru_cache(maxsize=4096)
 def split_sentences(text: str) -> tuple[str, ...]:
     """The sentences of a passage (cached: the same chunks come back for many questions)."""
-    out = []
+    out: list[str] = []
+    if "|" in text:  # a table chunk: its row lines are units, the rest (the caption) is prose
+        lines = text.split("\n")
+        rows = {i for i, line in enumerate(lines) if is_row(line.strip())}
+        if rows:
+            prose: list[str] = []
+            for i, line in enumerate(lines + [""]):
+                if i in rows or i == len(lines):
+                    out += split_sentences("\n".join(prose)) if prose else ()
+                    prose = []
+                    if i in rows:
+                        out.append(line.strip())
+                else:
+                    prose.append(line)
+            return tuple(out)
     for block in _BULLET.split("\n" + text):
         block = join_lines(block)
         if not block:

@@ -16,7 +16,7 @@ import urllib.parse
 import gradio as gr
 
 from webapp.auth.gate import Authenticator
-from webapp.chat.answering import Answer, Answerer, EvidenceReady, Failed, Question, Token
+from webapp.chat.answering import Answer, Answerer, EvidenceReady, Failed, Question, Stage, Token
 from webapp.chat.conversations import ConversationStore, StoredMessage
 from webapp.documents.section_view import section_html
 from webapp.downloads import download_folder
@@ -172,6 +172,10 @@ def format_stats(stats: StreamStats, model: str) -> str:
         parts.append("stopped")
     return " · ".join(parts)
 
+
+SEARCHING = "Searching the documents…"
+# The status line while an answer is written, from the answering events' stages.
+STAGE_STATUS = {"answering": "Answering…", "checking": "Checking the answer against the sources…"}
 
 NO_DOCUMENTS_BADGE = (
     "**Answering without documents**: the model answers from what it learned, not from your files. "
@@ -713,7 +717,8 @@ class ChatTab:
                     conversation=conversation_id,
                 )
             loading = not self.chat.catalog.is_loaded(model or "") and mode != "quote"
-            status = f"Loading {model}…" if loading and model else ("Searching the documents…" if collection else "")
+            # a question on a collection is searched inside start(), before its first event
+            status = f"Loading {model}…" if loading and model else (SEARCHING if collection else "")
             if status:
                 yield emit(chatbot=conversation, stats=status, conversation=conversation_id)
             answer = self.answers.start(
@@ -724,19 +729,15 @@ class ChatTab:
                 if isinstance(event, EvidenceReady):
                     # The evidence is known before the model writes a word: show it at once.
                     checks = check_items(event.evidence, event.sources)
-                    writing = (
-                        "Writing the answer; each sentence is checked against the sources as it is written…"
-                        if collection and mode in ("brief", "free")
-                        else ("Writing the answer…" if not collection else "")
-                    )
                     yield emit(
                         chatbot=conversation,
-                        stats=writing,
                         passages=sources_markdown(event.sources),
                         conversation=conversation_id,
                         evidence=evidence_radio(checks),
                         checks=checks,
                     )
+                elif isinstance(event, Stage):
+                    yield emit(stats=STAGE_STATUS.get(event.name, ""))
                 elif isinstance(event, Token):
                     conversation[-1] = {"role": "assistant", "content": safe_markdown(answer.text)}
                     yield emit(chatbot=conversation, conversation=conversation_id)

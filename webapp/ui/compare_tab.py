@@ -19,8 +19,11 @@ RESULT_OUTPUTS = 6  # table, two bar plots, throughput plot, TTFT scatter, downl
 
 
 def plots(report):
-    """Data for the plots: one bar chart per metric, throughput vs users, TTFT vs prompt length."""
+    """Data for the plots: one bar chart per metric, throughput per number of users, TTFT vs prompt
+    length. Bars, not lines: they read the same with one target or one number of users (a line
+    needs two points), and each bar is one measured value."""
     bars, sweep, scatter = [], [], []
+    several = len(report.results) > 1
     for r in report.results:
         s = r.summary()
         if s.get("ttft_ms") is not None:
@@ -28,7 +31,11 @@ def plots(report):
                 {"target": r.label, "TTFT ms": round(s["ttft_ms"], 1), "decode tok/s": round(s["decode_tok_s"] or 0, 1)}
             )
         for p in r.sweep:
-            sweep.append({"target": r.label, "users": p.users, "aggregate tok/s": round(p.aggregate_tok_s, 1)})
+            # one bar per (users, target); the users first, so bars of one load stand together
+            load = f"{p.users} user{'s' if p.users > 1 else ''}" + (f" · {r.label}" if several else "")
+            sweep.append(
+                {"load": load, "target": r.label, "users": p.users, "aggregate tok/s": round(p.aggregate_tok_s, 1)}
+            )
         for run in r.runs:
             scatter.append({"target": r.label, "prompt tokens": run.prompt_tokens, "TTFT ms": round(run.ttft_s * 1000)})
     return pd.DataFrame(bars), pd.DataFrame(sweep), pd.DataFrame(scatter)
@@ -82,7 +89,10 @@ class CompareTab:
                 )
                 for i in range(MAX_PANES)
             ]
-        table = gr.Dataframe(interactive=False, wrap=True, elem_id="compare-table")
+        # one row per measure, one column per target: it fits its column (and scrolls inside its own
+        # box when many targets do not)
+        table = gr.Dataframe(interactive=False, wrap=True, elem_id="compare-table", label="Results per measure")
+        # The value axes start at zero: a bar's length is its value, and a single bar is not flat.
         with gr.Row():
             bar = gr.BarPlot(
                 x="target",
@@ -90,6 +100,8 @@ class CompareTab:
                 title="Time to first token (lower is better)",
                 elem_id="compare-bar",
                 x_label_angle=-20,
+                y_lim=[0, None],
+                min_width=320,  # two per row on a wide screen, one under the other on a phone
             )
             bar2 = gr.BarPlot(
                 x="target",
@@ -97,13 +109,28 @@ class CompareTab:
                 title="Decode speed (higher is better)",
                 elem_id="compare-bar-decode",
                 x_label_angle=-20,
+                y_lim=[0, None],
+                min_width=320,  # two per row on a wide screen, one under the other on a phone
             )
         with gr.Row():
-            sweep = gr.LinePlot(
-                x="users", y="aggregate tok/s", color="target", title="Throughput vs users", elem_id="compare-sweep"
+            sweep = gr.BarPlot(
+                x="load",
+                y="aggregate tok/s",
+                color="target",
+                x_title="concurrent users",
+                title="Throughput per number of users (higher is better)",
+                elem_id="compare-sweep",
+                x_label_angle=-20,
+                y_lim=[0, None],
+                min_width=320,  # two per row on a wide screen, one under the other on a phone
             )
             scatter = gr.ScatterPlot(
-                x="prompt tokens", y="TTFT ms", color="target", title="TTFT vs prompt length", elem_id="compare-scatter"
+                x="prompt tokens",
+                y="TTFT ms",
+                color="target",
+                title="TTFT vs prompt length",
+                elem_id="compare-scatter",
+                min_width=320,
             )
         files = gr.File(label="Download results", file_count="multiple", interactive=False, elem_id="compare-files")
         outputs = [status, *panes, table, bar, bar2, sweep, scatter, files]
@@ -173,7 +200,8 @@ class CompareTab:
         failed = [r for r in report.results if r.status != "ok"]
         note = "; ".join(f"{r.label}: {r.status}{' - ' + r.error if r.error else ''}" for r in failed)
         bars, sweeps, scatter = plots(report)
-        table = pd.DataFrame(report.rows(), columns=report.headers())
+        columns, rows = report.by_measure()
+        table = pd.DataFrame(rows, columns=columns)
         yield (
             ("Done." if not failed else f"Done with problems: {note}"),
             *([gr.skip()] * MAX_PANES),

@@ -1,5 +1,5 @@
-"""How the page looks: Gradio's default theme with colours that meet WCAG 2.1 AA contrast, and two
-small repairs of Gradio's own markup that accessibility checkers (axe-core) flag.
+"""How the page looks: Gradio's default theme with colours that meet WCAG 2.1 AA contrast, and
+small repairs of Gradio's own markup that accessibility checkers (axe-core) and screen readers trip on.
 
 Gradio's default orange (#f97316) under white button text is 2.8:1 and its subdued grey (#bbbbc2)
 1.9:1; AA asks 4.5:1 for text. The primary hue is shifted two shades darker (orange-700 #c2410c
@@ -58,6 +58,10 @@ CSS = """
 # Gradio's upload area names itself "Click to upload or drop files" while it shows "Drop File
 # Here - or - Click to Upload" (a screen reader and a voice user disagree on its name), and its
 # empty plots put aria-label on a bare div. Both are repaired as they appear.
+# Gradio 6.31 also announces every finished event in a polite live region as "common.complete"
+# (its English table has "complete" under "chatbot", not "common"), so screen readers read the
+# raw key aloud; a translation key left raw in a live region or an aria-label is put into words
+# as it appears ("common.complete" -> "Done"), before the reader hears it.
 HEAD = """
 <script>
 (() => {
@@ -68,9 +72,37 @@ HEAD = """
     });
     root.querySelectorAll('div.empty[aria-label]:not([role])').forEach((el) => el.setAttribute('role', 'img'));
   };
+  const RAW_KEY = /^\\s*(?:common|status|chatbot|errors|upload_text|blocks|dataframe|file|plot)\\.([a-z_]+)\\s*$/;
+  const WORDS = {complete: 'Done'};
+  const words = (m) => WORDS[m[1]] || m[1].charAt(0).toUpperCase() + m[1].slice(1).replace(/_/g, ' ');
+  const unkeyText = (node) => {
+    const m = node.nodeType === 3 && RAW_KEY.exec(node.data);
+    if (m && node.parentElement && node.parentElement.closest('[aria-live]')) node.data = words(m);
+  };
+  const unkeyLabel = (el) => {
+    const m = el.getAttribute && RAW_KEY.exec(el.getAttribute('aria-label') || '');
+    if (m) el.setAttribute('aria-label', words(m));
+  };
+  const unkey = (records) => {
+    for (const r of records) {
+      if (r.type === 'characterData') unkeyText(r.target);
+      else if (r.type === 'attributes') unkeyLabel(r.target);
+      else r.addedNodes.forEach((n) => {
+        if (n.nodeType === 3) { unkeyText(n); return; }
+        if (n.nodeType !== 1) return;
+        unkeyLabel(n);
+        n.querySelectorAll('[aria-label]').forEach(unkeyLabel);
+        if (n.closest('[aria-live]')) n.querySelectorAll('*').forEach((el) => el.childNodes.forEach(unkeyText));
+        n.childNodes.forEach(unkeyText);
+      });
+    }
+  };
   const start = () => {
     repair(document);
     new MutationObserver(() => repair(document)).observe(document.body, {childList: true, subtree: true});
+    new MutationObserver(unkey).observe(document.body, {
+      childList: true, subtree: true, characterData: true, attributes: true, attributeFilter: ['aria-label'],
+    });
   };
   if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', start); else start();
 })();

@@ -1,0 +1,95 @@
+"""How every part of the app opens a shared PostgreSQL database (``DOCCHAT_DATABASE_URL``).
+
+The counterpart of sqlite_db.py for running several app replicas on one database (issue 28):
+one connection per thread, autocommit with explicit transactions, schema versions per component
+in ``schema_versions`` (the same table and rule as SQLite's), migrations serialised across
+replicas by an advisory lock so two pods starting together take turns. psycopg is imported
+lazily: the embedded default never needs it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from webapp.errors import UserError
+
+# Any fixed number: pg_advisory_xact_lock(MIGRATION_LOCK) serialises migrations of all components.
+MIGRATION_LOCK = 0x0D0C_C4A7
+
+
+def is_postgres_url(url: str | None) -> bool:
+    return bool(url) and str(url).startswith(("postgresql://", "postgres://"))
+
+
+def connect(url: str) -> Any:
+    """An autocommit connection (callers open their own transactions) with dict rows."""
+    import psycopg
+    from psycopg.rows import dict_row
+
+    try:
+        return psycopg.connect(url, autocommit=True, row_factory=dict_row, connect_timeout=10)
+    except psycopg.OperationalError as exc:
+        host = url.split("@")[-1].split("?")[0] if "@" in url else "the server"
+        raise UserError(f"The database at {host} could not be reached: {str(exc).strip().splitlines()[0]}") from exc
+
+
+@contextmanager
+def transaction(conn: Any) -> Iterator[Any]:
+    """BEGIN ... COMMIT; ROLLBACK on any error (psycopg's transaction() does exactly this)."""
+    with conn.transaction():
+        yield conn
+
+
+def migrate(conn: Any, component: str, steps: Sequence[Sequence[str]]) -> int:
+    """Bring ``component``'s tables to version ``len(steps)``; return the version found before.
+
+    Same contract as sqlite_db.migrate: step n is the statements that turn version n-1 into n; all
+    pending steps and the new version commit together; a database written by a newer app is
+    refused. Replicas starting at once wait on one advisory lock, so each step runs once.
+    """
+    with transaction(conn):
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_versions ("
+            "component TEXT PRIMARY KEY, version INTEGER NOT NULL, migrated_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+        )
+        row = conn.execute("SELECT version FROM schema_versions WHERE component = %s", (component,)).fetchone()
+        found = int(row["version"]) if row else 0
+        if found > len(steps):
+            raise UserError(
+                f"The {component} tables of this database have format {found}; this version of the app "
+                f"reads formats up to {len(steps)}. Use a newer version of the app."
+            )
+        for statements in steps[found:]:
+            for statement in statements:
+                conn.execute(statement)
+        if found < len(steps):
+            conn.execute(
+                "INSERT INTO schema_versions(component, version) VALUES (%s, %s) "
+                "ON CONFLICT (component) DO UPDATE SET version = excluded.version, migrated_at = now()",
+                (component, len(steps)),
+            )
+    return found
+
+
+class ThreadConnections:
+    """One connection per thread (a psycopg connection serialises its users; threads would queue)."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self._local = threading.local()
+
+    def get(self) -> Any:
+        conn = getattr(self._local, "conn", None)
+        if conn is None or conn.closed:
+            conn = self._local.conn = connect(self.url)
+        return conn
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
