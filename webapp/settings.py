@@ -37,6 +37,13 @@ class Settings(BaseSettings):
     # Where things live. In the cluster both are persistent volumes.
     models_dir: Path = Field(Path("models"), description="model registry folder written by `python -m quantize`")
     data_dir: Path = Field(Path("data"), description="documents, index and other state")
+    files_url: str | None = Field(
+        None,
+        description=(
+            "where documents' originals and OCR word boxes are kept so every replica sees them: a shared "
+            "folder or gs://bucket/prefix (the data folder then caches them); unset: the data folder"
+        ),
+    )
     database_url: str | None = Field(
         None,
         description=(
