@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from webapp.errors import UserError
+from webapp.sqlite_db import pending_steps
 
 # Any fixed number: pg_advisory_xact_lock(MIGRATION_LOCK) serialises migrations of all components.
 MIGRATION_LOCK = 0x0D0C_C4A7
@@ -58,12 +59,7 @@ def migrate(conn: Any, component: str, steps: Sequence[Sequence[str]]) -> int:
         )
         row = conn.execute("SELECT version FROM schema_versions WHERE component = %s", (component,)).fetchone()
         found = int(row["version"]) if row else 0
-        if found > len(steps):
-            raise UserError(
-                f"The {component} tables of this database have format {found}; this version of the app "
-                f"reads formats up to {len(steps)}. Use a newer version of the app."
-            )
-        for statements in steps[found:]:
+        for statements in pending_steps(component, found, steps, "database"):
             for statement in statements:
                 conn.execute(statement)
         if found < len(steps):

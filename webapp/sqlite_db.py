@@ -46,6 +46,17 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         raise
 
 
+def pending_steps(component: str, found: int, steps: Sequence[Sequence[str]], place: str) -> Sequence[Sequence[str]]:
+    """The migration steps still to run after version ``found`` (SQLite and Postgres alike); a
+    database written by a newer app is refused, not guessed at."""
+    if found > len(steps):
+        raise UserError(
+            f"The {component} tables of this {place} have format {found}; this version of the app "
+            f"reads formats up to {len(steps)}. Use a newer version of the app."
+        )
+    return steps[found:]
+
+
 def migrate(conn: sqlite3.Connection, component: str, steps: Sequence[Sequence[str]]) -> int:
     """Bring ``component``'s tables to version ``len(steps)``; return the version found before.
 
@@ -62,12 +73,7 @@ def migrate(conn: sqlite3.Connection, component: str, steps: Sequence[Sequence[s
     with transaction(conn):
         row = conn.execute("SELECT version FROM schema_versions WHERE component = ?", (component,)).fetchone()
         found = int(row[0]) if row else 0
-        if found > len(steps):
-            raise UserError(
-                f"The {component} tables of this data folder have format {found}; this version of the app "
-                f"reads formats up to {len(steps)}. Use a newer version of the app."
-            )
-        for statements in steps[found:]:
+        for statements in pending_steps(component, found, steps, "data folder"):
             for statement in statements:
                 conn.execute(statement)
         if found < len(steps):

@@ -22,6 +22,7 @@ from webapp.auth.access import Actor
 from webapp.errors import UserError
 from webapp.llm.base import ChatMessage
 from webapp.rag.prompt import format_citations
+from webapp.rag.retrieval import where
 from webapp.sqlite_db import ThreadConnections, transaction
 
 MAX_TITLE = 80
@@ -71,7 +72,7 @@ class StoredMessage:
 
     def citation_line(self) -> str:
         # "where" is kept since store format 3 (issue 25); older messages cite PDF pages.
-        return format_citations((s["document"], s.get("where") or f"p. {s['page']}") for s in self.sources)
+        return format_citations((s["document"], where(s["page"], s.get("where"))) for s in self.sources)
 
 
 class NoConversation(UserError):

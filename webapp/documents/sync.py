@@ -522,6 +522,18 @@ class SyncService:
         remove: dict[int, tuple[Document, str | None]] = {}  # id -> (document, key to report or None)
         max_bytes = int(self.settings.max_upload_mb * 1e6)
         staging = self._staging()
+
+        def fetch(item: Any, i: int) -> Path | None:
+            """The file read into staging (counted), or None with its failure reported."""
+            staged = staging / f"{i}.part"
+            try:
+                source.fetch(item, staged)
+            except SourceFileError as exc:
+                report.failed.append((item.key, exc.user_message))
+                return None
+            report.fetched += 1
+            return staged
+
         try:
             for i, item in enumerate(listing.files):
                 if progress:
@@ -540,13 +552,9 @@ class SyncService:
                 if cached is not None and cached[0] == item.version:
                     sha = cached[1]
                 else:
-                    staged = staging / f"{i}.part"
-                    try:
-                        source.fetch(item, staged)
-                    except SourceFileError as exc:
-                        report.failed.append((item.key, exc.user_message))
+                    staged = fetch(item, i)
+                    if staged is None:
                         continue
-                    report.fetched += 1
                     sha = self._sha256(staged)
                 seen[item.key] = (item.version, sha)
                 match = next((d for d in current if d.sha256 == sha), None)
@@ -574,13 +582,9 @@ class SyncService:
                         remove[old.id] = (old, item.key)
                     continue
                 if staged is None:  # known by its version, yet its document is gone: read it now
-                    staged = staging / f"{i}.part"
-                    try:
-                        source.fetch(item, staged)
-                    except SourceFileError as exc:
-                        report.failed.append((item.key, exc.user_message))
+                    staged = fetch(item, i)
+                    if staged is None:
                         continue
-                    report.fetched += 1
                 result = docs.add_files(name, [(staged, safe_label(item.key))], actor, source_key=item.key)[0]
                 staged.unlink(missing_ok=True)
                 if result.error or result.document is None:
