@@ -623,7 +623,7 @@ def test_the_status_follows_the_answer_searching_answering_checking(browser, liv
 
     page = browser.new_page(viewport={"width": 1280, "height": 1100})
     open_app(page, live_server)
-    upload_and_index(page, topic_pdf(tmp_path / "espresso-stages.pdf", "coffee", pages=1))
+    upload_and_index(page, topic_pdf(tmp_path / "espresso-stages.pdf", "coffee", pages=1, marker="Stages copy."))
     page.get_by_role("tab", name="Chat").click()
     pick(page, "collection-picker", "default")
     page.get_by_text("Generation settings").click()
@@ -694,7 +694,7 @@ def test_on_a_wide_screen_the_evidence_sits_beside_the_answer(browser, live_serv
 
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     open_app(page, live_server)
-    upload_and_index(page, topic_pdf(tmp_path / "railway-wide.pdf", "railway", pages=1))
+    upload_and_index(page, topic_pdf(tmp_path / "railway-wide.pdf", "railway", pages=1, marker="Wide copy."))
     ask_documents(page, "default", "How long is the Trans-Siberian Railway?")
     chat = page.locator("#chatbot").bounding_box()
     evidence = page.locator("#evidence").bounding_box()
