@@ -21,13 +21,9 @@ from webapp.documents.uploads import discard_uploads, safe_label, store_upload, 
 from webapp.errors import UserError
 from webapp.rag.page_image import PageImageError, PageImages, RenderBusy
 from webapp.rag.retrieval import Passage, Retriever, search_terms
-from webapp.rag.store import (
-    Document,
-    DocumentStore,
-    StoreError,
-    recorded_embedding_model,
-    valid_collection_name,
-)
+from webapp.rag.store import Document, StoreError, valid_collection_name
+from webapp.rag.stores import AnyDocumentStore as DocumentStore
+from webapp.rag.stores import open_document_store, recorded_embedding_model
 from webapp.rag.summaries import Extract
 from webapp.registry import RegistryError, load_entry, scan
 from webapp.resources import usable_cpus
@@ -110,7 +106,7 @@ class DocumentService:
             except RegistryError as exc:
                 raise UserError(f"Documents need the embedding model {name}: {exc.user_message}") from exc
             embedder = Embedder(entry)
-            store = DocumentStore(self.settings.data_dir, entry.name, embedder.dimension)
+            store = open_document_store(self.settings, entry.name, embedder.dimension)
             store.collection_id(self.settings.default_collection)
             self.repairs = store.check_and_repair()
             self._embedder, self._store = embedder, store
@@ -145,7 +141,7 @@ class DocumentService:
         Vectors from two models are not comparable, so a folder never silently changes model
         (an upgrade that changes the default must not break a PVC full of documents).
         """
-        recorded = recorded_embedding_model(self.settings.data_dir)
+        recorded = recorded_embedding_model(self.settings)
         if recorded and recorded != self.settings.embedding_model:
             log.warning(
                 "data folder %s was embedded with %s; using it (DOCCHAT_EMBEDDING_MODEL=%s applies to "

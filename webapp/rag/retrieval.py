@@ -25,7 +25,7 @@ import numpy as np
 
 from webapp.rag.compounds import fold, fts_alternatives, joined_pairs, parts_of, tokens
 from webapp.rag.embedder import Embedder
-from webapp.rag.store import DocumentStore
+from webapp.rag.stores import AnyDocumentStore
 
 RRF_K = 60
 # Keyword ranks count double in the fusion, and the best keyword hit is kept even when its cosine
@@ -150,7 +150,7 @@ def fts_query(question: str, require_all: bool = False) -> str:
 
 
 class Retriever:
-    def __init__(self, store: DocumentStore, embedder: Embedder, min_similarity: float):
+    def __init__(self, store: AnyDocumentStore, embedder: Embedder, min_similarity: float):
         self.store = store
         self.embedder = embedder
         self.min_similarity = min_similarity
