@@ -44,6 +44,7 @@ import numpy as np
 
 from webapp import pg_db
 from webapp.auth.access import VISIBILITIES, CollectionAccess
+from webapp.errors import UserError
 from webapp.rag.compounds import fts_alternatives
 from webapp.rag.store import (
     STATUSES,
@@ -237,7 +238,15 @@ class PgDocumentStore:
         self._stats: dict[int, tuple[int, float]] = {}
         self._term_stamp = (0, 0.0)
         self._tsquery_cache: dict[str, tuple[str, list[str]]] = {}
-        pg_db.migrate(self._db(), COMPONENT, STEPS)
+        try:
+            pg_db.migrate(self._db(), COMPONENT, STEPS)
+        except Exception as exc:
+            if "vector" not in str(exc) or isinstance(exc, UserError):
+                raise
+            raise StoreError(
+                "This database has no pgvector extension and the app's user may not create it; run "
+                "CREATE EXTENSION vector as the database owner (Cloud SQL: a cloudsqlsuperuser), then start again."
+            ) from exc
         with self.writing() as db:
             self._check_meta(db, embedding_model, dimension)
         self._ensure_vector_index()
