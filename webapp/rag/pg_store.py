@@ -110,6 +110,7 @@ VECTOR_TYPES = {"vector": "vector_cosine_ops", "halfvec": "halfvec_cosine_ops"}
 STALE_INDEXING = "2 hours"
 TERM_CACHE_S = 30.0  # other replicas write too: document frequencies are re-counted this often
 BM25_K1, BM25_B = 1.2, 0.75  # FTS5's bm25() defaults
+KEYWORD_SCAN_LIMIT = 2_000  # matching chunks scored per keyword search at most (rarest terms first)
 KEYWORD_CANDIDATES = 80  # chunks given real term frequencies per keyword search (at least 4 x limit)
 
 
@@ -581,7 +582,24 @@ class PgDocumentStore:
             return []
         n, avg = self._collection_stats(cid)
         df = self._frequencies(cid, parts)
+        scope, scoped = "", list[Any]()
+        if documents is not None:
+            scope, scoped = " AND document_id = ANY(%s)", [[int(d) for d in documents]]
         idf = [max(math.log((n - df[part] + 0.5) / (df[part] + 0.5)), 1e-6) for part in parts]
+        # Candidates come from the rarest terms only, as many as fit KEYWORD_SCAN_LIMIT matching chunks:
+        # a question's common words ("model") match a good share of a big collection, and scoring all
+        # those rows cost seconds at 200k chunks, for chunks BM25 ranks low anyway (a common word's idf
+        # is small). Every term still scores the candidates.
+        gate: list[str] = []
+        total = 0
+        for part in sorted(parts, key=lambda p: df[p]):
+            if gate and total + df[part] > KEYWORD_SCAN_LIMIT:
+                break
+            gate.append(part)
+            total += df[part]
+        if len(gate) < len(parts):
+            scope += " AND tsv @@ %s::tsquery"
+            scoped.append(" | ".join(f"({q})" for q in gate))
         norm = f"{BM25_K1} * ({1 - BM25_B} + {BM25_B} * length(tsv) / %s)"
         # Two stages: ts_rank_cd is what counts a term's matches in a chunk, and it is slow (cover
         # search per call), so BM25 with every present term counted once picks the candidates and
@@ -589,7 +607,6 @@ class PgDocumentStore:
         present = " + ".join(f"%s * (CASE WHEN tsv @@ %s::tsquery THEN 1 ELSE 0 END) / (1 + {norm})" for _ in parts)
         counts = ", ".join(f"ts_rank_cd('{{1,1,1,1}}', c.tsv, %s::tsquery, 0) AS t{i}" for i in range(len(parts)))
         bm25 = " + ".join(f"%s * t{i} / (t{i} + {norm.replace('tsv', 'c.tsv')})" for i in range(len(parts)))
-        scope, scoped = ("", []) if documents is None else (" AND document_id = ANY(%s)", [[int(d) for d in documents]])
         rows = self._db().execute(
             f"SELECT c.id FROM (SELECT id, tsv FROM chunks WHERE collection_id = %s AND tsv @@ %s::tsquery{scope} "
             f"ORDER BY {present or '0'} DESC, id LIMIT %s) c "
@@ -705,6 +722,11 @@ class PgDocumentStore:
                     "ON CONFLICT (collection_id) DO UPDATE SET url = excluded.url",
                     (cid, url),
                 )
+
+    def set_source_key(self, doc_id: int, source_key: str | None, label: str) -> None:
+        """A document's key in its collection's source (and its label): a moved file keeps its document."""
+        with self.writing() as db:
+            db.execute("UPDATE documents SET source_key = %s, label = %s WHERE id = %s", (source_key, label, doc_id))
 
     def sources(self) -> dict[str, dict[str, Any]]:
         rows = self._db().execute(
