@@ -214,7 +214,7 @@ def embedder_name(docs) -> str:
 
 def synthetic(args, base_url: str, embedder, questions: list[str], out: dict) -> None:
     from benchmarks.index_recall import corpus_text, windows
-    from webapp.rag.pg_store import HNSW_EF_CONSTRUCTION, HNSW_M, PgDocumentStore, vector_literal
+    from webapp.rag.pg_store import HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH, HNSW_M, PgDocumentStore, vector_literal
     from webapp.rag.retrieval import Retriever
     from webapp.rag.store import DocumentStore, now
 
@@ -316,6 +316,22 @@ def synthetic(args, base_url: str, embedder, questions: list[str], out: dict) ->
                 "p50_ms": round(float(np.percentile(times, 50)) * 1000, 2),
                 "p95_ms": round(float(np.percentile(times, 95)) * 1000, 2),
             }
+    for ef in args.ef_search:  # what a wider search buys (the store's own is HNSW_EF_SEARCH)
+        pg_db.execute(f"SET hnsw.ef_search = {int(ef)}")
+        r10, r1 = recall(embedded, cid_e, pg, cid_p, queries)
+        times = []
+        for v in queries.values():
+            start = time.perf_counter()
+            pg.dense_search(cid_p, v, 20)
+            times.append(time.perf_counter() - start)
+        print(f"postgres/vector    ef_search {ef:<4d}      {pct(times)}   recall@10 {r10:.3f}, recall@1 {r1:.3f}")
+        out["synthetic"].setdefault("ef_search", {})[str(ef)] = {
+            "recall@10": round(r10, 3),
+            "recall@1": round(r1, 3),
+            "p50_ms": round(float(np.percentile(times, 50)) * 1000, 2),
+            "p95_ms": round(float(np.percentile(times, 95)) * 1000, 2),
+        }
+    pg_db.execute(f"SET hnsw.ef_search = {HNSW_EF_SEARCH}")
     size = pg_db.execute("SELECT pg_relation_size(%s) AS b", (pg._index_name(),)).fetchone()["b"]
     out["synthetic"]["postgres/vector"]["index_mb"] = round(size / 2**20, 1)
     print(f"postgres/vector    HNSW index {size / 2**20:.0f} MB")
@@ -358,6 +374,7 @@ def main() -> int:
     ap.add_argument("--synthetic", type=int, default=200_000, help="chunks in the synthetic collection (0: skip)")
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--halfvec", action="store_true", help="also measure parity with a halfvec HNSW index")
+    ap.add_argument("--ef-search", type=int, nargs="*", default=[], help="also measure these hnsw.ef_search values")
     ap.add_argument("--json", type=Path, help="write the figures here")
     args = ap.parse_args()
     print(cpu_line())
