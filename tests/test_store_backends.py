@@ -286,3 +286,27 @@ def test_a_docx_is_found_by_its_section(docs, tmp_path):
     assert hit.where == "section 2 Failures"
     doc, label, text = docs.section(hit.document_id, hit.page)
     assert label == "section 2 Failures" and samples.DOCX_PHRASES[2][0] in text
+
+
+def test_two_replicas_share_one_database(pg_url, tmp_path):
+    """Two stores on one database, as two app replicas: what one writes the other finds at once, and
+    the same file uploaded through both at the same moment is one document."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from webapp.rag.pg_store import PgDocumentStore
+
+    one = PgDocumentStore(pg_url, tmp_path / "files", "model-a", DIM)
+    two = PgDocumentStore(pg_url, tmp_path / "files", "model-a", DIM)
+    doc = indexed(one, "c", "x", ["Bees dance to tell where flowers are."], [3])
+    cid = two.collection_id("c", create=False)
+    assert [two.chunks_by_id([i])[i].document_id for i in two.keyword_search(cid, fts_query("bees"), 5)] == [doc.id]
+    assert two.dense_search(cid, unit(3), 1)[0][1] == pytest.approx(1.0, abs=1e-5)
+    with ThreadPoolExecutor(8) as pool:
+        added = list(pool.map(lambda s: s.add_document("c", "same", "same.pdf", 1), [one, two] * 4))
+        made = list(pool.map(lambda s: s.create_collection("new", None, "everyone", exist_ok=True), [one, two] * 4))
+    assert len({d.id for d, _ in added}) == 1 and sum(new for _, new in added) == 1
+    assert len(set(made)) == 1
+    two.delete_document(doc.id)
+    assert one.document(doc.id) is None and one.keyword_search(cid, fts_query("bees"), 5) == []
+    one.close()
+    two.close()
