@@ -22,13 +22,9 @@ from webapp.documents.uploads import discard_uploads, safe_label, store_upload, 
 from webapp.errors import UserError
 from webapp.rag.page_image import PageImageError, PageImages, RenderBusy
 from webapp.rag.retrieval import Passage, Retriever, search_terms
-from webapp.rag.store import (
-    Document,
-    DocumentStore,
-    StoreError,
-    recorded_embedding_model,
-    valid_collection_name,
-)
+from webapp.rag.store import Document, StoreError, valid_collection_name
+from webapp.rag.stores import AnyDocumentStore as DocumentStore
+from webapp.rag.stores import open_document_store, recorded_embedding_model
 from webapp.rag.summaries import Extract
 from webapp.registry import RegistryError, load_entry, scan
 from webapp.resources import usable_cpus
@@ -112,7 +108,7 @@ class DocumentService:
             except RegistryError as exc:
                 raise UserError(f"Documents need the embedding model {name}: {exc.user_message}") from exc
             embedder = Embedder(entry)
-            store = DocumentStore(self.settings.data_dir, entry.name, embedder.dimension)
+            store = open_document_store(self.settings, entry.name, embedder.dimension)
             # Originals live where every replica sees them (the data folder unless DOCCHAT_FILES_URL
             # names a shared folder; with a bucket the data folder is its cache): shared_files.py.
             store.files_dir = self.shared.files_dir
@@ -151,7 +147,7 @@ class DocumentService:
         Vectors from two models are not comparable, so a folder never silently changes model
         (an upgrade that changes the default must not break a PVC full of documents).
         """
-        recorded = recorded_embedding_model(self.settings.data_dir)
+        recorded = recorded_embedding_model(self.settings)
         if recorded and recorded != self.settings.embedding_model:
             log.warning(
                 "data folder %s was embedded with %s; using it (DOCCHAT_EMBEDDING_MODEL=%s applies to "

