@@ -45,7 +45,7 @@ def test_throttle_slows_each_key_and_caps_the_wait(tmp_path):
     UserStore(tmp_path).close()  # creates the tables (migration step 2)
     now = [1000.0]
     throttle = SigninThrottle(
-        tmp_path / "store.sqlite3", free_failures=3, familiar_cap_s=30, stranger_cap_s=900, clock=lambda: now[0]
+        tmp_path, free_failures=3, familiar_cap_s=30, stranger_cap_s=900, clock=lambda: now[0]
     )
     assert [delay_s(n, 3, 30) for n in range(10)] == [0, 0, 0, 2, 4, 8, 16, 30, 30, 30]
     for _ in range(3):
