@@ -44,7 +44,9 @@ def test_throttle_slows_each_key_and_caps_the_wait(store_location):
 
     UserStore(store_location).close()  # creates the tables in SQLite (migration step 2)
     now = [1000.0]
-    throttle = SigninThrottle(store_location, free_failures=3, familiar_cap_s=30, stranger_cap_s=900, clock=lambda: now[0])
+    throttle = SigninThrottle(
+        store_location, free_failures=3, familiar_cap_s=30, stranger_cap_s=900, clock=lambda: now[0]
+    )
     assert [delay_s(n, 3, 30) for n in range(10)] == [0, 0, 0, 2, 4, 8, 16, 30, 30, 30]
     for _ in range(3):
         assert not throttle.begin("dee", "10.0.0.1").refused

@@ -42,7 +42,10 @@ def test_create_append_list_rename_export_delete(replicas):
         ("user", "And wasps?"),
     ]
     assert messages[1].sources == SOURCES and messages[1].citation_line()
-    assert messages[1].checks == {"evidence": [{"key": "e1"}], "claims": [{"text": "Nectar", "supported": True, "source": 1}]}
+    assert messages[1].checks == {
+        "evidence": [{"key": "e1"}],
+        "claims": [{"text": "Nectar", "supported": True, "source": 1}],
+    }
     assert store.get(ANN, first.id).documents == ("bees.pdf",)
     assert store.rename(ANN, first.id, "Bees").title == "Bees"
     with pytest.raises(UserError, match="Type a new title"):

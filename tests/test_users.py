@@ -224,7 +224,9 @@ def test_cli_manages_users_in_the_shared_database(tmp_path, pg_url):
     cli = [sys.executable, "-m", "webapp", "--data-dir", str(tmp_path / "unused"), "users"]
 
     def run(*args, stdin=""):
-        return subprocess.run(cli + list(args), input=stdin, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+        return subprocess.run(
+            cli + list(args), input=stdin, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        )
 
     assert run("add", "lee", "--role", "admin", stdin="lee's password\n").returncode == 0
     token = run("token", "lee").stdout.strip()
