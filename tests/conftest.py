@@ -79,6 +79,14 @@ def store_location(request, tmp_path):
     return tmp_path if request.param == "sqlite" else request.getfixturevalue("pg_url")
 
 
+def replicas_of(store_class, location, count: int = 2):
+    """``count`` stores on one database, as that many app processes have them (yield from it in a fixture)."""
+    stores = [store_class(location) for _ in range(count)]
+    yield stores
+    for store in stores:
+        store.close()
+
+
 @pytest.fixture(scope="session")
 def settings_factory(registry_dir, tmp_path_factory):
     from webapp.settings import Settings

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.conftest import replicas_of
 from webapp.auth.access import Actor
 from webapp.chat.conversations import ConversationStore, NoConversation
 from webapp.errors import UserError
@@ -16,10 +17,7 @@ SOURCES = [{"document": "bees.pdf", "page": 2, "where": "p. 2"}]
 
 @pytest.fixture
 def replicas(store_location):
-    stores = ConversationStore(store_location), ConversationStore(store_location)
-    yield stores
-    for store in stores:
-        store.close()
+    yield from replicas_of(ConversationStore, store_location)
 
 
 def test_create_append_list_rename_export_delete(replicas):

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, replicas_of
 from webapp.auth.users import UserStore
 from webapp.database import Database
 from webapp.errors import UserError
@@ -24,10 +24,7 @@ def users(store_location):
 @pytest.fixture
 def replicas(store_location):
     """Two stores on one database, as two app processes would have them."""
-    stores = UserStore(store_location), UserStore(store_location)
-    yield stores
-    for store in stores:
-        store.close()
+    yield from replicas_of(UserStore, store_location)
 
 
 def test_add_verify_and_wrong_password(users):
