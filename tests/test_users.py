@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from tests.conftest import ROOT, replicas_of
+from webapp.auth.access import Actor
 from webapp.auth.users import UserStore
 from webapp.database import Database
 from webapp.errors import UserError
@@ -169,7 +170,6 @@ def test_replicas_share_sign_ins_sessions_and_tokens(replicas):
 
 
 def test_removing_a_user_removes_their_conversations_and_familiar_addresses(store_location):
-    from webapp.auth.access import Actor
     from webapp.auth.throttle import SigninThrottle
     from webapp.chat.conversations import ConversationStore
 
@@ -247,3 +247,19 @@ def test_users_and_documents_share_one_database(settings_factory, tmp_path):
     docs.close()
     assert [u.name for u in UserStore(data).list()] == ["frank"]
     assert sorted(p.name for p in data.glob("*.sqlite3")) == ["store.sqlite3"]
+
+
+def test_the_stores_of_one_process_share_one_connection_per_thread(pg_url):
+    """A Postgres server admits a limited number of connections: users, conversations and the
+    throttle of one app process use one per thread between them, not one each."""
+    from webapp.auth.throttle import SigninThrottle
+    from webapp.chat.conversations import ConversationStore
+
+    users = UserStore(pg_url)
+    conversations, throttle = ConversationStore(users.database), SigninThrottle(users.database)
+    users.add("max", "member", "max's long password")
+    conversations.list(Actor("max", "member"))
+    throttle.begin("max", "10.0.0.4")
+    sql = "SELECT COUNT(*) AS n FROM pg_stat_activity WHERE datname = current_database()"
+    assert users.database.execute(sql).fetchone()["n"] == 1
+    users.close()

@@ -49,6 +49,13 @@ class Database:
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
             self._connections = sqlite_db.ThreadConnections(folder / "store.sqlite3")
 
+    @classmethod
+    def at(cls, location: Database | Path | str) -> Database:
+        """``location`` itself when it is an open Database: the stores of one process share it, and so
+        its connections (one per thread, not one per thread and store: a Postgres server admits a
+        limited number), else a new one."""
+        return location if isinstance(location, Database) else cls(location)
+
     def __repr__(self) -> str:  # never the URL: it may carry a password
         return f"Database({'postgresql' if self.postgres else self.location})"
 

@@ -55,7 +55,7 @@ def build_services(settings: Settings, ask_remote_servers: bool = True) -> Servi
         answers=Answerer(chat, documents, settings),
         bench=BenchService(settings, catalog),
         users=users,
-        conversations=ConversationStore.for_settings(settings),
+        conversations=ConversationStore(users.database),  # one connection per thread for both
         auth=Authenticator(settings, users),
         metrics=metrics,
     )

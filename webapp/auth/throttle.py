@@ -112,19 +112,20 @@ class Attempt:
 
 
 class SigninThrottle:
-    """``location``: the data folder (whose tables the user store creates, webapp/auth/users.py) or
-    the postgresql:// URL of the shared database (the throttle migrates its own tables there)."""
+    """``location``: the data folder (whose tables the user store creates, webapp/auth/users.py), the
+    postgresql:// URL of the shared database (the throttle migrates its own tables there), or either
+    open as a Database (webapp/database.py)."""
 
     def __init__(
         self,
-        location: Path | str,
+        location: Database | Path | str,
         free_failures: int = 5,
         familiar_cap_s: float = 30.0,
         stranger_cap_s: float = 900.0,
         forget_s: float = 3600.0,
         clock=time.time,  # wall clock: the counts outlive the process
     ):
-        self._db = Database(location)
+        self._db = Database.at(location)
         if self._db.postgres:
             self._db.migrate("throttle", POSTGRES_MIGRATIONS)
         self.free = free_failures

@@ -150,18 +150,18 @@ def valid_password(password: str) -> str:
 
 
 class UserStore:
-    """``location``: a data folder (its store.sqlite3) or a postgresql:// URL (webapp/database.py)."""
+    """``location``: a data folder (its store.sqlite3), a postgresql:// URL or an open Database
+    (webapp/database.py)."""
 
-    def __init__(self, location: Path | str):
+    def __init__(self, location: Database | Path | str):
         from argon2 import PasswordHasher
 
-        self.location = location
-        self._database = Database(location)
+        self.database = Database.at(location)
         self._hasher = PasswordHasher()
         # Verifying an unknown name still costs one argon2 check, so timing does not tell
         # which names exist.
         self._dummy_hash = self._hasher.hash(secrets.token_hex(16))
-        self._database.migrate("users", POSTGRES_MIGRATIONS if self._database.postgres else MIGRATIONS)
+        self.database.migrate("users", POSTGRES_MIGRATIONS if self.database.postgres else MIGRATIONS)
 
     @classmethod
     def for_settings(cls, settings: Settings) -> UserStore:
@@ -169,7 +169,7 @@ class UserStore:
         return cls(state_location(settings))
 
     def _db(self) -> Database:
-        return self._database
+        return self.database
 
     # -- users -----------------------------------------------------------------------
     def add(self, name: str, role: str, password: str) -> User:
@@ -180,7 +180,7 @@ class UserStore:
                 "INSERT INTO users(name, role, password_hash, created_at) VALUES (?, ?, ?, ?)",
                 (name, role, digest, _now()),
             )
-        except self._database.integrity_error as exc:
+        except self.database.integrity_error as exc:
             raise UserError(f"There is already a user named {name}.") from exc
         return self.get(name)
 
@@ -387,4 +387,4 @@ class UserStore:
         self._db().execute("DELETE FROM sessions WHERE token_sha256 = ?", (_sha256(token or ""),))
 
     def close(self) -> None:
-        self._database.close()
+        self.database.close()

@@ -22,11 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from webapp.auth.access import Actor
-from webapp.database import Database, state_location
+from webapp.database import Database
 from webapp.errors import UserError
 from webapp.llm.base import ChatMessage
 from webapp.rag.prompt import format_citations
-from webapp.settings import Settings
 from webapp.sqlite_db import transaction
 
 MAX_TITLE = 80
@@ -129,14 +128,15 @@ def _now() -> str:
 
 
 class ConversationStore:
-    """``location``: a data folder (its store.sqlite3) or a postgresql:// URL (webapp/database.py)."""
+    """``location``: a data folder (its store.sqlite3), a postgresql:// URL or an open Database
+    (webapp/database.py)."""
 
-    def __init__(self, location: Path | str):
-        self._database = Database(location)
-        if self._database.postgres:
-            self._database.migrate("conversations", POSTGRES_MIGRATIONS)
+    def __init__(self, location: Database | Path | str):
+        self.database = Database.at(location)
+        if self.database.postgres:
+            self.database.migrate("conversations", POSTGRES_MIGRATIONS)
             return
-        db: sqlite3.Connection = self._database.connection()
+        db: sqlite3.Connection = self.database.connection()
         db.executescript(SCHEMA)
         # Added after format 2 shipped: one nullable-by-default column, which readers that select
         # their columns by name (all of them) ignore, so the store's format number stays 2.
@@ -154,13 +154,8 @@ class ConversationStore:
             if "duplicate column" not in str(exc):
                 raise
 
-    @classmethod
-    def for_settings(cls, settings: Settings) -> ConversationStore:
-        """The store the settings name: the shared database if ``database_url`` is set, else the data folder."""
-        return cls(state_location(settings))
-
     def _db(self) -> Database:
-        return self._database
+        return self.database
 
     @staticmethod
     def _conversation(row: Any) -> Conversation:
@@ -287,4 +282,4 @@ class ConversationStore:
         return "\n".join(lines)
 
     def close(self) -> None:
-        self._database.close()
+        self.database.close()
