@@ -107,6 +107,7 @@ def main() -> int:
                 "split": split[doc.label],
                 "pages": doc.pages,
                 "recall": round(recall, 3),
+                "words": len(text.split()),  # recall bought with longer sentences would not be a better summary
                 "supported": round(supported, 3),
                 "first_s": round(first_s, 3),
                 "cached_s": round(cached_s, 4),
@@ -127,6 +128,7 @@ def main() -> int:
         "recall_dev": round(statistics.mean(r["recall"] for r in rows if r["split"] == "dev"), 3),
         "recall_held_out": round(statistics.mean(r["recall"] for r in rows if r["split"] == "held-out"), 3),
         "recall_min": min(r["recall"] for r in rows),
+        "words_mean": round(statistics.mean(r["words"] for r in rows), 1),
         "supported_mean": round(statistics.mean(r["supported"] for r in rows), 3),
         "first_s_max": max(r["first_s"] for r in rows),
         "first_s_p50": round(statistics.median(r["first_s"] for r in rows), 3),

@@ -68,7 +68,7 @@ def main() -> int:
         return round(sum(bool(r[key]) for r in subset) / max(1, len(subset)), 3)
 
     summary: dict = {"cpu": cpu_info(), "embedding_model": settings.embedding_model}
-    for name, subset in (("all", rows), *((s, [r for r in rows if r["split"] == s]) for s in ("dev", "heldout"))):
+    for name, subset in (("all", rows), *((s, [r for r in rows if r["split"] == s]) for s in ("dev", "heldout", "heldout2"))):
         summary[name] = {
             "questions": len(subset),
             "key_fact_in_top3_evidence": share(subset, "fact"),

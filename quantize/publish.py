@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from webapp.errors import UserError
+from webapp.gcs import default_client, parse_url
 from webapp.registry import MANIFEST_NAME, manifest_file, scan, verify_files
 
 log = logging.getLogger(__name__)
@@ -56,39 +57,12 @@ class PublishReport:
     served: list[str] = field(default_factory=list)  # the LLMs config.json lists
 
 
-def parse_url(url: str) -> tuple[str, str]:
-    """``gs://bucket/some/prefix`` -> ("bucket", "some/prefix")."""
-    if not url.startswith("gs://"):
-        raise UserError(f"{url!r} is not a Cloud Storage URL; use gs://BUCKET/PREFIX.")
-    bucket, _, prefix = url[len("gs://") :].partition("/")
-    prefix = prefix.strip("/")
-    if not bucket or any(part in ("", ".", "..") for part in prefix.split("/") if prefix):
-        raise UserError(f"{url!r} is not a usable Cloud Storage URL; use gs://BUCKET/PREFIX.")
-    return bucket, prefix
-
-
 def _md5_b64(path: Path) -> str:
     digest = hashlib.md5(usedforsecurity=False)
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return base64.b64encode(digest.digest()).decode()
-
-
-def default_client():
-    try:
-        from google.cloud import storage
-    except ImportError:
-        raise UserError(
-            "Publishing to Cloud Storage needs google-cloud-storage: pip install -r requirements-quantize.txt."
-        ) from None
-    try:
-        return storage.Client()
-    except Exception as exc:  # no credentials, no project
-        raise UserError(
-            f"Cannot reach Cloud Storage: {exc}. Sign in with `gcloud auth application-default "
-            "login` (laptop) or run with Workload Identity (GKE)."
-        ) from exc
 
 
 class _Bucket:

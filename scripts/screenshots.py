@@ -1,5 +1,6 @@
 """Screenshots of every tab at a wide (1400 px) and a narrow (400 px) width into assets/, from a real
-server on a fresh data folder with one indexed PDF and one cited answer (README's first picture).
+server on a fresh data folder with one indexed PDF, one cited answer with its evidence opened on the
+page (README's first picture) and one Compare run.
 
     .venv/bin/python scripts/screenshots.py [--models-dir models] [--out assets]
 
@@ -42,8 +43,21 @@ def main() -> int:
             page.locator("#message textarea").fill("How do volcanoes form?")
             page.keyboard.press("Enter")
             bot_messages(page).last.get_by_text("Sources:").wait_for(timeout=120_000)
+            # The best evidence sentence opened on its page, as a reader would check the answer.
+            page.locator("#evidence label").first.click()
+            page.wait_for_function("document.querySelector('#page-image')?.naturalWidth > 400", timeout=60_000)
             args.out.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(args.out / "chat.png"))
+            # One Compare run (the default model, one user) so its tab shows a table and charts.
+            open_tab(page, "Compare")
+            targets = page.locator("#compare-targets")
+            for box in targets.locator("input[type=checkbox]").all():
+                box.uncheck()
+            targets.locator("input[type=checkbox]").first.check()
+            for label in ("2", "4"):
+                page.get_by_label(label, exact=True).uncheck()
+            page.locator("#compare-run").click()
+            page.locator("#compare-status").get_by_text("Done").wait_for(timeout=300_000)
             for width in (1400, 400):
                 page.set_viewport_size({"width": width, "height": 1000 if width > 600 else 800})
                 for tab in ("Chat", "Upload", "Documents", "Compare", "Users"):

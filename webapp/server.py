@@ -104,6 +104,13 @@ def create_app(settings: Settings, services: Services | None = None, preload: bo
             services.metrics.serve(settings.metrics_port)
         stop_sweeping = threading.Event()
         threading.Thread(target=pending_uploads.run, args=(stop_sweeping,), name="upload-sweeper", daemon=True).start()
+        if settings.sync_interval_s > 0:  # the app's own schedule for synced sources (docs/documents.md, Sync)
+            threading.Thread(
+                target=services.sync.schedule,
+                args=(settings.sync_interval_s, stop_sweeping),
+                name="source-sync",
+                daemon=True,
+            ).start()
         try:
             async with mcp_server.session_manager.run():
                 yield

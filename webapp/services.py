@@ -11,6 +11,7 @@ from webapp.chat.answering import Answerer
 from webapp.chat.conversations import ConversationStore
 from webapp.chat.service import ChatService
 from webapp.documents.service import DocumentService
+from webapp.documents.sync import SyncService
 from webapp.llm.catalog import ModelCatalog
 from webapp.llm.registry_source import RegistrySource
 from webapp.metrics import Metrics
@@ -24,6 +25,7 @@ class Services:
     chat: ChatService
     answers: Answerer
     documents: DocumentService
+    sync: SyncService  # collections kept equal to a folder or a bucket (docs/documents.md, Sync)
     bench: BenchService
     users: UserStore
     conversations: ConversationStore
@@ -51,6 +53,7 @@ def build_services(settings: Settings, ask_remote_servers: bool = True) -> Servi
         settings=settings,
         catalog=catalog,
         documents=documents,
+        sync=SyncService(documents),
         chat=chat,
         answers=Answerer(chat, documents, settings),
         bench=BenchService(settings, catalog),

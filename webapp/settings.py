@@ -37,6 +37,13 @@ class Settings(BaseSettings):
     # Where things live. In the cluster both are persistent volumes.
     models_dir: Path = Field(Path("models"), description="model registry folder written by `python -m quantize`")
     data_dir: Path = Field(Path("data"), description="documents, index and other state")
+    files_url: str | None = Field(
+        None,
+        description=(
+            "where documents' originals and OCR word boxes are kept so every replica sees them: a shared "
+            "folder or gs://bucket/prefix (the data folder then caches them); unset: the data folder"
+        ),
+    )
     database_url: str | None = Field(
         None,
         description=(
@@ -237,6 +244,22 @@ class Settings(BaseSettings):
     default_collection: str = Field("default", description="collection used when none is chosen")
     max_upload_mb: float = Field(100.0, gt=0, description="largest PDF accepted, in MB")
     max_upload_files: int = Field(50, ge=1, description="most files accepted in one upload")
+    # Synced sources (docs/documents.md, "Sync")
+    sync_interval_s: float = Field(
+        0.0,
+        ge=0,
+        description=(
+            "the app syncs every collection that has a source (a folder or gs://bucket/prefix) this often, "
+            "in seconds; 0: only when an admin presses Sync now or `python -m webapp sync` runs"
+        ),
+    )
+    sync_folders: str = Field(
+        "",
+        description=(
+            "comma-separated folders of the server that admins in the app may name as a source (a folder "
+            "inside one of them); empty: only gs:// sources in the app (the CLI's operator may name any folder)"
+        ),
+    )
     max_pages: int = Field(3000, ge=1, description="most pages indexed from one document")
     pdf_timeout_s: float = Field(120.0, gt=0, description="time limit for reading one PDF")
     pdf_memory_mb: int = Field(1536, ge=128, description="memory limit of each PDF reader process")

@@ -21,6 +21,7 @@ from typing import Any
 from webapp.atomic import atomic_write_json
 from webapp.documents.fair_share import FairShare
 from webapp.documents.parse_pool import ParsePool
+from webapp.documents.shared_files import SharedFiles
 from webapp.errors import UserError
 from webapp.rag.chunking import PageChunker
 from webapp.rag.ocr import MISSING as OCR_MISSING
@@ -99,8 +100,9 @@ class _Run:
 
 
 class Indexer:
-    def __init__(self, settings: Settings, metrics: Any = None):
+    def __init__(self, settings: Settings, shared: SharedFiles, metrics: Any = None):
         self.settings = settings
+        self.shared = shared  # where originals and OCR word boxes are (webapp/documents/shared_files.py)
         self.metrics = metrics
         self.chunker = PageChunker(settings.chunk_size, settings.chunk_overlap)
         self.limits = Limits(max_sections=settings.max_pages)
@@ -166,7 +168,7 @@ class Indexer:
         """Pages [start, stop) of a PDF; a document of another format is read whole, as one range
         whose "pages" are its sections (webapp/readers)."""
         s = self.settings
-        path = store.original_path(doc)
+        path = self.shared.local(self.shared.original(doc))
         if doc.format != "pdf":
             sections = read_sections(
                 format_named(doc.format), str(path), self.limits, s.pdf_timeout_s, s.pdf_memory_mb, s.pdf_parser_nice
@@ -261,7 +263,7 @@ class Indexer:
             return None
         step(0.05, f"OCR of {len(parsed.empty_pages)} scanned page(s)")
         result = ocr_pages(
-            ctx.store.original_path(doc),
+            self.shared.local(self.shared.original(doc)),
             parsed.empty_pages,
             dpi=s.ocr_dpi,
             language=s.ocr_language,
@@ -295,7 +297,8 @@ class Indexer:
                 self.ocr_words_path(doc.sha256),
                 {"format_version": 1, "pages": {str(p): w for p, w in ocr.words.items()}},
             )
-        except OSError as exc:
+            self.shared.publish(self.shared.ocr_words(doc.sha256))
+        except (OSError, UserError) as exc:
             log.warning("could not keep the OCR word boxes of %s: %s", doc.label, exc)
 
     def _over_budget_note(self, ocr: OcrResult, scanned: int) -> str:
@@ -307,11 +310,12 @@ class Indexer:
         )
 
     def ocr_words_path(self, sha256: str) -> Path:
-        return Path(self.settings.data_dir) / "ocr" / f"{sha256}.json"
+        return self.shared.root / self.shared.ocr_words(sha256)
 
     def ocr_words(self, sha256: str, page: int) -> list | None:
         """The OCR'd words of a scanned page (None for born-digital pages)."""
         try:
-            return json.loads(self.ocr_words_path(sha256).read_text())["pages"].get(str(page))
-        except (OSError, ValueError, KeyError):
+            path = self.shared.local(self.shared.ocr_words(sha256))
+            return json.loads(path.read_text())["pages"].get(str(page))
+        except (OSError, ValueError, KeyError, UserError):
             return None

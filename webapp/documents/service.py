@@ -17,6 +17,7 @@ from pathlib import Path
 from webapp.auth.access import LOCAL, Actor, CollectionAccess, Forbidden
 from webapp.auth.users import valid_name
 from webapp.documents.indexer import Indexer, IndexReport, Progress
+from webapp.documents.shared_files import SharedFiles
 from webapp.documents.uploads import discard_uploads, safe_label, store_upload, upload_problem
 from webapp.errors import UserError
 from webapp.rag.page_image import PageImageError, PageImages, RenderBusy
@@ -77,7 +78,8 @@ class DocumentService:
         self._held: set[str] = set()
         self._all_held = False
         self._reembedding = False
-        self.indexer = Indexer(settings, metrics)
+        self.shared = SharedFiles(Path(settings.data_dir), settings.files_url)
+        self.indexer = Indexer(settings, self.shared, metrics)
         self._store: DocumentStore | None = None
         self._embedder = None
         self._retriever: Retriever | None = None
@@ -111,6 +113,10 @@ class DocumentService:
                 raise UserError(f"Documents need the embedding model {name}: {exc.user_message}") from exc
             embedder = Embedder(entry)
             store = DocumentStore(self.settings.data_dir, entry.name, embedder.dimension)
+            # Originals live where every replica sees them (the data folder unless DOCCHAT_FILES_URL
+            # names a shared folder; with a bucket the data folder is its cache): shared_files.py.
+            store.files_dir = self.shared.files_dir
+            store.files_dir.mkdir(parents=True, exist_ok=True)
             store.collection_id(self.settings.default_collection)
             self.repairs = store.check_and_repair()
             self._embedder, self._store = embedder, store
@@ -293,6 +299,11 @@ class DocumentService:
             return [d for d in self.store.documents(None) if d.collection in readable]
         return self.store.documents(self._access(collection, actor).name)
 
+    def collection_to_manage(self, collection: str, actor: Actor = LOCAL, create: bool = False) -> str:
+        """The name of ``collection`` if ``actor`` may manage its documents (``create``: a new one
+        is made, as the CLI's ``index`` and ``sync`` do); otherwise the refusal every route gives."""
+        return self._ensure_writable(collection, actor) if create else self._managed(collection, actor).name
+
     def _ensure_writable(self, collection: str, actor: Actor) -> str:
         """The collection to store into; the CLI may name a new one, which is then created (a name
         held by a collection the actor cannot read is refused as create_collection refuses it)."""
@@ -301,8 +312,17 @@ class DocumentService:
             return self.create_collection(collection, actor)
         return self._managed(collection, actor).name
 
-    def add_files(self, collection: str, files: Iterable[tuple[Path, str]], actor: Actor = LOCAL) -> list[UploadResult]:
-        """Store files given by path (the CLI); each gets its own result, so one bad file never blocks the rest."""
+    def add_files(
+        self,
+        collection: str,
+        files: Iterable[tuple[Path, str]],
+        actor: Actor = LOCAL,
+        source_key: str | None = None,
+    ) -> list[UploadResult]:
+        """Store files given by path (the CLI); each gets its own result, so one bad file never blocks the rest.
+
+        ``source_key``: the file's path in the collection's synced source (webapp/documents/sync.py
+        adds one file at a time)."""
         actor.require_member("upload documents")
         collection = self._ensure_writable(collection, actor)
         results = []
@@ -310,8 +330,14 @@ class DocumentService:
         for path, name in files:
             try:
                 stored = store_upload(Path(path), name, self.store.files_dir, max_bytes)
+                self.shared.publish(f"files/{stored.sha256}.{stored.format}")
                 doc, new = self.store.add_document(
-                    collection, stored.sha256, stored.label, stored.size_bytes, format=stored.format
+                    collection,
+                    stored.sha256,
+                    stored.label,
+                    stored.size_bytes,
+                    format=stored.format,
+                    source_key=source_key,
                 )
                 results.append(UploadResult(stored.label, doc, duplicate=not new))
             except UserError as exc:
@@ -352,8 +378,9 @@ class DocumentService:
         deleted = self.store.delete_document(doc.id)
         if deleted is None:
             raise UserError(f"There is no document with id {int(doc_id)}.")
-        if not self.store.original_path(doc).exists():  # the last copy went: its OCR words too
-            self.indexer.ocr_words_path(doc.sha256).unlink(missing_ok=True)
+        if not any(d.sha256 == doc.sha256 for d in self.store.documents()):  # the last copy went
+            self.shared.remove(self.shared.original(doc))
+            self.shared.remove(self.shared.ocr_words(doc.sha256))
         log.info("document %s (%s) deleted from %r by %s", doc.id, doc.label, doc.collection, actor.name)
         return deleted
 
@@ -708,7 +735,7 @@ class DocumentService:
     def original(self, doc_id: int, actor: Actor = LOCAL) -> tuple[Document, Path]:
         """The stored original of a document ``actor`` may read (to open at a page, or download)."""
         doc = self.readable_document(doc_id, actor)
-        return doc, self.store.original_path(doc)
+        return doc, self.shared.local(self.shared.original(doc))
 
     def page_image(self, doc_id: int, page: int, highlight: str, actor: Actor = LOCAL):
         """Page ``page`` of a PDF as a PNG with ``highlight`` marked (cached; rendered in the

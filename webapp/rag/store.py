@@ -686,6 +686,12 @@ class DocumentStore:
                     (cid, url),
                 )
 
+    def set_source_key(self, doc_id: int, source_key: str | None, label: str) -> None:
+        """A document's key in its collection's source (and its label): a file moved there keeps its
+        document, chunks and all, under the new name."""
+        with self.writing() as db:
+            db.execute("UPDATE documents SET source_key = ?, label = ? WHERE id = ?", (source_key, label, doc_id))
+
     def sources(self) -> dict[str, dict[str, Any]]:
         """{collection: {"url", "synced_at", "result"}} for every collection with a source."""
         rows = self._db().execute(

@@ -49,7 +49,7 @@ def build_ui(services: Services) -> gr.Blocks:
             with gr.Tab("Chat", id="chat"):
                 chat = ChatTab(services.answers, services.conversations, auth)
                 chat.render()
-            documents = DocumentTabs(services.documents, auth)
+            documents = DocumentTabs(services.documents, auth, services.sync)
             documents.render()
             with gr.Tab("Compare", id="compare", visible=False) as compare_tab:
                 CompareTab(services.bench, auth).render()

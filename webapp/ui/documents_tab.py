@@ -17,6 +17,7 @@ import gradio as gr
 from webapp.auth.access import VISIBILITIES
 from webapp.auth.gate import Authenticator
 from webapp.documents.service import DocumentService
+from webapp.documents.sync import SyncService
 from webapp.errors import UserError
 from webapp.readers.registry import EXTENSIONS
 from webapp.ui.safe_markdown import plain_text, warning
@@ -55,9 +56,10 @@ def member_names(text: str | None) -> list[str]:
 
 
 class DocumentTabs:
-    def __init__(self, documents: DocumentService, auth: Authenticator):
+    def __init__(self, documents: DocumentService, auth: Authenticator, sync: SyncService | None = None):
         self.documents = documents
         self.auth = auth
+        self.sync = sync or SyncService(documents)
 
     # -- helpers ---------------------------------------------------------------------
     def readable(self, actor) -> list[str]:
@@ -192,6 +194,18 @@ class DocumentTabs:
                         label="Shared with (user names, comma-separated)", scale=3, elem_id="sharing-members"
                     )
                 share = gr.Button("Save sharing", elem_id="sharing-save")
+            # Admins only: a source makes the app read a folder of the server or a bucket.
+            with gr.Accordion("Source (sync)", open=False, visible=False) as self.source_box:
+                source_note = gr.Markdown(elem_id="source-note")
+                source_url = gr.Textbox(
+                    label="Folder or gs://BUCKET/PREFIX this collection mirrors",
+                    placeholder="gs://team-docs/handbook",
+                    elem_id="source-url",
+                )
+                with gr.Row():
+                    save_source = gr.Button("Save source", elem_id="source-save")
+                    clear_source = gr.Button("Clear source", elem_id="source-clear")
+                    sync_now = gr.Button("Sync now", variant="primary", elem_id="source-sync")
             with gr.Accordion("Embedding model", open=False, visible=not unavailable) as self.embedding_box:
                 current = "" if unavailable else self.documents.embedding_model_name()
                 model_note = gr.Markdown(self._model_note(current) if current else "", elem_id="embedding-model")
@@ -232,7 +246,12 @@ class DocumentTabs:
             self.password_box,
             self.sharing_box,
         ]
-        self.ix_collection.change(self.show_collection, [self.ix_collection], shown, queue=False)
+        self.ix_collection.change(self.show_collection, [self.ix_collection], shown, queue=False).then(
+            self.show_source, [self.ix_collection], [source_note, source_url], queue=False
+        )
+        save_source.click(self.save_source, [self.ix_collection, source_url], [source_note, source_url], queue=False)
+        clear_source.click(self.clear_source, [self.ix_collection], [source_note, source_url], queue=False)
+        sync_now.click(self.sync_now, [self.ix_collection], [source_note, table], **INGEST)
         refresh.click(self.refresh, [self.ix_collection], [self.up_collection, self.ix_collection] + shown, queue=False)
         table.select(self.select_row, [self.ix_collection], [selected, selected_note, confirm], queue=False)
         index_btn.click(self.index, [self.ix_collection], [index_result, table], **INGEST)
@@ -269,6 +288,7 @@ class DocumentTabs:
             self.password_box,
             self.sharing_box,
             self.embedding_box,
+            self.source_box,
         ]
 
     def on_load(self, actor) -> list:
@@ -289,6 +309,7 @@ class DocumentTabs:
             gr.Row(visible=actor.can_upload),
             gr.Accordion(visible=actor.can_upload),
             gr.Accordion(visible=actor.can_upload),
+            gr.Accordion(visible=actor.is_admin and self.documents.available() is None),
             gr.Accordion(visible=actor.is_admin and self.documents.available() is None),
         ]
 
@@ -457,6 +478,37 @@ class DocumentTabs:
         except UserError as exc:
             return warning(exc)
         return plain_text(report.summary())
+
+    # -- synced source (webapp/documents/sync.py) ---------------------------------------------
+    def _source_text(self, collection, actor) -> tuple[str, str]:
+        if not actor.is_admin or not collection or self.documents.available() is not None:
+            return "", ""
+        status = self.sync.status(collection, actor)
+        if status is None:
+            return "This collection has no source: its documents come from uploads.", ""
+        return plain_text(status.text()).replace("\n", "  \n"), status.url
+
+    def show_source(self, collection, request: gr.Request):
+        return self._source_text(collection, self.auth.actor_of(request))
+
+    def save_source(self, collection, url, request: gr.Request):
+        actor = self.auth.actor_of(request)
+        try:
+            self.sync.set_source(collection, url or None, actor)
+        except UserError as exc:
+            return warning(exc), gr.skip()
+        return self._source_text(collection, actor)
+
+    def clear_source(self, collection, request: gr.Request):
+        return self.save_source(collection, None, request)
+
+    def sync_now(self, collection, request: gr.Request, progress=gr.Progress()):
+        actor = self.auth.actor_of(request)
+        try:
+            report = self.sync.run(collection, actor=actor, progress=lambda f, what: progress(f, desc=what))
+        except UserError as exc:
+            return warning(exc), gr.skip()
+        return plain_text("\n".join(report.lines()[:12])).replace("\n", "  \n"), self.rows(collection, actor)
 
     def _docs(self, collection, actor):
         try:
