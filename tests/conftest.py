@@ -72,6 +72,21 @@ def pg_url(pg_server, request) -> str:
     return url
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_location(request, tmp_path):
+    """Where a store under test keeps its tables: the data folder (SQLite) or a fresh PostgreSQL
+    database (DOCCHAT_DATABASE_URL), so store tests run against both engines."""
+    return tmp_path if request.param == "sqlite" else request.getfixturevalue("pg_url")
+
+
+def replicas_of(store_class, location, count: int = 2):
+    """``count`` stores on one database, as that many app processes have them (yield from it in a fixture)."""
+    stores = [store_class(location) for _ in range(count)]
+    yield stores
+    for store in stores:
+        store.close()
+
+
 @pytest.fixture(scope="session")
 def settings_factory(registry_dir, tmp_path_factory):
     from webapp.settings import Settings

@@ -39,13 +39,13 @@ def test_role_checks_say_what_is_refused():
     BOB.require_member("upload")
 
 
-def test_throttle_slows_each_key_and_caps_the_wait(tmp_path):
+def test_throttle_slows_each_key_and_caps_the_wait(store_location):
     from webapp.auth.users import UserStore
 
-    UserStore(tmp_path).close()  # creates the tables (migration step 2)
+    UserStore(store_location).close()  # creates the tables in SQLite (migration step 2)
     now = [1000.0]
     throttle = SigninThrottle(
-        tmp_path / "store.sqlite3", free_failures=3, familiar_cap_s=30, stranger_cap_s=900, clock=lambda: now[0]
+        store_location, free_failures=3, familiar_cap_s=30, stranger_cap_s=900, clock=lambda: now[0]
     )
     assert [delay_s(n, 3, 30) for n in range(10)] == [0, 0, 0, 2, 4, 8, 16, 30, 30, 30]
     for _ in range(3):
@@ -74,6 +74,40 @@ def test_throttle_slows_each_key_and_caps_the_wait(tmp_path):
     assert wait.familiar and 0 < wait.retry_after_s <= 30
     assert address_key("2001:db8::1") == address_key("2001:db8::2") == "2001:db8::/64"
     assert address_key("::ffff:10.1.2.3") == "10.1.2.3"
+
+
+def test_throttle_counts_hold_across_replicas_and_concurrent_guesses(store_location):
+    """Two throttles on one database, as two app replicas have them: failures counted through one
+    delay attempts through the other, and guesses racing through both get at most the free ones."""
+    import threading
+
+    from webapp.auth.users import UserStore
+
+    UserStore(store_location).close()
+    now = [5000.0]
+    one, two = (SigninThrottle(store_location, free_failures=3, clock=lambda: now[0]) for _ in range(2))
+    for replica in (one, two, one):
+        assert not replica.begin("eve", "10.0.0.7").refused
+    assert two.begin("eve", "10.0.0.8").retry_after_s == pytest.approx(2)  # the name's count, from one
+    now[0] += 3601
+    ok = one.begin("eve", "10.0.0.7")
+    two.succeeded(ok)
+    assert one.begin("eve", "10.0.0.7").familiar  # signed in through two, familiar to one
+    now[0] += 3601
+    admitted = []
+
+    def guess(throttle):
+        for _ in range(10):
+            if not throttle.begin("fay", "10.0.0.9").refused:
+                admitted.append(1)
+        throttle.close()  # this thread's connection
+
+    threads = [threading.Thread(target=guess, args=(t,)) for t in (one, two, one, two)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(admitted) == 3
 
 
 def test_the_grafana_dashboard_only_uses_metrics_the_app_exports():

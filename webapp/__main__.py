@@ -74,7 +74,7 @@ def _actor(args, settings: Settings):
         except OSError as exc:
             raise UserError(f"The token file {args.token_file} could not be read ({exc.strerror}).") from exc
     if getattr(args, "user", None) or token:
-        users = UserStore(settings.data_dir)
+        users = UserStore.for_settings(settings)
         try:
             user = users.user_for_token(token) if token else users.get(args.user)
         finally:
@@ -381,7 +381,7 @@ def cmd_users(args) -> int:
     from webapp.auth.users import UserStore
 
     settings = _settings_from(args)
-    store = UserStore(settings.data_dir)
+    store = UserStore.for_settings(settings)
     # The operator at the CLI acts as an admin, through the same service as the Users tab (so the
     # same rules hold: e.g. the last admin cannot be demoted, disabled or removed).
     admin = UserAdmin(store)

@@ -45,7 +45,7 @@ def build_services(settings: Settings, ask_remote_servers: bool = True) -> Servi
     so an unreachable one cannot keep the pod from answering its probes."""
     catalog = ModelCatalog(settings)
     catalog.refresh(None if ask_remote_servers else [RegistrySource.kind])
-    users = UserStore(settings.data_dir)
+    users = UserStore.for_settings(settings)
     metrics = Metrics()
     documents = DocumentService(settings, users, metrics)
     chat = ChatService(catalog, settings, metrics)
@@ -58,7 +58,7 @@ def build_services(settings: Settings, ask_remote_servers: bool = True) -> Servi
         answers=Answerer(chat, documents, settings),
         bench=BenchService(settings, catalog),
         users=users,
-        conversations=ConversationStore(settings.data_dir),
+        conversations=ConversationStore(users.database),  # one connection per thread for both
         auth=Authenticator(settings, users),
         metrics=metrics,
     )

@@ -65,7 +65,7 @@ def signin_router(authenticator: Authenticator, throttle: SigninThrottle | None 
     router = APIRouter(prefix="/auth", include_in_schema=False)
     settings = authenticator.settings
     throttle = throttle or SigninThrottle(
-        authenticator.users.path,
+        authenticator.users.database,
         free_failures=settings.signin_max_failures,
         familiar_cap_s=settings.signin_max_delay_s,
     )

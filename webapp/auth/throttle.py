@@ -25,7 +25,8 @@ Counting is atomic and durable: an attempt reserves its slot (the failure is cou
 checked, so concurrent guesses from many threads or processes see each other and at most the free
 ones get through; a success takes its reservation back. The counts survive a restart. A key quiet
 for ``forget_s`` starts over, and such rows are pruned, so made-up names cannot grow the table
-for long.
+for long. On a shared PostgreSQL (``DOCCHAT_DATABASE_URL``) the counts hold across app replicas, and
+an advisory lock takes the place of BEGIN IMMEDIATE.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from webapp.sqlite_db import ThreadConnections, transaction
+from webapp.database import Database
 
 # Step 2 of the user store's migrations (webapp/auth/users.py): released, so never edited; a change
 # to these tables is a new step there.
@@ -51,6 +52,24 @@ SCHEMA = (
         address TEXT NOT NULL,
         last_at REAL NOT NULL,
         PRIMARY KEY (user_name, address))""",
+)
+# The same tables on PostgreSQL, component "throttle" (webapp/pg_db.py). Seconds since the epoch
+# need DOUBLE PRECISION (Postgres' REAL is 4 bytes: whole minutes apart at today's dates). user_name
+# is always written lower-cased (``begin``), so the key needs no case-insensitive collation.
+POSTGRES_MIGRATIONS = (
+    (
+        """CREATE TABLE signin_failures (
+            key TEXT PRIMARY KEY,
+            failures INTEGER NOT NULL,
+            last_at DOUBLE PRECISION NOT NULL)""",
+        "CREATE INDEX signin_failures_by_time ON signin_failures(last_at)",
+        """CREATE TABLE signin_known (
+            user_name TEXT NOT NULL,
+            address TEXT NOT NULL,
+            last_at DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (user_name, address))""",
+        "CREATE INDEX signin_known_by_time ON signin_known(last_at)",
+    ),
 )
 
 KNOWN_FOR_S = 90 * 86400  # an address not used to sign in for 90 days is a stranger again
@@ -93,16 +112,22 @@ class Attempt:
 
 
 class SigninThrottle:
+    """``location``: the data folder (whose tables the user store creates, webapp/auth/users.py), the
+    postgresql:// URL of the shared database (the throttle migrates its own tables there), or either
+    open as a Database (webapp/database.py)."""
+
     def __init__(
         self,
-        db_path: Path,
+        location: Database | Path | str,
         free_failures: int = 5,
         familiar_cap_s: float = 30.0,
         stranger_cap_s: float = 900.0,
         forget_s: float = 3600.0,
         clock=time.time,  # wall clock: the counts outlive the process
     ):
-        self._connections = ThreadConnections(db_path)
+        self._db = Database.at(location)
+        if self._db.postgres:
+            self._db.migrate("throttle", POSTGRES_MIGRATIONS)
         self.free = free_failures
         self.familiar_cap_s = familiar_cap_s
         self.stranger_cap_s = stranger_cap_s
@@ -123,8 +148,8 @@ class SigninThrottle:
         """Refuse the attempt, or count it as failed in advance (``succeeded`` takes that back)."""
         now = self._clock()
         attempt = Attempt(user.lower(), address_key(address), familiar=False)
-        db = self._connections.get()
-        with transaction(db):
+        db = self._db
+        with db.transaction(serialized="signin_throttle"):
             if now - self._pruned_at > 60:
                 self._pruned_at = now
                 db.execute("DELETE FROM signin_failures WHERE last_at < ?", (now - self.forget_s,))
@@ -148,7 +173,8 @@ class SigninThrottle:
                 return attempt
             for key, failures in counts.items():
                 db.execute(
-                    "INSERT OR REPLACE INTO signin_failures(key, failures, last_at) VALUES (?, ?, ?)",
+                    "INSERT INTO signin_failures(key, failures, last_at) VALUES (?, ?, ?) ON CONFLICT (key) "
+                    "DO UPDATE SET failures = excluded.failures, last_at = excluded.last_at",
                     (key, failures + 1, now),
                 )
             attempt.reserved = list(counts)
@@ -158,23 +184,25 @@ class SigninThrottle:
         """The password was right: this user's counts start over, the address is now familiar, and
         the address count gets its reserved slot back (a valid account must not wipe the count of
         an address that also guesses at others)."""
-        db = self._connections.get()
-        with transaction(db):
+        db = self._db
+        with db.transaction():
             for key in attempt.reserved:
                 if key.startswith("addr:"):
                     db.execute(
-                        "UPDATE signin_failures SET failures = MAX(failures - 1, 0) WHERE key = ?",
+                        "UPDATE signin_failures SET failures = CASE WHEN failures > 1 THEN failures - 1 ELSE 0 END "
+                        "WHERE key = ?",
                         (key,),
                     )
                 else:
                     db.execute("DELETE FROM signin_failures WHERE key = ?", (key,))
             db.execute(
-                "INSERT OR REPLACE INTO signin_known(user_name, address, last_at) VALUES (?, ?, ?)",
+                "INSERT INTO signin_known(user_name, address, last_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (user_name, address) DO UPDATE SET last_at = excluded.last_at",
                 (attempt.user, attempt.address, self._clock()),
             )
 
     def close(self) -> None:
-        self._connections.close()
+        self._db.close()
 
 
 def wait_sentence(seconds: float) -> str:
