@@ -3,7 +3,8 @@ scripts/check-deploy.sh renders it) and checked for the paths a pod needs to sta
 (issue 24): the metadata server for every pod that reaches Cloud Storage, DNS for every pod, no
 made-up address in a NetworkPolicy, OVMS reached by its Service name, autoscaling on the OVMS
 container's CPU, spread with minDomains, a quantize Job that outlives spot preemption, OVMS
-waiting for the registry, and the IAP audience.
+waiting for the registry, and the IAP audience; and the opt-in components/shared-database (issue
+28): several app pods on Cloud SQL through the Auth Proxy sidecar, rendered from a user's overlay.
 
 No API server or CNI runs on these machines, so NetworkPolicies are evaluated here by their
 documented semantics (union of the rules of every policy that selects the pod; no `to` = any
@@ -133,6 +134,10 @@ def reaches_cloud_storage(workload: dict) -> bool:
         e.get("name") == "DOCCHAT_SYNC_INTERVAL_S" for c in template["spec"]["containers"] for e in c.get("env", [])
     ):
         return True  # the app's own schedule reads gs:// sources (components/documents-sync)
+    if any(
+        str(e.get("value", "")).startswith("gs://") for c in template["spec"]["containers"] for e in c.get("env", [])
+    ):
+        return True  # e.g. DOCCHAT_FILES_URL (components/shared-database)
     return any("gs://" in a for c in template["spec"]["containers"] for a in c.get("args", []))
 
 
@@ -451,3 +456,237 @@ def test_capacity_doc_sizes_replicas_as_the_manifests_do(rendered):
     doc = (ROOT / "docs" / "capacity.md").read_text()
     assert f"per {cpu}-CPU replica" in doc
     assert f"stops at {find(objs, 'HorizontalPodAutoscaler', 'ovms')['spec']['maxReplicas']} replicas" in doc
+
+
+# --- several app pods: components/shared-database (opt-in, issue 28) -----------------------------
+
+# What a user's overlay gives the component (k8s/components/shared-database/kustomization.yaml).
+SHARED_DATABASE = {
+    "instance": "my-project:europe-west4:docchat",
+    "service-account": "docchat@my-project.iam.gserviceaccount.com",
+    "files-url": "gs://my-files/docchat",
+    "private-ip": "true",
+}
+IAM_DB_USER = "docchat@my-project.iam"  # a service account's IAM database user: no ".gserviceaccount.com"
+
+
+def shared_database_overlay(tmp_path: Path, base: str = "overlays/gke", values: dict | None = SHARED_DATABASE) -> Path:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    body: dict = {"namespace": "docchat", "resources": [base], "components": ["components/shared-database"]}
+    if values is not None:
+        body["configMapGenerator"] = [
+            {
+                "name": "docchat-shared-database",
+                "literals": [f"{key}={value}" for key, value in values.items()],
+                "options": {
+                    "disableNameSuffixHash": True,
+                    "annotations": {"config.kubernetes.io/local-config": "true"},
+                },
+            }
+        ]
+    return temp_overlay(tmp_path, body)
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory) -> list[dict]:
+    return render(shared_database_overlay(tmp_path_factory.mktemp("shared-database")))
+
+
+def proxy(app: dict) -> dict:
+    hits = [c for c in app["spec"]["template"]["spec"].get("initContainers", []) if c["name"] == "cloud-sql-proxy"]
+    assert hits, "no cloud-sql-proxy sidecar"
+    return hits[0]
+
+
+def database_url_parts(url: str) -> dict:
+    """The URL as libpq reads it (psycopg's parser) when psycopg is installed, else by urllib."""
+    try:
+        from psycopg.conninfo import conninfo_to_dict
+    except ImportError:
+        from urllib.parse import parse_qs
+
+        parts = urlsplit(url)
+        query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        return {
+            "host": parts.hostname,
+            "port": str(parts.port),
+            "dbname": parts.path.lstrip("/"),
+            "user": parts.username or query.get("user"),
+            "password": parts.password or query.get("password"),
+            "sslmode": query.get("sslmode"),
+        }
+    return conninfo_to_dict(url)
+
+
+def test_shared_database_does_not_render_without_the_users_values(tmp_path):
+    """Instance, service account, bucket and network path are the user's: without them the
+    component is an error at render time, not a deployment pointing at a made-up database."""
+    out = kustomize(shared_database_overlay(tmp_path / "none", values=None))
+    assert out.returncode != 0 and "docchat-shared-database" in out.stderr
+    for key in SHARED_DATABASE:
+        partial = {k: v for k, v in SHARED_DATABASE.items() if k != key}
+        out = kustomize(shared_database_overlay(tmp_path / key, values=partial))
+        assert out.returncode != 0 and key in out.stderr, f"renders without {key}"
+
+
+def test_shared_database_runs_replicas_that_roll_without_downtime(shared):
+    app = find(shared, "Deployment", "docchat")
+    # The HPA owns the count (no `replicas` for `kubectl apply` to reset); it keeps >= 2.
+    assert "replicas" not in app["spec"]
+    hpa = find(shared, "HorizontalPodAutoscaler", "docchat")
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "docchat"}
+    assert 2 <= hpa["spec"]["minReplicas"] < hpa["spec"]["maxReplicas"]
+    (metric,) = hpa["spec"]["metrics"]
+    assert metric["type"] == "ContainerResource"
+    assert metric["containerResource"]["container"] == "docchat" and metric["containerResource"]["name"] == "cpu"
+    strategy = app["spec"]["strategy"]
+    assert strategy["type"] == "RollingUpdate"
+    assert strategy["rollingUpdate"]["maxUnavailable"] == 0 and strategy["rollingUpdate"]["maxSurge"] >= 1
+    pdb = find(shared, "PodDisruptionBudget", "docchat")
+    assert selector_matches(pdb["spec"]["selector"], pod_labels(app))
+    # One pod may always be drained (minAvailable below the HPA's floor), one always serves.
+    assert 1 <= pdb["spec"]["minAvailable"] < hpa["spec"]["minReplicas"]
+
+
+def test_shared_database_proxy_logs_in_with_iam_and_no_password(shared):
+    app = find(shared, "Deployment", "docchat")
+    sidecar = proxy(app)
+    assert sidecar["restartPolicy"] == "Always"  # a native sidecar: up before the app, down after it
+    image, _, tag = sidecar["image"].rpartition(":")
+    assert image == "gcr.io/cloud-sql-connectors/cloud-sql-proxy" and re.fullmatch(r"2\.\d+\.\d+", tag)
+    args = sidecar["args"]
+    assert SHARED_DATABASE["instance"] in args
+    assert "--auto-iam-authn" in args and "--port=5432" in args and "--health-check" in args
+    assert {e["name"]: e["value"] for e in sidecar["env"]}["CSQL_PROXY_PRIVATE_IP"] == "true"
+    for probe in ("startupProbe", "livenessProbe"):
+        assert sidecar[probe]["httpGet"]["path"] in ("/startup", "/liveness")
+    security = sidecar["securityContext"]
+    assert security["runAsNonRoot"] and security["readOnlyRootFilesystem"]
+    assert security["allowPrivilegeEscalation"] is False and security["capabilities"]["drop"] == ["ALL"]
+    assert {"cpu", "memory"} <= set(sidecar["resources"]["requests"]) <= set(sidecar["resources"]["limits"])
+    # Workload Identity as the Google service account that is the IAM database user.
+    account = find(shared, "ServiceAccount", "docchat")
+    assert account["metadata"]["annotations"]["iam.gke.io/gcp-service-account"] == SHARED_DATABASE["service-account"]
+    # No password anywhere: no Secret, no secret reference, none in the URL.
+    assert not [o for o in shared if o["kind"] == "Secret"]
+    for c in app["spec"]["template"]["spec"]["containers"] + app["spec"]["template"]["spec"]["initContainers"]:
+        assert not [e for e in c.get("env", []) if "secretKeyRef" in e.get("valueFrom", {})]
+        assert not c.get("envFrom")
+    assert not database_url_parts(env(app, "docchat")["DOCCHAT_DATABASE_URL"]["value"]).get("password")
+
+
+def test_shared_database_app_talks_to_the_proxy_and_the_bucket(shared):
+    app = find(shared, "Deployment", "docchat")
+    variables = env(app, "docchat")
+    parts = database_url_parts(variables["DOCCHAT_DATABASE_URL"]["value"])
+    assert variables["DOCCHAT_DATABASE_URL"]["value"].startswith("postgresql://")
+    assert (parts["host"], parts["port"], parts["dbname"]) == ("127.0.0.1", "5432", "docchat")
+    assert parts["user"] == IAM_DB_USER and parts["sslmode"] == "disable"
+    assert variables["DOCCHAT_FILES_URL"]["value"] == SHARED_DATABASE["files-url"]
+    # Until the shared ingestion queue exists, replicas do not each run the sync schedule.
+    assert float(variables.get("DOCCHAT_SYNC_INTERVAL_S", {}).get("value", "0")) == 0
+    assert not [o for o in shared if o["kind"] == "CronJob"]
+    assert "set-by-the-replacement" not in json.dumps(shared)
+
+
+def test_shared_database_app_mounts_no_claim(shared):
+    """The data folder is a per-pod cache; no replica needs the ReadWriteOnce disk."""
+    app = find(shared, "Deployment", "docchat")
+    volumes = {v["name"]: v for v in app["spec"]["template"]["spec"]["volumes"]}
+    assert not [v for v in volumes.values() if "persistentVolumeClaim" in v]
+    assert volumes["data"]["emptyDir"]["sizeLimit"]
+    assert "/data" in {m["mountPath"] for m in container(app, "docchat")["volumeMounts"]}
+    assert not [o for o in shared if o["kind"] == "PersistentVolumeClaim" and o["metadata"]["name"] == "docchat-data"]
+    claims = {
+        v["persistentVolumeClaim"]["claimName"]
+        for w in pod_templates(shared)
+        for v in w["spec"]["template"]["spec"].get("volumes", [])
+        if "persistentVolumeClaim" in v
+    }
+    assert "docchat-data" not in claims
+
+
+def test_shared_database_egress(shared):
+    labels = pod_labels(find(shared, "Deployment", "docchat"))
+    for ip in ("10.20.30.40", "34.90.1.2"):  # the instance's private or public address: the user's
+        assert egress_to_ip(shared, labels, ip, 3307), f"no Cloud SQL on {ip}:3307"
+    assert egress_to_ip(shared, labels, "142.250.1.95", 443)  # sqladmin / storage.googleapis.com
+    for ip, port in (METADATA_SERVER, METADATA_SERVER_DPV2):
+        assert egress_to_ip(shared, labels, ip, port)
+    for protocol in ("UDP", "TCP"):
+        assert egress_to_ip(shared, labels, CLOUD_DNS, 53, protocol)
+        assert egress_to_pods(shared, labels, KUBE_SYSTEM, KUBE_DNS, 53, protocol)
+    # Still nothing else: Postgres itself is only reached through the proxy inside the pod.
+    assert not egress_to_ip(shared, labels, "10.20.30.40", 5432)
+    users = {w["metadata"]["name"] for w in pod_templates(shared) if reaches_cloud_storage(w)}
+    assert "docchat" in users
+
+
+def test_shared_database_keeps_a_browser_session_on_one_pod(shared, tmp_path):
+    service = find(shared, "Service", "docchat")
+    assert service["spec"]["sessionAffinity"] == "ClientIP"
+    # Behind IAP the load balancer reaches pods directly: a generated cookie does it there.
+    objs = render(shared_database_overlay(tmp_path, base="overlays/gke-iap"))
+    backend = find(objs, "BackendConfig", "docchat-iap")
+    assert backend["spec"]["sessionAffinity"]["affinityType"] == "GENERATED_COOKIE"
+    assert backend["spec"]["iap"]["enabled"] is True
+    assert env(find(objs, "Deployment", "docchat"), "docchat")["DOCCHAT_AUTH"]["value"] == "header"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_shipped_overlays_keep_one_pod_and_the_embedded_store(rendered, overlay):
+    """The component is opt-in: every shipped overlay is still one app pod on its disk."""
+    objs = rendered[overlay]
+    app = find(objs, "Deployment", "docchat")
+    assert app["spec"]["replicas"] == 1 and app["spec"]["strategy"]["type"] == "Recreate"
+    variables = env(app, "docchat")
+    assert "DOCCHAT_DATABASE_URL" not in variables and "DOCCHAT_FILES_URL" not in variables
+    assert not app["spec"]["template"]["spec"].get("initContainers")
+    volumes = {v["name"]: v for v in app["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["data"]["persistentVolumeClaim"]["claimName"] == "docchat-data"
+    find(objs, "PersistentVolumeClaim", "docchat-data")
+    assert not [o for o in objs if o["kind"] == "HorizontalPodAutoscaler" and o["metadata"]["name"] == "docchat"]
+    assert "sessionAffinity" not in find(objs, "Service", "docchat")["spec"]
+
+
+def _ops_tool(name: str) -> str | None:
+    """checkov / kubernetes-validate from scripts/check-deploy.sh's venv (OPS_VENV, default .venv-ops)."""
+    venv = Path(os.environ.get("OPS_VENV", ROOT / ".venv-ops"))
+    found = venv / "bin" / name
+    return str(found) if found.exists() else shutil.which(name)
+
+
+def test_shared_database_passes_schema_and_security_checks(shared, tmp_path):
+    """scripts/check-deploy.sh checks the shipped overlays; this opt-in component is checked the
+    same way here, rendered as a user would (kubernetes-validate --strict, checkov)."""
+    validate, checkov = _ops_tool("kubernetes-validate"), _ops_tool("checkov")
+    if not (validate and checkov):
+        pytest.skip("kubernetes-validate and checkov are not installed (scripts/check-deploy.sh installs them)")
+    manifest = tmp_path / "out" / "gke-shared-database.yaml"
+    manifest.parent.mkdir()
+    manifest.write_text(yaml.safe_dump_all(shared))
+    out = subprocess.run(
+        [validate, "--kubernetes-version", "1.34", "--strict", "--quiet", str(manifest)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    out = subprocess.run(
+        [
+            checkov,
+            "--directory",
+            str(manifest.parent),
+            "--framework",
+            "kubernetes",
+            "--quiet",
+            "--compact",
+            "--skip-download",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert out.returncode == 0 and "Failed checks: 0" in out.stdout, out.stdout + out.stderr
