@@ -310,3 +310,71 @@ def test_two_replicas_share_one_database(pg_url, tmp_path):
     assert one.document(doc.id) is None and one.keyword_search(cid, fts_query("bees"), 5) == []
     one.close()
     two.close()
+
+
+def test_claims_on_either_store_take_queued_documents_once(store):
+    """The job-queue contract both stores keep (DocumentService relies on it): a claim wins queued
+    documents (requeue: any), a second claim of a held document by the same worker is harmless,
+    and finishing releases it."""
+    a, _ = store.add_document("c", "a", "a.pdf", 1)
+    b = indexed(store, "c", "b", ["Bees dance."], [0])
+    assert store.claim([a.id, b.id], 30) == [a.id]  # b is indexed, not queued
+    assert store.claim([b.id], 30, requeue=True) == [b.id] and store.document(b.id).status == "queued"
+    assert store.renew([a.id, b.id], 30) == sorted([a.id, b.id])
+    store.set_status(a.id, "failed", "no text")
+    store.release([a.id, b.id])
+    assert store.claim_abandoned(30) == []
+
+
+def test_the_job_queue_is_shared_by_replicas(pg_url, tmp_path):
+    """Two stores on one database stand for two replicas' workers: a document is leased to one of
+    them only, even when both claim at the same moment; a lease that runs out (its worker died) is
+    taken over once, by one; the late worker's result is refused (nothing is stored twice); after
+    MAX_ATTEMPTS abandoned starts a document is failed, not retried for ever."""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from webapp.rag.pg_store import MAX_ATTEMPTS, PgDocumentStore
+    from webapp.rag.store import JobLost
+
+    one = PgDocumentStore(pg_url, tmp_path / "files", "model-a", DIM)
+    two = PgDocumentStore(pg_url, tmp_path / "files", "model-a", DIM)
+    assert one.worker_id != two.worker_id
+    ids = [one.add_document("c", f"d{i}", f"d{i}.pdf", 1)[0].id for i in range(20)]
+    with ThreadPoolExecutor(2) as pool:
+        won = list(pool.map(lambda s: s.claim(ids, 30), [one, two]))
+    assert sorted(won[0] + won[1]) == ids and not set(won[0]) & set(won[1])
+    assert two.claim(won[0], 30) == [] and two.claim_abandoned(30) == []  # live leases are not taken
+
+    # Worker one "dies" holding its documents: its leases run out and worker two takes them over.
+    mine = won[0] or won[1]
+    holder, other = (one, two) if won[0] else (two, one)
+    holder.renew(mine, 0.5)
+    time.sleep(0.8)
+    taken = []
+    while batch := other.claim_abandoned(30, limit=5):
+        taken += batch
+    assert sorted(taken) == sorted(mine) and other.holder(mine[0]) == other.worker_id
+    assert holder.renew(mine, 30) == []  # the late worker learns it lost them
+    holder.set_status(mine[0], "embedding")  # a late status write changes nothing
+    assert holder.document(mine[0]).status == "queued"
+    with pytest.raises(JobLost):
+        holder.save_chunks(mine[0], [5], [Chunk(1, 0, "Late text.")], np.stack([unit(1)]))
+    other.save_chunks(mine[0], [5], [Chunk(1, 0, "Bees dance.")], np.stack([unit(0)]))
+    assert other.document(mine[0]).chunks == 1 and other.holder(mine[0]) is None
+    assert one.counts()["chunks"] == 1
+
+    # A document that keeps killing its workers: abandoned MAX_ATTEMPTS times, then failed.
+    doc, workers, takeovers = mine[1], {one.worker_id: one, two.worker_id: two}, 0
+    while True:
+        current = workers[one.holder(doc)]
+        current.renew([doc], 0.2)
+        time.sleep(0.4)
+        if doc not in (two if current is one else one).claim_abandoned(30, limit=50):
+            break
+        takeovers += 1
+    assert takeovers == MAX_ATTEMPTS - 2  # it was on its second start already
+    gone = holder.document(doc)
+    assert gone.status == "failed" and f"{MAX_ATTEMPTS} times" in gone.reason and holder.holder(doc) is None
+    one.close()
+    two.close()

@@ -22,11 +22,13 @@ from webapp.api.openai_api import APIError, openai_router, validation_error_hand
 from webapp.auth.access import Actor, Forbidden
 from webapp.auth.gate import STATE_KEY, AuthGate, request_user
 from webapp.auth.signin import signin_router
+from webapp.documents.jobs import watch_jobs
 from webapp.documents.routes import document_router
 from webapp.errors import UserError
 from webapp.http_limits import BodySizeLimit, UnknownEventIs404
 from webapp.http_security import HostPolicy, SecurityHeaders, TrustedHosts
 from webapp.llm.catalog_refresher import CatalogRefresher
+from webapp.pg_db import is_postgres_url
 from webapp.raw_uploads import UPLOAD_ROUTE, PendingUploads, UploadGuard
 from webapp.services import Services, build_services
 from webapp.settings import Settings, is_loopback
@@ -104,6 +106,10 @@ def create_app(settings: Settings, services: Services | None = None, preload: bo
             services.metrics.serve(settings.metrics_port)
         stop_sweeping = threading.Event()
         threading.Thread(target=pending_uploads.run, args=(stop_sweeping,), name="upload-sweeper", daemon=True).start()
+        if is_postgres_url(settings.database_url):  # ingestion shared with other replicas (documents/jobs.py)
+            threading.Thread(
+                target=watch_jobs, args=(services.documents, stop_sweeping), name="job-watcher", daemon=True
+            ).start()
         if settings.sync_interval_s > 0:  # the app's own schedule for synced sources (docs/documents.md, Sync)
             threading.Thread(
                 target=services.sync.schedule,

@@ -44,6 +44,15 @@ class Settings(BaseSettings):
             "folder or gs://bucket/prefix (the data folder then caches them); unset: the data folder"
         ),
     )
+    job_lease_s: float = Field(
+        60.0,
+        ge=2,
+        le=3600,
+        description=(
+            "with DOCCHAT_DATABASE_URL: how long a replica holds a document it indexes without renewing "
+            "(it renews every third of this); a replica that dies leaves it to another after this long"
+        ),
+    )
     database_url: str | None = Field(
         None,
         description=(

@@ -27,7 +27,7 @@ from webapp.rag.chunking import PageChunker
 from webapp.rag.ocr import MISSING as OCR_MISSING
 from webapp.rag.ocr import OcrResult, ocr_pages
 from webapp.rag.pdf_text import PageRange, ParsedPdf, PdfProblem, read_pages, unusable
-from webapp.rag.store import Document, DocumentGone, DocumentStore
+from webapp.rag.store import Document, DocumentGone, DocumentStore, JobLost
 from webapp.rag.text_forms import normalize
 from webapp.readers.base import DocumentProblem, Limits
 from webapp.readers.registry import format_named, read_sections
@@ -35,6 +35,8 @@ from webapp.resources import usable_cpus
 from webapp.settings import Settings
 
 log = logging.getLogger(__name__)
+
+TAKEN_OVER = object()  # _index_one's outcome when another replica took the document over
 
 # progress(fraction 0..1, description)
 Progress = Callable[[float, str], None]
@@ -45,6 +47,7 @@ class IndexReport:
     indexed: list[Document] = field(default_factory=list)
     failed: list[Document] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)  # labels of documents deleted while queued/indexing
+    taken_over: list[str] = field(default_factory=list)  # labels another replica took over (lease ran out)
     pages: int = 0
     chunks: int = 0
     seconds: float = 0.0
@@ -63,6 +66,8 @@ class IndexReport:
             text += f" {len(self.failed)} failed: " + "; ".join(f"{d.label}: {d.reason}" for d in self.failed)
         if self.deleted:
             text += f" {len(self.deleted)} deleted while indexing: " + ", ".join(self.deleted) + "."
+        if self.taken_over:
+            text += f" {len(self.taken_over)} finished by another server: " + ", ".join(self.taken_over) + "."
         return text
 
 
@@ -144,7 +149,9 @@ class Indexer:
                     progress((n + fraction) / max(1, len(queue)), f"{doc.label}: {what}")
 
             done = self._index_one(ctx, doc, step, parse, report)
-            if done is None:
+            if done is TAKEN_OVER:
+                report.taken_over.append(doc.label)
+            elif done is None:
                 report.deleted.append(doc.label)
             elif done.status == "indexed":
                 report.indexed.append(done)
@@ -194,8 +201,9 @@ class Indexer:
         step: Callable[[float, str], None],
         parse: Callable[[], ParsedPdf],
         report: IndexReport,
-    ) -> Document | None:
-        """The document as indexing left it, or None if it was deleted meanwhile."""
+    ) -> Document | None | object:
+        """The document as indexing left it, None if it was deleted meanwhile, TAKEN_OVER if another
+        replica took it over (this process's lease ran out: its work is dropped, not stored twice)."""
         store = ctx.store
         try:
             step(0.0, "reading text")
@@ -246,6 +254,9 @@ class Indexer:
                 self._save_ocr_words(doc, ocr)
         except DocumentGone:
             log.info("document %s (%s) was deleted while being indexed", doc.id, doc.label)
+        except JobLost as exc:
+            log.warning("document %s (%s): %s; this run's result dropped", doc.id, doc.label, exc)
+            return TAKEN_OVER
         except (PdfProblem, DocumentProblem) as exc:
             store.set_status(doc.id, "failed", exc.user_message)
         except UserError as exc:

@@ -436,11 +436,13 @@ class DocumentService:
                     raise UserError(f"There is no document {min(missing)}{where}.")
                 if wanted & self._claimed:
                     raise UserError(ALREADY_RUNNING)
-            # Documents an upload is indexing right now are left to it.
-            for d in chosen:
-                if d.id not in self._claimed:
-                    self.store.set_status(d.id, "queued")
-            queue = [d for d in self.documents(collection) if d.status == "queued" and d.id not in self._claimed]
+            # Documents an upload is indexing right now are left to it (here, or on another replica:
+            # the store's claim skips a live lease held elsewhere).
+            lease = self.settings.job_lease_s
+            won = self.store.claim([d.id for d in chosen if d.id not in self._claimed], lease, requeue=True)
+            queued = [d.id for d in self.documents(collection) if d.status == "queued" and d.id not in self._claimed]
+            won += self.store.claim([i for i in queued if i not in won], lease)
+            queue = [d for d in self.documents(collection) if d.id in set(won)]
             self._claim(queue, collection, whole=True)
         try:
             return self._run(queue, progress, passwords or {})
@@ -460,11 +462,13 @@ class DocumentService:
         with self._runs_lock:
             if self._reembedding:
                 raise UserError(ALREADY_RUNNING)
-            queue = [
-                d
+            queued = [
+                d.id
                 for d in self.documents(collection)
                 if d.id in wanted and d.status == "queued" and d.id not in self._claimed
             ]
+            won = set(self.store.claim(queued, self.settings.job_lease_s))
+            queue = [d for d in self.documents(collection) if d.id in won]
             self._claim(queue, collection, whole=False)
         try:
             return self._run(queue, progress, {})
@@ -484,7 +488,47 @@ class DocumentService:
         self._open()
         return self.indexer.run(self.store, self._embedder, queue, progress, passwords)
 
+    def adopt_abandoned(self) -> IndexReport | None:
+        """Index a document whose worker died mid-way (its lease ran out; another replica, or this
+        process before a restart): the job watcher calls this (webapp/documents/jobs.py). None when
+        there was none, or when this process is re-embedding (the lease then stays to run out)."""
+        with self._runs_lock:
+            if self._reembedding:
+                return None
+            ids = set(self.store.claim_abandoned(self.settings.job_lease_s))
+            queue = [d for d in self.documents() if d.id in ids]
+            self._claim(queue, None, whole=False)
+        if not queue:
+            return None
+        try:
+            report = self._run(queue, None, {})
+            log.info("taken-over indexing: %s", report.summary())
+            return report
+        finally:
+            self._unclaim(queue, None, whole=False)
+
+    def renew_leases(self) -> None:
+        """Keep this process's claims alive in a shared job queue; a document another replica took
+        over (this one paused past its lease) is noticed at its next write (pg_store: JobLost)."""
+        with self._runs_lock:
+            held = sorted(self._claimed)
+        if held and self._store is not None:
+            kept = self._store.renew(held, self.settings.job_lease_s)
+            if len(kept) < len(held):
+                log.warning("leases lost to another replica: documents %s", sorted(set(held) - set(kept)))
+
+    @property
+    def shared_jobs(self) -> bool:
+        """Whether indexing is a job queue shared with other replicas (PostgreSQL)."""
+        self._open()
+        return bool(self.store.shared_jobs)
+
     def _unclaim(self, docs: Sequence[Document], collection: str | None, whole: bool) -> None:
+        if docs and self._store is not None:
+            try:
+                self._store.release([d.id for d in docs])
+            except Exception:  # the leases run out by themselves; another replica then re-checks
+                log.exception("could not release the claims of %d document(s)", len(docs))
         with self._runs_lock:
             self._claimed.difference_update(d.id for d in docs)
             if whole:

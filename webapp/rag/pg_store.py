@@ -51,10 +51,12 @@ from webapp.rag.store import (
     ChunkRow,
     Document,
     DocumentGone,
+    JobLost,
     StoreError,
     _join_overlapping,
     now,
     valid_collection_name,
+    worker_name,
 )
 from webapp.rag.text_forms import TEXT_VERSION, normalize
 
@@ -100,6 +102,15 @@ STEPS: list[list[str]] = [
         "CREATE TABLE summaries (document_id BIGINT PRIMARY KEY REFERENCES documents(id) ON DELETE CASCADE, "
         "indexed_at TEXT NOT NULL, method INTEGER NOT NULL, body TEXT NOT NULL)",
     ],
+    # 2: the ingestion job queue. A document being indexed is leased to one worker (a replica's
+    # process) until ``lease_until``; the worker renews the lease while it works. A lease that runs
+    # out means the worker died: another replica claims the document again (claim_abandoned).
+    [
+        "ALTER TABLE documents ADD COLUMN claimed_by TEXT",
+        "ALTER TABLE documents ADD COLUMN lease_until TIMESTAMPTZ",
+        "ALTER TABLE documents ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0",
+        "CREATE INDEX documents_leases ON documents (lease_until) WHERE claimed_by IS NOT NULL",
+    ],
 ]
 
 # HNSW build parameters as the FAISS side's (index_files.py): m 32, ef_construction 80. ef_search is
@@ -108,9 +119,13 @@ STEPS: list[list[str]] = [
 # and the embedded store is exact up to 200k chunks.
 HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 80, 400
 VECTOR_TYPES = {"vector": "vector_cosine_ops", "halfvec": "halfvec_cosine_ops"}
-# A document left "parsing"/"embedding" this long is taken as abandoned by a replica that died
-# (until the ingestion job queue of issue 28 claims and retries work properly).
-STALE_INDEXING = "2 hours"
+# A document whose indexing was started this many times by workers that died is not tried again
+# (it may be what kills them): it is marked failed with ABANDONED.
+MAX_ATTEMPTS = 3
+ABANDONED = (
+    "Indexing this document stopped {n} times before it finished (the server doing it went away), so it "
+    "was not tried again; re-index it to try once more."
+)
 TERM_CACHE_S = 30.0  # other replicas write too: document frequencies are re-counted this often
 BM25_K1, BM25_B = 1.2, 0.75  # FTS5's bm25() defaults
 KEYWORD_SCAN_LIMIT = 2_000  # matching chunks scored per keyword search at most (rarest terms first)
@@ -234,6 +249,8 @@ class PgDocumentStore:
         self.embedding_model = embedding_model
         self.dimension = dimension
         self.vector_type = vector_type
+        # Who this process is in the job queue: leases are taken in its name (webapp/documents/jobs.py).
+        self.worker_id = worker_name()
         self._connections = pg_db.ThreadConnections(database_url)
         self._tuned = threading.local()
         self._generation = 0
@@ -407,12 +424,98 @@ class PgDocumentStore:
         return found, new
 
     def set_status(self, doc_id: int, status: str, reason: str | None = None) -> None:
+        """(Fenced: a worker whose lease another replica has taken over changes nothing.)"""
         assert status in STATUSES
         with self.writing() as db:
             db.execute(
-                "UPDATE documents SET status = %s, reason = %s, status_at = now() WHERE id = %s",
-                (status, reason, doc_id),
+                "UPDATE documents SET status = %s, reason = %s, status_at = now() WHERE id = %s "
+                "AND (claimed_by IS NULL OR claimed_by = %s)",
+                (status, reason, doc_id, self.worker_id),
             )
+            if status in ("indexed", "failed"):
+                self._release(db, [doc_id])
+
+    # -- the ingestion job queue (schema step 2) --------------------------------------------
+    # Every replica's DocumentService claims the documents it indexes; one that dies leaves leases
+    # that run out, and the others' job watchers (webapp/documents/jobs.py) take those over.
+    # FOR UPDATE SKIP LOCKED: two replicas claiming at once never wait for or take the same row.
+    shared_jobs = True
+
+    def claim(self, doc_ids: Sequence[int], lease_s: float, requeue: bool = False) -> list[int]:
+        """Lease the given documents to this worker: those queued (``requeue``: any status, set back
+        to queued) and not leased to a live worker elsewhere. Returns the ids won."""
+        if not doc_ids:
+            return []
+        wanted = "" if requeue else "AND status = 'queued' "
+        with self.writing() as db:
+            rows = db.execute(
+                "UPDATE documents SET claimed_by = %s, lease_until = now() + make_interval(secs => %s), "
+                "attempts = 1, status = 'queued', status_at = now() WHERE id IN (SELECT id FROM documents "
+                f"WHERE id = ANY(%s) {wanted}AND (claimed_by IS NULL OR claimed_by = %s OR lease_until < now()) "
+                "ORDER BY id FOR UPDATE SKIP LOCKED) RETURNING id",
+                (self.worker_id, lease_s, list(doc_ids), self.worker_id),
+            ).fetchall()
+        return sorted(int(r["id"]) for r in rows)
+
+    def claim_abandoned(self, lease_s: float, limit: int = 1) -> list[int]:
+        """Take over documents whose worker's lease ran out (it died mid-way): queued again and leased
+        to this worker, up to ``limit``; those already started MAX_ATTEMPTS times are marked failed."""
+        with self.writing() as db:
+            given_up = db.execute(
+                "UPDATE documents SET status = 'failed', reason = replace(%s, '{n}', attempts::text), "
+                "claimed_by = NULL, lease_until = NULL, status_at = now() WHERE id IN (SELECT id FROM documents "
+                "WHERE claimed_by IS NOT NULL AND lease_until < now() AND attempts >= %s FOR UPDATE SKIP LOCKED) "
+                "RETURNING id, label",
+                (ABANDONED, MAX_ATTEMPTS),
+            ).fetchall()
+            rows = db.execute(
+                "UPDATE documents SET claimed_by = %s, lease_until = now() + make_interval(secs => %s), "
+                "attempts = attempts + 1, status = 'queued', status_at = now() WHERE id IN (SELECT id FROM documents "
+                "WHERE claimed_by IS NOT NULL AND lease_until < now() ORDER BY lease_until, id "
+                "FOR UPDATE SKIP LOCKED LIMIT %s) RETURNING id, label, attempts",
+                (self.worker_id, lease_s, limit),
+            ).fetchall()
+        for r in given_up:
+            log.warning(
+                "document %s (%s): indexing abandoned %d times, marked failed", r["id"], r["label"], MAX_ATTEMPTS
+            )
+        for r in rows:
+            log.warning(
+                "document %s (%s): its worker's lease ran out; taken over (attempt %d)",
+                r["id"],
+                r["label"],
+                r["attempts"],
+            )
+        return sorted(int(r["id"]) for r in rows)
+
+    def renew(self, doc_ids: Sequence[int], lease_s: float) -> list[int]:
+        """Extend this worker's leases; returns the ids it still holds (one taken over is not among them)."""
+        if not doc_ids:
+            return []
+        with self.writing() as db:
+            rows = db.execute(
+                "UPDATE documents SET lease_until = now() + make_interval(secs => %s) "
+                "WHERE id = ANY(%s) AND claimed_by = %s RETURNING id",
+                (lease_s, list(doc_ids), self.worker_id),
+            ).fetchall()
+        return sorted(int(r["id"]) for r in rows)
+
+    def release(self, doc_ids: Sequence[int]) -> None:
+        """Give back this worker's leases (its run ended; statuses are already final or queued)."""
+        if doc_ids:
+            with self.writing() as db:
+                self._release(db, doc_ids)
+
+    def _release(self, db: Any, doc_ids: Sequence[int]) -> None:
+        db.execute(
+            "UPDATE documents SET claimed_by = NULL, lease_until = NULL, attempts = 0 "
+            "WHERE id = ANY(%s) AND claimed_by = %s",
+            (list(doc_ids), self.worker_id),
+        )
+
+    def holder(self, doc_id: int) -> str | None:
+        row = self._db().execute("SELECT claimed_by FROM documents WHERE id = %s", (doc_id,)).fetchone()
+        return row["claimed_by"] if row else None
 
     def save_chunks(
         self,
@@ -431,9 +534,15 @@ class PgDocumentStore:
         if len(vectors) and vectors.shape[1] != self.dimension:
             raise ValueError(f"vectors of dimension {vectors.shape[1]}, the store holds {self.dimension}")
         with self.writing() as db:
-            row = db.execute("SELECT collection_id FROM documents WHERE id = %s FOR UPDATE", (doc_id,)).fetchone()
+            row = db.execute(
+                "SELECT collection_id, claimed_by FROM documents WHERE id = %s FOR UPDATE", (doc_id,)
+            ).fetchone()
             if row is None:
                 raise DocumentGone("This document was deleted while it was being indexed.")
+            if row["claimed_by"] not in (None, self.worker_id):
+                # This worker's lease ran out (a long pause) and another replica took the document
+                # over: its result, not this one, is the document's. Nothing is written twice.
+                raise JobLost(f"document {doc_id} is now being indexed by {row['claimed_by']}")
             cid = row["collection_id"]
             db.execute("DELETE FROM chunks WHERE document_id = %s", (doc_id,))
             db.execute("DELETE FROM pages WHERE document_id = %s", (doc_id,))
@@ -452,6 +561,7 @@ class PgDocumentStore:
                 "status_at = now() WHERE id = %s",
                 (note, len(page_chars), len(chunks), now(), doc_id),
             )
+            self._release(db, [doc_id])
 
     def delete_document(self, doc_id: int) -> Document | None:
         doc = self.document(doc_id)
@@ -465,12 +575,13 @@ class PgDocumentStore:
         return doc
 
     def check_and_repair(self) -> list[str]:
-        """Documents whose indexing was abandoned (by this replica before a crash, or by another that
-        died) marked failed; another replica may be indexing right now, hence the age limit."""
+        """Nothing to repair at start: a document whose worker died keeps its lease until it runs out,
+        and then a replica's job watcher takes it over (claim_abandoned). Documents left mid-way by a
+        version without leases (none claimed, status parsing/embedding for an hour) are marked failed."""
         with self.writing() as db:
             interrupted = db.execute(
                 "UPDATE documents SET status = 'failed', reason = %s WHERE status IN ('parsing', 'embedding') "
-                f"AND status_at < now() - interval '{STALE_INDEXING}'",
+                "AND claimed_by IS NULL AND status_at < now() - interval '1 hour'",
                 ("Indexing was interrupted before it finished; re-index to try again.",),
             ).rowcount
         fixed = [f"{interrupted} document(s) whose indexing was interrupted marked failed"] if interrupted else []

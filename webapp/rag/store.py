@@ -131,6 +131,21 @@ class DocumentGone(StoreError):
     """The document was deleted while it was being indexed (a normal outcome, not a failure)."""
 
 
+class JobLost(StoreError):
+    """Another worker took this document's indexing over (this one's lease ran out): not a failure
+    of the document; this worker's result is dropped (webapp/rag/pg_store.py: the job queue)."""
+
+
+def worker_name() -> str:
+    """This process in a job queue's leases: host, process id and a random tail (a restarted pod may
+    reuse both)."""
+    import os
+    import socket
+    import uuid
+
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
 def recorded_embedding_model(data_dir: Path) -> str | None:
     """The embedding model a data folder was built with (None for a new or empty folder)."""
     path = Path(data_dir) / "store.sqlite3"
@@ -400,6 +415,29 @@ class DocumentStore:
         assert status in STATUSES
         with self.writing() as db:
             db.execute("UPDATE documents SET status = ?, reason = ? WHERE id = ?", (status, reason, doc_id))
+
+    # -- the job queue: one process owns this folder, so its claims live in DocumentService alone
+    # (the shared queue with leases is PostgreSQL's: webapp/rag/pg_store.py, shared_jobs).
+    shared_jobs = False
+
+    def claim(self, doc_ids: Sequence[int], lease_s: float, requeue: bool = False) -> list[int]:
+        won = []
+        for doc_id in doc_ids:
+            doc = self.document(doc_id)
+            if doc is not None and (requeue or doc.status == "queued"):
+                if doc.status != "queued":
+                    self.set_status(doc_id, "queued")
+                won.append(doc_id)
+        return sorted(won)
+
+    def claim_abandoned(self, lease_s: float, limit: int = 1) -> list[int]:
+        return []
+
+    def renew(self, doc_ids: Sequence[int], lease_s: float) -> list[int]:
+        return sorted(doc_ids)
+
+    def release(self, doc_ids: Sequence[int]) -> None:
+        pass
 
     def save_chunks(
         self,
