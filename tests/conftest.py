@@ -145,10 +145,16 @@ def webapp_command(registry_dir: Path, data: Path) -> list[str]:
 
 @contextmanager
 def running_app(
-    registry_dir: Path, data: Path, extra_env: dict | None = None, wait_for: str = "/readyz", timeout: float = 180
+    registry_dir: Path,
+    data: Path,
+    extra_env: dict | None = None,
+    wait_for: str = "/readyz",
+    timeout: float = 180,
+    processes: list | None = None,
 ):
     """The real app in its own process, as `python -m webapp serve` runs it; yields its base URL
-    once ``wait_for`` answers 200 (within ``timeout`` seconds)."""
+    once ``wait_for`` answers 200 (within ``timeout`` seconds). ``processes``: the Popen is
+    appended there, for a test that kills the server itself."""
     port = free_port()
     log_path = data / "server.log"
     data.mkdir(parents=True, exist_ok=True)
@@ -166,6 +172,8 @@ def running_app(
             stdout=log_file,
             stderr=subprocess.STDOUT,
         )
+    if processes is not None:
+        processes.append(proc)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_http(base + wait_for, timeout=timeout)
