@@ -8,6 +8,7 @@
     python -m webapp reembed --model all-minilm-l6-v2   # switch the folder's embedding model
     python -m webapp sync ~/team-docs --collection team        # the collection becomes equal to the folder
     python -m webapp sync gs://bucket/docs --collection team --watch --interval 300
+    python -m webapp migrate --to postgresql://docchat@db/docchat --files-url gs://bucket/docchat  # several pods
     python -m webapp users add alice --role admin      # the first admin (password from a prompt or stdin)
     python -m webapp users token alice --revoke        # end alice's API tokens (--list shows them)
     python -m webapp serve --host 0.0.0.0 --auth password
@@ -356,6 +357,19 @@ def cmd_backup(args) -> int:
     return 0
 
 
+def cmd_migrate(args) -> int:
+    from webapp.store_migration import migrate_to_postgres
+
+    settings = _settings_from(args)
+    report = migrate_to_postgres(Path(settings.data_dir), args.to, settings.files_url, progress=print)
+    print(report.summary())
+    print(
+        "Next: set DOCCHAT_DATABASE_URL to that database (and DOCCHAT_FILES_URL, if you gave one) on every "
+        "replica; keep this data folder until the replicas serve (docs/capacity.md)."
+    )
+    return 0
+
+
 def _read_new_password(name: str) -> str:
     """A new password from a prompt (typed twice) or, when stdin is not a terminal, its first line.
     Never from argv: any user of the machine can read another's command line with `ps`."""
@@ -627,6 +641,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_backup)
 
     p = sub.add_parser(
+        "migrate",
+        help="copy this data folder's store into an empty PostgreSQL, for several app replicas",
+        description="Copies documents, pages, chunks and their vectors, summaries, collections, users, "
+        "sessions, API tokens, sign-in counts and conversations from the data folder (SQLite + FAISS) "
+        "into an empty PostgreSQL with pgvector, keeping every id, in one transaction; then counts "
+        "every table on both sides and compares a sample of vectors. With --files-url the originals "
+        "and OCR word boxes are copied there too. Stop the app first. The data folder is only read. "
+        "docs/capacity.md says when to move; docs/deploy.md how to create the database.",
+    )
+    p.add_argument("--to", required=True, metavar="postgresql://...", help="the empty target database")
+    p.add_argument(
+        "--files-url",
+        help="a shared folder or gs://bucket/prefix for the originals (DOCCHAT_FILES_URL of the replicas)",
+    )
+    p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser(
         "users",
         help="manage the users who may sign in (names, roles, passwords, API tokens)",
         description="Users live in the data folder's SQLite; passwords are hashed with argon2id and "
@@ -664,7 +695,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-DATA_COMMANDS = frozenset({"serve", "index", "sync", "reembed", "search", "ask", "backup", "users"})
+DATA_COMMANDS = frozenset({"serve", "index", "sync", "reembed", "search", "ask", "backup", "users", "migrate"})
 
 
 def _private_data(settings: Settings) -> None:
