@@ -29,8 +29,8 @@ from tests.conftest import ROOT
 from webapp.settings import RemoteEndpoint
 
 K8S = ROOT / "k8s"
-OVERLAYS = ("local", "gke", "gke-iap")
-GKE = ("gke", "gke-iap")
+OVERLAYS = ("local", "gke", "gke-iap", "gke-replicas")
+GKE = ("gke", "gke-iap", "gke-replicas")
 
 METADATA_SERVER = ("169.254.169.254", 80)  # Workload Identity tokens (Calico dataplane)
 METADATA_SERVER_DPV2 = ("169.254.169.252", 988)  # the same, GKE Dataplane V2
@@ -240,13 +240,15 @@ def test_pods_that_reach_cloud_storage_can_reach_the_metadata_server(rendered, o
 
 
 @pytest.mark.parametrize("overlay", GKE)
-def test_documents_are_synced_by_the_single_app_replica_not_a_second_writer(rendered, overlay):
-    """docs/documents.md, Sync: the app's own schedule, because the store has one writer; so no
-    CronJob runs `webapp sync`, and the app that syncs stays one replica that never overlaps."""
+def test_documents_are_synced_by_the_app_not_a_second_writer(rendered, overlay):
+    """docs/documents.md, Sync: the app's own schedule, never a CronJob running `webapp sync`. On one
+    pod the app is one replica that never overlaps (Recreate); with several (gke-replicas) they take
+    turns at a source through the shared database (webapp/documents/sync.py)."""
     objs = rendered[overlay]
     app = next(w for w in pod_templates(objs) if w["metadata"]["name"] == "docchat")
     assert float(env(app, "docchat")["DOCCHAT_SYNC_INTERVAL_S"]["value"]) > 0
-    assert app["spec"]["replicas"] == 1 and app["spec"]["strategy"]["type"] == "Recreate"
+    if overlay != "gke-replicas":
+        assert app["spec"]["replicas"] == 1 and app["spec"]["strategy"]["type"] == "Recreate"
     assert not [o for o in objs if o["kind"] == "CronJob"]
     for ip, port in (METADATA_SERVER, METADATA_SERVER_DPV2):
         assert egress_to_ip(objs, pod_labels(app), ip, port)
@@ -583,8 +585,9 @@ def test_shared_database_app_talks_to_the_proxy_and_the_bucket(shared):
     assert (parts["host"], parts["port"], parts["dbname"]) == ("127.0.0.1", "5432", "docchat")
     assert parts["user"] == IAM_DB_USER and parts["sslmode"] == "disable"
     assert variables["DOCCHAT_FILES_URL"]["value"] == SHARED_DATABASE["files-url"]
-    # Until the shared ingestion queue exists, replicas do not each run the sync schedule.
-    assert float(variables.get("DOCCHAT_SYNC_INTERVAL_S", {}).get("value", "0")) == 0
+    # Replicas take turns at a synced source (an advisory lock and the last sync's time in the
+    # database), so each keeps the app's schedule.
+    assert float(variables["DOCCHAT_SYNC_INTERVAL_S"]["value"]) > 0
     assert not [o for o in shared if o["kind"] == "CronJob"]
     assert "set-by-the-replacement" not in json.dumps(shared)
 
@@ -633,9 +636,9 @@ def test_shared_database_keeps_a_browser_session_on_one_pod(shared, tmp_path):
     assert env(find(objs, "Deployment", "docchat"), "docchat")["DOCCHAT_AUTH"]["value"] == "header"
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("overlay", ("local", "gke", "gke-iap"))
 def test_shipped_overlays_keep_one_pod_and_the_embedded_store(rendered, overlay):
-    """The component is opt-in: every shipped overlay is still one app pod on its disk."""
+    """The component is opt-in: every shipped overlay but gke-replicas is still one app pod on its disk."""
     objs = rendered[overlay]
     app = find(objs, "Deployment", "docchat")
     assert app["spec"]["replicas"] == 1 and app["spec"]["strategy"]["type"] == "Recreate"
@@ -690,3 +693,22 @@ def test_shared_database_passes_schema_and_security_checks(shared, tmp_path):
         check=False,
     )
     assert out.returncode == 0 and "Failed checks: 0" in out.stdout, out.stdout + out.stderr
+
+
+def test_the_shipped_replicas_overlay_is_the_component_over_gke(rendered):
+    """overlays/gke-replicas: the shared-database component over gke, with the values to EDIT named
+    as placeholders (a proxy for PROJECT_ID starts nowhere); the app's own sync schedule stays on
+    (replicas take turns at a source: webapp/documents/sync.py), and gke itself stays one pod."""
+    objs = rendered["gke-replicas"]
+    app = find(objs, "Deployment", "docchat")
+    assert app["spec"]["strategy"]["type"] == "RollingUpdate" and "replicas" not in app["spec"]
+    assert find(objs, "HorizontalPodAutoscaler", "docchat")["spec"]["minReplicas"] >= 2
+    assert find(objs, "PodDisruptionBudget", "docchat")
+    assert "PROJECT_ID:REGION:docchat" in proxy(app)["args"]
+    env = {e["name"]: e.get("value") for e in app["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["DOCCHAT_DATABASE_URL"].startswith("postgresql://127.0.0.1:5432/docchat?")
+    assert env["DOCCHAT_FILES_URL"] == "gs://PROJECT_ID-docchat-files/docchat"
+    assert env.get("DOCCHAT_SYNC_INTERVAL_S") != "0"
+    assert not [o for o in objs if o["kind"] == "PersistentVolumeClaim" and o["metadata"]["name"] == "docchat-data"]
+    one_pod = find(rendered["gke"], "Deployment", "docchat")
+    assert one_pod["spec"]["strategy"]["type"] == "Recreate" and "DOCCHAT_DATABASE_URL" not in str(one_pod)

@@ -405,3 +405,36 @@ def test_documents_tab_shows_the_source_and_syncs_it_for_admins(docs, tmp_path):
     assert note.startswith("⚠") and "DOCCHAT\\_SYNC\\_FOLDERS" in note
     assert tabs.clear_source("ui", None)[1] == ""
     users.close()
+
+
+def test_replicas_on_one_database_take_turns_at_a_source(settings_factory, tmp_path, pg_url):
+    """Two DocumentServices on one PostgreSQL stand for two replicas, each running the app's schedule:
+    a source is synced by one replica at a time (the other's run is refused in one sentence), and
+    the schedule of the second leaves a source the first has just synced."""
+    folder = tmp_path / "team-docs"
+    folder.mkdir()
+    (folder / "n.txt").write_text("A note about quartz.\n")
+    replicas = [
+        DocumentService(
+            settings_factory(
+                data_dir=tmp_path / name,
+                database_url=pg_url,
+                files_url=str(tmp_path / "shared"),
+                sync_folders=str(tmp_path),
+            )
+        )
+        for name in ("one", "two")
+    ]
+    one, two = (SyncService(r) for r in replicas)
+    replicas[0].create_collection("team")
+    one.set_source("team", str(folder))
+    with replicas[0].store.exclusive("sync:team") as held:  # replica one is syncing the source
+        assert held
+        with pytest.raises(UserError, match="^A sync of team is already running on another server; wait"):
+            two.run("team")
+    assert [r.added for r in one.run_all(fresh_s=60)] == [["n.txt"]]
+    assert two.run_all(fresh_s=60) == []  # just synced by replica one
+    assert [r.unchanged for r in two.run_all()] == [1]  # not fresh enough to skip: synced, nothing changed
+    assert [d.source_key for d in replicas[1].documents("team")] == ["n.txt"]
+    for r in replicas:
+        r.close()

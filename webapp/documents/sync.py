@@ -41,6 +41,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -327,6 +328,16 @@ class SourceStatus:
 
 
 # -- the use case ----------------------------------------------------------------------------
+def _age_s(stamp: str | None) -> float:
+    """Seconds since an ISO-8601 time the store recorded (infinity when none or unreadable)."""
+    from datetime import UTC, datetime
+
+    try:
+        return (datetime.now(UTC) - datetime.fromisoformat(stamp)).total_seconds() if stamp else float("inf")
+    except (TypeError, ValueError):
+        return float("inf")
+
+
 class SyncService:
     """Sync collections with their sources; one run per collection at a time."""
 
@@ -399,6 +410,13 @@ class SyncService:
             if name in self._running:
                 raise UserError(f"A sync of {name} is already running; wait for it to finish.")
             self._running.add(name)
+        # On a shared database another replica may be syncing this collection: one at a time.
+        held = ExitStack()
+        if not held.enter_context(docs.store.exclusive(f"sync:{name}")):
+            held.close()
+            with self._lock:
+                self._running.discard(name)
+            raise UserError(f"A sync of {name} is already running on another server; wait for it to finish.")
         started = time.monotonic()
         report = SyncReport(name, url)
         try:
@@ -413,6 +431,7 @@ class SyncService:
             log.exception("sync of %r from %s failed", name, url)
             report.error = "the sync stopped on an unexpected error (the server log has the detail)."
         finally:
+            held.close()
             with self._lock:
                 self._running.discard(name)
         report.seconds = time.monotonic() - started
@@ -421,12 +440,16 @@ class SyncService:
         log.info("%s", report.summary())
         return report
 
-    def run_all(self, stop: threading.Event | None = None) -> list[SyncReport]:
-        """Every collection that has a source, one after another (the app's schedule)."""
+    def run_all(self, stop: threading.Event | None = None, fresh_s: float = 0.0) -> list[SyncReport]:
+        """Every collection that has a source, one after another (the app's schedule). A source
+        synced less than ``fresh_s`` ago (by another replica on a shared database) is skipped."""
         reports = []
-        for name in self.sources():
+        for name, source in self.documents.store.sources().items():
             if stop is not None and stop.is_set():
                 break
+            if fresh_s and _age_s(source.get("synced_at")) < fresh_s:
+                log.info("scheduled sync of %r skipped: synced %s", name, source.get("synced_at"))
+                continue
             try:
                 reports.append(self.run(name))
             except UserError as exc:  # running already (Sync now), or the collection went
@@ -437,7 +460,9 @@ class SyncService:
         """The app's own schedule (DOCCHAT_SYNC_INTERVAL_S): a run of every source, then a pause."""
         while not stop.wait(interval_s):
             try:
-                self.run_all(stop)
+                # Every replica runs this schedule; the first to come takes a source (exclusive,
+                # in run) and the others find it freshly synced and leave it.
+                self.run_all(stop, fresh_s=interval_s / 2)
             except Exception:  # the next round tries again; the app keeps serving
                 log.exception("scheduled sync failed")
 

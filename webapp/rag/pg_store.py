@@ -513,6 +513,18 @@ class PgDocumentStore:
             (list(doc_ids), self.worker_id),
         )
 
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[bool]:
+        """Whether this process alone, of every replica, holds ``name`` for the block (a session
+        advisory lock on this thread's connection: released at the end, or when the process dies)."""
+        db = self._db()
+        got = bool(db.execute("SELECT pg_try_advisory_lock(hashtext(%s)) AS got", (name,)).fetchone()["got"])
+        try:
+            yield got
+        finally:
+            if got:
+                db.execute("SELECT pg_advisory_unlock(hashtext(%s))", (name,))
+
     def holder(self, doc_id: int) -> str | None:
         row = self._db().execute("SELECT claimed_by FROM documents WHERE id = %s", (doc_id,)).fetchone()
         return row["claimed_by"] if row else None

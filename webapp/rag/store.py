@@ -433,6 +433,10 @@ class DocumentStore:
     def claim_abandoned(self, lease_s: float, limit: int = 1) -> list[int]:
         return []
 
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[bool]:
+        yield True  # one process: DocumentService's and SyncService's own locks already decide
+
     def renew(self, doc_ids: Sequence[int], lease_s: float) -> list[int]:
         return sorted(doc_ids)
 
