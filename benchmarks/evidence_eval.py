@@ -65,11 +65,13 @@ def main() -> int:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
 
-    from benchmarks.corpus import indexed_corpus
+    from benchmarks.corpus import database_url, indexed_corpus
     from benchmarks.load import cpu_info
     from webapp.rag.evidence import EvidenceFinder
 
-    settings, docs = indexed_corpus(args.models_dir, args.data_dir, args.corpus, args.collection)
+    settings, docs = indexed_corpus(
+        args.models_dir, args.data_dir, args.corpus, args.collection, database_url=database_url(args.database_url)
+    )
     data_dir = settings.data_dir
     coll = args.collection
     questions = json.loads((ROOT / "benchmarks" / "arxiv_questions.json").read_text())["questions"]

@@ -58,5 +58,12 @@ def test_each_thread_has_its_own_connection_and_a_bad_url_is_one_sentence(pg_url
     assert mine is pool.get() and other[0] is not mine
     pool.close()
     assert is_postgres_url(pg_url) and not is_postgres_url("data/store.sqlite3") and not is_postgres_url(None)
-    with pytest.raises(UserError, match="could not be reached"):
+    with pytest.raises(UserError, match="could not be reached") as refused:
         connect("postgresql://nobody@127.0.0.1:1/none?connect_timeout=2")
+    assert refused.value.user_message.startswith("The database at 127.0.0.1:1/none could not be reached")
+    # An IAM user's "@" and a password never reach the sentence; the place is libpq's reading of it.
+    with pytest.raises(UserError) as refused:
+        connect("postgresql://127.0.0.1:1/docchat?user=docchat@my-project.iam&password=s3cret&connect_timeout=2")
+    message = refused.value.user_message
+    assert message.startswith("The database at 127.0.0.1:1/docchat could not") and "s3cret" not in message
+    assert "my-project" not in message

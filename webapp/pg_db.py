@@ -33,8 +33,24 @@ def connect(url: str) -> Any:
     try:
         return psycopg.connect(url, autocommit=True, row_factory=dict_row, connect_timeout=10)
     except psycopg.OperationalError as exc:
-        host = url.split("@")[-1].split("?")[0] if "@" in url else "the server"
-        raise UserError(f"The database at {host} could not be reached: {str(exc).strip().splitlines()[0]}") from exc
+        # libpq's message never carries the password; the place is said from libpq's own parse of
+        # the URL (a user name with an "@", as Cloud SQL's IAM users have, defeats splitting by hand).
+        raise UserError(f"The database at {where(url)} could not be reached: {str(exc).strip().splitlines()[0]}") from exc
+
+
+def where(url: str) -> str:
+    """host:port/dbname of a database URL, never its user or password."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        parts = conninfo_to_dict(url)
+    except Exception:  # not a URL libpq reads: say nothing of it
+        return "the configured address"
+    host = str(parts.get("host") or "localhost")
+    if host.startswith("/"):
+        host = f"the socket in {host}"
+    port = f":{parts['port']}" if parts.get("port") else ""
+    return f"{host}{port}/{parts.get('dbname') or ''}".rstrip("/")
 
 
 @contextmanager
