@@ -35,7 +35,9 @@ def connect(url: str) -> Any:
     except psycopg.OperationalError as exc:
         # libpq's message never carries the password; the place is said from libpq's own parse of
         # the URL (a user name with an "@", as Cloud SQL's IAM users have, defeats splitting by hand).
-        raise UserError(f"The database at {where(url)} could not be reached: {str(exc).strip().splitlines()[0]}") from exc
+        raise UserError(
+            f"The database at {where(url)} could not be reached: {str(exc).strip().splitlines()[0]}"
+        ) from exc
 
 
 def where(url: str) -> str:
