@@ -8,12 +8,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def add_corpus_arguments(ap: argparse.ArgumentParser) -> None:
-    """--data-dir, --models-dir, --corpus and --collection, as indexed_corpus takes them."""
+def add_corpus_arguments(ap: argparse.ArgumentParser, database: bool = False) -> None:
+    """--data-dir, --models-dir, --corpus and --collection, as indexed_corpus takes them
+    (``database``: and --database-url, for a script that passes it on)."""
     ap.add_argument("--data-dir", type=Path, default=ROOT / "data-bench")
     ap.add_argument("--models-dir", type=Path, default=ROOT / "models")
     ap.add_argument("--corpus", type=Path, default=ROOT.parent / "shared" / "corpus" / "arxiv")
     ap.add_argument("--collection", default="arxiv")
+    if not database:
+        return
     ap.add_argument(
         "--database-url",
         help="index into this PostgreSQL (pgvector) instead of the data folder's SQLite + FAISS; "

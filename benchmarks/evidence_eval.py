@@ -55,7 +55,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     from benchmarks.corpus import add_corpus_arguments
 
-    add_corpus_arguments(ap)
+    add_corpus_arguments(ap, database=True)
     ap.add_argument("--model", default=None, help="chat model (default: the app's default)")
     ap.add_argument("--styles", default="full,short", help="prompt styles to compare (webapp/rag/prompt.py)")
     ap.add_argument("--max-new-tokens", type=int, default=96)
