@@ -100,7 +100,10 @@ STEPS: list[list[str]] = [
         "document_id BIGINT NOT NULL REFERENCES documents(id) ON DELETE CASCADE, "
         "collection_id BIGINT NOT NULL, page INTEGER NOT NULL, ordinal INTEGER NOT NULL, text TEXT NOT NULL, "
         "embedding vector NOT NULL, "
-        f"tsv tsvector GENERATED ALWAYS AS (to_tsvector('{TS_CONFIG}'::regconfig, {_WORDS_SQL.format('text')})) STORED)",
+        f"tsv tsvector GENERATED ALWAYS AS (to_tsvector('{TS_CONFIG}'::regconfig, {_WORDS_SQL.format('text')})) STORED, "
+        # BM25's document length as FTS5 counts it, in tokens (length(tsv) counts distinct lexemes)
+        f"words INTEGER GENERATED ALWAYS AS (coalesce(array_length(regexp_split_to_array(btrim("
+        f"{_WORDS_SQL.format('text')}), ' '), 1), 0)) STORED)",
         # Keep a chunk's row whole in its page: past the default 2 kB the tsvector went out of line and
         # every @@ / ts_rank_cd fetched it from TOAST (keyword search 4x slower on the arXiv corpus).
         "ALTER TABLE chunks SET (toast_tuple_target = 8160)",
@@ -662,14 +665,14 @@ class PgDocumentStore:
                 self._term_stamp = (self._generation, time.monotonic())
 
     def _collection_stats(self, cid: int) -> tuple[int, float]:
-        """(chunks, mean tsvector length) of a collection, cached as the frequencies are."""
+        """(chunks, mean length in words) of a collection, cached as the frequencies are."""
         self._fresh_counts()
         with self._term_lock:
             found = self._stats.get(cid)
         if found is None:
             row = (
                 self._db()
-                .execute("SELECT COUNT(*) AS n, AVG(length(tsv)) AS avg FROM chunks WHERE collection_id = %s", (cid,))
+                .execute("SELECT COUNT(*) AS n, AVG(words) AS avg FROM chunks WHERE collection_id = %s", (cid,))
                 .fetchone()
             )
             found = (int(row["n"]), float(row["avg"] or 1.0))
@@ -708,7 +711,7 @@ class PgDocumentStore:
         top-level term weighed by its own rarity: ts_rank_cd alone has no idf, and on the arXiv
         questions it ranked the right page first for 0.43 of them against 0.67 (benchmarks/
         store_backends.py). A term's frequency in a chunk is ts_rank_cd with unit weights and no
-        normalisation (exactly its count of matches); a chunk's length is its tsvector's.
+        normalisation (exactly its count of matches); a chunk's length is its count of words, as FTS5's.
         """
         if not fts_query:
             return []
@@ -735,15 +738,15 @@ class PgDocumentStore:
         if len(gate) < len(parts):
             scope += " AND tsv @@ %s::tsquery"
             scoped.append(" | ".join(f"({q})" for q in gate))
-        norm = f"{BM25_K1} * ({1 - BM25_B} + {BM25_B} * length(tsv) / %s)"
+        norm = f"{BM25_K1} * ({1 - BM25_B} + {BM25_B} * words / %s)"
         # Two stages: ts_rank_cd is what counts a term's matches in a chunk, and it is slow (cover
         # search per call), so BM25 with every present term counted once picks the candidates and
         # only those get real term frequencies (computed once per term, in the LATERAL).
         present = " + ".join(f"%s * (CASE WHEN tsv @@ %s::tsquery THEN 1 ELSE 0 END) / (1 + {norm})" for _ in parts)
         counts = ", ".join(f"ts_rank_cd('{{1,1,1,1}}', c.tsv, %s::tsquery, 0) AS t{i}" for i in range(len(parts)))
-        bm25 = " + ".join(f"%s * t{i} / (t{i} + {norm.replace('tsv', 'c.tsv')})" for i in range(len(parts)))
+        bm25 = " + ".join(f"%s * t{i} / (t{i} + {norm.replace('words', 'c.words')})" for i in range(len(parts)))
         rows = self._db().execute(
-            f"SELECT c.id FROM (SELECT id, tsv FROM chunks WHERE collection_id = %s AND tsv @@ %s::tsquery{scope} "
+            f"SELECT c.id FROM (SELECT id, tsv, words FROM chunks WHERE collection_id = %s AND tsv @@ %s::tsquery{scope} "
             f"ORDER BY {present or '0'} DESC, id LIMIT %s) c "
             f"CROSS JOIN LATERAL (SELECT {counts or '0 AS t'}) r ORDER BY {bm25 or '0'} DESC, c.id LIMIT %s",
             (
