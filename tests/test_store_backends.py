@@ -5,6 +5,7 @@ hand-made vectors; the second goes through DocumentService with the real embedde
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -378,3 +379,73 @@ def test_the_job_queue_is_shared_by_replicas(pg_url, tmp_path):
     assert gone.status == "failed" and f"{MAX_ATTEMPTS} times" in gone.reason and holder.holder(doc) is None
     one.close()
     two.close()
+
+
+def test_a_connection_lost_mid_way_is_one_sentence_and_the_next_call_reconnects(pg_url, tmp_path):
+    """The server ends this process's connection (a restart, a failover): the call that meets it gets
+    one sentence, the log the detail, and the next call works on a new connection - for the document
+    store and for the account/conversation tables alike."""
+    import psycopg
+
+    from webapp.auth.users import UserStore
+    from webapp.pg_db import UNREACHABLE
+    from webapp.rag.pg_store import PgDocumentStore
+
+    store = PgDocumentStore(pg_url, tmp_path / "files", "model-a", DIM)
+    users = UserStore(pg_url)
+    doc = indexed(store, "c", "x", ["Bees dance."], [0])
+    users.add("ana", "member", "ana's long password")
+
+    def cut_off() -> None:
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid()"
+            )
+
+    cut_off()
+    with pytest.raises(UserError) as lost:
+        store.document(doc.id)
+    assert lost.value.user_message == UNREACHABLE
+    assert store.document(doc.id).label == "x.pdf"  # a new connection
+    cut_off()
+    with pytest.raises(UserError, match="could not be reached just now"):
+        users.get("ana")
+    assert users.get("ana").name == "ana"
+    store.close()
+    users.close()
+
+
+@pytest.mark.slow
+def test_a_replica_takes_over_a_document_another_abandoned(settings_factory, tmp_path, pg_url):
+    """DocumentService level: replica one leases an upload and 'dies' (never indexes it, never renews);
+    replica two's watcher turn finds nothing while the lease is live, then takes the document over,
+    indexes it in a thread of its own and releases it."""
+    import time
+
+    from webapp.documents.jobs import watch_jobs
+
+    def replica(name: str) -> DocumentService:
+        return DocumentService(
+            settings_factory(
+                data_dir=tmp_path / name, database_url=pg_url, files_url=str(tmp_path / "shared"), job_lease_s=2
+            )
+        )
+
+    one, two = replica("one"), replica("two")
+    pdf = topic_pdf(tmp_path / "bees.pdf", "bees", pages=2)
+    (added,) = one.add_files("s", [(pdf, pdf.name)])
+    assert one.store.claim([added.document.id], 2) == [added.document.id]  # one starts, then dies
+    assert two.adopt_abandoned() is None  # its lease is live
+    time.sleep(2.2)
+    worker = two.adopt_abandoned()
+    assert worker is not None
+    worker.join(60)
+    doc = two.store.document(added.document.id)
+    assert doc.status == "indexed" and doc.chunks and two.store.holder(doc.id) is None
+    assert two.search("s", "How do honey bees tell each other where flowers are?", k=1)[0].document == "bees.pdf"
+    stop = threading.Event()
+    stop.set()
+    watch_jobs(two, stop)  # one turn with nothing to take, then it stops
+    for r in (one, two):
+        r.close()

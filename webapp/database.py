@@ -35,6 +35,7 @@ def state_location(settings: Settings) -> Path | str:
     return url
 
 
+@pg_db.one_sentence
 class Database:
     """A data folder (its ``store.sqlite3``) or a ``postgresql://`` URL, one connection per thread."""
 

@@ -9,6 +9,9 @@ lazily: the embedded default never needs it.
 
 from __future__ import annotations
 
+import functools
+import inspect
+import logging
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -16,6 +19,10 @@ from typing import Any
 
 from webapp.errors import UserError
 from webapp.sqlite_db import pending_steps
+
+log = logging.getLogger(__name__)
+
+UNREACHABLE = "The database could not be reached just now; try again in a moment."
 
 # Any fixed number: pg_advisory_xact_lock(MIGRATION_LOCK) serialises migrations of all components.
 MIGRATION_LOCK = 0x0D0C_C4A7
@@ -107,3 +114,38 @@ class ThreadConnections:
         if conn is not None:
             conn.close()
             self._local.conn = None
+
+
+def one_sentence(cls: type) -> type:
+    """Class decorator: a connection that breaks under a public method (the server restarted, a
+    failover, the network) becomes UNREACHABLE, a UserError, instead of a driver traceback; the
+    detail goes to the log. The broken connection is replaced at its thread's next call
+    (ThreadConnections.get), so the next request works once the server is back."""
+
+    def wrap(fn):
+        @functools.wraps(fn)
+        def call(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:
+                if not connection_lost(exc):
+                    raise
+                log.warning("%s.%s: database connection failed: %s", cls.__name__, fn.__name__, exc)
+                raise UserError(UNREACHABLE) from exc
+
+        return call
+
+    for name, value in list(vars(cls).items()):
+        if not name.startswith("_") and inspect.isfunction(value):
+            setattr(cls, name, wrap(value))
+    return cls
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` is psycopg's word for a lost or refused connection (psycopg is imported
+    only when the exception came from it: the embedded default never loads it)."""
+    if not type(exc).__module__.startswith("psycopg"):
+        return False
+    import psycopg
+
+    return isinstance(exc, psycopg.OperationalError)

@@ -24,20 +24,32 @@ log = logging.getLogger(__name__)
 def watch_jobs(documents, stop: threading.Event) -> None:
     """Renew this replica's leases every third of the lease and take over abandoned documents,
     until ``stop`` is set. ``documents``: the DocumentService. Returns at once on an embedded store
-    (one process: nothing to share)."""
+    (one process: nothing to share). A database that is down (or a store that cannot open yet) is
+    tried again every turn: the watcher must not stay off once it is back."""
     every = documents.settings.job_lease_s / 3
-    try:
-        if not documents.shared_jobs:
-            return
-    except Exception as exc:  # no embedding model yet, database down: the chat still works
-        log.warning("job watcher not started: %s", exc)
-        return
-    log.info("job watcher: leases of %.0f s, renewed every %.0f s", documents.settings.job_lease_s, every)
-    while not stop.wait(every):
+    said = None  # the last problem logged, so a long outage is one line, not one per turn
+    started = False
+    while True:
         try:
+            if not documents.shared_jobs:
+                return
+            if not started:
+                log.info("job watcher: leases of %.0f s, renewed every %.0f s", documents.settings.job_lease_s, every)
+                started = True
             documents.renew_leases()
             # Each adoption indexes one document; more are taken at the next turn, so the
             # leases of this replica's own runs are renewed in between.
             documents.adopt_abandoned()
-        except Exception:  # a database blip: the next turn tries again (leases are 3 turns long)
-            log.exception("job watcher: one turn failed")
+            said = None
+        except Exception as exc:
+            problem = getattr(exc, "user_message", None) or repr(exc)
+            if problem != said:
+                log.warning(
+                    "job watcher: %s (tried again every %.0f s)",
+                    problem,
+                    every,
+                    exc_info=not hasattr(exc, "user_message"),
+                )
+                said = problem
+        if stop.wait(every):
+            return

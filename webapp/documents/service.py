@@ -74,6 +74,7 @@ class DocumentService:
         self._held: set[str] = set()
         self._all_held = False
         self._reembedding = False
+        self._adopting: threading.Thread | None = None  # a document taken over from a dead replica
         self.shared = SharedFiles(Path(settings.data_dir), settings.files_url)
         self.indexer = Indexer(settings, self.shared, metrics)
         self._store: DocumentStore | None = None
@@ -488,24 +489,32 @@ class DocumentService:
         self._open()
         return self.indexer.run(self.store, self._embedder, queue, progress, passwords)
 
-    def adopt_abandoned(self) -> IndexReport | None:
-        """Index a document whose worker died mid-way (its lease ran out; another replica, or this
-        process before a restart): the job watcher calls this (webapp/documents/jobs.py). None when
-        there was none, or when this process is re-embedding (the lease then stays to run out)."""
+    def adopt_abandoned(self) -> threading.Thread | None:
+        """Start indexing a document whose worker died mid-way (its lease ran out; another replica,
+        or this process before a restart), in a thread of its own, so the job watcher that calls
+        this (webapp/documents/jobs.py) goes on renewing every lease of this process, this one's
+        too. One at a time per replica; None when there was none, one is still running, or this
+        process is re-embedding (the lease then stays to run out)."""
         with self._runs_lock:
-            if self._reembedding:
+            if self._reembedding or (self._adopting is not None and self._adopting.is_alive()):
                 return None
             ids = set(self.store.claim_abandoned(self.settings.job_lease_s))
             queue = [d for d in self.documents() if d.id in ids]
+            if not queue:
+                return None
             self._claim(queue, None, whole=False)
-        if not queue:
-            return None
-        try:
-            report = self._run(queue, None, {})
-            log.info("taken-over indexing: %s", report.summary())
-            return report
-        finally:
-            self._unclaim(queue, None, whole=False)
+
+            def index() -> None:
+                try:
+                    log.info("taken-over indexing: %s", self._run(queue, None, {}).summary())
+                except Exception:  # the lease runs out and another turn (or replica) tries again
+                    log.exception("taken-over indexing of %s failed", [d.label for d in queue])
+                finally:
+                    self._unclaim(queue, None, whole=False)
+
+            self._adopting = threading.Thread(target=index, name="taken-over-indexing", daemon=True)
+            self._adopting.start()
+            return self._adopting
 
     def renew_leases(self) -> None:
         """Keep this process's claims alive in a shared job queue; a document another replica took

@@ -244,6 +244,7 @@ def ranked_parts(node: Node | None) -> list[Node]:
     return list(node[1]) if node[0] in ("or", "and") else [node]
 
 
+@pg_db.one_sentence
 class PgDocumentStore:
     def __init__(
         self,
