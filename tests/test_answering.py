@@ -154,6 +154,9 @@ def test_follow_ups_are_searched_with_what_they_refer_to(tmp_path):
     assert answer.query == documents.searched[-1][1]
     service.start(Question("How much is the per diem?", history, "travel", "m", "quote")).finish()
     assert documents.searched[-1][1] == "How much is the per diem?"  # stands alone: unchanged
+    # "What about X?" is the earlier question asked about X: its subject and its topic come along
+    service.start(Question("What about hotels?", history, "travel", "m", "quote")).finish()
+    assert documents.searched[-1][1] == "Travel Policy say taxis: What about hotels?"
 
 
 def test_modes_are_checked_and_the_server_default_applies(tmp_path):

@@ -27,6 +27,7 @@ _REFERS = re.compile(
     re.IGNORECASE,
 )
 _CARRY_TOPIC = re.compile(r"^\s*(?:and|also|what\s+about|how\s+about|and\s+what\s+about|same\s+for)\b", re.IGNORECASE)
+_SAME_QUESTION = re.compile(r"^\s*(?:and\s+)?(?:what|how)\s+about\b|^\s*same\s+for\b", re.IGNORECASE)
 _TOKEN = re.compile(r"[A-Za-z0-9][\w-]*")
 _QUESTION_WORDS = frozenset(
     "what how which who whom whose why when where is are was were does do did can could should would "
@@ -73,5 +74,11 @@ def retrieval_query(question: str, history: Sequence[ChatMessage]) -> str:
         # "What accuracy did the second one reach on RACE?", "Is it bigger than BERT?": the earlier
         # subject is what "it" / "the second one" means, whatever else the question names
         missing = [w for w in subject if w.lower() not in own and w.lower() not in question.lower()]
+        if _SAME_QUESTION.search(question):
+            # "What about zero-shot?" after "What few-shot accuracy does GPT-3 get on MMLU?": the
+            # same question about the new words, so the earlier question's topic comes along too
+            asked = {w.lower() for w in content_words(question)}
+            asked |= {part for m in missing for part in re.split(r"[^a-z0-9]+", m.lower()) if part}
+            missing += [w for w in content_words(previous) if w.lower() not in asked and w not in missing]
         return f"{' '.join(missing)}: {question}" if missing else question
     return question
