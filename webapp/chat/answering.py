@@ -50,6 +50,7 @@ MODES = ("quote", "brief", "free")
 
 BRIEF_MAX_TOKENS = 96  # a few sentences: more are never shown in brief mode
 FREE_MAX_SENTENCES = 12
+QUOTE_FLOOR = 0.5  # a window scoring under half the best one is not quoted (it is still listed as evidence)
 UNSUPPORTED = " [not in the sources]"
 BRIEF_HEADING = "\n\n**In short:** "
 
@@ -307,7 +308,7 @@ class Answerer:
             return answer
         # The top windows, weak ones too: they are labelled quotes with their page, and the third
         # window carries the key fact often enough to matter (docs/evidence.md: 0.736 -> 0.778).
-        quoted = evidence[: self.settings.quoted_evidence]
+        quoted = [e for e in evidence[: self.settings.quoted_evidence] if e.score >= QUOTE_FLOOR * evidence[0].score]
         opening = quote_block(quoted)
         if mode == "quote":
             ticket.release()
