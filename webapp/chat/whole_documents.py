@@ -16,7 +16,7 @@ from typing import Any
 
 from webapp.chat.answer_text import md_literal as _md
 from webapp.rag.evidence import Evidence
-from webapp.rag.retrieval import Passage
+from webapp.rag.retrieval import Passage, states_number
 
 MAX_SUMMARISED = 3  # documents summarised in one answer; more is a wall of text
 MAX_COMPARED = 4
@@ -85,7 +85,7 @@ def comparison(documents: Any, collection: str, subjects: Sequence[Any], aspect:
         )
         found = list(documents.evidence(query, passages)) if passages else []
         if _QUANTITY.search(aspect):  # a size, a count, a score: the sentences that state one first
-            found = sorted(found[:CANDIDATES], key=lambda e: not re.search(r"\d", e.text)) + found[CANDIDATES:]
+            found = sorted(found[:CANDIDATES], key=lambda e: not states_number(e.text)) + found[CANDIDATES:]
         per_doc.append(found[:ROWS_PER_DOCUMENT])
     # numbered row by row (A1, B1, A2, B2): the top evidence holds every document's best sentence
     cells: dict[tuple[int, int], str] = {}
