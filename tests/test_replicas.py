@@ -129,6 +129,16 @@ def test_documents_across_replicas_and_a_replica_killed_mid_ingestion(registry_d
             reply["docchat"],
         )
 
+        # Admission is per replica, and each replica's /metrics shows its own: the answer went to two.
+        def answered(base: str) -> float:
+            text = httpx.get(base + "/metrics", headers=bearer, timeout=30).text
+            assert "docchat_answer_slots" in text
+            return sum(
+                float(line.split()[-1]) for line in text.splitlines() if line.startswith("docchat_retrieval_seconds_count")
+            )
+
+        assert answered(two) >= 1 and answered(one) == 0
+
         # The long document is indexed by replica one until it is killed mid-way.
         threading.Thread(target=lambda: _ignore_errors(Api(one, token).upload, "default", long), daemon=True).start()
         deadline = time.monotonic() + 120
