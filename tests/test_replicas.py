@@ -134,7 +134,9 @@ def test_documents_across_replicas_and_a_replica_killed_mid_ingestion(registry_d
             text = httpx.get(base + "/metrics", headers=bearer, timeout=30).text
             assert "docchat_answer_slots" in text
             return sum(
-                float(line.split()[-1]) for line in text.splitlines() if line.startswith("docchat_retrieval_seconds_count")
+                float(line.split()[-1])
+                for line in text.splitlines()
+                if line.startswith("docchat_retrieval_seconds_count")
             )
 
         assert answered(two) >= 1 and answered(one) == 0
