@@ -216,7 +216,8 @@ def synthetic(args, base_url: str, embedder, questions: list[str], out: dict) ->
     from benchmarks.index_recall import corpus_text, windows
     from webapp.rag.pg_store import HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH, HNSW_M, PgDocumentStore, vector_literal
     from webapp.rag.retrieval import Retriever
-    from webapp.rag.store import DocumentStore, now
+    from webapp.rag.store import DocumentStore
+    from webapp.rag.store_common import now
 
     n, per_doc, dim = args.synthetic, 500, embedder.dimension
     print(f"\n3. {n} passages of 400-1000 characters cut at random offsets out of the papers' text, embedded")

@@ -135,7 +135,8 @@ def one_sentence(cls: type) -> type:
 
         return call
 
-    for name, value in list(vars(cls).items()):
+    for name in dir(cls):  # its own methods and those it inherits (store_common.StoreQueries)
+        value = inspect.getattr_static(cls, name)
         if not name.startswith("_") and inspect.isfunction(value):
             setattr(cls, name, wrap(value))
     return cls

@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from webapp import pg_db
-from webapp.auth.access import VISIBILITIES, CollectionAccess
+from webapp.auth.access import VISIBILITIES
 from webapp.errors import UserError
 from webapp.rag.compounds import fts_alternatives
 from webapp.rag.store import (
@@ -55,11 +55,10 @@ from webapp.rag.store import (
     DocumentGone,
     JobLost,
     StoreError,
-    _join_overlapping,
-    now,
     valid_collection_name,
     worker_name,
 )
+from webapp.rag.store_common import StoreQueries, now
 from webapp.rag.text_forms import TEXT_VERSION, normalize
 
 log = logging.getLogger(__name__)
@@ -245,7 +244,7 @@ def ranked_parts(node: Node | None) -> list[Node]:
 
 
 @pg_db.one_sentence
-class PgDocumentStore:
+class PgDocumentStore(StoreQueries):
     def __init__(
         self,
         database_url: str,
@@ -286,6 +285,13 @@ class PgDocumentStore:
         self._ensure_vector_index()
 
     # -- connections ------------------------------------------------------------------
+    _META = "documents_meta"
+    _BYTE_ORDER = ' COLLATE "C"'
+
+    @staticmethod
+    def _sql(text: str) -> str:
+        return text.replace("?", "%s")
+
     def _db(self) -> Any:
         conn = self._connections.get()
         if getattr(self._tuned, "conn", None) is not conn:
@@ -359,19 +365,6 @@ class PgDocumentStore:
                 raise StoreError(f"A collection named {name!r} already exists.")
             return int(db.execute("SELECT id FROM collections WHERE name = %s", (name,)).fetchone()["id"])
 
-    def collections(self) -> list[str]:
-        return [r["name"] for r in self._db().execute('SELECT name FROM collections ORDER BY name COLLATE "C"')]
-
-    def collection_access(self) -> list[CollectionAccess]:
-        db = self._db()
-        members: dict[int, list[str]] = {}
-        for r in db.execute('SELECT collection_id, user_name FROM collection_members ORDER BY user_name COLLATE "C"'):
-            members.setdefault(r["collection_id"], []).append(r["user_name"])
-        return [
-            CollectionAccess(r["name"], r["owner"], r["visibility"], tuple(members.get(r["id"], ())))
-            for r in db.execute('SELECT id, name, owner, visibility FROM collections ORDER BY name COLLATE "C"')
-        ]
-
     def set_sharing(self, name: str, visibility: str, members: Sequence[str]) -> None:
         if visibility not in VISIBILITIES:
             raise StoreError(f"Visibility must be one of {', '.join(VISIBILITIES)}.")
@@ -394,20 +387,6 @@ class PgDocumentStore:
     @staticmethod
     def _doc(row: dict[str, Any]) -> Document:
         return Document(**row)
-
-    def documents(self, collection: str | None = None) -> list[Document]:
-        if collection is None:
-            rows = self._db().execute(self._DOC_SQL + " ORDER BY d.id")
-        else:
-            rows = self._db().execute(self._DOC_SQL + " WHERE c.name = %s ORDER BY d.id", (collection,))
-        return [self._doc(r) for r in rows]
-
-    def document(self, doc_id: int) -> Document | None:
-        row = self._db().execute(self._DOC_SQL + " WHERE d.id = %s", (doc_id,)).fetchone()
-        return self._doc(row) if row else None
-
-    def original_path(self, doc: Document) -> Path:
-        return self.files_dir / f"{doc.sha256}.{doc.format}"
 
     def add_document(
         self,
@@ -806,40 +785,7 @@ class PgDocumentStore:
         vectors = np.stack([_from_send(r["v"]) for r in rows]) if rows else np.zeros((0, 0))
         return ids, vectors
 
-    def page_labels(self, doc_id: int) -> dict[int, str]:
-        rows = self._db().execute(
-            "SELECT page, label FROM pages WHERE document_id = %s AND label IS NOT NULL", (doc_id,)
-        )
-        return {r["page"]: r["label"] for r in rows}
-
-    def document_text(self, doc_id: int) -> str:
-        rows = self._db().execute("SELECT text FROM chunks WHERE document_id = %s ORDER BY ordinal, id", (doc_id,))
-        return "\n".join(r["text"] for r in rows)
-
-    def page_texts(self, doc_id: int) -> list[tuple[int, str]]:
-        rows = (
-            self._db()
-            .execute("SELECT page, text FROM chunks WHERE document_id = %s ORDER BY ordinal, id", (doc_id,))
-            .fetchall()
-        )
-        pages: dict[int, str] = {}
-        for r in rows:
-            page, text = r["page"], r["text"]
-            pages[page] = _join_overlapping(pages[page], text) if page in pages else text
-        return sorted(pages.items())
-
     # -- summaries and synced sources ---------------------------------------------------------
-    def cached_summary(self, doc_id: int, indexed_at: str, method: int) -> dict[str, Any] | None:
-        row = (
-            self._db()
-            .execute(
-                "SELECT body FROM summaries WHERE document_id = %s AND indexed_at = %s AND method = %s",
-                (doc_id, indexed_at, method),
-            )
-            .fetchone()
-        )
-        return json.loads(row["body"]) if row else None
-
     def save_summary(self, doc_id: int, indexed_at: str, method: int, body: dict[str, Any]) -> None:
         with self.writing() as db:
             db.execute(
@@ -849,23 +795,6 @@ class PgDocumentStore:
                 "body = excluded.body",
                 (method, json.dumps(body), doc_id, indexed_at),
             )
-
-    def set_source(self, collection: str, url: str | None) -> None:
-        cid = self.collection_id(collection, create=False)
-        with self.writing() as db:
-            if url is None:
-                db.execute("DELETE FROM collection_sources WHERE collection_id = %s", (cid,))
-            else:
-                db.execute(
-                    "INSERT INTO collection_sources(collection_id, url) VALUES (%s, %s) "
-                    "ON CONFLICT (collection_id) DO UPDATE SET url = excluded.url",
-                    (cid, url),
-                )
-
-    def set_source_key(self, doc_id: int, source_key: str | None, label: str) -> None:
-        """A document's key in its collection's source (and its label): a moved file keeps its document."""
-        with self.writing() as db:
-            db.execute("UPDATE documents SET source_key = %s, label = %s WHERE id = %s", (source_key, label, doc_id))
 
     def sources(self) -> dict[str, dict[str, Any]]:
         rows = self._db().execute(
@@ -880,14 +809,6 @@ class PgDocumentStore:
             }
             for r in rows
         }
-
-    def record_sync(self, collection: str, result: dict[str, Any]) -> None:
-        cid = self.collection_id(collection, create=False)
-        with self.writing() as db:
-            db.execute(
-                "UPDATE collection_sources SET synced_at = %s, result = %s WHERE collection_id = %s",
-                (now(), json.dumps(result), cid),
-            )
 
     # -- model changes ---------------------------------------------------------------------------
     def reembed(
@@ -921,10 +842,6 @@ class PgDocumentStore:
         self._ensure_vector_index()
         return len(ids)
 
-    def text_mend_pending(self) -> bool:
-        row = self._db().execute("SELECT value FROM documents_meta WHERE key = 'text_version'").fetchone()
-        return row is None or int(row["value"]) < TEXT_VERSION
-
     def mend_text(
         self,
         embed: Callable[[list[str]], np.ndarray],
@@ -954,13 +871,6 @@ class PgDocumentStore:
         with self.writing() as db:
             db.execute("UPDATE documents_meta SET value = %s WHERE key = 'text_version'", (str(TEXT_VERSION),))
         return done
-
-    def counts(self) -> dict[str, int]:
-        db = self._db()
-        return {
-            "documents": db.execute("SELECT COUNT(*) AS n FROM documents").fetchone()["n"],
-            "chunks": db.execute("SELECT COUNT(*) AS n FROM chunks").fetchone()["n"],
-        }
 
     def close(self) -> None:
         self._connections.close()

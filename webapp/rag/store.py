@@ -29,16 +29,17 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from webapp.auth.access import VISIBILITIES, CollectionAccess
+from webapp.auth.access import VISIBILITIES
 from webapp.errors import UserError
 from webapp.rag.compounds import fts_alternatives
 from webapp.rag.index_files import IndexDelta, IndexFiles
+from webapp.rag.store_common import Document as Document
+from webapp.rag.store_common import StoreQueries, now
 from webapp.rag.text_forms import TEXT_VERSION, normalize
 from webapp.sqlite_db import ThreadConnections, transaction
 
@@ -90,27 +91,6 @@ CREATE TRIGGER IF NOT EXISTS chunks_ai AFTER INSERT ON chunks BEGIN
 CREATE TRIGGER IF NOT EXISTS chunks_ad AFTER DELETE ON chunks BEGIN
     INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.id, old.text); END;
 """
-
-
-def now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-@dataclass(frozen=True)
-class Document:
-    id: int
-    collection: str
-    sha256: str
-    label: str
-    size_bytes: int
-    status: str
-    reason: str | None
-    pages: int | None
-    chunks: int | None
-    added_at: str
-    indexed_at: str | None
-    format: str = "pdf"  # the reader that reads it: webapp/readers (the stored file's extension)
-    source_key: str | None = None  # its path in the collection's synced source (None: uploaded)
 
 
 @dataclass(frozen=True)
@@ -170,15 +150,6 @@ def valid_collection_name(name: str) -> str:
     return name
 
 
-def _join_overlapping(before: str, after: str) -> str:
-    """Two consecutive chunks as one text: chunks overlap, so ``after`` usually starts with the
-    end of ``before``; otherwise they are simply joined."""
-    at = before.rfind(after[:40])
-    if at >= 0 and after.startswith(before[at:]):
-        return before + after[len(before) - at :]
-    return before + "\n" + after
-
-
 def _add_columns(db: sqlite3.Connection, table: str, columns: dict[str, str]) -> None:
     """ALTER TABLE for the columns not there yet (SCHEMA's CREATE TABLE IF NOT EXISTS leaves an old table as it was)."""
     have = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
@@ -213,7 +184,7 @@ def migrate(db: sqlite3.Connection, version: int) -> None:
     db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('migrated_at', ?)", (now(),))
 
 
-class DocumentStore:
+class DocumentStore(StoreQueries):
     def __init__(self, data_dir: Path, embedding_model: str, dimension: int):
         self.data_dir = Path(data_dir)
         self.files_dir = self.data_dir / "files"
@@ -318,20 +289,6 @@ class DocumentStore:
             assert cur.lastrowid is not None
             return cur.lastrowid
 
-    def collections(self) -> list[str]:
-        return [r["name"] for r in self._db().execute("SELECT name FROM collections ORDER BY name")]
-
-    def collection_access(self) -> list[CollectionAccess]:
-        """Every collection with its owner, visibility and members (the access rules need all three)."""
-        db = self._db()
-        members: dict[int, list[str]] = {}
-        for r in db.execute("SELECT collection_id, user_name FROM collection_members ORDER BY user_name"):
-            members.setdefault(r[0], []).append(r[1])
-        return [
-            CollectionAccess(r["name"], r["owner"], r["visibility"], tuple(members.get(r["id"], ())))
-            for r in db.execute("SELECT id, name, owner, visibility FROM collections ORDER BY name")
-        ]
-
     def set_sharing(self, name: str, visibility: str, members: Sequence[str]) -> None:
         if visibility not in VISIBILITIES:
             raise StoreError(f"Visibility must be one of {', '.join(VISIBILITIES)}.")
@@ -363,21 +320,6 @@ class DocumentStore:
         )
 
     _DOC_SQL = "SELECT d.*, c.name AS collection FROM documents d JOIN collections c ON c.id = d.collection_id"
-
-    def documents(self, collection: str | None = None) -> list[Document]:
-        if collection is None:
-            rows = self._db().execute(self._DOC_SQL + " ORDER BY d.id")
-        else:
-            rows = self._db().execute(self._DOC_SQL + " WHERE c.name = ? ORDER BY d.id", (collection,))
-        return [self._doc(r) for r in rows]
-
-    def document(self, doc_id: int) -> Document | None:
-        row = self._db().execute(self._DOC_SQL + " WHERE d.id = ?", (doc_id,)).fetchone()
-        return self._doc(row) if row else None
-
-    def original_path(self, doc: Document) -> Path:
-        """Where a document's original file is kept: the one place that names it."""
-        return self.files_dir / f"{doc.sha256}.{doc.format}"
 
     def add_document(
         self,
@@ -623,11 +565,6 @@ class DocumentStore:
                 self._write_index(cid, db)
         return len(ids)
 
-    def text_mend_pending(self) -> bool:
-        """Whether chunks may predate today's text normalisation (webapp/rag/text_forms.py)."""
-        row = self._db().execute("SELECT value FROM meta WHERE key = 'text_version'").fetchone()
-        return row is None or int(row[0]) < TEXT_VERSION
-
     def mend_text(
         self,
         embed: Callable[[list[str]], np.ndarray],
@@ -730,33 +667,7 @@ class DocumentStore:
             r["id"]: ChunkRow(r["id"], r["document_id"], r["label"], r["page"], r["text"], r["section"]) for r in rows
         }
 
-    def page_labels(self, doc_id: int) -> dict[int, str]:
-        """The labels of a document's pages that are not PDF pages (empty for a PDF)."""
-        rows = self._db().execute(
-            "SELECT page, label FROM pages WHERE document_id = ? AND label IS NOT NULL", (doc_id,)
-        )
-        return {r[0]: r[1] for r in rows}
-
     # -- synced sources (webapp/documents/sync.py) -------------------------------------
-    def set_source(self, collection: str, url: str | None) -> None:
-        """Give a collection a synced source (None: none any more)."""
-        cid = self.collection_id(collection, create=False)
-        with self.writing() as db:
-            if url is None:
-                db.execute("DELETE FROM collection_sources WHERE collection_id = ?", (cid,))
-            else:
-                db.execute(
-                    "INSERT INTO collection_sources(collection_id, url) VALUES (?, ?) "
-                    "ON CONFLICT(collection_id) DO UPDATE SET url = excluded.url",
-                    (cid, url),
-                )
-
-    def set_source_key(self, doc_id: int, source_key: str | None, label: str) -> None:
-        """A document's key in its collection's source (and its label): a file moved there keeps its
-        document, chunks and all, under the new name."""
-        with self.writing() as db:
-            db.execute("UPDATE documents SET source_key = ?, label = ? WHERE id = ?", (source_key, label, doc_id))
-
     def sources(self) -> dict[str, dict[str, Any]]:
         """{collection: {"url", "synced_at", "result"}} for every collection with a source."""
         rows = self._db().execute(
@@ -764,44 +675,6 @@ class DocumentStore:
             "JOIN collections c ON c.id = s.collection_id ORDER BY c.name"
         )
         return {r[0]: {"url": r[1], "synced_at": r[2], "result": json.loads(r[3]) if r[3] else None} for r in rows}
-
-    def record_sync(self, collection: str, result: dict[str, Any]) -> None:
-        """Keep a sync run's result (and its time) with the collection's source."""
-        cid = self.collection_id(collection, create=False)
-        with self.writing() as db:
-            db.execute(
-                "UPDATE collection_sources SET synced_at = ?, result = ? WHERE collection_id = ?",
-                (now(), json.dumps(result), cid),
-            )
-
-    def document_text(self, doc_id: int) -> str:
-        """All of a document's chunk text in reading order (chunks overlap: some text repeats)."""
-        rows = self._db().execute("SELECT text FROM chunks WHERE document_id = ? ORDER BY ordinal, id", (doc_id,))
-        return "\n".join(r[0] for r in rows)
-
-    def page_texts(self, doc_id: int) -> list[tuple[int, str]]:
-        """(page, text) of a document, its chunks joined back where they overlap."""
-        rows = (
-            self._db()
-            .execute("SELECT page, text FROM chunks WHERE document_id = ? ORDER BY ordinal, id", (doc_id,))
-            .fetchall()
-        )
-        pages: dict[int, str] = {}
-        for page, text in rows:
-            pages[page] = _join_overlapping(pages[page], text) if page in pages else text
-        return sorted(pages.items())
-
-    def cached_summary(self, doc_id: int, indexed_at: str, method: int) -> dict[str, Any] | None:
-        """A summary computed for this indexed version of the document by this method, if any."""
-        row = (
-            self._db()
-            .execute(
-                "SELECT body FROM summaries WHERE document_id = ? AND indexed_at = ? AND method = ?",
-                (doc_id, indexed_at, method),
-            )
-            .fetchone()
-        )
-        return json.loads(row[0]) if row else None
 
     def save_summary(self, doc_id: int, indexed_at: str, method: int, body: dict[str, Any]) -> None:
         with self.writing() as db:
@@ -885,13 +758,6 @@ class DocumentStore:
                 self._term_cache.update(counted)
         with self._term_lock:
             return {t: self._term_cache[(cid, t)] for t in terms if (cid, t) in self._term_cache}
-
-    def counts(self) -> dict[str, int]:
-        db = self._db()
-        return {
-            "documents": db.execute("SELECT COUNT(*) FROM documents").fetchone()[0],
-            "chunks": db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0],
-        }
 
     def close(self) -> None:
         self._connections.close()
