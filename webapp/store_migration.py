@@ -5,7 +5,8 @@ of the embedded store (collections, their members and synced sources, documents,
 with their vectors, stored summaries) and of the account and conversation tables (users,
 sessions, API tokens, sign-in throttle counts, conversations, messages) is copied into an
 empty PostgreSQL database, keeping every id (a stored citation names its document by id), in
-one transaction: a failure leaves the database as it was. Originals and OCR word boxes go to
+one transaction: a failure keeps no row (the empty tables the stores made stay, so a second run
+finds the database empty and can start again). Originals and OCR word boxes go to
 ``--files-url`` (DOCCHAT_FILES_URL) when it is set. Then every table's rows are counted on both
 sides, and the vectors of a sample of chunks compared, before the command says it is done.
 
@@ -51,6 +52,7 @@ STATE_TABLES = [
     ("conversations", "id"),
     ("messages", "id"),
 ]
+INTERRUPTED = "Indexing was interrupted before it finished; re-index to try again."
 VECTOR_SAMPLE = 200  # chunks whose vectors are compared after the copy
 BATCH = 2_000
 
@@ -150,8 +152,14 @@ def migrate_to_postgres(
                         "AS v(key, value) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                         (_text_version(src),),
                     )
+                    # The one pod is stopped: a document it was indexing will not be finished by it.
+                    db.execute(
+                        "UPDATE documents SET status = 'failed', reason = %s WHERE status IN ('parsing', 'embedding')",
+                        (INTERRUPTED,),
+                    )
                 _verify(src, db, report)
-            report.vectors_checked = _compare_vectors(src, db) if found else 0
+                # Inside the transaction: a vector that differs keeps nothing.
+                report.vectors_checked = _compare_vectors(src, db) if found else 0
         finally:
             db.close()
         if found:
@@ -246,7 +254,7 @@ def _compare_vectors(src: sqlite3.Connection, db: Any) -> int:
         f"SELECT id, embedding FROM chunks WHERE id IN ({','.join('?' * len(ids))})", ids
     ):
         if chunk_id not in theirs or not np.array_equal(theirs[chunk_id], np.frombuffer(blob, dtype=np.float32)):
-            raise UserError(f"The vector of chunk {chunk_id} differs after the copy; the database is not to be used.")
+            raise UserError(f"The vector of chunk {chunk_id} differs after the copy; nothing was kept.")
     return len(ids)
 
 
