@@ -364,6 +364,15 @@ def test_the_job_queue_is_shared_by_replicas(pg_url, tmp_path):
     other.save_chunks(mine[0], [5], [Chunk(1, 0, "Bees dance.")], np.stack([unit(0)]))
     assert other.document(mine[0]).chunks == 1 and other.holder(mine[0]) is None
     assert one.counts()["chunks"] == 1
+    # A run that stops on an error outside any one document releases its claims: what it had
+    # half-way is failed with a sentence, what it had not started stays queued.
+    started, waiting = (one.add_document("c", f"late{i}", f"late{i}.pdf", 1)[0].id for i in range(2))
+    owner = one
+    assert owner.claim([started, waiting], 30) == [started, waiting]
+    owner.set_status(started, "parsing")
+    owner.release([started, waiting])
+    assert (owner.document(started).status, owner.document(waiting).status) == ("failed", "queued")
+    assert "unexpected error" in owner.document(started).reason and owner.holder(started) is None
 
     # A document that keeps killing its workers: abandoned MAX_ATTEMPTS times, then failed.
     doc, workers, takeovers = mine[1], {one.worker_id: one, two.worker_id: two}, 0

@@ -133,6 +133,7 @@ VECTOR_TYPES = {"vector": "vector_cosine_ops", "halfvec": "halfvec_cosine_ops"}
 # A document whose indexing was started this many times by workers that died is not tried again
 # (it may be what kills them): it is marked failed with ABANDONED.
 MAX_ATTEMPTS = 3
+STOPPED = "Indexing stopped on an unexpected error before this document was done; see the server log."
 ABANDONED = (
     "Indexing this document stopped {n} times before it finished (the server doing it went away), so it "
     "was not tried again; re-index it to try once more."
@@ -493,9 +494,15 @@ class PgDocumentStore(StoreQueries):
         return sorted(int(r["id"]) for r in rows)
 
     def release(self, doc_ids: Sequence[int]) -> None:
-        """Give back this worker's leases (its run ended; statuses are already final or queued)."""
+        """Give back this worker's leases: its run ended. A document still half-way (its run stopped
+        on an error outside any one document) is failed with a sentence, not left "parsing"."""
         if doc_ids:
             with self.writing() as db:
+                db.execute(
+                    "UPDATE documents SET status = 'failed', reason = %s, status_at = now() "
+                    "WHERE id = ANY(%s) AND claimed_by = %s AND status IN ('parsing', 'embedding')",
+                    (STOPPED, list(doc_ids), self.worker_id),
+                )
                 self._release(db, doc_ids)
 
     def _release(self, db: Any, doc_ids: Sequence[int]) -> None:
