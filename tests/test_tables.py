@@ -140,6 +140,16 @@ def test_evidence_for_a_table_question_is_the_row_and_its_highlight_is_the_row(i
         assert abs((top + bottom) / 2 / 1.5 - (792 - 676)) < 6, image.boxes
 
 
+def test_a_summary_is_prose_never_a_table_row(indexed):
+    """The table's rows are evidence for table questions, never sentences of a summary."""
+    docs = indexed
+    (doc,) = docs.documents("default")
+    chunks = docs.store.document_text(doc.id)
+    assert BETA_ROW in chunks  # the row is there to be picked
+    summary = docs.summary(doc)
+    assert summary and not any(" | " in e.text for e in summary), [e.text for e in summary]
+
+
 @pytest.mark.skipif(not (ARXIV / "bert.pdf").is_file(), reason="arXiv corpus not on this machine")
 def test_bert_glue_table_row_has_model_and_score():
     from webapp.rag.pdf_text import parse_pdf

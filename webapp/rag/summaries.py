@@ -34,8 +34,9 @@ import numpy as np
 
 from webapp.rag.retrieval import content_words
 from webapp.rag.sentences import split_sentences
+from webapp.rag.tables import is_row
 
-METHOD = 3  # bump when the selection changes: cached summaries of an older method are recomputed
+METHOD = 4  # bump when the selection changes: cached summaries of an older method are recomputed
 # Chosen on the dev half of the arXiv papers (benchmarks/summary_eval.py, docs/evidence.md).
 EDGE_BONUS = 0.1  # added to the centrality of sentences on the opening and closing pages
 OPENING_PAGES = 2
@@ -95,6 +96,8 @@ def _usable(sentence: str) -> bool:
         return False  # too short or long, a caption, a footnote with a link or an address
     letters = sum(ch.isalpha() for ch in sentence)
     if letters < 0.6 * len(sentence.replace(" ", "")):  # tables flattened into numbers
+        return False
+    if is_row(sentence):  # a row the table reader wrote ("Header: value | Header: value"): not prose
         return False
     return len(_CITATIONS.findall(sentence)) <= 2
 
