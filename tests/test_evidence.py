@@ -307,3 +307,37 @@ def test_a_window_whose_sentences_are_apart_on_the_page_is_highlighted_sentence_
         "During experiments we\nobserved gains.",
     ]
     assert locate(page, "Nothing of this is on the page at all, not a word.") is None
+
+
+def test_a_question_in_other_words_is_answered_when_a_sentence_states_it(settings_factory, tmp_path):
+    """ "How do bees tell where flowers are?" against a page saying "Honey bees communicate the
+    direction of flowers with the waggle dance": the passage's cosine falls just under the gate (a
+    static embedder reads paraphrases weakly), but its sentence answers strongly; a keyword-only
+    passage decides when its best sentence clears a higher bar (KEYWORD_ONLY_MIN). Questions about
+    something else that share a word or two stay refused."""
+    from tests.pdfgen import topic_pdf
+    from webapp.documents.service import DocumentService
+    from webapp.rag.evidence import EvidenceFinder
+
+    docs = DocumentService(settings_factory(data_dir=tmp_path / "data"))
+    try:
+        pdf = topic_pdf(tmp_path / "bees.pdf", "bees", marker="Paraphrase test.")
+        docs.add_files("default", [(pdf, pdf.name)])
+        assert docs.index_queued("default").indexed
+
+        def answered(question: str) -> bool:
+            passages = docs.search("default", question, keyword_hits=True)
+            return bool(passages) and EvidenceFinder.answers(docs.evidence(question, passages))
+
+        question = "How do bees tell where flowers are?"
+        passages = docs.search("default", question, keyword_hits=True)
+        assert passages and not any(p.relevant for p in passages)  # the gate alone would refuse it
+        assert answered(question)
+        for other in (
+            "How do ants tell where food is?",
+            "Which dance is popular in Brazil?",
+            "How do birds find flowers?",
+        ):
+            assert not answered(other), other
+    finally:
+        docs.close()
