@@ -341,15 +341,6 @@ class PgDocumentStore(StoreQueries):
             )
 
     # -- collections ------------------------------------------------------------------
-    def collection_id(self, name: str, create: bool = True) -> int:
-        name = valid_collection_name(name)
-        row = self._db().execute("SELECT id FROM collections WHERE name = %s", (name,)).fetchone()
-        if row:
-            return int(row["id"])
-        if not create:
-            raise StoreError(f"There is no collection named {name!r}.")
-        return self.create_collection(name, owner=None, visibility="everyone", exist_ok=True)
-
     def create_collection(self, name: str, owner: str | None, visibility: str, exist_ok: bool = False) -> int:
         name = valid_collection_name(name)
         if visibility not in VISIBILITIES:
@@ -365,19 +356,6 @@ class PgDocumentStore(StoreQueries):
             if not exist_ok:
                 raise StoreError(f"A collection named {name!r} already exists.")
             return int(db.execute("SELECT id FROM collections WHERE name = %s", (name,)).fetchone()["id"])
-
-    def set_sharing(self, name: str, visibility: str, members: Sequence[str]) -> None:
-        if visibility not in VISIBILITIES:
-            raise StoreError(f"Visibility must be one of {', '.join(VISIBILITIES)}.")
-        cid = self.collection_id(name, create=False)
-        with self.writing() as db:
-            db.execute("UPDATE collections SET visibility = %s WHERE id = %s", (visibility, cid))
-            db.execute("DELETE FROM collection_members WHERE collection_id = %s", (cid,))
-            for m in members:
-                db.execute(
-                    "INSERT INTO collection_members(collection_id, user_name) VALUES (%s, %s) ON CONFLICT DO NOTHING",
-                    (cid, m),
-                )
 
     # -- documents ----------------------------------------------------------------------
     _DOC_SQL = (
@@ -802,20 +780,6 @@ class PgDocumentStore(StoreQueries):
                 "body = excluded.body",
                 (method, json.dumps(body), doc_id, indexed_at),
             )
-
-    def sources(self) -> dict[str, dict[str, Any]]:
-        rows = self._db().execute(
-            "SELECT c.name, s.url, s.synced_at, s.result FROM collection_sources s "
-            'JOIN collections c ON c.id = s.collection_id ORDER BY c.name COLLATE "C"'
-        )
-        return {
-            r["name"]: {
-                "url": r["url"],
-                "synced_at": r["synced_at"],
-                "result": json.loads(r["result"]) if r["result"] else None,
-            }
-            for r in rows
-        }
 
     # -- model changes ---------------------------------------------------------------------------
     def reembed(

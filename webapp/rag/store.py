@@ -35,11 +35,12 @@ from typing import Any
 import numpy as np
 
 from webapp.auth.access import VISIBILITIES
-from webapp.errors import UserError
 from webapp.rag.compounds import fts_alternatives
 from webapp.rag.index_files import IndexDelta, IndexFiles
 from webapp.rag.store_common import Document as Document
+from webapp.rag.store_common import StoreError as StoreError
 from webapp.rag.store_common import StoreQueries, now
+from webapp.rag.store_common import valid_collection_name as valid_collection_name
 from webapp.rag.text_forms import TEXT_VERSION, normalize
 from webapp.sqlite_db import ThreadConnections, transaction
 
@@ -103,10 +104,6 @@ class ChunkRow:
     section: str | None = None  # the page's label where it is not a PDF page ("slide 7")
 
 
-class StoreError(UserError):
-    pass
-
-
 class DocumentGone(StoreError):
     """The document was deleted while it was being indexed (a normal outcome, not a failure)."""
 
@@ -139,15 +136,6 @@ def recorded_embedding_model(data_dir: Path) -> str | None:
         return None  # no meta table yet (or not a store): DocumentStore reports real damage
     finally:
         conn.close()
-
-
-def valid_collection_name(name: str) -> str:
-    name = (name or "").strip()
-    if not name or len(name) > 64:
-        raise StoreError("A collection name must be 1 to 64 characters.")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
-        raise StoreError("A collection name cannot contain control characters.")
-    return name
 
 
 def _add_columns(db: sqlite3.Connection, table: str, columns: dict[str, str]) -> None:
@@ -262,16 +250,6 @@ class DocumentStore(StoreQueries):
             )
 
     # -- collections -------------------------------------------------------------
-    def collection_id(self, name: str, create: bool = True) -> int:
-        """The id of collection ``name``; ``create`` makes it (admin-owned, shared with everyone)."""
-        name = valid_collection_name(name)
-        row = self._db().execute("SELECT id FROM collections WHERE name = ?", (name,)).fetchone()
-        if row:
-            return int(row["id"])
-        if not create:
-            raise StoreError(f"There is no collection named {name!r}.")
-        return self.create_collection(name, owner=None, visibility="everyone", exist_ok=True)
-
     def create_collection(self, name: str, owner: str | None, visibility: str, exist_ok: bool = False) -> int:
         name = valid_collection_name(name)
         if visibility not in VISIBILITIES:
@@ -288,18 +266,6 @@ class DocumentStore(StoreQueries):
             )
             assert cur.lastrowid is not None
             return cur.lastrowid
-
-    def set_sharing(self, name: str, visibility: str, members: Sequence[str]) -> None:
-        if visibility not in VISIBILITIES:
-            raise StoreError(f"Visibility must be one of {', '.join(VISIBILITIES)}.")
-        cid = self.collection_id(name, create=False)
-        with self.writing() as db:
-            db.execute("UPDATE collections SET visibility = ? WHERE id = ?", (visibility, cid))
-            db.execute("DELETE FROM collection_members WHERE collection_id = ?", (cid,))
-            db.executemany(
-                "INSERT OR IGNORE INTO collection_members(collection_id, user_name) VALUES (?, ?)",
-                [(cid, m) for m in members],
-            )
 
     # -- documents ----------------------------------------------------------------
     def _doc(self, row: sqlite3.Row) -> Document:
@@ -668,14 +634,6 @@ class DocumentStore(StoreQueries):
         }
 
     # -- synced sources (webapp/documents/sync.py) -------------------------------------
-    def sources(self) -> dict[str, dict[str, Any]]:
-        """{collection: {"url", "synced_at", "result"}} for every collection with a source."""
-        rows = self._db().execute(
-            "SELECT c.name, s.url, s.synced_at, s.result FROM collection_sources s "
-            "JOIN collections c ON c.id = s.collection_id ORDER BY c.name"
-        )
-        return {r[0]: {"url": r[1], "synced_at": r[2], "result": json.loads(r[3]) if r[3] else None} for r in rows}
-
     def save_summary(self, doc_id: int, indexed_at: str, method: int, body: dict[str, Any]) -> None:
         with self.writing() as db:
             if db.execute("SELECT 1 FROM documents WHERE id = ? AND indexed_at = ?", (doc_id, indexed_at)).fetchone():

@@ -4,19 +4,21 @@ pgvector): the document record, time stamps, and the queries they run alike, wri
 
 A store supplies ``_db()`` (this thread's connection, rows readable by column name), ``writing()``
 (one write transaction), ``_sql()`` (its placeholder style), ``_DOC_SQL`` (the document row with
-its collection's name), ``_doc()`` (a row as a Document), ``collection_id()`` and ``files_dir``.
+its collection's name), ``_doc()`` (a row as a Document), ``create_collection()`` and ``files_dir``.
 What differs between the engines (vectors, keyword search, locking, migrations) stays in each.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from webapp.auth.access import CollectionAccess
+from webapp.auth.access import VISIBILITIES, CollectionAccess
+from webapp.errors import UserError
 from webapp.rag.text_forms import TEXT_VERSION
 
 
@@ -27,6 +29,19 @@ def join_overlapping(before: str, after: str) -> str:
     if at >= 0 and after.startswith(before[at:]):
         return before + after[len(before) - at :]
     return before + "\n" + after
+
+
+class StoreError(UserError):
+    pass
+
+
+def valid_collection_name(name: str) -> str:
+    name = (name or "").strip()
+    if not name or len(name) > 64:
+        raise StoreError("A collection name must be 1 to 64 characters.")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        raise StoreError("A collection name cannot contain control characters.")
+    return name
 
 
 def now() -> str:
@@ -67,7 +82,7 @@ class StoreQueries:
     def _doc(self, row: Any) -> Document:
         raise NotImplementedError
 
-    def collection_id(self, name: str, create: bool = True) -> int:
+    def create_collection(self, name: str, owner: str | None, visibility: str, exist_ok: bool = False) -> int:
         raise NotImplementedError
 
     @staticmethod
@@ -143,6 +158,31 @@ class StoreQueries:
         return row is None or int(row["value"]) < TEXT_VERSION
 
     # -- collections ----------------------------------------------------------------------
+    def collection_id(self, name: str, create: bool = True) -> int:
+        """The id of collection ``name``; ``create`` makes it (admin-owned, shared with everyone)."""
+        name = valid_collection_name(name)
+        row = self._db().execute(self._sql("SELECT id FROM collections WHERE name = ?"), (name,)).fetchone()
+        if row:
+            return int(row["id"])
+        if not create:
+            raise StoreError(f"There is no collection named {name!r}.")
+        return self.create_collection(name, owner=None, visibility="everyone", exist_ok=True)
+
+    def set_sharing(self, name: str, visibility: str, members: Sequence[str]) -> None:
+        if visibility not in VISIBILITIES:
+            raise StoreError(f"Visibility must be one of {', '.join(VISIBILITIES)}.")
+        cid = self.collection_id(name, create=False)
+        with self.writing() as db:
+            db.execute(self._sql("UPDATE collections SET visibility = ? WHERE id = ?"), (visibility, cid))
+            db.execute(self._sql("DELETE FROM collection_members WHERE collection_id = ?"), (cid,))
+            for m in members:  # a name given twice (in any case) is one member
+                db.execute(
+                    self._sql(
+                        "INSERT INTO collection_members(collection_id, user_name) VALUES (?, ?) ON CONFLICT DO NOTHING"
+                    ),
+                    (cid, m),
+                )
+
     def collections(self) -> list[str]:
         return [r["name"] for r in self._db().execute(f"SELECT name FROM collections ORDER BY name{self._BYTE_ORDER}")]
 
@@ -160,6 +200,21 @@ class StoreQueries:
         ]
 
     # -- synced sources (webapp/documents/sync.py) ----------------------------------------
+    def sources(self) -> dict[str, dict[str, Any]]:
+        """{collection: {"url", "synced_at", "result"}} for every collection with a source."""
+        rows = self._db().execute(
+            "SELECT c.name, s.url, s.synced_at, s.result FROM collection_sources s "
+            f"JOIN collections c ON c.id = s.collection_id ORDER BY c.name{self._BYTE_ORDER}"
+        )
+        return {
+            r["name"]: {
+                "url": r["url"],
+                "synced_at": r["synced_at"],
+                "result": json.loads(r["result"]) if r["result"] else None,
+            }
+            for r in rows
+        }
+
     def set_source(self, collection: str, url: str | None) -> None:
         """Give a collection a synced source (None: none any more)."""
         cid = self.collection_id(collection, create=False)
