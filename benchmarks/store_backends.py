@@ -145,6 +145,23 @@ def pct(times: list[float]) -> str:
     return f"p50 {np.percentile(a, 50):7.2f} ms  p95 {np.percentile(a, 95):7.2f} ms"
 
 
+def timed(call, items) -> list[float]:
+    """Seconds of ``call(item)`` for each item."""
+    times = []
+    for item in items:
+        start = time.perf_counter()
+        call(item)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def percentiles_ms(times: list[float]) -> dict[str, float]:
+    return {
+        "p50_ms": round(float(np.percentile(times, 50)) * 1000, 2),
+        "p95_ms": round(float(np.percentile(times, 95)) * 1000, 2),
+    }
+
+
 def parity(args, url: str, out: dict) -> tuple[object, list[str]]:
     from benchmarks.corpus import indexed_corpus
     from webapp.rag.pg_store import PgDocumentStore
@@ -307,30 +324,18 @@ def synthetic(args, base_url: str, embedder, questions: list[str], out: dict) ->
             ("dense_search", lambda t, s=store, c=cid: s.dense_search(c, queries[t], 20)),
             ("hybrid search", lambda t, r=retriever: r.search("syn", t, k=5)),
         ):
-            times = []
-            for text in questions:  # held-out passages are no questions for keyword search (100 words)
-                start = time.perf_counter()
-                fn(text)
-                times.append(time.perf_counter() - start)
+            times = timed(fn, questions)  # held-out passages are no questions for keyword search (100 words)
             print(f"{name:18s} {call:18s} {pct(times)}")
-            out["synthetic"].setdefault(name, {})[call] = {
-                "p50_ms": round(float(np.percentile(times, 50)) * 1000, 2),
-                "p95_ms": round(float(np.percentile(times, 95)) * 1000, 2),
-            }
+            out["synthetic"].setdefault(name, {})[call] = percentiles_ms(times)
     for ef in args.ef_search:  # what a wider search buys (the store's own is HNSW_EF_SEARCH)
         pg_db.execute(f"SET hnsw.ef_search = {int(ef)}")
         r10, r1 = recall(embedded, cid_e, pg, cid_p, queries)
-        times = []
-        for v in queries.values():
-            start = time.perf_counter()
-            pg.dense_search(cid_p, v, 20)
-            times.append(time.perf_counter() - start)
+        times = timed(lambda v: pg.dense_search(cid_p, v, 20), queries.values())
         print(f"postgres/vector    ef_search {ef:<4d}      {pct(times)}   recall@10 {r10:.3f}, recall@1 {r1:.3f}")
         out["synthetic"].setdefault("ef_search", {})[str(ef)] = {
             "recall@10": round(r10, 3),
             "recall@1": round(r1, 3),
-            "p50_ms": round(float(np.percentile(times, 50)) * 1000, 2),
-            "p95_ms": round(float(np.percentile(times, 95)) * 1000, 2),
+            **percentiles_ms(times),
         }
     pg_db.execute(f"SET hnsw.ef_search = {HNSW_EF_SEARCH}")
     size = pg_db.execute("SELECT pg_relation_size(%s) AS b", (pg._index_name(),)).fetchone()["b"]
@@ -342,20 +347,13 @@ def synthetic(args, base_url: str, embedder, questions: list[str], out: dict) ->
         t_half = time.perf_counter() - start
         size = pg_db.execute("SELECT pg_relation_size(%s) AS b", (half._index_name(),)).fetchone()["b"]
         r10, r1 = recall(embedded, cid_e, half, cid_p, queries)
-        times = []
-        for v in queries.values():
-            start = time.perf_counter()
-            half.dense_search(cid_p, v, 20)
-            times.append(time.perf_counter() - start)
+        times = timed(lambda v: half.dense_search(cid_p, v, 20), queries.values())
         print(
             f"postgres/halfvec   dense_search       {pct(times)}   (HNSW build {t_half:.1f} s, {size / 2**20:.0f} MB, "
             f"recall@10 {r10:.3f}, recall@1 {r1:.3f})"
         )
         out["synthetic"]["postgres/halfvec"] = {
-            "dense_search": {
-                "p50_ms": round(float(np.percentile(times, 50)) * 1000, 2),
-                "p95_ms": round(float(np.percentile(times, 95)) * 1000, 2),
-            },
+            "dense_search": percentiles_ms(times),
             "hnsw_build_s": round(t_half, 1),
             "index_mb": round(size / 2**20, 1),
             "recall@10": round(r10, 3),

@@ -100,6 +100,11 @@ def test_documents_across_replicas_and_a_replica_killed_mid_ingestion(registry_d
     long = make_pdf(tmp_path / "long-report.pdf", pages, title="long report")
     processes: list = []
     bearer = {"Authorization": f"Bearer {token}"}
+
+    def search(base: str, query: str) -> list[dict]:
+        body = {"collection": "default", "query": query, "k": 3}
+        return httpx.post(base + "/v1/search", headers=bearer, json=body, timeout=60).json()["data"]
+
     with ExitStack() as stack:
         one, two = (
             stack.enter_context(running_app(registry_dir, tmp_path / name, env, processes=processes))
@@ -107,12 +112,7 @@ def test_documents_across_replicas_and_a_replica_killed_mid_ingestion(registry_d
         )
         status, events = Api(one, token).upload("default", small)
         assert status == 200 and "Indexed 1 document" in str(events[-1]), events[-1:]
-        found = httpx.post(
-            two + "/v1/search",
-            headers=bearer,
-            json={"collection": "default", "query": "Replica marker 5081", "k": 3},
-            timeout=60,
-        ).json()["data"]
+        found = search(two, "Replica marker 5081")
         assert found and found[0]["document"] == "bees.pdf", found
         reply = httpx.post(
             two + "/v1/chat/completions",
@@ -156,12 +156,7 @@ def test_documents_across_replicas_and_a_replica_killed_mid_ingestion(registry_d
             time.sleep(0.5)
         assert row["copies"] == 1 and row["rows"] == row["chunks"] == row["places"] > 0, row
         assert row["claimed_by"] is None, row
-        found = httpx.post(
-            two + "/v1/search",
-            headers=bearer,
-            json={"collection": "default", "query": "Who inspected turbine 367?", "k": 3},
-            timeout=60,
-        ).json()["data"]
+        found = search(two, "Who inspected turbine 367?")
         assert any(hit["page"] == 367 for hit in found), found
     log_two = (tmp_path / "two" / "server.log").read_text()
     assert "taken over" in log_two and "taken-over indexing" in log_two, (killed_while, log_two[-3000:])
