@@ -441,9 +441,10 @@ class DocumentService:
             # the store's claim skips a live lease held elsewhere).
             lease = self.settings.job_lease_s
             won = self.store.claim([d.id for d in chosen if d.id not in self._claimed], lease, requeue=True)
-            queued = [d.id for d in self.documents(collection) if d.status == "queued" and d.id not in self._claimed]
+            fresh = self.documents(collection)  # with the statuses the claim set
+            queued = [d.id for d in fresh if d.status == "queued" and d.id not in self._claimed]
             won += self.store.claim([i for i in queued if i not in won], lease)
-            queue = [d for d in self.documents(collection) if d.id in set(won)]
+            queue = [d for d in fresh if d.id in set(won)]
             self._claim(queue, collection, whole=True)
         try:
             return self._run(queue, progress, passwords or {})
@@ -464,12 +465,12 @@ class DocumentService:
             if self._reembedding:
                 raise UserError(ALREADY_RUNNING)
             queued = [
-                d.id
+                d
                 for d in self.documents(collection)
                 if d.id in wanted and d.status == "queued" and d.id not in self._claimed
             ]
-            won = set(self.store.claim(queued, self.settings.job_lease_s))
-            queue = [d for d in self.documents(collection) if d.id in won]
+            won = set(self.store.claim([d.id for d in queued], self.settings.job_lease_s))
+            queue = [d for d in queued if d.id in won]
             self._claim(queue, collection, whole=False)
         try:
             return self._run(queue, progress, {})
@@ -498,8 +499,8 @@ class DocumentService:
         with self._runs_lock:
             if self._reembedding or (self._adopting is not None and self._adopting.is_alive()):
                 return None
-            ids = set(self.store.claim_abandoned(self.settings.job_lease_s))
-            queue = [d for d in self.documents() if d.id in ids]
+            found = (self.store.document(i) for i in self.store.claim_abandoned(self.settings.job_lease_s))
+            queue = [d for d in found if d is not None]
             if not queue:
                 return None
             self._claim(queue, None, whole=False)
