@@ -16,7 +16,8 @@ from typing import Any
 
 from webapp.chat.answer_text import md_literal as _md
 from webapp.rag.evidence import Evidence
-from webapp.rag.retrieval import Passage, states_number
+from webapp.rag.retrieval import Passage
+from webapp.rag.sentences import states_number
 
 MAX_SUMMARISED = 3  # documents summarised in one answer; more is a wall of text
 MAX_COMPARED = 4

@@ -134,18 +134,6 @@ def search_terms(question: str) -> list[str]:
     return words + [h for h in dict.fromkeys(hints) if h not in words]
 
 
-_STATED_NUMBER = re.compile(
-    r"\d|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty|forty|fifty|"
-    r"hundreds?|thousands?|millions?|billions?|trillions?|dozens?|half|twice|double)\b",
-    re.IGNORECASE,
-)
-
-
-def states_number(text: str) -> bool:
-    """Whether a sentence states a quantity, in digits or in words ("the set of eight tasks")."""
-    return bool(_STATED_NUMBER.search(text))
-
-
 def asks_for_number(question: str) -> bool:
     """ "How big / many / much...", "what size / percentage...": the answer is a number."""
     return bool(_NUMBER_QUESTION.search(question))

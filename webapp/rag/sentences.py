@@ -127,6 +127,18 @@ def numbers(text: str) -> set[str]:
     return {n.replace(",", "") for n in _NUMBER.findall(unicodedata.normalize("NFKC", text))}
 
 
+_STATED_NUMBER = re.compile(
+    r"\d|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty|forty|fifty|"
+    r"hundreds?|thousands?|millions?|billions?|trillions?|dozens?|half|twice|double)\b",
+    re.IGNORECASE,
+)
+
+
+def states_number(text: str) -> bool:
+    """Whether a sentence states a quantity, in digits or in words ("the set of eight tasks")."""
+    return bool(_STATED_NUMBER.search(text))
+
+
 def negated(text: str) -> bool:
     lowered = text.lower().replace("n't", " not")
     return bool(words(lowered) & _NEGATION)
