@@ -41,7 +41,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -410,13 +409,25 @@ class SyncService:
             if name in self._running:
                 raise UserError(f"A sync of {name} is already running; wait for it to finish.")
             self._running.add(name)
-        # On a shared database another replica may be syncing this collection: one at a time.
-        held = ExitStack()
-        if not held.enter_context(docs.store.exclusive(f"sync:{name}")):
-            held.close()
+        try:
+            # On a shared database another replica may be syncing this collection: one at a time.
+            with docs.store.exclusive(f"sync:{name}") as held:
+                if not held:
+                    raise UserError(f"A sync of {name} is already running on another server; wait for it to finish.")
+                report = self._sync_held(name, url, actor, progress, operator, allow_empty)
+        finally:
             with self._lock:
                 self._running.discard(name)
-            raise UserError(f"A sync of {name} is already running on another server; wait for it to finish.")
+        if name in docs.store.sources():
+            docs.store.record_sync(name, report.as_json())
+        log.info("%s", report.summary())
+        return report
+
+    def _sync_held(
+        self, name: str, url: str, actor: Actor, progress: Progress | None, operator: bool, allow_empty: bool
+    ) -> SyncReport:
+        """One run of ``run`` once it holds the collection; failures become the report's error."""
+        docs = self.documents
         started = time.monotonic()
         report = SyncReport(name, url)
         try:
@@ -430,14 +441,7 @@ class SyncService:
         except Exception:  # a bug or a broken disk: said in one sentence, the detail in the log
             log.exception("sync of %r from %s failed", name, url)
             report.error = "the sync stopped on an unexpected error (the server log has the detail)."
-        finally:
-            held.close()
-            with self._lock:
-                self._running.discard(name)
         report.seconds = time.monotonic() - started
-        if name in docs.store.sources():
-            docs.store.record_sync(name, report.as_json())
-        log.info("%s", report.summary())
         return report
 
     def run_all(self, stop: threading.Event | None = None, fresh_s: float = 0.0) -> list[SyncReport]:
