@@ -637,3 +637,21 @@ def test_an_upload_naming_no_collection_goes_to_the_users_own_private_one(docs, 
     assert first not in docs.collections(Actor("vic", "viewer"))
     with pytest.raises(UserError):
         docs.upload_collection(Actor("vic", "viewer"))
+
+
+def test_a_collection_made_by_another_process_meanwhile_is_used_not_refused(docs, monkeypatch):
+    """`index --collection new` run twice at once (or on two replicas): both see no collection, one
+    creates it, the other's creation fails; that one then uses the collection instead of stopping
+    with "already exists". A name it may not read is still refused."""
+    from webapp.auth.access import Actor
+
+    store = docs.store
+    store.create_collection("team", owner=None, visibility="everyone")  # made by "the other process"
+    real = store.collection_access
+    stale = iter([[], []])  # this process's two looks before creating saw no such collection
+    monkeypatch.setattr(store, "collection_access", lambda: next(stale, real()))
+    assert docs.collection_to_manage("team", create=True) == "team"
+    store.create_collection("hidden", owner="ana", visibility="private")
+    stale = iter([[], []])
+    with pytest.raises(UserError):
+        docs.collection_to_manage("hidden", Actor("bob", "member"), create=True)

@@ -306,7 +306,14 @@ class DocumentService:
         held by a collection the actor cannot read is refused as create_collection refuses it)."""
         found = next((c for c in self.store.collection_access() if c.name == collection.strip()), None)
         if found is None or not found.can_read(actor):
-            return self.create_collection(collection, actor)
+            try:
+                return self.create_collection(collection, actor)
+            except UserError:
+                # Another process (a second `index` run, another replica) may have made it between
+                # the look and the creation: then it is used, if this actor may; else the refusal.
+                found = next((c for c in self.store.collection_access() if c.name == collection.strip()), None)
+                if found is None or not found.can_read(actor):
+                    raise
         return self._managed(collection, actor).name
 
     def add_files(
