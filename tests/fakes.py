@@ -139,10 +139,12 @@ class FakeDocuments:
     at a scripted score; a claim is supported when all its words of 4+ letters and its numbers
     are in one passage (a crude stand-in for webapp/rag/evidence.py, enough for service logic)."""
 
-    def __init__(self, passages: Sequence[FakePassage] = (), evidence_score: float = 0.9):
+    def __init__(self, passages: Sequence[FakePassage] = (), evidence_score: float = 0.9, labels: Sequence[str] = ()):
         self.passages = list(passages)
         self.evidence_score = evidence_score
+        self.labels = list(labels)  # the collection's documents, as documents() lists them
         self.searched: list[tuple[str, str]] = []
+        self.scopes: list[list[str] | None] = []  # the documents each search was limited to
 
     def respell(self, collection: str, question: str, actor=None) -> str:
         return question
@@ -155,11 +157,14 @@ class FakeDocuments:
         return []
 
     def documents(self, collection=None, actor=None) -> list:
-        return []
+        from types import SimpleNamespace
 
-    def search(self, collection: str, question: str, actor=None, **_) -> list[FakePassage]:
+        return [SimpleNamespace(label=label) for label in self.labels]
+
+    def search(self, collection: str, question: str, actor=None, documents=None, **_) -> list[FakePassage]:
         self.searched.append((collection, question))
-        return list(self.passages)
+        self.scopes.append(documents)
+        return [p for p in self.passages if documents is None or p.document in documents]
 
     def evidence(self, question: str, passages: Sequence[FakePassage], k: int | None = None) -> list[FakeEvidence]:
         return [

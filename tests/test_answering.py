@@ -159,6 +159,38 @@ def test_follow_ups_are_searched_with_what_they_refer_to(tmp_path):
     assert documents.searched[-1][1] == "Travel Policy say taxis: What about hotels?"
 
 
+def test_a_follow_up_is_answered_from_the_documents_the_previous_answer_quoted(tmp_path):
+    handbook = FakePassage(3, 7, "handbook.pdf", 9, "The per diem for interns is 30 euros per day.")
+    labels = ["travel.pdf", "handbook.pdf", "old-travel.pdf"]
+    documents = FakeDocuments([handbook, PER_DIEM], labels=labels)
+    service, _ = answerer(tmp_path, documents=documents)
+    history = [
+        ChatMessage("user", "What does the Travel Policy say about taxis?"),
+        ChatMessage("assistant", "> “Taxis are refunded up to 40 euros per trip.” [1] — travel.pdf, p. 5"),
+    ]
+    answer = service.start(Question("And how much is its per diem?", history, "travel", "m", "quote")).finish()
+    # "its" is what the previous answer quoted: travel.pdf alone ("old-travel.pdf" merely contains
+    # the name), searched as typed; the handbook's passage, first in the whole collection, is not used
+    assert documents.scopes[-1] == ["travel.pdf"] and answer.documents == ["travel.pdf"]
+    assert documents.searched[-1][1] == "And how much is its per diem?"
+    assert [s.document for s in answer.sources] == ["travel.pdf"] and "68 euros" in answer.text
+    from webapp.ui.chat_tab import answer_status
+
+    assert "answered from the previous answer's travel.pdf" in answer_status(answer, "m")  # the Chat tab says so
+    # a question that names something new is about more than that document: the whole collection
+    service.start(Question("Is it higher than in the Handbook?", history, "travel", "m", "quote")).finish()
+    assert documents.scopes[-1] is None
+    # documents the user picked win over the previous answer's
+    service.start(Question("And its per diem?", history, "travel", "m", "quote", documents=["handbook.pdf"])).finish()
+    assert documents.scopes[-1] == ["handbook.pdf"]
+    # the previous answer's document does not answer it, as typed nor with the earlier subject's
+    # names: the whole collection, with those names
+    gone = [history[0], ChatMessage("assistant", "> “Taxis are fine.” [1] — old-travel.pdf, p. 1")]
+    answer = service.start(Question("And how much is its per diem?", gone, "travel", "m", "quote")).finish()
+    assert documents.scopes[-3:] == [["old-travel.pdf"], ["old-travel.pdf"], None] and answer.documents == []
+    assert answer.query == "Travel Policy: And how much is its per diem?" and not answer.refused
+
+
 def test_modes_are_checked_and_the_server_default_applies(tmp_path):
     service, _ = answerer(tmp_path, documents=FakeDocuments([PER_DIEM]), answer_mode="quote")
     with pytest.raises(InvalidMessage, match="quote, brief, free"):

@@ -393,24 +393,47 @@ def test_v1_mcp_and_the_cli_give_the_same_answer_through_one_code_path(api, regi
         messages=[
             {"role": "user", "content": question},
             {"role": "assistant", "content": v1},
-            {"role": "user", "content": "What do they release when they erupt?"},
+            {"role": "user", "content": "How far does their lava flow before it cools?"},
         ],
         extra_body={"docchat": {"answer_mode": "quote"}},
     )
-    assert follow.model_extra["docchat"]["query"].startswith("volcanoes")
+    # "they" is what the previous answer quoted: answered from its document, searched as typed
+    assert follow.model_extra["docchat"]["documents"] == ["volcano-notes.pdf"]
+    assert follow.model_extra["docchat"]["query"] == "How far does their lava flow before it cools?"
 
-    async def follow_up(client):
+    async def follow_up(client, previous_answer=None):
         return await client.call_tool(
             "ask",
             {
                 "collection": "ann-docs",
-                "question": "What do they release when they erupt?",
+                "question": "How far does their lava flow before it cools?",
                 "previous_questions": [question],
                 "answer_mode": "quote",
+                **({"previous_answer": previous_answer} if previous_answer else {}),
             },
         )
 
-    assert _payload(_mcp(api, "ann", follow_up))["query"] == follow.model_extra["docchat"]["query"]
+    same = _payload(_mcp(api, "ann", lambda client: follow_up(client, v1)))
+    assert same["answer"] == follow.choices[0].message.content
+    assert (same["query"], same["documents"]) == (follow.model_extra["docchat"]["query"], ["volcano-notes.pdf"])
+    later = subprocess.run(
+        [
+            *webapp_command(registry_dir, api["data"]),
+            "ask",
+            "How far does their lava flow before it cools?",
+            *("--collection", "ann-docs", "--user", "ann", "--answer-mode", "quote", "--json"),
+            *("--previous", question, "--previous-answer", v1),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "DOCCHAT_AUTH": "password"},
+    )
+    assert later.returncode == 0, later.stderr
+    assert json.loads(later.stdout)["answer"] == same["answer"]
+    # without the answer (questions only), the earlier subject's words are searched for
+    assert _payload(_mcp(api, "ann", follow_up))["query"].startswith("volcanoes")
     with pytest.raises(Exception, match="answer mode must be one of"):
         c.chat.completions.create(
             model="rag:ann-docs",

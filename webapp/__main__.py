@@ -253,7 +253,7 @@ def cmd_search(args) -> int:
 
 def cmd_ask(args) -> int:
     from webapp.chat.answering import Failed, Question, Token, answer_json
-    from webapp.llm.base import ChatMessage
+    from webapp.chat.followups import conversation
     from webapp.rag.prompt import citation_line
     from webapp.services import build_services
 
@@ -264,7 +264,7 @@ def cmd_ask(args) -> int:
         answer = services.answers.start(
             Question(
                 args.question,
-                [ChatMessage("user", q) for q in args.previous or []],
+                conversation(args.previous or [], args.previous_answer),
                 args.collection or settings.default_collection,
                 args.model or services.catalog.default_choice(),
                 args.answer_mode,
@@ -608,6 +608,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="QUESTION",
         help="an earlier question of the conversation (repeatable, oldest first): resolves 'its', 'that model'",
+    )
+    p.add_argument(
+        "--previous-answer",
+        metavar="TEXT",
+        help="the answer to the last --previous question: a follow-up that refers back is answered from "
+        "the documents it quoted",
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     _add_identity(p)

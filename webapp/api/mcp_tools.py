@@ -22,8 +22,8 @@ from mcp.server.transport_security import TransportSecuritySettings
 
 from webapp.auth.gate import request_user
 from webapp.chat.answering import Question, answer_json
+from webapp.chat.followups import conversation
 from webapp.errors import UserError
-from webapp.llm.base import ChatMessage
 
 MCP_PATH = "/mcp"
 
@@ -76,7 +76,8 @@ def build_mcp(services):
         "documents (best first) and which sentences of the model's part the documents support. "
         "answer_mode: 'quote' (no model), 'brief' or 'free' (default: the server's). For a follow-up, "
         "pass the earlier questions (oldest first) in `previous_questions` so that 'its' or 'that "
-        "model' can be resolved. `documents`: answer from only these documents of the collection. "
+        "model' can be resolved, and the answer to the last of them in `previous_answer` (a follow-up "
+        "that refers back is then answered from the documents that answer quoted). `documents`: answer from only these documents of the collection. "
         "`task`: 'summarize', 'compare' (two or more documents), 'outline', 'overview' or 'answer' "
         "(default: read from the question)."
     )
@@ -86,12 +87,13 @@ def build_mcp(services):
         max_tokens: int = 256,
         answer_mode: str | None = None,
         previous_questions: list[str] | None = None,
+        previous_answer: str | None = None,
         documents: list[str] | None = None,
         task: str | None = None,
         ctx: Context = None,
     ) -> dict:
         actor = actor_of(ctx)
-        history = [ChatMessage("user", q) for q in (previous_questions or [])[-10:] if isinstance(q, str)]
+        history = conversation(previous_questions or [], previous_answer)
 
         def answer() -> dict:
             done = answers.ask(

@@ -35,7 +35,7 @@ from webapp.auth.access import LOCAL, Actor
 from webapp.chat import whole_documents
 from webapp.chat.admission import Ticket
 from webapp.chat.answer_text import SentenceCutter, add_citation, defuse_links, md_literal, normal, quote_block
-from webapp.chat.followups import retrieval_query
+from webapp.chat.followups import Resolved, resolve
 from webapp.chat.service import ChatService
 from webapp.chat.tasks import TASKS, aspect_of, may_be_about_whole_documents, task_of
 from webapp.errors import InvalidMessage, UserError
@@ -65,6 +65,8 @@ class GroundingDocuments(Protocol):
     ) -> Sequence[Any]: ...
 
     def evidence(self, question: str, passages: Sequence[Any]) -> list[Any]: ...
+
+    def documents(self, collection: str, actor: Actor) -> Sequence[Any]: ...
 
     def claims(self, answer: str, passages: Sequence[Any]) -> list[Any]: ...
 
@@ -141,6 +143,7 @@ class Answer:
     finish_reason: str = ""
     error: str | None = None
     refused: bool = False  # the documents do not answer this: the model was not asked
+    documents: list[str] = field(default_factory=list)  # searched alone: picked, or the previous answer's
 
     def __iter__(self) -> Iterator[AnswerEvent]:
         for event in self.events:
@@ -172,6 +175,7 @@ def grounding_json(answer: Answer) -> dict[str, Any]:
     return {
         "mode": answer.mode,
         "query": answer.query,
+        "documents": answer.documents,
         "citations": [
             {"source": n, "document": p.document, "page": p.page, "where": p.where}
             for n, p in enumerate(answer.sources, start=1)
@@ -275,7 +279,8 @@ class Answerer:
     def _grounded(self, q: Question, text: str, mode: str, ticket: Ticket) -> Answer:
         if self.documents is None:
             raise InvalidMessage("Documents are not available in this app.")
-        query = retrieval_query(text, q.history)
+        resolved = self._resolve(q, text)
+        query = resolved.query
         as_asked = query  # documents are named as typed: "DistilBERT", before respelling splits it
         with self.chat.metrics.retrieval.time():
             # "BERTLARGE" is searched as the documents write it ("BERT large"), like every spelling
@@ -284,17 +289,25 @@ class Answerer:
             whole = self._about_whole_documents(q, text, as_asked, answer, ticket)
             if whole is not None:
                 return whole
-            passages = list(
-                self.documents.search(
-                    q.collection or "", query, actor=q.actor, keyword_hits=True, documents=list(q.documents) or None
-                )
-            )
+            answer.documents = list(q.documents) or list(resolved.documents)
+            passages = list(self._search(q, query, answer.documents))
+        evidence = self.documents.evidence(query, passages) if passages else []
+        if resolved.documents and not EvidenceFinder.answers(evidence):
+            # Not answered as typed within the previous answer's documents: with the earlier
+            # subject's names there ("it" -> "BERT-large: ... it"), then in the whole collection.
+            named = self.documents.respell(q.collection or "", resolve(text, q.history).query, actor=q.actor)
+            for scope in (answer.documents, []):
+                with self.chat.metrics.retrieval.time():
+                    passages = list(self._search(q, named, scope))
+                evidence = self.documents.evidence(named, passages) if passages else []
+                answer.query, answer.documents, query = named, scope, named
+                if EvidenceFinder.answers(evidence):
+                    break
         if not passages:
             ticket.release()
             answer.refused = True
             answer.events = self._refusal([], [], query, NOT_FOUND.format(collection=md_literal(q.collection or "")))
             return answer
-        evidence = self.documents.evidence(query, passages)
         if not EvidenceFinder.answers(evidence):
             # Passages came back, but no sentence in them answers the question: say so, offer
             # the closest sentence, and do not let the model improvise from weak sources.
@@ -326,6 +339,21 @@ class Answerer:
         answer.stats = stream.stats
         answer.events = self._checked(stream, passages, evidence, query, opening, mode)
         return answer
+
+    def _resolve(self, q: Question, text: str) -> Resolved:
+        """What a follow-up refers to (followups.py); the collection's document labels are read
+        only when an earlier answer could have quoted some, and never when the user picked documents."""
+        assert self.documents is not None
+        labels: list[str] = []
+        if not q.documents and any(m.role == "assistant" for m in q.history):
+            labels = [d.label for d in self.documents.documents(q.collection or "", q.actor)]
+        return resolve(text, q.history, labels)
+
+    def _search(self, q: Question, query: str, scope: Sequence[str]) -> Sequence[Any]:
+        assert self.documents is not None
+        return self.documents.search(
+            q.collection or "", query, actor=q.actor, keyword_hits=True, documents=scope or None
+        )
 
     def _about_whole_documents(
         self, q: Question, text: str, query: str, answer: Answer, ticket: Ticket

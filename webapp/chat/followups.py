@@ -8,6 +8,13 @@ words); "what about X?" keeps
 the earlier question's topic words and takes X as the new subject. No model: the 135M model cannot
 rewrite questions reliably, and a name copied from the conversation cannot be invented.
 
+A question that refers back and names nothing new is, besides, answered from the documents the
+previous answer quoted ("— bert.pdf, p. 3" in its text): "it" is what that answer was about, and
+a paper's own subject names ("AUROC ... GPT-NeoX" in the question before) pull a search of the
+whole collection to the wrong pages (docs/evidence.md: follow-ups 0.733 -> 0.8 on each set).
+Within those documents the question is searched as typed. The caller falls back to the whole
+collection when they do not answer it.
+
 The rewritten text is only what retrieval and evidence scoring read; the conversation keeps the
 question as typed.
 """
@@ -16,6 +23,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from webapp.llm.base import ChatMessage
 from webapp.rag.retrieval import content_words
@@ -51,16 +59,23 @@ def names(text: str) -> list[str]:
     return out
 
 
-def retrieval_query(question: str, history: Sequence[ChatMessage]) -> str:
+@dataclass(frozen=True)
+class Resolved:
+    query: str  # what retrieval and evidence read
+    documents: tuple[str, ...] = ()  # the previous answer's documents to answer from; () = the collection
+
+
+def resolve(question: str, history: Sequence[ChatMessage], documents: Sequence[str] = ()) -> Resolved:
     """``question`` with what it refers to from ``history`` (earlier turns, oldest first); the
-    question itself when it stands alone."""
+    question itself when it stands alone. ``documents``: the labels of the collection's documents,
+    to find those the previous answer quoted."""
     earlier = [m.content for m in history if m.role == "user" and m.content.strip()]
     if not earlier:
-        return question
+        return Resolved(question)
     own = {n.lower() for n in names(question)}
     carry_topic = bool(_CARRY_TOPIC.search(question))
     if not (_REFERS.search(question) or carry_topic):
-        return question
+        return Resolved(question)
     for previous in reversed(earlier):
         # the names it mentions; else its topic words ("How do volcanoes form?" -> volcanoes form)
         subject = names(previous) or content_words(previous)[:4]
@@ -69,16 +84,45 @@ def retrieval_query(question: str, history: Sequence[ChatMessage]) -> str:
         if own and carry_topic:
             # "What about RoBERTa?": the new subject, the earlier question's topic
             subject_words = {s.lower() for s in subject}
-            topic = [w for w in content_words(previous) if w not in subject_words and w not in own]
-            return f"{question} {' '.join(topic)}".strip()
+            carried = [w for w in content_words(previous) if w not in subject_words and w not in own]
+            return Resolved(f"{question} {' '.join(carried)}".strip())
         # "What accuracy did the second one reach on RACE?", "Is it bigger than BERT?": the earlier
         # subject is what "it" / "the second one" means, whatever else the question names
         missing = [w for w in subject if w.lower() not in own and w.lower() not in question.lower()]
+        topic: list[str] = []
         if _SAME_QUESTION.search(question):
             # "What about zero-shot?" after "What few-shot accuracy does GPT-3 get on MMLU?": the
             # same question about the new words, so the earlier question's topic comes along too
             asked = {w.lower() for w in content_words(question)}
             asked |= {part for m in missing for part in re.split(r"[^a-z0-9]+", m.lower()) if part}
-            missing += [w for w in content_words(previous) if w.lower() not in asked and w not in missing]
-        return f"{' '.join(missing)}: {question}" if missing else question
-    return question
+            topic = [w for w in content_words(previous) if w.lower() not in asked and w not in missing]
+        quoted = quoted_documents(history, documents)
+        if quoted and not own - {s.lower() for s in subject}:
+            return Resolved(f"{question} {' '.join(topic)}".strip(), tuple(quoted))
+        missing += topic
+        return Resolved(f"{' '.join(missing)}: {question}" if missing else question)
+    return Resolved(question)
+
+
+def conversation(previous_questions: Sequence[str], previous_answer: str | None = None) -> list[ChatMessage]:
+    """The history that MCP ``ask`` and the CLI are given as lists: the earlier questions (oldest
+    first, the last ten) and the answer to the newest of them, whose quotes name its documents."""
+    turns = [ChatMessage("user", q) for q in list(previous_questions)[-10:] if isinstance(q, str) and q.strip()]
+    if turns and previous_answer and previous_answer.strip():
+        turns.append(ChatMessage("assistant", previous_answer))
+    return turns
+
+
+def retrieval_query(question: str, history: Sequence[ChatMessage]) -> str:
+    """What retrieval searches for ``question`` over the whole collection (resolve without documents)."""
+    return resolve(question, history).query
+
+
+def quoted_documents(history: Sequence[ChatMessage], documents: Sequence[str]) -> list[str]:
+    """Those of ``documents`` (labels) that the newest earlier answer names, as its quotes and
+    citations do ("— bert.pdf, p. 3"); "bert.pdf" is not found inside "distilbert.pdf"."""
+    answers = [m.content for m in history if m.role == "assistant" and m.content.strip()]
+    if not answers or not documents:
+        return []
+    last = answers[-1]
+    return [d for d in documents if re.search(rf"(?<![\w.-]){re.escape(d)}(?![\w-])", last)]

@@ -16,6 +16,7 @@ import urllib.parse
 import gradio as gr
 
 from webapp.auth.gate import Authenticator
+from webapp.chat.answer_text import md_literal
 from webapp.chat.answering import Answer, Answerer, EvidenceReady, Failed, Question, Stage, Token
 from webapp.chat.conversations import ConversationStore, StoredMessage
 from webapp.documents.section_view import section_html
@@ -126,6 +127,9 @@ def answer_status(answer: Answer, model: str | None) -> str:
         parts.append("the model started repeating itself and was stopped")
     if answer.question.collection is None:
         parts.append("answered without documents")
+    elif answer.documents and not answer.question.documents:
+        # a follow-up kept to what the previous answer quoted (webapp/chat/followups.py)
+        parts.append("answered from the previous answer's " + ", ".join(md_literal(d) for d in answer.documents))
     return " · ".join(parts)
 
 
