@@ -341,3 +341,38 @@ def test_a_question_in_other_words_is_answered_when_a_sentence_states_it(setting
             assert not answered(other), other
     finally:
         docs.close()
+
+
+def test_how_long_did_it_take_is_answered_by_the_sentence_that_says_how_long(settings_factory, tmp_path):
+    """In a small collection, "How long did it take to train BERT-large?" was refused although the
+    page says "Training BERTLARGE took four days": "take" counted as a topic word no sentence has
+    ("took"), and the words a quantity question's answer may use ("time", "length") counted
+    against every sentence that did not use them. Now "take" is a light verb and those words only
+    count when found. A question about something else stays refused."""
+    from tests.pdfgen import make_pdf
+    from webapp.documents.service import DocumentService
+    from webapp.rag.evidence import EvidenceFinder
+
+    docs = DocumentService(settings_factory(data_dir=tmp_path / "data"))
+    try:
+        pdf = make_pdf(
+            tmp_path / "model-card.pdf",
+            [
+                "Model card. Section 1: the small model. BERTBASE has 12 layers and 110M parameters in total.",
+                "Section 2: the large model. BERTLARGE has 340M parameters in total and a hidden size of 1024.\n"
+                "Training BERTLARGE took four days on sixteen Cloud TPUs.",
+            ],
+        )
+        docs.add_files("default", [(pdf, pdf.name)])
+        assert docs.index_queued("default").indexed
+
+        def best(question: str):
+            passages = docs.search("default", question, keyword_hits=True)
+            found = docs.evidence(question, passages) if passages else []
+            return found[0].text if found and EvidenceFinder.answers(found) else None
+
+        for question in ("How long did it take to train BERT-large?", "How long did training BERT-large take?"):
+            assert best(question) and "took four days" in best(question), question
+        assert best("How long did it take to build the pyramids?") is None
+    finally:
+        docs.close()

@@ -26,7 +26,7 @@ import numpy as np
 
 from webapp.rag.compounds import word_forms
 from webapp.rag.retrieval import where
-from webapp.rag.sentences import found_terms, negated, numbers, overlap, split_sentences, terms
+from webapp.rag.sentences import found_terms, negated, numbers, optional_terms, overlap, split_sentences, terms
 from webapp.rag.tables import is_row
 
 # Weights and gates, calibrated on benchmarks/arxiv_questions.json (docs/evidence.md).
@@ -159,14 +159,18 @@ def _window(
 
 
 def _overlap(
-    query_terms: list[str], c: _Candidate, idf: dict[str, float], glossary: Mapping[str, tuple[str, ...]] | None
+    query_terms: list[str],
+    c: _Candidate,
+    idf: dict[str, float],
+    glossary: Mapping[str, tuple[str, ...]] | None,
+    optional: frozenset[str] = frozenset(),
 ) -> float:
     """A sentence's word match; a table row's is half its own and half with its caption's words,
     so the caption lifts the table's rows and the row naming the question's model still wins."""
-    own = overlap(query_terms, c.text, idf, glossary)
+    own = overlap(query_terms, c.text, idf, glossary, optional)
     if not c.caption:
         return own
-    return 0.5 * own + 0.5 * overlap(query_terms, f"{c.caption}\n{c.text}", idf, glossary)
+    return 0.5 * own + 0.5 * overlap(query_terms, f"{c.caption}\n{c.text}", idf, glossary, optional)
 
 
 def _plain(text: str) -> str:
@@ -241,10 +245,10 @@ class EvidenceFinder:
         qvec = self.embedder.embed_query(query) if query_vector is None else query_vector
         vectors = self._vectors(texts) if candidate_vectors is None else candidate_vectors
         cosine = vectors @ qvec
-        query_terms = terms(query)
+        query_terms, optional = terms(query), optional_terms(query)
         idf = _idf(query_terms, texts) if idf is None else idf
         lexical = np.asarray(
-            [_overlap(query_terms, c, idf, _glossary(glossaries, c)) for c in candidates], dtype=np.float32
+            [_overlap(query_terms, c, idf, _glossary(glossaries, c), optional) for c in candidates], dtype=np.float32
         )
         match = W_COSINE * cosine + W_OVERLAP * lexical
         if not with_rank:

@@ -40,7 +40,8 @@ MODES = ("hybrid", "dense", "keyword")
 _STOPWORDS = frozenset(
     """a an and are as at be by for from has have how in into is it its of on or that the
 their there these this to was were what when where which who whom why will with does did do can could would
-should about than then them they i you we he she our your my me us not no yes""".split()
+should about than then them they i you we he she our your my me us not no yes
+take takes took taken""".split()  # "how long did it take": a light verb, never the topic (nor "took" in the answer)
 )
 
 # After "how" these ask for a quantity ("how big is BERT-large?"); as topic words they would make

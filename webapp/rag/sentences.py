@@ -19,7 +19,7 @@ from functools import lru_cache
 
 from webapp.rag.abbreviations import expand
 from webapp.rag.compounds import word_forms
-from webapp.rag.retrieval import search_terms
+from webapp.rag.retrieval import content_words, search_terms
 from webapp.rag.tables import is_row
 
 MIN_CHARS = 20
@@ -112,14 +112,17 @@ def overlap(
     sentence: str,
     idf: dict[str, float] | None = None,
     glossary: Mapping[str, tuple[str, ...]] | None = None,
+    optional: frozenset[str] = frozenset(),
 ) -> float:
-    """Weighted share of ``query_terms`` found in ``sentence``, 0..1."""
+    """Weighted share of ``query_terms`` found in ``sentence``, 0..1. ``optional`` terms (what a
+    quantity question's answer may say: "how long" -> time) count when found, never when missing:
+    "Training took four days" answers "how long did training take?" without the word "time"."""
     if not query_terms:
         return 0.0
     weight = idf or {}
-    total = sum(weight.get(t, 1.0) for t in query_terms)
+    total = sum(weight.get(t, 1.0) for t in query_terms if t not in optional)
     found = sum(weight.get(t, 1.0) for t in found_terms(query_terms, sentence, glossary))
-    return found / total if total else 0.0
+    return min(1.0, found / total) if total else 0.0
 
 
 def numbers(text: str) -> set[str]:
@@ -146,3 +149,8 @@ def negated(text: str) -> bool:
 
 def terms(text: str) -> list[str]:
     return search_terms(text)
+
+
+def optional_terms(text: str) -> frozenset[str]:
+    """The terms of ``terms(text)`` that the question does not say (quantity idioms' hints)."""
+    return frozenset(search_terms(text)) - frozenset(content_words(text))
