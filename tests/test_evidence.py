@@ -43,6 +43,18 @@ def test_sentences_mend_line_breaks_and_hyphenation():
     assert split_sentences(
         "Unlike left-to-\nright models, e.g. GPT, it reads both ways. Fig. 3 shows the results in detail."
     ) == ("Unlike left-to-right models, e.g. GPT, it reads both ways.", "Fig. 3 shows the results in detail.")
+    # a footnote mark after a sentence's end does not glue it to the next one (bert.pdf p. 3);
+    # a number that ends a sentence stays whole
+    assert split_sentences(
+        "We refer readers to guides such as “The Annotated Transformer.”2\nIn this work, we denote the "
+        "number of layers as L and the number of heads as A.3 We primarily report results on two model "
+        "sizes. The accuracy of the small model was 80.5 In total we ran it twice."
+    ) == (
+        "We refer readers to guides such as “The Annotated Transformer.”2",
+        "In this work, we denote the number of layers as L and the number of heads as A.3",
+        "We primarily report results on two model sizes.",
+        "The accuracy of the small model was 80.5 In total we ran it twice.",
+    )
 
 
 def test_evidence_is_the_answering_sentence_across_a_line_break(indexed):
