@@ -51,7 +51,7 @@ class ScriptedBackend:
             sent += 1
             if self.delay_s:
                 time.sleep(self.delay_s)
-            yield TextDelta(piece)
+            yield TextDelta(piece, sent, 10)
         yield Finished("stop", 10, sent)
 
     def close(self) -> None:

@@ -134,6 +134,8 @@ def test_brief_answers_stop_at_the_sentence_cap(tmp_path):
     answer.finish()
     assert answer.finish_reason == "sentences"
     assert len(answer.claims) == 2
+    # the reader stopped early, yet the tokens generated so far are counted (metrics, /v1 usage)
+    assert answer.stats.completion_tokens >= 2 and answer.stats.prompt_tokens == 10
 
 
 def test_free_mode_marks_unsupported_sentences_once_and_defuses_invented_links(tmp_path):

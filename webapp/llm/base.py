@@ -37,6 +37,10 @@ class GenerationParams:
 @dataclass(frozen=True)
 class TextDelta:
     text: str
+    # The counts so far (0: not known yet), so that a reader who stops early - a brief answer at
+    # its sentence cap, a loop cut, Stop - still has its tokens counted (metrics, /v1 usage).
+    completion_tokens: int = 0
+    prompt_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -119,6 +123,8 @@ class ChatStream:
                 if isinstance(event, TextDelta):
                     if self.stats.ttft_s is None:
                         self.stats.ttft_s = time.perf_counter() - start
+                    self.stats.completion_tokens = max(self.stats.completion_tokens, event.completion_tokens)
+                    self.stats.prompt_tokens = event.prompt_tokens or self.stats.prompt_tokens
                     yield event.text
                 elif isinstance(event, Finished):
                     self.stats.finish_reason = event.reason

@@ -182,7 +182,7 @@ class RemoteChatBackend:
                     text = choice.delta.content if choice.delta else None
                     if text:
                         pieces += 1
-                        yield TextDelta(text)
+                        yield TextDelta(text, pieces)  # a streamed piece is about one token
                     if choice.finish_reason:
                         finished = True
                         reason = "length" if choice.finish_reason == "length" else "stop"

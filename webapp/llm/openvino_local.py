@@ -131,7 +131,7 @@ class OpenVINOLocalBackend:
                     log.error("generation of request %s failed: %s", request.request_id, payload)
                     raise BackendError(payload)
                 while pieces:
-                    yield TextDelta(pieces.pop(0))
+                    yield TextDelta(pieces.pop(0), completion_tokens, request.prompt_tokens)
                 if kind == "end":
                     done = True
                     yield Finished(payload, request.prompt_tokens, completion_tokens)
