@@ -456,6 +456,8 @@ def test_a_compound_question_and_its_follow_up_get_quoted_cited_answers(browser,
     second = bot_messages(page).nth(1).inner_text()
     assert second.lstrip().startswith("“"), second
     assert "four days" in second.split("Sources:")[0] and "model-card.pdf, p. 2" in second
+    # "it" is what the first answer quoted: the status line says the follow-up was kept to it
+    page.locator("#chat-stats").get_by_text("previous answer's model-card.pdf").wait_for(timeout=30_000)
     # "[not in the sources]" is never repeated: an unsupported sentence is left out, counted once
     assert first.count("not in the sources") <= 1 and second.count("not in the sources") <= 1
     page.screenshot(path=str(tmp_path / "follow-up.png"), full_page=True)

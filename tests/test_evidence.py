@@ -386,5 +386,10 @@ def test_how_long_did_it_take_is_answered_by_the_sentence_that_says_how_long(set
         for question in ("How long did it take to train BERT-large?", "How long did training BERT-large take?"):
             assert best(question) and "took four days" in best(question), question
         assert best("How long did it take to build the pyramids?") is None
+        # a short question word is found in its inflections ("train" in "Training"), as a long
+        # one is by its first six letters: a follow-up that leaves the name to "it" is answered too
+        assert best("And how long did it take to train it?") and "took four days" in best(
+            "And how long did it take to train it?"
+        )
     finally:
         docs.close()

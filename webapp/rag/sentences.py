@@ -95,6 +95,19 @@ def words(text: str) -> set[str]:
     return {w.removesuffix("'s") for w in re.findall(r"[\w][\w'-]*", text.lower())}
 
 
+_INFLECTIONS = ("ing", "ers", "ed", "er", "es", "s")
+
+
+def inflection_stem(word: str) -> str:
+    """``word`` without one regular ending, if four letters stay: a question's short word ("train",
+    "cost") is found in "training", "trained", "costs" - the 6-letter prefix rule, which serves
+    longer words, cannot reach them."""
+    for ending in _INFLECTIONS:
+        if word.endswith(ending) and len(word) - len(ending) >= 4:
+            return word[: -len(ending)]
+    return word
+
+
 def found_terms(
     query_terms: list[str], sentence: str, glossary: Mapping[str, tuple[str, ...]] | None = None
 ) -> set[str]:
@@ -104,7 +117,8 @@ def found_terms(
     as one ("BERT large" / "BERTLARGE") are both found: webapp/rag/compounds.py)."""
     have = expand(word_forms(sentence), glossary or {})
     prefixes = {w[:6] for w in have if len(w) >= 6}
-    found = {t for t in query_terms if t in have or (len(t) >= 6 and t[:6] in prefixes)}
+    stems = {inflection_stem(w) for w in have}
+    found = {t for t in query_terms if t in have or (t[:6] in prefixes if len(t) >= 6 else t in stems)}
     for a, b in zip(query_terms, query_terms[1:]):
         if a + b in have:
             found.update((a, b))
