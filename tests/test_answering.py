@@ -124,6 +124,23 @@ def test_a_looping_model_is_stopped_and_the_loop_never_shows(tmp_path):
     plain, _ = answerer(tmp_path, ScriptedBackend(pieces=("Hello there. ",) + loop))
     _, text = ask(plain, "hi", collection=None)
     assert text.count("Provide a clear title") == 1
+    # lines without a capital after their full stop reach the check as one "sentence" that the
+    # check splits: a line said again there is the same loop (found in a free answer of the 135M model)
+    varied = ScriptedBackend(
+        pieces=(
+            "Please share your response here.\n",
+            "no, please add yourself to the list.\n",
+            "no, please share your response here.\n",
+            "no, please share your response here.\n",
+            "no, please share your response here.\n\n",
+            "Then something else. ",
+        )
+    )
+    looping, _ = answerer(tmp_path, varied, FakeDocuments([PER_DIEM]), brief_sentences=10)
+    events, text = ask(looping, "How much is the per diem?", mode="free")
+    assert text.count("no, please share your response here.") == 1 and "add yourself" in text, text
+    assert "something else" not in text
+    assert events[-1].finish_reason == "loop" and varied.seen  # stopped by the repeat
 
 
 def test_brief_answers_stop_at_the_sentence_cap(tmp_path):

@@ -358,55 +358,49 @@ def test_v1_mcp_and_the_cli_give_the_same_answer_through_one_code_path(api, regi
         )
 
     mcp = _payload(_mcp(api, "ann", ask))
-    out = subprocess.run(
-        [
-            *webapp_command(registry_dir, api["data"]),
-            "ask",
-            question,
-            "--collection",
-            "ann-docs",
-            "--user",
-            "ann",
-            "--max-new-tokens",
-            "64",
-            "--answer-mode",
-            "brief",
-            "--json",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "DOCCHAT_AUTH": "password"},
-    )
-    assert out.returncode == 0, out.stderr
-    cli = json.loads(out.stdout)
+
+    def cli_ask(text: str, *options: str) -> dict:
+        """``python -m webapp ask TEXT --json`` as ann, with ``options``."""
+        out = subprocess.run(
+            [*webapp_command(registry_dir, api["data"]), "ask", text, "--collection", "ann-docs", "--user", "ann"]
+            + [*options, "--json"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "DOCCHAT_AUTH": "password"},
+        )
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout)
+
+    cli = cli_ask(question, "--max-new-tokens", "64", "--answer-mode", "brief")
     # evidence-led: the answer opens with a quote of the best evidence, with its [n] and page
     assert v1.startswith("> “") and "[1] — volcano-notes.pdf, p." in v1
     assert v1.strip() == streamed.strip() == mcp["answer"] == cli["answer"]
     assert sync.model_extra["docchat"]["mode"] == mcp["mode"] == cli["mode"] == "brief"
     assert sync.model_extra["docchat"]["evidence"] == mcp["evidence"] == cli["evidence"]
 
+    follow_question = "How far does their lava flow before it cools?"
     follow = c.chat.completions.create(
         model="rag:ann-docs",
         max_tokens=16,
         messages=[
             {"role": "user", "content": question},
             {"role": "assistant", "content": v1},
-            {"role": "user", "content": "How far does their lava flow before it cools?"},
+            {"role": "user", "content": follow_question},
         ],
         extra_body={"docchat": {"answer_mode": "quote"}},
     )
     # "they" is what the previous answer quoted: answered from its document, searched as typed
     assert follow.model_extra["docchat"]["documents"] == ["volcano-notes.pdf"]
-    assert follow.model_extra["docchat"]["query"] == "How far does their lava flow before it cools?"
+    assert follow.model_extra["docchat"]["query"] == follow_question
 
     async def follow_up(client, previous_answer=None):
         return await client.call_tool(
             "ask",
             {
                 "collection": "ann-docs",
-                "question": "How far does their lava flow before it cools?",
+                "question": follow_question,
                 "previous_questions": [question],
                 "answer_mode": "quote",
                 **({"previous_answer": previous_answer} if previous_answer else {}),
@@ -416,22 +410,8 @@ def test_v1_mcp_and_the_cli_give_the_same_answer_through_one_code_path(api, regi
     same = _payload(_mcp(api, "ann", lambda client: follow_up(client, v1)))
     assert same["answer"] == follow.choices[0].message.content
     assert (same["query"], same["documents"]) == (follow.model_extra["docchat"]["query"], ["volcano-notes.pdf"])
-    later = subprocess.run(
-        [
-            *webapp_command(registry_dir, api["data"]),
-            "ask",
-            "How far does their lava flow before it cools?",
-            *("--collection", "ann-docs", "--user", "ann", "--answer-mode", "quote", "--json"),
-            *("--previous", question, "--previous-answer", v1),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "DOCCHAT_AUTH": "password"},
-    )
-    assert later.returncode == 0, later.stderr
-    assert json.loads(later.stdout)["answer"] == same["answer"]
+    later = cli_ask(follow_question, "--answer-mode", "quote", "--previous", question, "--previous-answer", v1)
+    assert later["answer"] == same["answer"] and later["documents"] == ["volcano-notes.pdf"]
     # without the answer (questions only), the earlier subject's words are searched for
     assert _payload(_mcp(api, "ann", follow_up))["query"].startswith("volcanoes")
     with pytest.raises(Exception, match="answer mode must be one of"):

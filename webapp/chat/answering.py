@@ -461,12 +461,26 @@ class Answerer:
         reason = ""
 
         already = normal(" ".join(e.text for e in evidence))
+        said: set[str] = set()  # the model's checked sentences so far, normalised (citations ignored)
 
         def judge(sentence: str) -> Iterator[AnswerEvent]:
-            nonlocal shown
+            nonlocal shown, reason
             if normal(sentence) in already:  # the model copied a quoted sentence: it is on screen already
                 return
             checked = documents.claims(sentence, passages)
+            # Lines the cutter reads as one sentence ("here.\nno, please share ... here.\nno, please
+            # share ...": no capital after the full stop) are split by the check; one said again
+            # is a loop the cutter did not see: show what came before it and stop.
+            for n, claim in enumerate(checked):
+                key = normal(claim.text)
+                if key in said:
+                    reason = "loop"
+                    checked = checked[:n]
+                    if not checked:
+                        return
+                    sentence = " ".join(c.text for c in checked)
+                    break
+                said.add(key)
             claims.extend(checked)
             supported = bool(checked) and all(c.supported for c in checked)
             sentence = defuse_links(sentence, sources_text)
@@ -497,6 +511,8 @@ class Answerer:
                     written += 1
                     yield from enter(CHECKING)
                     yield from judge(sentence)
+                    if reason:
+                        break
                     if written >= cap:
                         reason = "sentences"
                         break
@@ -508,6 +524,8 @@ class Answerer:
                 for sentence in cutter.flush():
                     yield from enter(CHECKING)
                     yield from judge(sentence)
+                    if reason:
+                        break
         except UserError as exc:
             yield Failed(exc.user_message)
             return
