@@ -52,7 +52,7 @@ def test_old_documents_become_admin_owned_and_shared_with_everyone(old_folder, s
         access = {c.name: c for c in docs.collection_access(viewer)}
         assert set(access) == {"default", "reports"}
         assert all(c.owner is None and c.visibility == "everyone" for c in access.values())
-        assert meta(old_folder)["format_version"] == "3" and "migrated_at" in meta(old_folder)
+        assert meta(old_folder)["format_version"] == "4" and "migrated_at" in meta(old_folder)
         # format 3 (issue 25): what was stored before is a PDF from an upload, cited by page
         assert {(d.format, d.source_key) for d in docs.documents(None, admin)} == {("pdf", None)}
         assert all(docs.store.original_path(d).is_file() for d in docs.documents(None, admin))
@@ -93,7 +93,7 @@ def test_a_crash_during_the_migration_leaves_the_old_format(old_folder, settings
     docs = DocumentService(settings_factory(data_dir=old_folder))
     try:
         assert docs.collections() == ["default", "reports"]
-        assert meta(old_folder)["format_version"] == "3"
+        assert meta(old_folder)["format_version"] == "4"
         assert {d.label for d in docs.documents()} == {"volcano.pdf", "bees.pdf"}
     finally:
         docs.close()
@@ -107,7 +107,7 @@ def test_a_newer_format_is_refused_with_a_sentence(old_folder, settings_factory)
     conn.commit()
     conn.close()
     docs = DocumentService(settings_factory(data_dir=old_folder))
-    assert "has format 99; this version of the app reads formats 1 to 3" in docs.available()
+    assert "has format 99; this version of the app reads formats 1 to 4" in docs.available()
     assert meta(old_folder)["format_version"] == "99"  # untouched
 
 
@@ -154,6 +154,52 @@ def test_chunks_stored_with_ligatures_are_re_spelled_and_found_by_the_words_peop
         assert again.maintenance is None and not again.store.text_mend_pending()  # once per store
     finally:
         again.close()
+
+
+def test_table_pieces_of_an_older_store_are_keyword_indexed_with_their_column_names_once(old_folder, settings_factory):
+    """Format 4: a table piece stored before (rows naming their columns, indexed as shown by the old
+    triggers) is indexed with its column names once, so it no longer outranks the prose that
+    answers; the keyword index stays consistent with what it holds (FTS5's own integrity check),
+    and deleting the document takes its table out of it."""
+    from webapp.auth.access import Actor
+    from webapp.documents.service import DocumentService
+
+    rows = "\n".join(f"Lava: type {n} | temperature: {900 + n} | viscosity: {n}" for n in range(1, 9))
+    conn = sqlite3.connect(old_folder / "store.sqlite3")
+    with conn:  # as format 1-3 wrote them: through the triggers that index the text as shown
+        doc_id, embedding = conn.execute(
+            "SELECT c.document_id, c.embedding FROM chunks c JOIN documents d ON d.id = c.document_id "
+            "WHERE d.label = 'volcano.pdf' LIMIT 1"
+        ).fetchone()
+        for n, text in enumerate(
+            [f"Table 1: Lava measured on the slope.\n{rows}", "Lava temperature and viscosity vary."]
+        ):
+            conn.execute(
+                "INSERT INTO chunks(document_id, page, ordinal, text, embedding) VALUES (?, 1, ?, ?, ?)",
+                (doc_id, 10 + n, text, embedding),
+            )
+    conn.close()
+
+    docs = DocumentService(settings_factory(data_dir=old_folder))
+    try:
+        store = docs.store
+        cid = store.collection_id("default", create=False)
+        found = store.keyword_search(cid, '"temperature" OR "viscosity"', 5)
+        assert [store.chunks_by_id(found)[i].text for i in found] == [
+            "Lava temperature and viscosity vary.",
+            f"Table 1: Lava measured on the slope.\n{rows}",  # shown and stored as it was
+        ]
+        db = sqlite3.connect(old_folder / "store.sqlite3")
+        db.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('integrity-check')")  # raises if inconsistent
+        db.close()
+        volcano = next(d for d in docs.documents(None, Actor("ada", "admin")) if d.label == "volcano.pdf")
+        store.delete_document(volcano.id)
+        assert store.keyword_search(cid, '"viscosity"', 5) == []
+        db = sqlite3.connect(old_folder / "store.sqlite3")
+        db.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('integrity-check')")
+        db.close()
+    finally:
+        docs.close()
 
 
 def test_pdf_text_is_stored_with_ligatures_spelled_out():

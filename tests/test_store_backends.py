@@ -125,6 +125,61 @@ def test_compound_spellings_and_rare_exact_tokens(store):
     assert store.keyword_search(cid, fts_query("a completely absent wordzz"), 5) == []
 
 
+def test_a_table_piece_is_keyword_indexed_with_its_column_names_once(store):
+    """A table piece names its columns in every row ("hidden size: 1024 | layers: 24"); indexed as
+    shown it outranked the one prose sentence that answers. Keyword search reads the names once
+    (tables.keyword_text); the stored and shown text stays as it was."""
+    rows = "\n".join(f"Model: M{n} | hidden size: {256 * n} | layers: {6 * n}" for n in range(1, 9))
+    table = f"Table 2: Configurations of the models.\n{rows}"
+    prose = "The large model has a hidden size of 1024 and 24 layers."
+    doc = indexed(store, "c", "t", [table, prose, "Unrelated words about bees and flowers."], [0, 1, 2])
+    cid = store.collection_id("c", create=False)
+    found = store.keyword_search(cid, fts_query("hidden size layers"), 5)
+    texts = store.chunks_by_id(found)
+    assert [texts[i].text for i in found] == [prose, table]  # the prose first; the table still found
+    assert store.keyword_search(cid, fts_query("M7"), 5) == [found[1]]  # a value of a row
+    assert store.keyword_search(cid, fts_query("Configurations"), 5) == [found[1]]  # its caption
+    # re-indexed and deleted, the keyword index forgets the table (its text is taken out as indexed)
+    store.save_chunks(doc.id, [10], [Chunk(1, 0, "Now only wasps.")], np.stack([unit(4)]))
+    assert store.keyword_search(cid, fts_query("hidden size configurations"), 5) == []
+    store.delete_document(doc.id)
+    assert store.keyword_search(cid, fts_query("wasps"), 5) == []
+
+
+def test_a_database_of_schema_step_2_gets_its_table_pieces_keyword_text(pg_url, tmp_path):
+    """Schema step 3 re-derives the tsvector from keyword_text; table pieces stored before it get
+    their keyword_text at the next start (computed in Python), once, and rank as new ones do."""
+    from webapp import pg_db
+    from webapp.rag.pg_store import COMPONENT, STEPS, PgDocumentStore, vector_literal
+
+    conn = pg_db.connect(pg_url)
+    pg_db.migrate(conn, COMPONENT, STEPS[:2])  # the database as the previous release left it
+    rows = "\n".join(f"Model: M{n} | hidden size: {256 * n} | layers: {6 * n}" for n in range(1, 9))
+    table, prose = f"Table 2: Configurations.\n{rows}", "The large model has a hidden size of 1024 and 24 layers."
+    with pg_db.transaction(conn):
+        cid = conn.execute("INSERT INTO collections(name, created_at) VALUES ('c', 'now') RETURNING id").fetchone()[
+            "id"
+        ]
+        doc = conn.execute(
+            "INSERT INTO documents(collection_id, sha256, label, size_bytes, status, added_at, indexed_at) "
+            "VALUES (%s, 's', 't.pdf', 1, 'indexed', 'now', 'now') RETURNING id",
+            (cid,),
+        ).fetchone()["id"]
+        for n, text in enumerate([table, prose]):
+            conn.execute(
+                "INSERT INTO chunks(document_id, collection_id, page, ordinal, text, embedding) "
+                "VALUES (%s, %s, 1, %s, %s, %s::vector)",
+                (doc, cid, n, text, vector_literal(unit(n))),
+            )
+    conn.close()
+    store = PgDocumentStore(pg_url, tmp_path / "files", "model-a", DIM)
+    try:
+        found = store.keyword_search(cid, fts_query("hidden size layers"), 5)
+        assert [store.chunks_by_id(found)[i].text for i in found] == [prose, table]
+    finally:
+        store.close()
+
+
 def test_reindex_replaces_chunks_and_delete_removes_them(store):
     doc = indexed(store, "c", "a", ["old text about bees"], [0])
     cid = store.collection_id("c", create=False)

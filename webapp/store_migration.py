@@ -196,7 +196,8 @@ def _copy_table(src: sqlite3.Connection, db: Any, table: str, identity: str | No
     if not want:
         raise UserError(f"The database has no table {table} to copy into; nothing was kept.")
     if table == "chunks":
-        columns = ["id", "document_id", "collection_id", "page", "ordinal", "text", "embedding"]
+        # the keyword text is derived from the text (tables.keyword_text), whatever the source's format
+        columns = ["id", "document_id", "collection_id", "page", "ordinal", "text", "keyword_text", "embedding"]
         select = (
             "SELECT c.id, c.document_id, d.collection_id, c.page, c.ordinal, c.text, c.embedding "
             "FROM chunks c JOIN documents d ON d.id = c.document_id ORDER BY c.id"
@@ -205,6 +206,7 @@ def _copy_table(src: sqlite3.Connection, db: Any, table: str, identity: str | No
         columns = [c for c in have if c in want]
         select = f"SELECT {', '.join(columns)} FROM {table}"
     from webapp.rag.pg_store import vector_literal
+    from webapp.rag.tables import keyword_text
 
     count = 0
     with db.cursor() as cur:
@@ -215,6 +217,7 @@ def _copy_table(src: sqlite3.Connection, db: Any, table: str, identity: str | No
                     values = list(row)
                     if table == "chunks":
                         values[-1] = vector_literal(np.frombuffer(values[-1], dtype=np.float32))
+                        values.insert(-1, keyword_text(values[5]))
                     copy.write_row(values)
                 count += len(batch)
     if identity and count:

@@ -59,6 +59,7 @@ from webapp.rag.store import (
     worker_name,
 )
 from webapp.rag.store_common import StoreQueries, now
+from webapp.rag.tables import keyword_text
 from webapp.rag.text_forms import TEXT_VERSION, normalize
 
 log = logging.getLogger(__name__)
@@ -121,6 +122,20 @@ STEPS: list[list[str]] = [
         "ALTER TABLE documents ADD COLUMN lease_until TIMESTAMPTZ",
         "ALTER TABLE documents ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0",
         "CREATE INDEX documents_leases ON documents (lease_until) WHERE claimed_by IS NOT NULL",
+    ],
+    # 3: a table piece is keyword-indexed with its column names once (tables.keyword_text), as the
+    # embedded store's FTS5 is: the tsvector and BM25's length follow keyword_text where it is set.
+    # Rows stored before get their keyword_text on the next start (PgDocumentStore._fill_keyword_text).
+    [
+        "ALTER TABLE chunks ADD COLUMN keyword_text TEXT",
+        "DROP INDEX IF EXISTS chunks_tsv",
+        "ALTER TABLE chunks DROP COLUMN tsv, DROP COLUMN words",
+        f"ALTER TABLE chunks ADD COLUMN tsv tsvector GENERATED ALWAYS AS (to_tsvector('{TS_CONFIG}'::regconfig, "
+        f"{_WORDS_SQL.format('coalesce(keyword_text, text)')})) STORED, "
+        f"ADD COLUMN words INTEGER GENERATED ALWAYS AS (coalesce(array_length(regexp_split_to_array(btrim("
+        f"{_WORDS_SQL.format('coalesce(keyword_text, text)')}), ' '), 1), 0)) STORED",
+        "ALTER TABLE chunks ALTER COLUMN tsv SET STORAGE MAIN",
+        "CREATE INDEX chunks_tsv ON chunks USING gin (tsv)",
     ],
 ]
 
@@ -284,6 +299,22 @@ class PgDocumentStore(StoreQueries):
         with self.writing() as db:
             self._check_meta(db, embedding_model, dimension)
         self._ensure_vector_index()
+        self._fill_keyword_text()
+
+    def _fill_keyword_text(self) -> None:
+        """keyword_text for the table pieces stored before schema step 3 (computed in Python, so
+        not in the step itself); once per database, recorded in the meta table. Idempotent: two
+        replicas starting together write the same values."""
+        db = self._db()
+        if db.execute(f"SELECT 1 FROM {self._META} WHERE key = 'keyword_text'").fetchone():
+            return
+        rows = db.execute("SELECT id, text FROM chunks WHERE keyword_text IS NULL AND text LIKE '%% | %%'").fetchall()
+        with self.writing() as w:
+            for r in rows:
+                keywords = keyword_text(r["text"])
+                if keywords is not None:
+                    w.execute("UPDATE chunks SET keyword_text = %s WHERE id = %s", (keywords, r["id"]))
+            w.execute(f"INSERT INTO {self._META}(key, value) VALUES ('keyword_text', '1') ON CONFLICT (key) DO NOTHING")
 
     # -- connections ------------------------------------------------------------------
     _META = "documents_meta"
@@ -541,10 +572,12 @@ class PgDocumentStore(StoreQueries):
                     for i, (n, label) in enumerate(zip(page_chars, labels)):
                         copy.write_row((doc_id, i + 1, n, label))
                 with cur.copy(
-                    "COPY chunks (document_id, collection_id, page, ordinal, text, embedding) FROM STDIN"
+                    "COPY chunks (document_id, collection_id, page, ordinal, text, keyword_text, embedding) FROM STDIN"
                 ) as copy:
                     for c, v in zip(chunks, vectors):
-                        copy.write_row((doc_id, cid, c.page, c.ordinal, c.text, vector_literal(v)))
+                        copy.write_row(
+                            (doc_id, cid, c.page, c.ordinal, c.text, keyword_text(c.text), vector_literal(v))
+                        )
             db.execute(
                 "UPDATE documents SET status = 'indexed', reason = %s, pages = %s, chunks = %s, indexed_at = %s, "
                 "status_at = now() WHERE id = %s",
@@ -834,8 +867,9 @@ class PgDocumentStore(StoreQueries):
             with self.writing() as db:
                 for (chunk_id, old, new), vector in zip(part, vectors):
                     done += db.execute(
-                        "UPDATE chunks SET text = %s, embedding = %s::vector WHERE id = %s AND text = %s",
-                        (new, vector_literal(vector), chunk_id, old),
+                        "UPDATE chunks SET text = %s, keyword_text = %s, embedding = %s::vector "
+                        "WHERE id = %s AND text = %s",
+                        (new, keyword_text(new), vector_literal(vector), chunk_id, old),
                     ).rowcount
             if progress:
                 progress(start + len(part), len(changed))

@@ -41,6 +41,7 @@ from webapp.rag.store_common import Document as Document
 from webapp.rag.store_common import StoreError as StoreError
 from webapp.rag.store_common import StoreQueries, now
 from webapp.rag.store_common import valid_collection_name as valid_collection_name
+from webapp.rag.tables import keyword_text
 from webapp.rag.text_forms import TEXT_VERSION, normalize
 from webapp.sqlite_db import ThreadConnections, transaction
 
@@ -51,10 +52,24 @@ log = logging.getLogger(__name__)
 # 3: documents have a format (pdf, docx, pptx, html, md, txt, xlsx) and, when a synced source
 # holds them, that source's key (their path there); pages have a label ("section 2.3 Results",
 # "slide 7") where they are not PDF pages; collection_sources holds each collection's synced
-# source and its last result (issue 25).
-FORMAT_VERSION = 3
+# source and its last result (issue 25). 4: chunks have a keyword_text (a table piece's text for
+# keyword search: its column names once, tables.keyword_text) and the keyword index reads it
+# through the chunks_keywords view.
+FORMAT_VERSION = 4
 STATUSES = ("queued", "parsing", "embedding", "indexed", "failed")
 
+# The keyword index (FTS5, external content) reads a chunk's keyword_text where it has one (a table
+# piece: tables.keyword_text), else its text - through a view, so that FTS5's own 'rebuild' and
+# 'integrity-check' see what the triggers index. Made after the tables (and by migrate, format 4).
+KEYWORD_INDEX = (
+    "CREATE VIEW IF NOT EXISTS chunks_keywords AS SELECT id, coalesce(keyword_text, text) AS text FROM chunks",
+    "CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5("
+    "text, content='chunks_keywords', content_rowid='id', tokenize='porter unicode61')",
+    "CREATE TRIGGER IF NOT EXISTS chunks_ai AFTER INSERT ON chunks BEGIN "
+    "INSERT INTO chunks_fts(rowid, text) VALUES (new.id, coalesce(new.keyword_text, new.text)); END",
+    "CREATE TRIGGER IF NOT EXISTS chunks_ad AFTER DELETE ON chunks BEGIN "
+    "INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.id, coalesce(old.keyword_text, old.text)); END",
+)
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS collections (
@@ -80,17 +95,12 @@ CREATE TABLE IF NOT EXISTS collection_sources (
 CREATE TABLE IF NOT EXISTS chunks (
     id INTEGER PRIMARY KEY,
     document_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
-    page INTEGER NOT NULL, ordinal INTEGER NOT NULL, text TEXT NOT NULL, embedding BLOB NOT NULL);
+    page INTEGER NOT NULL, ordinal INTEGER NOT NULL, text TEXT NOT NULL, embedding BLOB NOT NULL,
+    keyword_text TEXT);
 CREATE INDEX IF NOT EXISTS chunks_by_document ON chunks(document_id);
 CREATE TABLE IF NOT EXISTS summaries (
     document_id INTEGER PRIMARY KEY REFERENCES documents(id) ON DELETE CASCADE,
     indexed_at TEXT NOT NULL, method INTEGER NOT NULL, body TEXT NOT NULL);
-CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
-    text, content='chunks', content_rowid='id', tokenize='porter unicode61');
-CREATE TRIGGER IF NOT EXISTS chunks_ai AFTER INSERT ON chunks BEGIN
-    INSERT INTO chunks_fts(rowid, text) VALUES (new.id, new.text); END;
-CREATE TRIGGER IF NOT EXISTS chunks_ad AFTER DELETE ON chunks BEGIN
-    INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.id, old.text); END;
 """
 
 
@@ -146,6 +156,12 @@ def _add_columns(db: sqlite3.Connection, table: str, columns: dict[str, str]) ->
             db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
 
+def _reindex_keywords(db: sqlite3.Connection, chunk_id: int, indexed: str, keywords: str) -> None:
+    """Replace what the keyword index holds for a chunk (``indexed``, exactly) with ``keywords``."""
+    db.execute("INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', ?, ?)", (chunk_id, indexed))
+    db.execute("INSERT INTO chunks_fts(rowid, text) VALUES (?, ?)", (chunk_id, keywords))
+
+
 def migrate(db: sqlite3.Connection, version: int) -> None:
     """Bring a store of an older format up to FORMAT_VERSION, inside the caller's transaction.
 
@@ -168,6 +184,17 @@ def migrate(db: sqlite3.Connection, version: int) -> None:
         # Every document stored so far is a PDF, from an upload; every page a PDF page.
         _add_columns(db, "documents", {"format": "TEXT NOT NULL DEFAULT 'pdf'", "source_key": "TEXT"})
         _add_columns(db, "pages", {"label": "TEXT"})
+    if version < 4:
+        # Table pieces are keyword-indexed with their column names once (tables.keyword_text): the
+        # keyword index is made again over the chunks_keywords view and filled from it.
+        _add_columns(db, "chunks", {"keyword_text": "TEXT"})
+        for chunk_id, text in db.execute("SELECT id, text FROM chunks WHERE text LIKE '% | %'").fetchall():
+            db.execute("UPDATE chunks SET keyword_text = ? WHERE id = ?", (keyword_text(text), chunk_id))
+        for old in ("TRIGGER IF EXISTS chunks_ai", "TRIGGER IF EXISTS chunks_ad", "TABLE IF EXISTS chunks_fts"):
+            db.execute(f"DROP {old}")
+        for statement in KEYWORD_INDEX:
+            db.execute(statement)
+        db.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('rebuild')")
     db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('format_version', ?)", (str(FORMAT_VERSION),))
     db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('migrated_at', ?)", (now(),))
 
@@ -191,7 +218,9 @@ class DocumentStore(StoreQueries):
         with self._exclusive():
             self._db().executescript(SCHEMA)  # executescript manages its own transaction
         with self.writing() as db:
-            self._check_meta(db, embedding_model, dimension)
+            self._check_meta(db, embedding_model, dimension)  # an older format migrates here
+            for statement in KEYWORD_INDEX:  # a new store's keyword index (IF NOT EXISTS: no-op after)
+                db.execute(statement)
 
     @property
     def dimension(self) -> int:
@@ -378,8 +407,11 @@ class DocumentStore(StoreQueries):
                 [(doc_id, i + 1, n, label) for i, (n, label) in enumerate(zip(page_chars, labels))],
             )
             db.executemany(
-                "INSERT INTO chunks(document_id, page, ordinal, text, embedding) VALUES (?, ?, ?, ?, ?)",
-                [(doc_id, c.page, c.ordinal, c.text, v.tobytes()) for c, v in zip(chunks, vectors)],
+                "INSERT INTO chunks(document_id, page, ordinal, text, embedding, keyword_text) VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (doc_id, c.page, c.ordinal, c.text, v.tobytes(), keyword_text(c.text))
+                    for c, v in zip(chunks, vectors)
+                ],
             )
             # Rows were inserted in order, so ascending ids line up with ``vectors``.
             new_ids = np.asarray(
@@ -567,16 +599,18 @@ class DocumentStore(StoreQueries):
                 if current is None or current[0] != model:  # re-embedded meanwhile: these vectors are stale
                     return done
                 for (chunk_id, old, new), vector in zip(part, vectors):
-                    updated = db.execute(
-                        "UPDATE chunks SET text = ?, embedding = ? WHERE id = ? AND text = ?",
-                        (new, vector.tobytes(), chunk_id, old),
-                    ).rowcount
-                    if updated:
-                        db.execute(
-                            "INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', ?, ?)", (chunk_id, old)
-                        )
-                        db.execute("INSERT INTO chunks_fts(rowid, text) VALUES (?, ?)", (chunk_id, new))
-                        done += 1
+                    row = db.execute(
+                        "SELECT coalesce(keyword_text, text) FROM chunks WHERE id = ? AND text = ?", (chunk_id, old)
+                    ).fetchone()
+                    if row is None:
+                        continue
+                    keywords = keyword_text(new)
+                    db.execute(
+                        "UPDATE chunks SET text = ?, embedding = ?, keyword_text = ? WHERE id = ?",
+                        (new, vector.tobytes(), keywords, chunk_id),
+                    )
+                    _reindex_keywords(db, chunk_id, row[0], keywords or new)
+                    done += 1
             if progress:
                 progress(start + len(part), len(changed))
         with self.writing() as db:
