@@ -181,6 +181,21 @@ def test_a_summary_is_the_documents_own_sentences_cited_by_page_and_stored(api):
     # several documents and none named: a question back, not a guess
     which = grounded(api, "Summarize the paper")
     assert "Which document should I summarise?" in which["choices"][0]["message"]["content"]
+    # "it" after an answer from the report is the report (its name comes from the earlier question)
+    first_question = "What does the Glacier report say about ice loss?"
+    first = grounded(api, first_question)["choices"][0]["message"]["content"]
+    assert "glacier-report.pdf" in first
+    body = {
+        "model": "rag:mixed",
+        "messages": [
+            {"role": "user", "content": first_question},
+            {"role": "assistant", "content": first},
+            {"role": "user", "content": "Summarize it"},
+        ],
+        "docchat": {"answer_mode": "quote"},
+    }
+    follow = v1(api, "/chat/completions", body)
+    assert follow.status_code == 200 and follow.json()["choices"][0]["message"]["content"] == text
 
 
 def test_a_comparison_has_evidence_from_every_document_named(api):

@@ -35,7 +35,7 @@ from webapp.auth.access import LOCAL, Actor
 from webapp.chat import whole_documents
 from webapp.chat.admission import Ticket
 from webapp.chat.answer_text import SentenceCutter, add_citation, defuse_links, md_literal, normal, quote_block
-from webapp.chat.followups import Resolved, resolve
+from webapp.chat.followups import Resolved, resolve, retrieval_query
 from webapp.chat.service import ChatService
 from webapp.chat.tasks import TASKS, aspect_of, may_be_about_whole_documents, task_of
 from webapp.errors import InvalidMessage, UserError
@@ -281,12 +281,15 @@ class Answerer:
             raise InvalidMessage("Documents are not available in this app.")
         resolved = self._resolve(q, text)
         query = resolved.query
-        as_asked = query  # documents are named as typed: "DistilBERT", before respelling splits it
+        # with the earlier subject's names ("RoBERTa: Summarize it"): what whole-document questions
+        # read for the documents they name, and the fallback below
+        named = retrieval_query(text, q.history) if resolved.documents else query
+        as_asked = named  # documents are named as typed: "DistilBERT", before respelling splits it
         with self.chat.metrics.retrieval.time():
             # "BERTLARGE" is searched as the documents write it ("BERT large"), like every spelling
             query = self.documents.respell(q.collection or "", query, actor=q.actor)
             answer = Answer(q, mode, query)
-            whole = self._about_whole_documents(q, text, as_asked, answer, ticket)
+            whole = self._about_whole_documents(q, text, as_asked, answer, ticket, resolved.documents)
             if whole is not None:
                 return whole
             answer.documents = list(q.documents) or list(resolved.documents)
@@ -295,7 +298,7 @@ class Answerer:
         if resolved.documents and not EvidenceFinder.answers(evidence):
             # Not answered as typed within the previous answer's documents: with the earlier
             # subject's names there ("it" -> "BERT-large: ... it"), then in the whole collection.
-            named = self.documents.respell(q.collection or "", resolve(text, q.history).query, actor=q.actor)
+            named = self.documents.respell(q.collection or "", named, actor=q.actor)
             for scope in (answer.documents, []):
                 with self.chat.metrics.retrieval.time():
                     passages = list(self._search(q, named, scope))
@@ -356,10 +359,11 @@ class Answerer:
         )
 
     def _about_whole_documents(
-        self, q: Question, text: str, query: str, answer: Answer, ticket: Ticket
+        self, q: Question, text: str, query: str, answer: Answer, ticket: Ticket, previous: Sequence[str] = ()
     ) -> Answer | None:
         """Summaries, comparisons, outlines and the collection overview (whole_documents.py); None
-        for a question answered from passages."""
+        for a question answered from passages. ``previous``: the documents the previous answer
+        quoted, best first, for a follow-up ("Summarize it")."""
         docs: Any = self.documents
         collection = q.collection or ""
         if q.task is not None and q.task not in TASKS:
@@ -373,6 +377,8 @@ class Answerer:
         task = q.task or task_of(text, len(named))
         if task == "answer":
             return None
+        if not named and task in ("summarize", "outline") and previous:
+            named = docs.scope(collection, previous[:1], q.actor)  # "it": what the last answer quoted first
         if not named and task in ("summarize", "outline"):
             indexed = [d for d in docs.documents(collection, q.actor) if d.indexed_at]
             named = indexed if len(indexed) == 1 else []

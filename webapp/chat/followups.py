@@ -120,10 +120,16 @@ def retrieval_query(question: str, history: Sequence[ChatMessage]) -> str:
 
 def quoted_documents(history: Sequence[ChatMessage], documents: Sequence[str]) -> list[str]:
     """Those of ``documents`` (labels) that the newest earlier answer names, as its quotes and
-    citations do ("— bert.pdf, p. 3"); "bert.pdf" is not found inside "distilbert.pdf"."""
+    citations do ("— bert.pdf, p. 3"), in the order it first names them (its best quote first);
+    "bert.pdf" is not found inside "distilbert.pdf"."""
     answers = [m.content for m in history if m.role == "assistant" and m.content.strip()]
     if not answers or not documents:
         return []
     last = answers[-1]
     # a plain substring test first: a collection of thousands of documents costs no regex per label
-    return [d for d in documents if d in last and re.search(rf"(?<![\w.-]){re.escape(d)}(?![\w-])", last)]
+    found = {}
+    for d in documents:
+        m = re.search(rf"(?<![\w.-]){re.escape(d)}(?![\w-])", last) if d in last else None
+        if m:
+            found[d] = m.start()
+    return sorted(found, key=found.__getitem__)

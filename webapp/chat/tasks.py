@@ -50,7 +50,7 @@ _COMPARE = re.compile(
 _COMPARE_WORDS = re.compile(
     r"\b(?:compare[sd]?|comparing|comparison|between|differ(?:s|ence|ences)?|from|vs\.?|versus|contrast|"
     r"how|does|do|what|is|are|the|in|of|with|and|on|terms|regarding|paper|papers|document|documents|two|both|"
-    r"them|these|those|each|other|they)\b",
+    r"them|these|those|each|other|they|it|its)\b",
     re.IGNORECASE,
 )
 
