@@ -11,9 +11,9 @@ rewrite questions reliably, and a name copied from the conversation cannot be in
 A question that refers back and names nothing new is, besides, answered from the documents the
 previous answer quoted ("— bert.pdf, p. 3" in its text): "it" is what that answer was about, and
 a paper's own subject names ("AUROC ... GPT-NeoX" in the question before) pull a search of the
-whole collection to the wrong pages (docs/evidence.md: follow-ups 0.733 -> 0.8 on each set).
-Within those documents the question is searched as typed. The caller falls back to the whole
-collection when they do not answer it.
+whole collection to the wrong pages (docs/evidence.md: follow-ups 0.733 -> 0.833). Within those
+documents the question is searched as typed; when that does not answer it, the caller
+(answering.py) tries it with the earlier subject's names there, then in the whole collection.
 
 The rewritten text is only what retrieval and evidence scoring read; the conversation keeps the
 question as typed.
