@@ -349,16 +349,11 @@ def keyword_text(text: str) -> str | None:
     headers: list[str] = []
     out = list(lines)
     for i in rows:
-        values = []
-        for cell in lines[i].strip().split(" | "):
-            name, sep, value = cell.partition(": ")
-            if sep:
-                if name not in headers:
-                    headers.append(name)
-                values.append(value)
-            else:
-                values.append(cell)
-        out[i] = " ".join(values)
+        line = lines[i].strip()
+        for cell in line.split(" | "):
+            if ": " in cell and (name := cell.split(": ", 1)[0]) not in headers:
+                headers.append(name)
+        out[i] = " ".join(row_values(line))
     if not headers:
         return None
     return "\n".join(out[: rows[0]] + [" ".join(headers)] + out[rows[0] :])
