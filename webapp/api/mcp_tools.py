@@ -77,7 +77,8 @@ def build_mcp(services):
         "answer_mode: 'quote' (no model), 'brief' or 'free' (default: the server's). For a follow-up, "
         "pass the earlier questions (oldest first) in `previous_questions` so that 'its' or 'that "
         "model' can be resolved, and the answer to the last of them in `previous_answer` (a follow-up "
-        "that refers back is then answered from the documents that answer quoted). `documents`: answer from only these documents of the collection. "
+        "that refers back is then answered from the documents that answer quoted). `documents`: "
+        "answer from only these documents of the collection. "
         "`task`: 'summarize', 'compare' (two or more documents), 'outline', 'overview' or 'answer' "
         "(default: read from the question)."
     )

@@ -35,7 +35,7 @@ from webapp.auth.access import LOCAL, Actor
 from webapp.chat import whole_documents
 from webapp.chat.admission import Ticket
 from webapp.chat.answer_text import SentenceCutter, add_citation, defuse_links, md_literal, normal, quote_block
-from webapp.chat.followups import Resolved, resolve, retrieval_query
+from webapp.chat.followups import Resolved, resolve
 from webapp.chat.service import ChatService
 from webapp.chat.tasks import TASKS, aspect_of, may_be_about_whole_documents, task_of
 from webapp.errors import InvalidMessage, UserError
@@ -283,7 +283,7 @@ class Answerer:
         query = resolved.query
         # with the earlier subject's names ("RoBERTa: Summarize it"): what whole-document questions
         # read for the documents they name, and the fallback below
-        named = retrieval_query(text, q.history) if resolved.documents else query
+        named = resolved.with_names
         as_asked = named  # documents are named as typed: "DistilBERT", before respelling splits it
         with self.chat.metrics.retrieval.time():
             # "BERTLARGE" is searched as the documents write it ("BERT large"), like every spelling

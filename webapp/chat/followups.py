@@ -63,6 +63,12 @@ def names(text: str) -> list[str]:
 class Resolved:
     query: str  # what retrieval and evidence read
     documents: tuple[str, ...] = ()  # the previous answer's documents to answer from; () = the collection
+    named: str = ""  # with ``documents``: the question with the earlier subject's names ("RoBERTa: ... it")
+
+    @property
+    def with_names(self) -> str:
+        """The question as a search of the whole collection reads it: ``named``, else ``query``."""
+        return self.named or self.query
 
 
 def resolve(question: str, history: Sequence[ChatMessage], documents: Sequence[str] = ()) -> Resolved:
@@ -96,11 +102,12 @@ def resolve(question: str, history: Sequence[ChatMessage], documents: Sequence[s
             asked = {w.lower() for w in content_words(question)}
             asked |= {part for m in missing for part in re.split(r"[^a-z0-9]+", m.lower()) if part}
             topic = [w for w in content_words(previous) if w.lower() not in asked and w not in missing]
+        missing += topic
+        named = f"{' '.join(missing)}: {question}" if missing else question
         quoted = quoted_documents(history, documents)
         if quoted and not own - {s.lower() for s in subject}:
-            return Resolved(f"{question} {' '.join(topic)}".strip(), tuple(quoted))
-        missing += topic
-        return Resolved(f"{' '.join(missing)}: {question}" if missing else question)
+            return Resolved(f"{question} {' '.join(topic)}".strip(), tuple(quoted), named)
+        return Resolved(named)
     return Resolved(question)
 
 
@@ -111,11 +118,6 @@ def conversation(previous_questions: Sequence[str], previous_answer: str | None 
     if turns and previous_answer and previous_answer.strip():
         turns.append(ChatMessage("assistant", previous_answer))
     return turns
-
-
-def retrieval_query(question: str, history: Sequence[ChatMessage]) -> str:
-    """What retrieval searches for ``question`` over the whole collection (resolve without documents)."""
-    return resolve(question, history).query
 
 
 def quoted_documents(history: Sequence[ChatMessage], documents: Sequence[str]) -> list[str]:
