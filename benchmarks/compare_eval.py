@@ -1,6 +1,7 @@
 """Comparisons of two papers (issue 26): does every named document speak, and does each side's
 answer hold its key fact? Questions and key facts: benchmarks/compare_questions.json (written
-before the first run; dev / held-out split marked per question).
+before the first run; dev / held-out split marked per question; held-out-2 written in session 12
+before any run, as the first held-out six had been seen). Each split is reported on its own.
 
     .venv/bin/python benchmarks/compare_eval.py [--json docs/compare.json] [--show]
 
@@ -67,7 +68,10 @@ def main() -> int:
         return round(sum(1 for r in subset if key(r)) / max(1, len(subset)), 3)
 
     summary: dict = {"cpu": cpu_info(), "embedding_model": settings.embedding_model, "questions": len(rows)}
-    for name, subset in (("all", rows), *((s, [r for r in rows if r["split"] == s]) for s in ("dev", "held-out"))):
+    for name, subset in (
+        ("all", rows),
+        *((s, [r for r in rows if r["split"] == s]) for s in dict.fromkeys(r["split"] for r in rows)),
+    ):
         sides = [f for r in subset for f in r["facts"]]
         summary[name] = {
             "questions": len(subset),
