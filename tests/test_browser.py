@@ -468,6 +468,22 @@ def test_a_compound_question_and_its_follow_up_get_quoted_cited_answers(browser,
     page.close()
 
 
+# The words of an element that the browser broke across two lines ("hard-" / "ware" without a hyphen).
+WORDS_BROKEN_ACROSS_LINES = """(cell) => {
+  const broken = [];
+  const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    for (const m of node.data.matchAll(/\\S+/g)) {
+      const range = document.createRange();
+      range.setStart(node, m.index);
+      range.setEnd(node, m.index + m[0].length);
+      if (new Set([...range.getClientRects()].map((r) => Math.round(r.top))).size > 1) broken.push(m[0]);
+    }
+  }
+  return broken;
+}"""
+
+
 def test_a_chat_scoped_to_picked_documents_summarises_and_compares_them(browser, live_server, tmp_path):
     """Issue 26 in the browser: pick one document beside the collection, ask for its summary (its
     own sentences, each cited by page, from that document only); add a second and ask to compare
@@ -508,6 +524,8 @@ def test_a_chat_scoped_to_picked_documents_summarises_and_compares_them(browser,
     assert "glacier-survey.pdf" in headers and "volcano-survey.pdf" in headers, bot_messages(page).last.inner_text()
     cells = " ".join(table.locator("td").all_inner_texts())
     assert "[1]" in cells and "[2]" in cells and "p. " in cells
+    # the aspect's column is not squeezed beside the long quoted cells until its words break mid-word
+    assert table.locator("td").first.evaluate(WORDS_BROKEN_ACROSS_LINES) == [], table.locator("td").first.inner_text()
     page.screenshot(path=str(tmp_path / "scoped.png"), full_page=True)
     page.close()
 

@@ -42,6 +42,12 @@ THEME = gr.themes.Default(primary_hue=_DARK_ORANGE).set(
 
 CSS = """
 #message-hint { font-size: 0.85em; color: #4b5563; margin-top: -0.5em; }
+/* Tables in answers (a comparison: aspect | one column per document): Gradio lets a cell break
+   inside any word, so the browser squeezes the short aspect column beside long quoted cells until
+   "training hardware" reads "traini / ng / har / dw / are". Words break only when one is wider than
+   the whole table could ever make room for (tests/test_browser.py checks the comparison). */
+#chatbot table td, #chatbot table th { word-break: normal; overflow-wrap: break-word; }
+#chatbot table td:first-child { min-width: 6em; }
 /* Narrow screens (a phone, a 400 px window): the conversation and the message box first, the list
    of conversations after them, a shorter title and chat area, so that the box and the start of the
    answer are on screen without scrolling (tests/test_browser.py checks 400 x 800). */
