@@ -526,6 +526,13 @@ def test_a_chat_scoped_to_picked_documents_summarises_and_compares_them(browser,
     assert "[1]" in cells and "[2]" in cells and "p. " in cells
     # the aspect's column is not squeezed beside the long quoted cells until its words break mid-word
     assert table.locator("td").first.evaluate(WORDS_BROKEN_ACROSS_LINES) == [], table.locator("td").first.inner_text()
+    # on a phone the table scrolls sideways inside its message rather than running past the edge
+    page.set_viewport_size({"width": 400, "height": 900})
+    page.wait_for_timeout(300)
+    inside = table.evaluate(
+        "(t) => t.getBoundingClientRect().right <= t.closest('.message-content').getBoundingClientRect().right + 1"
+    )
+    assert inside, table.bounding_box()
     page.screenshot(path=str(tmp_path / "scoped.png"), full_page=True)
     page.close()
 

@@ -58,6 +58,8 @@ CSS = """
   #chatbot { height: 250px !important; max-height: 250px !important; }
   #chat-refresh { display: none; }
   #message-hint { display: none; }
+  /* a table wider than the message scrolls sideways inside it rather than running past its edge */
+  #chatbot table { display: block; max-width: 100%; overflow-x: auto; }
 }
 """
 
