@@ -29,6 +29,24 @@ def test_in_running_prose_a_sentence_cut_at_a_break_is_left_out():
     assert len(document_sentences(bullets)) == 3
 
 
+def test_footnotes_and_sentences_with_a_footnote_spliced_in_are_not_summary_sentences():
+    """PDF reading order crosses the foot of a column: a footnote lands inside the running sentence
+    ("... and introduce 2It is possible that ..."), or stands as a sentence of its own ("4We use
+    jiant to compute ..."). Neither is the paper's text; names with digits ("Task2Vec") are."""
+    page = (
+        "In summary, the contributions of this paper are a set of important design choices and introduce "
+        "2It is possible that these other methods could also improve with more tuning. "
+        "4We use jiant to compute the scores on the development sets of each task. "
+        "We train the model on sixteen gigabytes of English text for one million steps. "
+        "Task2Vec embeddings predict which tasks are similar to each other across the whole benchmark."
+    )
+    texts = [e.text for e in document_sentences([(1, page)])]
+    assert texts == [
+        "We train the model on sixteen gigabytes of English text for one million steps.",
+        "Task2Vec embeddings predict which tasks are similar to each other across the whole benchmark.",
+    ], texts
+
+
 def _bag_of_words(texts):
     """A stand-in embedder: one dimension per word, so likeness is shared wording."""
     vocab = sorted({w for t in texts for w in t.lower().split()})

@@ -36,7 +36,7 @@ from webapp.rag.retrieval import content_words
 from webapp.rag.sentences import split_sentences
 from webapp.rag.tables import is_row
 
-METHOD = 4  # bump when the selection changes: cached summaries of an older method are recomputed
+METHOD = 5  # bump when the selection changes: cached summaries of an older method are recomputed
 # Chosen on the dev half of the arXiv papers (benchmarks/summary_eval.py, docs/evidence.md).
 EDGE_BONUS = 0.1  # added to the centrality of sentences on the opening and closing pages
 OPENING_PAGES = 2
@@ -65,6 +65,12 @@ _HEADING = re.compile(r"^\s*(\d{1,2}(?:\.\d{1,2}){0,2})\.?\s+([A-Z][A-Za-z][^\n]
 # a whole sentence ends with a full stop (then perhaps a closing quote or bracket and a footnote mark)
 _WHOLE = re.compile(r"[.!?][\"'’”)\]]*\d{0,2}$")
 PROSE = 0.8  # share of sentences that end with a full stop for the text to count as running prose
+# A footnote's mark glued to its first word ("4We use jiant ...", "2It is possible ..."): the
+# sentence is a footnote, or a sentence with a footnote spliced into it where the PDF's reading
+# order crossed the foot of a column ("...and introduce 2It is possible that these other methods...").
+# Either way it is not the paper's running text; also figure axes ("90Performance (%)") and
+# affiliation lists ("1UNC Chapel Hill 2Google Research"). A name like "Task2Vec" starts upper-case.
+_FOOTNOTE_MARK = re.compile(r"(?:^|\s)(?:[a-z][a-z-]*)?\d{1,2}[A-Z][a-z]+")
 _CAPTION_LINE = re.compile(r"^\s*((?:Table|Figure|Fig\.)\s*\d+)\s*[:.]\s*([^\n]{3,160})", re.IGNORECASE)
 
 
@@ -98,6 +104,8 @@ def _usable(sentence: str) -> bool:
     if letters < 0.6 * len(sentence.replace(" ", "")):  # tables flattened into numbers
         return False
     if is_row(sentence):  # a row the table reader wrote ("Header: value | Header: value"): not prose
+        return False
+    if _FOOTNOTE_MARK.search(sentence):
         return False
     return len(_CITATIONS.findall(sentence)) <= 2
 
