@@ -202,6 +202,11 @@ def test_a_comparison_has_evidence_from_every_document_named(api):
     reply = grounded(api, "Compare volcano-notes and coffee-notes on pressure and temperature")
     text = reply["choices"][0]["message"]["content"]
     assert "| | volcano-notes.pdf | coffee-notes.pdf |" in text
+    # the aspect as the user wrote it heads the table and its row (searched by its words)
+    assert (
+        text.startswith("**Pressure and temperature**, document by document:")
+        and "| pressure and temperature |" in text
+    )
     top = [e["document"] for e in reply["docchat"]["evidence"][:2]]
     assert set(top) == {"volcano-notes.pdf", "coffee-notes.pdf"}
     # picked documents count as named

@@ -2,7 +2,7 @@
 
 import pytest
 
-from webapp.chat.tasks import aspect_of, task_of
+from webapp.chat.tasks import aspect_label, aspect_of, task_of
 
 
 @pytest.mark.parametrize(
@@ -28,6 +28,22 @@ from webapp.chat.tasks import aspect_of, task_of
 )
 def test_the_wording_picks_the_path(question, named, task):
     assert task_of(question, named) == task
+
+
+def test_a_comparison_shows_its_aspect_as_the_user_wrote_it():
+    """The table's heading reads "Number of parameters", not the search words "number parameters"."""
+    names = ["BERT", "DistilBERT"]
+    assert aspect_label("Compare BERT and DistilBERT on the number of parameters", names) == "number of parameters"
+    assert aspect_label("How does RoBERTa differ from BERT in pretraining data?", ["RoBERTa", "BERT"]) == (
+        "pretraining data"
+    )
+    assert aspect_label("Compare the two documents on temperature and pressure", []) == "temperature and pressure"
+    assert aspect_label("Compare PAL and DetectGPT on the language models they use", ["PAL", "DetectGPT"]) == (
+        "language models they use"
+    )
+    # the aspect before the names, or none at all: nothing to show as typed (the search words are)
+    assert aspect_label("Compare the model size of LLaMA and Megatron-LM", ["LLaMA", "Megatron-LM"]) == ""
+    assert aspect_label("Compare bert.pdf and roberta.pdf", ["bert.pdf", "roberta.pdf"]) == ""
 
 
 def test_the_aspect_of_a_comparison_is_what_is_left_without_names_and_comparing_words():

@@ -37,7 +37,7 @@ from webapp.chat.admission import Ticket
 from webapp.chat.answer_text import SentenceCutter, add_citation, defuse_links, md_literal, normal, quote_block
 from webapp.chat.followups import Resolved, resolve
 from webapp.chat.service import ChatService
-from webapp.chat.tasks import TASKS, aspect_of, may_be_about_whole_documents, task_of
+from webapp.chat.tasks import TASKS, aspect_label, aspect_of, may_be_about_whole_documents, task_of
 from webapp.errors import InvalidMessage, UserError
 from webapp.llm.base import ChatMessage, ChatStream, GenerationParams, StreamStats
 from webapp.rag.evidence import EvidenceFinder
@@ -400,7 +400,9 @@ class Answerer:
             composed = whole_documents.overview(docs, collection, q.actor)
         else:
             names = [n for d in named for n in docs.names_of(d)]
-            composed = whole_documents.comparison(docs, collection, named, aspect_of(query, names), q.actor)
+            composed = whole_documents.comparison(
+                docs, collection, named, aspect_of(query, names), q.actor, aspect_label(text, names)
+            )
             if answer.mode != "quote" and composed.evidence:
                 brief = self._brief(q.params or self.chat.default_params())
                 messages = evidence_messages(text, composed.evidence)

@@ -75,6 +75,32 @@ def task_of(question: str, documents_named: int) -> str:
     return "answer"
 
 
+_ASPECT_LEAD = re.compile(
+    r"^(?:(?:on|in|regarding|about|for|as to|with respect to|in terms of|when it comes to)\b\s*)?"
+    r"(?:(?:the|their|its)\b\s*)?",
+    re.IGNORECASE,
+)
+_ASPECT_AFTER = re.compile(r"\b(?:on|in terms of|regarding|with respect to)\s+(.+)$", re.IGNORECASE)
+
+
+def aspect_label(question: str, names: list[str]) -> str:
+    """The aspect as the user wrote it, to show ("Compare BERT and DistilBERT on the number of
+    parameters" -> "number of parameters"; ``aspect_of`` keeps only its words, to search with):
+    what follows the last document's name, else what follows "on ..." when no name is typed; ""
+    when neither holds the aspect ("Compare the model size of A and B": show ``aspect_of``)."""
+    text, found = question, False
+    for name in sorted(names, key=len, reverse=True):
+        text, n = re.subn(r"(?<![\w-])" + re.escape(name) + r"(?![\w-])", "\0", text, flags=re.IGNORECASE)
+        found = found or n > 0
+    if found:
+        tail = text.rsplit("\0", 1)[1]
+    else:
+        m = _ASPECT_AFTER.search(text)
+        tail = m.group(1) if m else ""
+    label = _ASPECT_LEAD.sub("", " ".join(tail.split()).strip(" ?.!:;,")).strip()
+    return label if aspect_of(label, []) else ""
+
+
 def aspect_of(question: str, names: list[str]) -> str:
     """What a comparison is about: the question without the documents' names and the comparing
     words ("Compare BERT and DistilBERT on model size" -> "model size"); "" when nothing is left."""

@@ -68,10 +68,14 @@ def summary(documents: Any, subjects: Sequence[Any]) -> Composed:
     return out
 
 
-def comparison(documents: Any, collection: str, subjects: Sequence[Any], aspect: str, actor: Any) -> Composed:
-    """For each document, its best evidence on ``aspect``, side by side: one column a document,
-    one row a rank. Retrieval runs per document, so every named document speaks."""
+def comparison(
+    documents: Any, collection: str, subjects: Sequence[Any], aspect: str, actor: Any, label: str = ""
+) -> Composed:
+    """For each document, its best evidence on ``aspect`` (its words), side by side: one column a
+    document, one row a rank; ``label``: the aspect as the user wrote it, shown. Retrieval runs per
+    document, so every named document speaks."""
     aspect = aspect or DEFAULT_ASPECT
+    label = label or aspect
     out = Composed("")
     columns: list[list[str]] = []
     per_doc: list[list[Evidence]] = []
@@ -100,13 +104,13 @@ def comparison(documents: Any, collection: str, subjects: Sequence[Any], aspect:
     header = "| | " + " | ".join(_md(d.label) for d in docs) + " |"
     rule = "|---" * (len(docs) + 1) + "|"
     rows = [
-        f"| {_md(aspect) if rank == 0 else ''} | "
+        f"| {_md(label) if rank == 0 else ''} | "
         + " | ".join(cells.get((rank, col), "—" if rank else "_nothing found_") for col in range(len(docs)))
         + " |"
         for rank in range(ROWS_PER_DOCUMENT)
     ]
     columns.append([header, rule, *rows])
-    out.text = f"**{_md(aspect[:1].upper() + aspect[1:])}**, document by document:\n\n" + "\n".join(columns[0])
+    out.text = f"**{_md(label[:1].upper() + label[1:])}**, document by document:\n\n" + "\n".join(columns[0])
     return out
 
 
