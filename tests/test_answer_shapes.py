@@ -1,0 +1,56 @@
+"""The answer's shape for a comparison's aspect (webapp/rag/answer_shapes.py) and how a comparison
+uses it (webapp/chat/whole_documents.py): among a document's closest sentences on the aspect, the
+ones shaped like an answer lead its column. What it changes on real papers: docs/evidence.md."""
+
+from types import SimpleNamespace
+
+from webapp.chat import whole_documents
+from webapp.rag.answer_shapes import answer_shape
+from webapp.rag.evidence import Evidence
+
+
+def test_an_aspect_about_time_wants_a_duration_and_one_about_size_any_number():
+    duration = answer_shape("training time")
+    assert duration is not None
+    assert duration("DistilBERT was trained on 8 16GB V100 GPUs for approximately 90 hours.")
+    assert duration("Training took two days on a single machine.")
+    assert not duration("The model has 66 million parameters.")  # a number, not a duration
+    count = answer_shape("number of layers")
+    assert count is not None and count("The model has 24 layers.") and count("The set of eight tasks.")
+    assert not count("The layers are stacked on top of each other.")
+    assert answer_shape("pretraining objective") is None  # no shape: the closest sentences as they rank
+
+
+class _Documents:
+    """A stand-in for DocumentService: one document whose closest windows on any aspect come in a
+    fixed order, best first, as many as asked for."""
+
+    def __init__(self, windows):
+        self.windows = windows
+
+    def short_name(self, doc):
+        return "Distil"
+
+    def search(self, collection, query, **kwargs):
+        return [SimpleNamespace(document_id=1)]
+
+    def evidence(self, query, passages, k=3):
+        return [Evidence(n, 1, "distil.pdf", n, text, 1.0 - n / 10) for n, text in enumerate(self.windows[:k], 1)]
+
+
+def test_a_comparison_column_leads_with_the_windows_shaped_like_the_answer():
+    windows = [
+        "Distillation transfers the knowledge of a large teacher to a small student model.",
+        "The student is trained with a triple loss over the teacher's soft targets.",
+        "We train on the same corpus as the original model.",
+        "The student reaches 97% of the teacher's score on the benchmark.",
+        "Training the student took approximately 90 hours on eight GPUs.",
+        "Inference is 60% faster on a CPU than the teacher's.",
+    ]
+    docs = [SimpleNamespace(id=1, label="distil.pdf"), SimpleNamespace(id=2, label="other.pdf")]
+    out = whole_documents.comparison(_Documents(windows), "default", docs, "training time", actor=None)
+    first_row = out.text.splitlines()[4]  # heading, blank line, table header, rule, first row
+    assert "approximately 90 hours" in first_row, out.text
+    # an aspect with no shape keeps the closest windows first
+    plain = whole_documents.comparison(_Documents(windows), "default", docs, "distillation method", actor=None)
+    assert "Distillation transfers" in plain.text.splitlines()[4]

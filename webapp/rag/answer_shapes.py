@@ -1,0 +1,43 @@
+"""What the answer to an aspect looks like, so that among a document's sentences on it the ones
+with that shape come first: the answer-type step of classic question answering ("how long" wants
+a duration), for the terse aspects of a comparison ("training time", "number of layers", "GLUE
+score"), whose answers rarely repeat the aspect's words ("approximately 90 hours", "L=24", "77.0").
+
+The first aspect pattern that matches decides, so "training time" asks for a duration before it
+asks for any number. Measured in docs/evidence.md; shapes for hardware, scores and dates were tried
+and moved nothing, so they are not here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from webapp.rag.sentences import states_number
+
+_DURATION = re.compile(
+    r"(?:\d[\d,.]*|one|two|three|four|five|six|seven|eight|nine|ten|twelve|a few|several|a couple of)"
+    r"\s*-?\s*(?:ms|milliseconds?|seconds?|minutes?|hours?|days?|weeks?|months?|years?)\b",
+    re.IGNORECASE,
+)
+
+_SHAPES: tuple[tuple[re.Pattern[str], Callable[[str], bool]], ...] = (
+    (
+        re.compile(r"\b(?:time|times|long|duration|took|takes?|hours?|days?|weeks?)\b", re.IGNORECASE),
+        lambda text: bool(_DURATION.search(text)),
+    ),
+    (  # a size, a count, a score: any number, in digits or in words
+        re.compile(
+            r"\b(?:number|size|amount|score|accuracy|performance|parameters|count|many|much|big|large|fast|"
+            r"layers|tokens|data|speed|cost|steps|rate)\b",
+            re.IGNORECASE,
+        ),
+        states_number,
+    ),
+)
+
+
+def answer_shape(aspect: str) -> Callable[[str], bool] | None:
+    """A test for sentences shaped like an answer to ``aspect``; None when the aspect names no shape
+    ("pretraining objective", "what it detects")."""
+    return next((shaped for asks, shaped in _SHAPES if asks.search(aspect)), None)
