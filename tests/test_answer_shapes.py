@@ -19,6 +19,10 @@ def test_an_aspect_about_time_wants_a_duration_and_one_about_size_any_number():
     assert count is not None and count("The model has 24 layers.") and count("The set of eight tasks.")
     assert not count("The layers are stacked on top of each other.")
     assert answer_shape("pretraining objective") is None  # no shape: the closest sentences as they rank
+    # a number that points somewhere states no quantity: a caption's, a citation's year or [n]
+    assert not count("Table 6: Ablation over model size. #L = the number of layers; #H = hidden size.")
+    assert not count("It is trained in all layers (Peters et al., 2018a; Radford et al., 2018) [12].")
+    assert count("We train on 2048 A100 GPUs with 80GB of memory each.")
 
 
 class _Documents:

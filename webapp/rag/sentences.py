@@ -155,9 +155,21 @@ _STATED_NUMBER = re.compile(
 )
 
 
+# Numbers that point somewhere rather than state a quantity: "Table 6", "Figure 2", "Section 3.1",
+# "[12]", "(Peters et al., 2018a)". A caption "Table 6: Ablation over model size" says no size.
+_REFERENCE_NUMBER = re.compile(
+    r"\b(?:tables?|tab\.|figures?|fig\.|sections?|sec\.|appendix|eq\.|equations?|algorithm|chapter|§)\s*"
+    r"\d+(?:\.\d+)*[a-z]?"
+    r"|\[\d+(?:\s*[,–-]\s*\d+)*\]"
+    r"|(?:et al\.?,?|\(|;)\s*(?:19|20)\d{2}[a-z]?\b",
+    re.IGNORECASE,
+)
+
+
 def states_number(text: str) -> bool:
-    """Whether a sentence states a quantity, in digits or in words ("the set of eight tasks")."""
-    return bool(_STATED_NUMBER.search(text))
+    """Whether a sentence states a quantity, in digits or in words ("the set of eight tasks");
+    a table's or figure's number, a citation's year or its [n] is not one."""
+    return bool(_STATED_NUMBER.search(_REFERENCE_NUMBER.sub(" ", text)))
 
 
 def negated(text: str) -> bool:
