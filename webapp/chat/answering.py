@@ -40,6 +40,7 @@ from webapp.chat.service import ChatService
 from webapp.chat.tasks import TASKS, aspect_label, aspect_of, may_be_about_whole_documents, task_of
 from webapp.errors import InvalidMessage, UserError
 from webapp.llm.base import ChatMessage, ChatStream, GenerationParams, StreamStats
+from webapp.rag.answer_shapes import WINDOWS, answer_shape, shaped_first
 from webapp.rag.evidence import EvidenceFinder
 from webapp.rag.prompt import NOT_ANSWERED, NOT_FOUND, evidence_messages, rag_messages
 from webapp.settings import Settings
@@ -64,7 +65,7 @@ class GroundingDocuments(Protocol):
         self, collection: str, question: str, *, actor: Actor, keyword_hits: bool, documents: Sequence[str] | None
     ) -> Sequence[Any]: ...
 
-    def evidence(self, question: str, passages: Sequence[Any]) -> list[Any]: ...
+    def evidence(self, question: str, passages: Sequence[Any], k: int | None = None) -> list[Any]: ...
 
     def documents(self, collection: str, actor: Actor) -> Sequence[Any]: ...
 
@@ -324,7 +325,14 @@ class Answerer:
             return answer
         # The top windows, weak ones too: they are labelled quotes with their page, and the third
         # window carries the key fact often enough to matter (docs/evidence.md: 0.736 -> 0.778).
-        quoted = [e for e in evidence[: self.settings.quoted_evidence] if e.score >= QUOTE_FLOOR * evidence[0].score]
+        best = evidence[0].score
+        shaped = answer_shape(text)
+        if shaped is not None:
+            # "how long", "what size": among the closest windows, those stating a duration or a
+            # number lead, as in a comparison's columns (docs/evidence.md)
+            wider = self.documents.evidence(query, passages, k=max(WINDOWS, len(evidence)))
+            evidence = shaped_first(wider, shaped, QUOTE_FLOOR * best)[: len(evidence)]
+        quoted = [e for e in evidence[: self.settings.quoted_evidence] if e.score >= QUOTE_FLOOR * best]
         opening = quote_block(quoted)
         if mode == "quote":
             ticket.release()

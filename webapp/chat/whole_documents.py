@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from webapp.chat.answer_text import md_literal as _md
-from webapp.rag.answer_shapes import answer_shape
+from webapp.rag.answer_shapes import WINDOWS, answer_shape, shaped_first
 from webapp.rag.evidence import Evidence
 from webapp.rag.retrieval import Passage
 
@@ -22,10 +22,6 @@ MAX_SUMMARISED = 3  # documents summarised in one answer; more is a wall of text
 MAX_COMPARED = 4
 ROWS_PER_DOCUMENT = 2  # evidence sentences per document in a comparison
 DEFAULT_ASPECT = "main contribution and results"
-# Evidence windows per document among which those shaped like the answer lead its column (chosen on
-# dev: 3-4 -> 0.75, 5-10 -> 0.833; docs/evidence.md). With only the column's own two or three, a
-# duration or a number one rank further down never came up.
-CANDIDATES = 6
 
 
 @dataclass
@@ -85,10 +81,9 @@ def comparison(
         passages = documents.search(
             collection, query, actor=actor, keyword_hits=True, documents=[doc.label], min_similarity=-1.0
         )
-        found = list(documents.evidence(query, passages, k=CANDIDATES)) if passages else []
-        shaped = answer_shape(aspect)  # a duration, a score, a count: the sentences that state one first
-        if shaped is not None:
-            found = sorted(found[:CANDIDATES], key=lambda e: not shaped(e.text)) + found[CANDIDATES:]
+        # a duration, a score, a count: among its closest windows, those that state one lead the column
+        found = documents.evidence(query, passages, k=WINDOWS) if passages else []
+        found = shaped_first(found, answer_shape(aspect))
         per_doc.append(found[:ROWS_PER_DOCUMENT])
     # numbered row by row (A1, B1, A2, B2): the top evidence holds every document's best sentence
     cells: dict[tuple[int, int], str] = {}

@@ -1,7 +1,8 @@
-"""What the answer to an aspect looks like, so that among a document's sentences on it the ones
-with that shape come first: the answer-type step of classic question answering ("how long" wants
-a duration), for the terse aspects of a comparison ("training time", "number of layers", "GLUE
-score"), whose answers rarely repeat the aspect's words ("approximately 90 hours", "L=24", "77.0").
+"""What the answer to an aspect or a question looks like, so that among the closest evidence windows
+the ones with that shape come first: the answer-type step of classic question answering ("how long"
+wants a duration). Made for the terse aspects of a comparison ("training time", "number of layers",
+"GLUE score"), whose answers rarely repeat the aspect's words ("approximately 90 hours", "L=24",
+"77.0"); a question's quotes are chosen the same way (webapp/chat/answering.py).
 
 The first aspect pattern that matches decides, so "training time" asks for a duration before it
 asks for any number. Measured in docs/evidence.md; shapes for hardware, scores and dates were tried
@@ -11,9 +12,21 @@ and moved nothing, so they are not here.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Protocol, TypeVar
 
 from webapp.rag.sentences import states_number
+
+
+class _Window(Protocol):
+    @property
+    def text(self) -> str: ...
+
+    @property
+    def score(self) -> float: ...
+
+
+W = TypeVar("W", bound=_Window)
 
 _DURATION = re.compile(
     r"(?:\d[\d,.]*|one|two|three|four|five|six|seven|eight|nine|ten|twelve|a few|several|a couple of)"
@@ -41,3 +54,17 @@ def answer_shape(aspect: str) -> Callable[[str], bool] | None:
     """A test for sentences shaped like an answer to ``aspect``; None when the aspect names no shape
     ("pretraining objective", "what it detects")."""
     return next((shaped for asks, shaped in _SHAPES if asks.search(aspect)), None)
+
+
+# Evidence windows among which the answer-shaped ones lead (chosen on the comparisons' dev set: 3-4
+# windows 0.75, 5-10 0.833); a question's answer takes its quotes from as many (docs/evidence.md).
+WINDOWS = 6
+
+
+def shaped_first(windows: Sequence[W], shaped: Callable[[str], bool] | None, floor: float = -1.0) -> list[W]:
+    """``windows`` (best first) with those shaped like the answer ahead of the others, each group in
+    its own order; only windows scoring at least ``floor`` move up (a weak window that happens to
+    state a number does not jump ahead of a strong one that does not)."""
+    if shaped is None:
+        return list(windows)
+    return sorted(windows, key=lambda w: not (w.score >= floor and shaped(w.text)))
