@@ -62,12 +62,6 @@ _HOW_HINTS = {
     "far": ("distance",),
 }
 _HOW_IDIOM = re.compile(r"\bhow\s+(" + "|".join(_HOW_HINTS) + r")\b", re.IGNORECASE)
-_NUMBER_QUESTION = re.compile(
-    r"\bhow\s+(?:big|large|many|much|long|fast|small|high|old|often|far|wide|deep|tall|heavy)\b|"
-    r"\bwhat\s+(?:size|number|percentage|fraction|share|score|accuracy|proportion|amount|year)\b|"
-    r"\bwhich\s+year\b",
-    re.IGNORECASE,
-)
 
 
 @dataclass(frozen=True)
@@ -133,11 +127,6 @@ def search_terms(question: str) -> list[str]:
     words = content_words(question)
     hints = [h for m in _HOW_IDIOM.finditer(question) for h in _HOW_HINTS[m.group(1).lower()]]
     return words + [h for h in dict.fromkeys(hints) if h not in words]
-
-
-def asks_for_number(question: str) -> bool:
-    """ "How big / many / much...", "what size / percentage...": the answer is a number."""
-    return bool(_NUMBER_QUESTION.search(question))
 
 
 def fts_query(question: str, require_all: bool = False) -> str:
