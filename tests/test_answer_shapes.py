@@ -15,6 +15,9 @@ def test_an_aspect_about_time_wants_a_duration_and_one_about_size_any_number():
     assert duration("DistilBERT was trained on 8 16GB V100 GPUs for approximately 90 hours.")
     assert duration("Training took two days on a single machine.")
     assert not duration("The model has 66 million parameters.")  # a number, not a duration
+    # "how many times" counts; it does not ask for a duration
+    times = answer_shape("How many times is each sentence masked?")
+    assert times is not None and times("Each sequence is masked in 10 different ways.")
     count = answer_shape("number of layers")
     assert count is not None and count("The model has 24 layers.") and count("The set of eight tasks.")
     assert not count("The layers are stacked on top of each other.")

@@ -36,7 +36,7 @@ _DURATION = re.compile(
 
 _SHAPES: tuple[tuple[re.Pattern[str], Callable[[str], bool]], ...] = (
     (
-        re.compile(r"\b(?:time|times|long|duration|took|takes?|hours?|days?|weeks?)\b", re.IGNORECASE),
+        re.compile(r"\b(?:time|long|duration|took|takes?|taken|hours?|days?|weeks?)\b", re.IGNORECASE),
         lambda text: bool(_DURATION.search(text)),
     ),
     (  # a size, a count, a score: any number, in digits or in words
