@@ -40,7 +40,7 @@ from webapp.chat.service import ChatService
 from webapp.chat.tasks import TASKS, aspect_label, aspect_of, may_be_about_whole_documents, task_of
 from webapp.errors import InvalidMessage, UserError
 from webapp.llm.base import ChatMessage, ChatStream, GenerationParams, StreamStats
-from webapp.rag.answer_shapes import WINDOWS, answer_shape, shaped_first
+from webapp.rag.answer_shapes import WINDOWS, answer_shape, lead_with_shape
 from webapp.rag.evidence import EvidenceFinder
 from webapp.rag.prompt import NOT_ANSWERED, NOT_FOUND, evidence_messages, rag_messages
 from webapp.settings import Settings
@@ -329,9 +329,9 @@ class Answerer:
         shaped = answer_shape(text)
         if shaped is not None:
             # "how long", "what size": among the closest windows, those stating a duration or a
-            # number lead, as in a comparison's columns (docs/evidence.md)
+            # number lead, as in a comparison's columns (docs/evidence.md); without one, nothing moves
             wider = self.documents.evidence(query, passages, k=max(WINDOWS, len(evidence)))
-            evidence = shaped_first(wider, shaped, QUOTE_FLOOR * best)[: len(evidence)]
+            evidence = lead_with_shape(evidence, wider, shaped, QUOTE_FLOOR * best)
         quoted = [e for e in evidence[: self.settings.quoted_evidence] if e.score >= QUOTE_FLOOR * best]
         opening = quote_block(quoted)
         if mode == "quote":

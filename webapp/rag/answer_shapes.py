@@ -61,6 +61,18 @@ def answer_shape(aspect: str) -> Callable[[str], bool] | None:
 WINDOWS = 6
 
 
+def lead_with_shape(
+    closest: Sequence[W], wider: Sequence[W], shaped: Callable[[str], bool] | None, floor: float = -1.0
+) -> list[W]:
+    """``closest`` as they are, except that the windows of ``wider`` (more of the closest, best
+    first) that are shaped like the answer and score at least ``floor`` lead; as many as ``closest``.
+    Nothing moves when no window has the shape, so the closest keep their spread over pages."""
+    if shaped is None:
+        return list(closest)
+    lead = [w for w in wider if w.score >= floor and shaped(w.text)]
+    return (lead + [w for w in closest if w not in lead])[: len(closest)]
+
+
 def shaped_first(windows: Sequence[W], shaped: Callable[[str], bool] | None, floor: float = -1.0) -> list[W]:
     """``windows`` (best first) with those shaped like the answer ahead of the others, each group in
     its own order; only windows scoring at least ``floor`` move up (a weak window that happens to
