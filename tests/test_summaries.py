@@ -38,12 +38,14 @@ def test_footnotes_and_sentences_with_a_footnote_spliced_in_are_not_summary_sent
         "2It is possible that these other methods could also improve with more tuning. "
         "4We use jiant to compute the scores on the development sets of each task. "
         "We train the model on sixteen gigabytes of English text for one million steps. "
-        "Task2Vec embeddings predict which tasks are similar to each other across the whole benchmark."
+        "Task2Vec embeddings predict which tasks are similar to each other across the whole benchmark. "
+        "The sensor samples the signal at 50Hz and sends it over a 10Mbps link to the station."
     )
     texts = [e.text for e in document_sentences([(1, page)])]
     assert texts == [
         "We train the model on sixteen gigabytes of English text for one million steps.",
         "Task2Vec embeddings predict which tasks are similar to each other across the whole benchmark.",
+        "The sensor samples the signal at 50Hz and sends it over a 10Mbps link to the station.",
     ], texts
 
 

@@ -41,6 +41,11 @@ def test_a_comparison_shows_its_aspect_as_the_user_wrote_it():
     assert aspect_label("Compare PAL and DetectGPT on the language models they use", ["PAL", "DetectGPT"]) == (
         "language models they use"
     )
+    # the comparing verb and a second sentence are not the aspect
+    assert aspect_label("How do BERT and RoBERTa compare in terms of training data?", ["BERT", "RoBERTa"]) == (
+        "training data"
+    )
+    assert aspect_label("How do BERT and RoBERTa differ in training data?", ["BERT", "RoBERTa"]) == "training data"
     # the aspect before the names, or none at all: nothing to show as typed (the search words are)
     assert aspect_label("Compare the model size of LLaMA and Megatron-LM", ["LLaMA", "Megatron-LM"]) == ""
     assert aspect_label("Compare bert.pdf and roberta.pdf", ["bert.pdf", "roberta.pdf"]) == ""

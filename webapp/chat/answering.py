@@ -40,7 +40,7 @@ from webapp.chat.service import ChatService
 from webapp.chat.tasks import TASKS, aspect_label, aspect_of, may_be_about_whole_documents, task_of
 from webapp.errors import InvalidMessage, UserError
 from webapp.llm.base import ChatMessage, ChatStream, GenerationParams, StreamStats
-from webapp.rag.answer_shapes import WINDOWS, answer_shape, lead_with_shape
+from webapp.rag.answer_shapes import WINDOWS, lead_with_shape, question_shape
 from webapp.rag.evidence import EvidenceFinder
 from webapp.rag.prompt import NOT_ANSWERED, NOT_FOUND, evidence_messages, rag_messages
 from webapp.settings import Settings
@@ -326,7 +326,7 @@ class Answerer:
         # The top windows, weak ones too: they are labelled quotes with their page, and the third
         # window carries the key fact often enough to matter (docs/evidence.md: 0.736 -> 0.778).
         best = evidence[0].score
-        shaped = answer_shape(text)
+        shaped = question_shape(text)
         if shaped is not None:
             # "how long", "what size": among the closest windows, those stating a duration or a
             # number lead, as in a comparison's columns (docs/evidence.md); without one, nothing moves

@@ -76,7 +76,8 @@ def task_of(question: str, documents_named: int) -> str:
 
 
 _ASPECT_LEAD = re.compile(
-    r"^(?:(?:on|in|regarding|about|for|as to|with respect to|in terms of|when it comes to)\b\s*)?"
+    r"^(?:(?:compare[sd]?|differ(?:s|ed)?|contrast(?:s|ed)?)\b\s*)?"
+    r"(?:(?:in terms of|with respect to|when it comes to|regarding|about|as to|on|in|for)\b\s*)?"
     r"(?:(?:the|their|its)\b\s*)?",
     re.IGNORECASE,
 )
@@ -97,8 +98,10 @@ def aspect_label(question: str, names: list[str]) -> str:
     else:
         m = _ASPECT_AFTER.search(text)
         tail = m.group(1) if m else ""
+    tail = re.split(r"[.?!](?:\s|$)", tail, maxsplit=1)[0]  # "... on size. Which is better?": "size"
     label = _ASPECT_LEAD.sub("", " ".join(tail.split()).strip(" ?.!:;,")).strip()
-    return label if aspect_of(label, []) else ""
+    # shown only when it says what is searched ("compare in terms of training data" would not)
+    return label if label and aspect_of(label, []) == aspect_of(question, names) else ""
 
 
 def aspect_of(question: str, names: list[str]) -> str:

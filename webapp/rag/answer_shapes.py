@@ -51,9 +51,36 @@ _SHAPES: tuple[tuple[re.Pattern[str], Callable[[str], bool]], ...] = (
 
 
 def answer_shape(aspect: str) -> Callable[[str], bool] | None:
-    """A test for sentences shaped like an answer to ``aspect``; None when the aspect names no shape
-    ("pretraining objective", "what it detects")."""
+    """A test for sentences shaped like an answer to a comparison's ``aspect`` (a few words: "training
+    time", "number of layers"); None when the aspect names no shape ("pretraining objective")."""
     return next((shaped for asks, shaped in _SHAPES if asks.search(aspect)), None)
+
+
+# A whole question names its answer's shape in a phrase, not in any one word: "What data was BERT
+# trained on?" wants names, "How long is the context window?" a length, "What does it take as
+# input?" no time at all.
+_QUESTION_DURATION = re.compile(
+    r"\bhow long (?:did|does|do|will|would|has|have|had|is|was|were)\b.{0,60}?\b(?:take|took|taken|last|lasted|"
+    r"train|trained|training|run|ran)\b|\bhow much time\b|\bhow many (?:hours|days|weeks|months|years|minutes|seconds)\b|"
+    r"\b(?:training|inference|running|run|wall[- ]clock|compute) time\b",
+    re.IGNORECASE,
+)
+_QUESTION_NUMBER = re.compile(
+    r"\bhow (?:many|much|big|large|small|fast|long|high|old|often|far|wide|deep|tall|heavy)\b|"
+    r"\bwhat (?:is |was |are |were )?(?:the |its |their )?(?:size|number|percentage|fraction|share|score|accuracy|"
+    r"proportion|amount|count|rate|year)\b|\bwhich year\b",
+    re.IGNORECASE,
+)
+
+
+def question_shape(question: str) -> Callable[[str], bool] | None:
+    """``answer_shape`` for a whole question, read from its phrases ("how long did ... take",
+    "how many", "what size"); None when it names no shape."""
+    if _QUESTION_DURATION.search(question):
+        return _SHAPES[0][1]
+    if _QUESTION_NUMBER.search(question):
+        return states_number
+    return None
 
 
 # Evidence windows among which the answer-shaped ones lead (chosen on the comparisons' dev set: 3-4
@@ -65,12 +92,15 @@ def lead_with_shape(
     closest: Sequence[W], wider: Sequence[W], shaped: Callable[[str], bool] | None, floor: float = -1.0
 ) -> list[W]:
     """``closest`` as they are, except that the windows of ``wider`` (more of the closest, best
-    first) that are shaped like the answer and score at least ``floor`` lead; as many as ``closest``.
-    Nothing moves when no window has the shape, so the closest keep their spread over pages."""
-    if shaped is None:
+    first) that are shaped like the answer and score at least ``floor`` come right after the best
+    one; as many as ``closest``. The best window always stays first (a question's own best match is
+    not pushed out by sentences that merely state a number), and nothing moves when no window has
+    the shape, so the closest keep their spread over pages."""
+    if shaped is None or not closest:
         return list(closest)
-    lead = [w for w in wider if w.score >= floor and shaped(w.text)]
-    return (lead + [w for w in closest if w not in lead])[: len(closest)]
+    best = closest[0]
+    lead = [w for w in wider if w != best and w.score >= floor and shaped(w.text)]
+    return ([best, *lead] + [w for w in closest[1:] if w not in lead])[: len(closest)]
 
 
 def shaped_first(windows: Sequence[W], shaped: Callable[[str], bool] | None, floor: float = -1.0) -> list[W]:

@@ -162,10 +162,11 @@ _STATED_NUMBER = re.compile(
 # Numbers that point somewhere rather than state a quantity: "Table 6", "Figure 2", "Section 3.1",
 # "[12]", "(Peters et al., 2018a)". A caption "Table 6: Ablation over model size" says no size.
 _REFERENCE_NUMBER = re.compile(
-    r"\b(?:tables?|tab\.|figures?|fig\.|sections?|sec\.|appendix|eq\.|equations?|algorithm|chapter|§)\s*"
-    r"\d+(?:\.\d+)*[a-z]?"
+    r"(?:\b(?:tables?|tab\.|figures?|fig\.|sections?|sec\.|eq\.|equations?|algorithm|chapter)|§)\s*\(?"
+    r"\d+(?:\.\d+)*[a-z]?\)?"
+    r"|\bappendix\s+[A-Z]?\d*(?:\.\d+)*"
     r"|\[\d+(?:\s*[,–-]\s*\d+)*\]"
-    r"|(?:et al\.?,?|\(|;)\s*(?:19|20)\d{2}[a-z]?\b",
+    r"|(?:et al\.?,?\s*|\(\s*)(?:19|20)\d{2}[a-z]?(?=\s*[);,])",
     re.IGNORECASE,
 )
 

@@ -69,8 +69,9 @@ PROSE = 0.8  # share of sentences that end with a full stop for the text to coun
 # sentence is a footnote, or a sentence with a footnote spliced into it where the PDF's reading
 # order crossed the foot of a column ("...and introduce 2It is possible that these other methods...").
 # Either way it is not the paper's running text; also figure axes ("90Performance (%)") and
-# affiliation lists ("1UNC Chapel Hill 2Google Research"). A name like "Task2Vec" starts upper-case.
-_FOOTNOTE_MARK = re.compile(r"(?:^|\s)(?:[a-z][a-z-]*)?\d{1,2}[A-Z][a-z]+")
+# affiliation lists ("1UNC Chapel Hill 2Google Research"). A name like "Task2Vec" starts upper-case;
+# units ("50Hz", "10Mbps", "16Gb") are not marks.
+_FOOTNOTE_MARK = re.compile(r"(?:^|\s)(?:[a-z][a-z-]*)?\d{1,2}(?!(?:[kMGT]?Hz|[KMGT]bps|[KMGT]b)\b)[A-Z][a-z]+")
 _CAPTION_LINE = re.compile(r"^\s*((?:Table|Figure|Fig\.)\s*\d+)\s*[:.]\s*([^\n]{3,160})", re.IGNORECASE)
 
 
