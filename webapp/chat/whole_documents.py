@@ -83,7 +83,8 @@ def comparison(
         )
         # a duration, a score, a count: among its closest windows, those that state one lead the column
         # (the 6 themselves reordered, not the column's own 2-3 with shaped ones put first: within
-        # one document the spread over pages matters less; dev 0.917 against 0.833)
+        # one document the spread over pages matters less; dev 0.917 against 0.833; and no score
+        # floor: all 6 are that document's closest on the aspect, and the column shows 2 of them)
         found = documents.evidence(query, passages, k=WINDOWS) if passages else []
         found = shaped_first(found, answer_shape(aspect))
         per_doc.append(found[:ROWS_PER_DOCUMENT])
