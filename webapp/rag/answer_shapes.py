@@ -34,10 +34,16 @@ _DURATION = re.compile(
     re.IGNORECASE,
 )
 
+
+def states_duration(text: str) -> bool:
+    """Whether a sentence states a duration ("approximately 90 hours", "two days")."""
+    return bool(_DURATION.search(text))
+
+
 _SHAPES: tuple[tuple[re.Pattern[str], Callable[[str], bool]], ...] = (
     (
         re.compile(r"\b(?:time|long|duration|took|takes?|taken|hours?|days?|weeks?)\b", re.IGNORECASE),
-        lambda text: bool(_DURATION.search(text)),
+        states_duration,
     ),
     (  # a size, a count, a score: any number, in digits or in words
         re.compile(
@@ -77,7 +83,7 @@ def question_shape(question: str) -> Callable[[str], bool] | None:
     """``answer_shape`` for a whole question, read from its phrases ("how long did ... take",
     "how many", "what size"); None when it names no shape."""
     if _QUESTION_DURATION.search(question):
-        return _SHAPES[0][1]
+        return states_duration
     if _QUESTION_NUMBER.search(question):
         return states_number
     return None
