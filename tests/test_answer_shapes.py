@@ -42,7 +42,7 @@ class _Documents:
         return "Distil"
 
     def search(self, collection, query, **kwargs):
-        return [SimpleNamespace(document_id=1)]
+        return [SimpleNamespace(document_id=1, chunk_id=1)]
 
     def evidence(self, query, passages, k=3):
         return [Evidence(n, 1, "distil.pdf", n, text, 1.0 - n / 10) for n, text in enumerate(self.windows[:k], 1)]

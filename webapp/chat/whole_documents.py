@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import zip_longest
 from typing import Any
 
 from webapp.chat.answer_text import md_literal as _md
@@ -78,8 +79,17 @@ def comparison(
         # The aspect asked about this document's subject ("DistilBERT number of parameters"): the
         # sentences that name the subject beside the aspect are the ones that answer for it.
         query = f"{subject_name(documents, doc)} {aspect}"
-        passages = documents.search(
-            collection, query, actor=actor, keyword_hits=True, documents=[doc.label], min_similarity=-1.0
+        # Searched twice and taken in turns: with the name (where the paper also reports other models,
+        # "BERT" in DistilBERT's) and with the aspect alone - within its own paper a name is on nearly
+        # every page or on almost none (LLaMA's "optimizer" passage never says "LLaMA"), so it can
+        # push the passage stating the aspect out of the few searched (docs/evidence.md)
+        passages = in_turns(
+            [
+                documents.search(
+                    collection, words, actor=actor, keyword_hits=True, documents=[doc.label], min_similarity=-1.0
+                )
+                for words in (query, aspect)
+            ]
         )
         # a duration, a score, a count: among its closest windows, those that state one lead the column
         # (the 6 themselves reordered, not the column's own 2-3 with shaped ones put first: within
@@ -108,6 +118,19 @@ def comparison(
     columns.append([header, rule, *rows])
     out.text = f"**{_md(label[:1].upper() + label[1:])}**, document by document:\n\n" + "\n".join(columns[0])
     return out
+
+
+def in_turns(rankings: Sequence[Sequence[Passage]]) -> list[Passage]:
+    """The passages of several rankings taken in turns, each once, as many as the longest ranking
+    holds: the first of each, then the second of each..."""
+    out: list[Passage] = []
+    seen: set[int] = set()
+    for row in zip_longest(*rankings):
+        for p in row:
+            if p is not None and p.chunk_id not in seen:
+                seen.add(p.chunk_id)
+                out.append(p)
+    return out[: max((len(r) for r in rankings), default=0)]
 
 
 def subject_name(documents: Any, doc: Any) -> str:
