@@ -128,3 +128,27 @@ def test_similarity_agreement_measures_rank_agreement():
 def test_static_and_int8_are_exclusive():
     out = run_quantize("export-embedding", "default", "--static", "--int8")
     assert out.returncode == 2 and "not allowed with argument" in out.stderr
+
+
+@pytest.mark.slow
+def test_int8_embedding_export_really_has_int8_weights(registry_dir, tmp_path):
+    """`--int8` once registered fp32 weights under an int8 manifest (optimum-intel ignored the
+    config it was given); the weights must be int8 constants, about a quarter of the fp32 file."""
+    import openvino as ov
+
+    source = registry_dir / ".sources" / "all-MiniLM-L6-v2"
+    if not source.is_dir():
+        pytest.skip("the MiniLM source folder is not in the registry (make models fetches it)")
+    out = run_quantize("export-embedding", str(source), "--int8", "--name", "minilm-int8", models_dir=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    entry = tmp_path / "minilm-int8"
+    manifest = json.loads((entry / "manifest.json").read_text())
+    assert manifest["weights"]["format"] == "int8" and manifest["quality"]["passed"]
+    fp32 = registry_dir / "all-minilm-l6-v2" / "openvino_model.bin"
+    assert (entry / "openvino_model.bin").stat().st_size < 0.4 * fp32.stat().st_size
+    types = {
+        op.get_output_element_type(0).get_type_name()
+        for op in ov.Core().read_model(entry / "openvino_model.xml").get_ops()
+        if op.get_type_name() == "Constant"
+    }
+    assert "u8" in types or "i8" in types, types
