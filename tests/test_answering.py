@@ -242,3 +242,28 @@ def test_a_question_asking_how_long_quotes_the_windows_that_state_a_duration_fir
     # a question whose answer has no shape keeps the closest windows in their order
     _, plain = ask(service, "Where is training explained?", mode="quote")
     assert plain.startswith("> “Training the student model is described in this section.” [1]")
+
+
+def test_a_composed_answer_checks_each_quote_on_its_own():
+    """A comparison's quotes come from different documents and may end mid-sentence (a window cut
+    at "such that", a table row): checked as one text, the end of one ran into the next and that
+    made-up sentence was "not in the sources" although every quote is."""
+    from webapp.chat.answering import Answerer, Checked
+    from webapp.chat.whole_documents import Composed
+    from webapp.rag.evidence import Claim, Evidence
+    from webapp.rag.sentences import split_sentences
+
+    quotes = [
+        "We use a cosine learning rate schedule, such that",
+        "to train an instruct model,: LLaMA | LLaMA-I.: 65B | 63.4",
+        "RoBERTa is trained with dynamic masking on 160GB of text.",
+    ]
+    sources = {1: quotes[0], 2: quotes[1], 3: quotes[2]}
+
+    class Docs:
+        def claims(self, text, passages):  # the claim check's contract: a sentence some source holds
+            return [Claim(s, any(s in src for src in sources.values()), 1, 1.0) for s in split_sentences(text)]
+
+    composed = Composed("table", [], [Evidence(n, n, f"d{n}.pdf", 1, q, 1.0) for n, q in enumerate(quotes, 1)])
+    checked = next(e for e in Answerer._composed(composed, "q", Docs()) if isinstance(e, Checked))
+    assert checked.claims and all(c.supported for c in checked.claims), checked.claims
