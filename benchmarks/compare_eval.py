@@ -8,7 +8,9 @@ before any run, as the first held-out six had been seen). Each split is reported
 Per question, through the one answering path (webapp/chat/answering.py, quote mode: no model):
 - detected: the question took the comparison path (a table with a column per named document);
 - every named document among the top-3 evidence sentences;
-- per side: one of its key facts in that document's evidence sentences (what its column shows).
+- per side: one of its key facts in that document's evidence sentences (what its column shows);
+- the claim check over the quoted cells: every quote is the sources' own text, so all must pass
+  (a join across cells once made one fail; webapp/chat/answering.py).
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ def main() -> int:
                 "detected": detected,
                 "all_named_in_top3": set(named) <= top3,
                 "facts": facts,
+                "claims": len(answer.claims),
+                "claims_supported": sum(1 for c in answer.claims if c.supported),
             }
         )
         print(json.dumps(rows[-1]), flush=True)
@@ -78,6 +82,9 @@ def main() -> int:
             "detected": share(subset, lambda r: r["detected"]),
             "every_named_document_in_top3": share(subset, lambda r: r["all_named_in_top3"]),
             "side_key_fact": round(sum(sides) / max(1, len(sides)), 3),
+            "quoted_sentences_supported": round(
+                sum(r["claims_supported"] for r in subset) / max(1, sum(r["claims"] for r in subset)), 3
+            ),
         }
     summary["rows"] = rows
     print(json.dumps({k: v for k, v in summary.items() if k != "rows"}, indent=1))
