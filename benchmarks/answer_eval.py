@@ -116,16 +116,13 @@ def main() -> int:
         a = r["answer"]
         if a.refused:
             return 0, 0
-        quote_claims = docs_claims([e.text for e in quoted(a)], a.sources)
+        quote_claims = services.documents.claims([e.text for e in quoted(a)], a.sources)
         shown = [c for c in a.claims if c.text not in a.left_out]
         unsupported = sum(not c.supported for c in quote_claims + shown)
         return unsupported, len(quote_claims) + len(shown)
 
     def quoted(a):
         return [e for e in a.evidence if f"“{' '.join(e.text.split())}”" in a.text]
-
-    def docs_claims(texts, passages):
-        return [c for t in texts for c in services.documents.claims(t, passages)]
 
     def degenerate(a) -> bool:
         """What the reader sees repeats itself: a sentence shown twice (quotes and the model's shown

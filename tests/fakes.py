@@ -174,11 +174,12 @@ class FakeDocuments:
             for n, p in enumerate(passages, start=1)
         ][: k or 3]
 
-    def claims(self, answer: str, passages) -> list[FakeClaim]:
+    def claims(self, answer, passages) -> list[FakeClaim]:
         import re
 
         out = []
-        for sentence in [s for s in re.split(r"(?<=[.!?])\s+", answer.strip()) if s]:
+        texts = [answer] if isinstance(answer, str) else answer  # several texts: each split on its own
+        for sentence in [s for text in texts for s in re.split(r"(?<=[.!?])\s+", text.strip()) if s]:
             needed = {
                 w
                 for w in re.findall(r"[a-z0-9]+", re.sub(r"\[\d+\]", "", sentence.lower()))

@@ -261,8 +261,11 @@ def test_a_composed_answer_checks_each_quote_on_its_own():
     sources = {1: quotes[0], 2: quotes[1], 3: quotes[2]}
 
     class Docs:
-        def claims(self, text, passages):  # the claim check's contract: a sentence some source holds
-            return [Claim(s, any(s in src for src in sources.values()), 1, 1.0) for s in split_sentences(text)]
+        def claims(self, texts, passages):  # the claim check's contract: a sentence some source holds
+            texts = [texts] if isinstance(texts, str) else texts
+            return [
+                Claim(s, any(s in src for src in sources.values()), 1, 1.0) for t in texts for s in split_sentences(t)
+            ]
 
     composed = Composed("table", [], [Evidence(n, n, f"d{n}.pdf", 1, q, 1.0) for n, q in enumerate(quotes, 1)])
     checked = next(e for e in Answerer._composed(composed, "q", Docs()) if isinstance(e, Checked))

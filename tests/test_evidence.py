@@ -90,6 +90,22 @@ def test_claims_flag_a_contradiction_and_cite_supported_sentences(indexed):
     assert "95 euros per day for meals. [not in the sources]" in marked
 
 
+def test_several_quotes_are_checked_each_as_its_own_text(indexed):
+    """A whole-document answer's quotes, some cut mid-sentence: given as separate texts, each is
+    split into sentences on its own, so the end of one never runs into the next (joined, the two
+    below were one made-up sentence)."""
+    docs, _ = indexed
+    passages = docs.search("default", QUESTION)
+    quotes = [
+        "Employees travelling abroad receive a per diem of 68 euros per day for meals, paid with",
+        "Receipts for hotels must be kept for six years.",
+    ]
+    claims = docs.claims(quotes, passages)
+    assert [c.text for c in claims] == quotes
+    assert all(c.supported for c in claims), claims
+    assert len(docs.claims(" ".join(quotes), passages)) == 1
+
+
 PAPER = (
     "3 Model. The encoder reads the whole input at once and is trained on two tasks.\n"
     "We use WordPiece embeddings with a 30,000 token vocabulary. The first token of every sequence is\n"

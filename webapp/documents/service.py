@@ -779,8 +779,8 @@ class DocumentService:
                     self._glossaries.pop(next(iter(self._glossaries)))
         return found
 
-    def claims(self, answer: str, passages: Sequence[Passage]) -> list:
-        """Each sentence of an answer, supported by the passages or not."""
+    def claims(self, answer: str | Sequence[str], passages: Sequence[Passage]) -> list:
+        """Each sentence of an answer (or of several texts), supported by the passages or not."""
         return self._finder().claims(answer, passages)
 
     def readable_document(self, doc_id: int, actor: Actor = LOCAL) -> Document:

@@ -322,9 +322,12 @@ class EvidenceFinder:
         weakly ("tell where flowers are" for "communicate the direction of flowers")."""
         return any(e.score >= (EVIDENCE_MIN if e.relevant else KEYWORD_ONLY_MIN) for e in evidence)
 
-    def claims(self, answer: str, passages: Sequence[Any]) -> list[Claim]:
-        """Each sentence of ``answer``, supported or not by a sentence of ``passages``."""
-        claims_text = list(split_sentences(answer))
+    def claims(self, answer: str | Sequence[str], passages: Sequence[Any]) -> list[Claim]:
+        """Each sentence of ``answer``, supported or not by a sentence of ``passages``. Several texts
+        (quotes of different documents) are split into sentences each on its own: joined, a quote
+        that ends mid-sentence ran into the next one and made a sentence no source holds."""
+        texts = [answer] if isinstance(answer, str) else answer
+        claims_text = [s for text in texts for s in split_sentences(text)]
         candidates = _candidates(passages)
         if not candidates:
             return [Claim(claim, False, None, 0.0) for claim in claims_text]
