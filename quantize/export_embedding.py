@@ -103,7 +103,7 @@ def export_embedding(
         step(f"[1/3] exporting {source.path.name} to OpenVINO ({'int8' if int8 else 'fp32'} weights)")
         main_export(str(source.path), stage.out, task="feature-extraction", convert_tokenizer=True)
         if int8:
-            _compress_int8(Path(stage.out))
+            _compress_int8(stage.out)
         step("[2/3] comparing embeddings with the torch original")
         texts = _eval_sentences()
         ref = _reference_embeddings(source.path, texts, settings)
