@@ -7,6 +7,7 @@ and store open lazily: the chat works even when no embedding model is built.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import threading
@@ -22,6 +23,7 @@ from webapp.documents.uploads import discard_uploads, safe_label, store_upload, 
 from webapp.errors import UserError
 from webapp.rag.page_image import PageImageError, PageImages, RenderBusy
 from webapp.rag.retrieval import Passage, Retriever, search_terms
+from webapp.rag.running_heads import running_heads, without_head
 from webapp.rag.store import Document, StoreError, valid_collection_name
 from webapp.rag.stores import AnyDocumentStore as DocumentStore
 from webapp.rag.stores import open_document_store, recorded_embedding_model
@@ -48,6 +50,15 @@ ALREADY_RUNNING = "Indexing is already running; wait for it to finish."
 
 class DocumentsBusy(UserError):
     """The server is at capacity for this kind of work right now (HTTP 503); try again shortly."""
+
+
+@dataclass(frozen=True)
+class _ReadingAids:
+    """What reading a document's sentences needs beside them: the abbreviations it defines (a
+    claim may use either form) and the lines printed atop its pages (no quote opens with one)."""
+
+    glossary: dict[str, tuple[str, ...]]
+    heads: frozenset[str]
 
 
 @dataclass
@@ -89,9 +100,9 @@ class DocumentService:
             wait_s=settings.page_render_wait_s,
         )
         self._evidence = None  # EvidenceFinder for the current embedder (it caches sentence vectors)
-        self._glossaries: dict[tuple[int, str | None], dict[str, tuple[str, ...]]] = {}  # abbreviations per document
+        self._aids: dict[tuple[int, str | None], _ReadingAids] = {}  # per indexed version of a document
         self._titles: dict[tuple[int, str | None], str] = {}  # per indexed version of a document
-        self._glossary_lock = threading.Lock()
+        self._aids_lock = threading.Lock()
         self.repairs: list[str] = []
         self.maintenance: threading.Thread | None = None  # background upkeep of an older store, if any
         self._closing = threading.Event()
@@ -671,15 +682,16 @@ class DocumentService:
         from webapp.rag.summaries import METHOD, central, document_sentences
 
         self._open()
+        heads = self._reading_aids(doc.id).heads  # shown without them, as evidence is (stored with)
         if exclude is None and doc.indexed_at:
             cached = self.store.cached_summary(doc.id, doc.indexed_at, METHOD)
             if cached is not None:
-                return [Extract(**e) for e in cached["sentences"]]
+                return [Extract(**{**e, "text": without_head(e["text"], heads)}) for e in cached["sentences"]]
         sentences = document_sentences(self.store.page_texts(doc.id), exclude)
         picked = central(sentences, self._embedder.embed_documents, n=self.settings.summary_sentences)
         if exclude is None and doc.indexed_at:
             self.store.save_summary(doc.id, doc.indexed_at, METHOD, {"sentences": [e.as_json() for e in picked]})
-        return picked
+        return [dataclasses.replace(e, text=without_head(e.text, heads)) for e in picked]
 
     def outline(self, doc: Document) -> list:
         """Numbered section headings and table/figure captions with their pages."""
@@ -754,29 +766,41 @@ class DocumentService:
         return self._evidence
 
     def evidence(self, question: str, passages: Sequence[Passage], k: int | None = None) -> list:
-        """The sentences of ``passages`` that best answer ``question`` (webapp/rag/evidence.py)."""
-        glossaries = {doc_id: self._glossary(doc_id) for doc_id in {p.document_id for p in passages}}
+        """The sentences of ``passages`` that best answer ``question`` (webapp/rag/evidence.py),
+        shown without the running head a page's first sentence carries (webapp/rag/running_heads.py)."""
+        aids = {doc_id: self._reading_aids(doc_id) for doc_id in {p.document_id for p in passages}}
         weights = None
         first = self.store.document(passages[0].document_id) if passages else None
         if first is not None:  # all passages of one answer come from one collection
             cid = self.store.collection_id(first.collection, create=False)
             weights = self.store.term_weights(cid, search_terms(question))
-        return self._finder().evidence(question, passages, k or self.settings.evidence_sentences, glossaries, weights)
+        found = self._finder().evidence(
+            question,
+            passages,
+            k or self.settings.evidence_sentences,
+            {doc_id: a.glossary for doc_id, a in aids.items()},
+            weights,
+        )
+        return [dataclasses.replace(e, text=without_head(e.text, aids[e.document_id].heads)) for e in found]
 
-    def _glossary(self, doc_id: int) -> dict[str, tuple[str, ...]]:
-        """The abbreviations document ``doc_id`` defines, read once per indexed version of it."""
+    def _reading_aids(self, doc_id: int) -> _ReadingAids:
+        """What reading document ``doc_id``'s sentences needs beside them (the abbreviations it
+        defines, the running heads atop its pages), found once per indexed version of it."""
         from webapp.rag.abbreviations import definitions
 
         doc = self.store.document(doc_id)
         key = (doc_id, doc.indexed_at if doc else None)
-        with self._glossary_lock:
-            found = self._glossaries.get(key)
+        with self._aids_lock:
+            found = self._aids.get(key)
         if found is None:
-            found = definitions(" ".join(self.store.document_text(doc_id).split()))
-            with self._glossary_lock:
-                self._glossaries[key] = found
-                while len(self._glossaries) > 256:
-                    self._glossaries.pop(next(iter(self._glossaries)))
+            found = _ReadingAids(
+                definitions(" ".join(self.store.document_text(doc_id).split())),
+                running_heads(self.store.page_texts(doc_id)),
+            )
+            with self._aids_lock:
+                self._aids[key] = found
+                while len(self._aids) > 256:
+                    self._aids.pop(next(iter(self._aids)))
         return found
 
     def claims(self, answer: str | Sequence[str], passages: Sequence[Passage]) -> list:
