@@ -3,8 +3,9 @@ recovers on real papers is measured by benchmarks/summary_eval.py, the product p
 tests/test_document_scope.py with the real embedder."""
 
 import numpy as np
+import pytest
 
-from webapp.rag.summaries import central, document_sentences
+from webapp.rag.summaries import central, document_sentences, first_page_title
 
 
 def test_in_running_prose_a_sentence_cut_at_a_break_is_left_out():
@@ -67,3 +68,77 @@ def test_the_summary_covers_the_documents_words_rather_than_repeating_itself():
     ]
     picked = [e.text for e in central(document_sentences(pages), _bag_of_words, n=2)]
     assert len(picked) == 2 and not all(p.startswith("The radar survey measured") for p in picked)
+
+
+# First lines of real first pages (the arXiv papers of ../shared/corpus, as pypdf reads them): the
+# title runs on to its next line when it stops mid-phrase, when the next line opens in lower case,
+# or when both are in capitals; the author line after a whole title is never taken in.
+FIRST_PAGES = [
+    (
+        [
+            "BERT: Pre-training of Deep Bidirectional Transformers for",
+            "Language Understanding",
+            "Jacob Devlin Ming-Wei Chang",
+        ],
+        "BERT: Pre-training of Deep Bidirectional Transformers for Language Understanding",
+    ),
+    (
+        [
+            "DetectGPT: Zero-Shot Machine-Generated Text Detection",
+            "using Probability Curvature",
+            "Eric Mitchell 1 Yoonho Lee 1",
+        ],
+        "DetectGPT: Zero-Shot Machine-Generated Text Detection using Probability Curvature",
+    ),
+    (
+        [
+            "Published as a conference paper at ICLR 2021",
+            "MEASURING MASSIVE MULTITASK",
+            "LANGUAGE UNDERSTANDING",
+            "Dan Hendrycks",
+        ],
+        "MEASURING MASSIVE MULTITASK LANGUAGE UNDERSTANDING",
+    ),
+    (
+        [
+            "Red teaming ChatGPT via Jailbreaking:",
+            "Bias, Robustness, Reliability and Toxicity",
+            "Terry Yue Zhuo1,2§, Yujin Huang2",
+        ],
+        "Red teaming ChatGPT via Jailbreaking: Bias, Robustness, Reliability and Toxicity",
+    ),
+    (
+        [
+            "DistilBERT, a distilled version of BERT: smaller,",
+            "faster, cheaper and lighter",
+            "Victor SANH, Lysandre DEBUT",
+        ],
+        "DistilBERT, a distilled version of BERT: smaller, faster, cheaper and lighter",
+    ),
+    (
+        ["LLaMA: Open and Efficient Foundation Language Models", "Hugo Touvron∗, Thibaut Lavril∗, Gautier Izacard∗"],
+        "LLaMA: Open and Efficient Foundation Language Models",
+    ),
+    (
+        [
+            "arXiv:1907.11692v1 [cs.CL] 26 Jul 2019",
+            "RoBERTa: A Robustly Optimized BERT Pretraining Approach",
+            "Yinhan Liu∗§ Myle Ott∗§",
+        ],
+        "RoBERTa: A Robustly Optimized BERT Pretraining Approach",
+    ),
+    (
+        ["TASK2VEC: Task Embedding for Meta-Learning", "Alessandro Achille", "UCLA and AWS"],
+        "TASK2VEC: Task Embedding for Meta-Learning",
+    ),
+    (
+        ["Glacier Report: Ice Loss in the Alps", "1 Introduction", "Alpine glaciers have lost"],
+        "Glacier Report: Ice Loss in the Alps",
+    ),
+    (["12", "34 56"], None),
+]
+
+
+@pytest.mark.parametrize(("lines", "title"), FIRST_PAGES)
+def test_a_title_printed_over_two_lines_is_read_whole_and_stops_before_the_authors(lines, title):
+    assert first_page_title("\n".join(lines)) == title

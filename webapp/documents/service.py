@@ -705,16 +705,11 @@ class DocumentService:
         key = (doc.id, doc.indexed_at)
         if key in self._titles:
             return self._titles[key]
+        from webapp.rag.summaries import first_page_title
+
         self._open()
         pages = self.store.page_texts(doc.id)
-        found = doc.label
-        for line in (pages[0][1].splitlines() if pages else [])[:8]:
-            line = " ".join(line.split())
-            words = line.split()
-            if 2 <= len(words) <= 25 and sum(ch.isalpha() for ch in line) > 0.7 * len(line.replace(" ", "")):
-                if not line.lower().startswith(("arxiv", "preprint", "published", "proceedings")):
-                    found = line
-                    break
+        found = (first_page_title(pages[0][1]) if pages else None) or doc.label
         self._titles[key] = found
         return found
 

@@ -278,3 +278,37 @@ def outline(pages: Sequence[tuple[int, str]]) -> list[Heading]:
             if heading:
                 found.append(Heading("section", heading[0], heading[1], page))
     return found
+
+
+# A title line goes on to the next when it stops mid-phrase ("... Transformers for", "Jailbreaking:",
+# "... BERT: smaller,"), when the next opens in lower case ("using Probability Curvature"), or when
+# both are set in capitals ("MEASURING MASSIVE MULTITASK" / "LANGUAGE UNDERSTANDING"); the author
+# line that follows a whole title ("Hugo Touvron∗, Thibaut Lavril∗, ...") does none of these.
+_OPEN_END = re.compile(
+    r"(?:[:,\-–—]|\b(?:for|of|and|or|the|a|an|to|in|on|with|using|via|from|by|at|towards?|through|into|as))$",
+    re.IGNORECASE,
+)
+_NOT_A_TITLE = ("arxiv", "preprint", "published", "proceedings", "under review", "accepted")
+TITLE_MAX_WORDS = 25
+
+
+def _title_like(line: str) -> bool:
+    words = line.split()
+    return 1 <= len(words) <= TITLE_MAX_WORDS and sum(ch.isalpha() for ch in line) > 0.7 * len(line.replace(" ", ""))
+
+
+def first_page_title(text: str) -> str | None:
+    """The title a first page prints: its first line of words among the first eight (a venue or
+    arXiv stamp skipped), with the lines it runs on to; None when there is none."""
+    lines = [" ".join(line.split()) for line in text.splitlines()[:8]]
+    for i, line in enumerate(lines):
+        if len(line.split()) < 2 or not _title_like(line) or line.lower().startswith(_NOT_A_TITLE):
+            continue
+        title = line
+        for nxt in lines[i + 1 : i + 3]:
+            goes_on = _OPEN_END.search(title) or nxt[:1].islower() or (title.isupper() and nxt.isupper())
+            if not (goes_on and _title_like(nxt)) or len((title + " " + nxt).split()) > TITLE_MAX_WORDS:
+                break
+            title = f"{title} {nxt}"
+        return title
+    return None
