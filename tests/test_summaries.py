@@ -136,6 +136,13 @@ FIRST_PAGES = [
         "Glacier Report: Ice Loss in the Alps",
     ),
     (["12", "34 56"], None),
+    (  # a page without a title: its first line is running text and is not continued
+        [
+            "Lorem ipsum dolor sit amet, consetetur sadipscing elitr, sed diam nonumy eirmod",
+            "tempor invidunt ut labore et dolore magna aliquyam erat, sed diam voluptua.",
+        ],
+        "Lorem ipsum dolor sit amet, consetetur sadipscing elitr, sed diam nonumy eirmod",
+    ),
 ]
 
 

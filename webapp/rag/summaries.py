@@ -283,13 +283,16 @@ def outline(pages: Sequence[tuple[int, str]]) -> list[Heading]:
 # A title line goes on to the next when it stops mid-phrase ("... Transformers for", "Jailbreaking:",
 # "... BERT: smaller,"), when the next opens in lower case ("using Probability Curvature"), or when
 # both are set in capitals ("MEASURING MASSIVE MULTITASK" / "LANGUAGE UNDERSTANDING"); the author
-# line that follows a whole title ("Hugo Touvron∗, Thibaut Lavril∗, ...") does none of these.
+# line that follows a whole title ("Hugo Touvron∗, Thibaut Lavril∗, ...") does none of these. Only a
+# short line goes on: titles are set large, so their lines are short (3-8 words in the arXiv papers),
+# while the first line of a page without a title is running text, whose next line opens in lower case.
 _OPEN_END = re.compile(
     r"(?:[:,\-–—]|\b(?:for|of|and|or|the|a|an|to|in|on|with|using|via|from|by|at|towards?|through|into|as))$",
     re.IGNORECASE,
 )
 _NOT_A_TITLE = ("arxiv", "preprint", "published", "proceedings", "under review", "accepted")
 TITLE_MAX_WORDS = 25
+TITLE_LINE_MAX_WORDS = 10  # a longer first line is running text: it is not continued
 
 
 def _title_like(line: str) -> bool:
@@ -305,7 +308,7 @@ def first_page_title(text: str) -> str | None:
         if len(line.split()) < 2 or not _title_like(line) or line.lower().startswith(_NOT_A_TITLE):
             continue
         title = line
-        for nxt in lines[i + 1 : i + 3]:
+        for nxt in lines[i + 1 : i + 3] if len(line.split()) <= TITLE_LINE_MAX_WORDS else []:
             goes_on = _OPEN_END.search(title) or nxt[:1].islower() or (title.isupper() and nxt.isupper())
             if not (goes_on and _title_like(nxt)) or len((title + " " + nxt).split()) > TITLE_MAX_WORDS:
                 break
